@@ -1,0 +1,3 @@
+"""The yiyang home-care edge gateway daemon."""
+
+__version__ = "0.1.0"
