@@ -1,0 +1,114 @@
+"""Raising alerts and carrying them through their lifecycle.
+
+An alert is a record first: it is committed to the outbox (where it is sent to
+the platform before any reading), then published on the home broker for the
+family (retained ``alerts/{id}`` while active, every change on ``events/alert``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, tzinfo
+from typing import Protocol
+
+from gateway.alerts.model import Alert, AlertKind, AlertState, Evidence, Message, Severity
+from gateway.ids import uuid7
+from gateway.store.api import Accepted, NewRecord, Priority
+from gateway.wire import alert_message, alert_record, compact
+
+log = logging.getLogger(__name__)
+
+
+class OutboxWriter(Protocol):
+    async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
+
+
+class Publisher(Protocol):
+    def publish(self, suffix: str, payload: dict[str, object] | None, *, qos: int = 1,
+                retain: bool = False) -> None: ...
+
+
+ACTIVE_STATES = frozenset({AlertState.RAISED, AlertState.REPEATED, AlertState.ESCALATED,
+                           AlertState.ACKNOWLEDGED})
+
+
+class AlertService:
+    def __init__(self, *, outbox: OutboxWriter, publisher: Publisher, tz: tzinfo,
+                 now: Callable[[], datetime], on_stored: Callable[[], None] = lambda: None) -> None:
+        self._outbox = outbox
+        self._publisher = publisher
+        self._tz = tz
+        self._now = now
+        self._on_stored = on_stored
+        self._active: dict[str, Alert] = {}
+
+    @property
+    def active(self) -> tuple[Alert, ...]:
+        return tuple(self._active.values())
+
+    async def raise_alert(self, *, kind: AlertKind, severity: Severity, resident_id: str, message: Message,
+                          evidence: Evidence, related_record_ids: Sequence[str] = ()) -> Alert:
+        alert = Alert(alert_id=uuid7(), kind=kind, severity=severity, state=AlertState.RAISED,
+                      resident_id=resident_id, raised_at=self._now(), message=message,
+                      evidence=evidence, related_record_ids=tuple(related_record_ids))
+        await self._record(alert)
+        log.warning("alert raised alert_id=%s kind=%s severity=%s resident=%s",
+                    alert.alert_id, kind.value, severity.value, resident_id)
+        return alert
+
+    async def acknowledge(self, alert_id: str, by: str) -> Alert | None:
+        alert = self._active.get(alert_id)
+        if alert is None or alert.state is AlertState.ACKNOWLEDGED:
+            return alert
+        acked = alert.with_state(AlertState.ACKNOWLEDGED, acked_by=by)
+        await self._record(acked)
+        log.info("alert acknowledged alert_id=%s by=%s", alert_id, by)
+        return acked
+
+    async def resolve(self, alert_id: str) -> Alert | None:
+        alert = self._active.get(alert_id)
+        if alert is None:
+            return None
+        resolved = alert.with_state(AlertState.RESOLVED)
+        await self._record(resolved)
+        log.info("alert resolved alert_id=%s", alert_id)
+        return resolved
+
+    async def handle_ack(self, topic: str, payload: bytes) -> None:
+        """``alerts/{alert_id}/ack`` from a family member's app."""
+        parts = topic.split("/")
+        if len(parts) != 3 or parts[0] != "alerts" or parts[2] != "ack":
+            return
+        try:
+            body = json.loads(payload)
+            by = str(body["by"]) if isinstance(body, dict) else ""
+        except (ValueError, KeyError):
+            log.warning("ignored malformed ack topic=%s: expected JSON {\"by\": \"contact id\", ...}", topic)
+            return
+        if not by:
+            log.warning("ignored ack without 'by' topic=%s", topic)
+            return
+        if await self.acknowledge(parts[1], by) is None:
+            log.info("ack for unknown or resolved alert alert_id=%s", parts[1])
+
+    def republish_active(self) -> None:
+        """After a reconnect: make sure the broker holds every active alert."""
+        for alert in self._active.values():
+            self._publisher.publish(f"alerts/{alert.alert_id}", alert_message(alert, self._tz), retain=True)
+
+    async def _record(self, alert: Alert) -> None:
+        # Stored first: the platform copy is the one that cannot be lost if the hub dies now.
+        await self._outbox.accept([NewRecord(type="alert", priority=Priority.ALERT,
+                                             payload_json=compact(alert_record(alert, self._tz)),
+                                             created_at=self._now())])
+        self._on_stored()
+        if alert.state in ACTIVE_STATES:
+            self._active[alert.alert_id] = alert
+            retained: dict[str, object] | None = alert_message(alert, self._tz)
+        else:
+            self._active.pop(alert.alert_id, None)
+            retained = None  # an empty retained message clears it
+        self._publisher.publish(f"alerts/{alert.alert_id}", retained, retain=True)
+        self._publisher.publish("events/alert", alert_message(alert, self._tz))

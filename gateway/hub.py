@@ -1,0 +1,89 @@
+"""The one fan-out point: every record from every driver comes through here.
+
+A batch of readings is first committed to the outbox (that commit is the
+moment of acceptance); only then is it published locally, shown on the status
+board and evaluated by the detector. Readings the outbox already had (a meter's
+memory downloaded again) are neither republished nor re-evaluated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, tzinfo
+from typing import Protocol
+
+from drivers.model import Reading
+from gateway.alerts.model import Evidence
+from gateway.alerts.service import AlertService, Publisher
+from gateway.detect.vitals import VitalThresholds, evaluate_reading
+from gateway.status import DeviceStatusBoard
+from gateway.store.api import Accepted, NewRecord, Priority
+from gateway.wire import compact, local_reading_payload, measurement_values, reading_record
+
+log = logging.getLogger(__name__)
+
+
+class OutboxWriter(Protocol):
+    async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
+
+
+def reading_to_record(reading: Reading, tz: tzinfo) -> NewRecord:
+    dedupe = f"{reading.device.id}|{reading.source_key}" if reading.source_key else None
+    return NewRecord(type=reading.type.value, priority=Priority.READING,
+                     payload_json=compact(reading_record(reading, tz)),
+                     created_at=reading.received.wall, dedupe_key=dedupe)
+
+
+class Hub:
+    def __init__(self, *, outbox: OutboxWriter, alerts: AlertService, publisher: Publisher,
+                 board: DeviceStatusBoard, thresholds_for: Callable[[str], VitalThresholds],
+                 tz: tzinfo, now: Callable[[], datetime], max_reading_age_s: float,
+                 on_accepted: Callable[[], None] = lambda: None) -> None:
+        self._outbox = outbox
+        self._alerts = alerts
+        self._publisher = publisher
+        self._board = board
+        self._thresholds_for = thresholds_for
+        self._tz = tz
+        self._now = now
+        self._max_age_s = max_reading_age_s
+        self._on_accepted = on_accepted
+
+    async def on_readings(self, readings: Sequence[Reading]) -> None:
+        """Accept readings durably, then publish and evaluate the new ones.
+
+        Returns only after the commit, so a driver may treat the readings as
+        accepted (advance a RACP cursor, consume a frame) once this returns.
+        """
+        if not readings:
+            return
+        accepted = await self._outbox.accept([reading_to_record(r, self._tz) for r in readings])
+        self._on_accepted()
+        fresh = [(r, a) for r, a in zip(readings, accepted, strict=True) if a.new]
+        log.info("readings accepted device=%s new=%d already_had=%d", readings[0].device.id,
+                 len(fresh), len(readings) - len(fresh))
+        for device_id in {r.device.id for r in readings}:
+            self._board.readings(device_id, self._now(), sum(1 for r, _ in fresh if r.device.id == device_id))
+        for reading, acc in fresh:
+            self._publisher.publish(f"readings/{reading.type.value}",
+                                    local_reading_payload(reading, self._tz), retain=True)
+            await self._evaluate(reading, acc.record_id)
+
+    async def _evaluate(self, reading: Reading, record_id: str) -> None:
+        age_s = (self._now() - reading.measured_at).total_seconds()
+        if age_s > self._max_age_s:
+            # Back-filled from device memory: uploaded for the doctor, but alarming the family about
+            # a low glucose from last Tuesday helps nobody.
+            log.debug("reading too old to alarm on record_id=%s age_s=%.0f", record_id, age_s)
+            return
+        for finding in evaluate_reading(reading, self._thresholds_for(reading.resident_id)):
+            evidence: Evidence = {
+                "reading_type": reading.type.value,
+                "measured_at": reading.measured_at.astimezone(self._tz).isoformat(),
+                "threshold": finding.threshold,
+                **measurement_values(reading.measurement),
+            }
+            await self._alerts.raise_alert(kind=finding.kind, severity=finding.severity,
+                                           resident_id=reading.resident_id, message=finding.message,
+                                           evidence=evidence, related_record_ids=[record_id])

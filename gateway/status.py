@@ -1,0 +1,75 @@
+"""Device health as the hub sees it: last heard from, last reading, last error.
+
+Feeds the retained ``status`` topic, ``yiyang status`` (through the status file
+the daemon writes) and, later, the silence rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DeviceHealth:
+    device_id: str
+    driver: str
+    last_seen: datetime | None = None
+    last_reading: datetime | None = None
+    readings_accepted: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    battery_percent: int | None = None
+
+
+@dataclass
+class DeviceStatusBoard:
+    """Mutable board owned by the hub (one event loop, no locking needed)."""
+
+    devices: dict[str, DeviceHealth] = field(default_factory=dict)
+
+    def register(self, device_id: str, driver: str) -> None:
+        self.devices.setdefault(device_id, DeviceHealth(device_id, driver))
+
+    def seen(self, device_id: str, at: datetime) -> None:
+        self._update(device_id, last_seen=at)
+
+    def readings(self, device_id: str, at: datetime, count: int) -> None:
+        health = self.devices.get(device_id)
+        total = (health.readings_accepted if health else 0) + count
+        self._update(device_id, last_seen=at, last_reading=at, readings_accepted=total)
+
+    def error(self, device_id: str, at: datetime, message: str) -> None:
+        self._update(device_id, last_error=message, last_error_at=at)
+
+    def battery(self, device_id: str, percent: int) -> None:
+        self._update(device_id, battery_percent=percent)
+
+    def _update(self, device_id: str, **changes: Any) -> None:
+        current = self.devices.get(device_id) or DeviceHealth(device_id, "unknown")
+        self.devices[device_id] = replace(current, **changes)
+
+    def as_json(self) -> dict[str, dict[str, Any]]:
+        return {d.device_id: _jsonable(asdict(d)) for d in self.devices.values()}
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+def write_status_file(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically replace the status file the CLI reads (blocking: call from a thread)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
