@@ -30,7 +30,7 @@ OFFLINE = {"state": "offline"}
 
 
 @dataclass(frozen=True)
-class MqttSettings:
+class LinkSettings:
     host: str
     port: int
     gateway_id: str
@@ -58,7 +58,7 @@ class MqttLink:
     RECONNECT_MIN_S = 1
     RECONNECT_MAX_S = 60
 
-    def __init__(self, settings: MqttSettings, subscriptions: tuple[str, ...] = ()) -> None:
+    def __init__(self, settings: LinkSettings, subscriptions: tuple[str, ...] = ()) -> None:
         self._s = settings
         self.root = f"{settings.topic_root}/{settings.gateway_id}/"
         self._subscriptions = subscriptions

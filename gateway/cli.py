@@ -1,0 +1,253 @@
+"""``yiyang``: the technician's command line.
+
+Every command says plainly what is wrong and what to do, and exits non-zero
+when something needs attention, so it also serves scripts and the fleet's
+``doctor`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import runpy
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import GatewayConfig, load_config
+from gateway.config.check import check_file
+from gateway.daemon import outbox_path, run_until_signalled, status_path
+from gateway.driver_registry import unsupported_drivers
+from gateway.errors import ConfigError, GatewayError
+from gateway.logs import setup_logging
+from gateway.store import Outbox
+from gateway.uplink import load_secret
+
+DEFAULT_CONFIG = "/etc/yiyang/gateway.toml"
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _load(path: str) -> GatewayConfig:
+    cfg = load_config(Path(path))
+    problems = unsupported_drivers(cfg.devices)
+    if problems:
+        raise ConfigError(path, problems)
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+
+    cfg = _load(args.config)
+    setup_logging(args.log_level or cfg.gateway.log_level)
+    asyncio.run(run_until_signalled(cfg))
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+
+    problems = check_file(Path(args.file))
+    if not problems:
+        try:
+            cfg = _load(args.file)
+        except ConfigError as exc:
+            problems = [f"{args.file}: {p}" for p in exc.problems]
+        else:
+            problems = _secret_problems(cfg)
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  {problem}")
+        return EXIT_PROBLEMS
+    print(f"{args.file}: OK")
+    return EXIT_OK
+
+
+def _secret_problems(cfg: GatewayConfig) -> list[str]:
+
+    if not cfg.platform.enabled:
+        return []
+    try:
+        load_secret(Path(cfg.platform.secret_file))
+    except GatewayError as exc:
+        return [f"platform.secret_file: {exc}"]
+    return []
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+
+    cfg = _load(args.config)
+    path = outbox_path(cfg)
+    if not path.exists():
+        print(f"no outbox yet at {path}: the gateway has not run with this configuration")
+        return EXIT_PROBLEMS
+    outbox = Outbox.open(path)
+    try:
+        if args.requeue_dead:
+            print(f"requeued {outbox.requeue_dead()} dead-letter record(s) for upload")
+        stats = outbox.stats()
+        dead = outbox.dead_letters(limit=args.dead) if args.dead else []
+    finally:
+        outbox.close()
+    oldest = stats.oldest_pending_at
+    age = _age(oldest) if oldest else "-"
+    if args.json:
+        print(json.dumps({"pending": stats.pending, "delivered": stats.delivered, "dead": stats.dead,
+                          "pending_alerts": stats.pending_alerts, "oldest_pending_age": age,
+                          "db_bytes": stats.db_bytes, "budget_bytes": stats.budget_bytes,
+                          "budget_state": stats.budget_state.value}))
+    else:
+        print(f"pending    {stats.pending}  (alerts {stats.pending_alerts})")
+        print(f"delivered  {stats.delivered}")
+        print(f"dead       {stats.dead}")
+        print(f"oldest pending age  {age}")
+        print(f"storage    {stats.db_bytes / 2**20:.1f} MiB of {stats.budget_bytes / 2**20:.0f} MiB "
+              f"({stats.budget_state.value})")
+        for letter in dead:
+            print(f"  dead {letter.record_id} {letter.type} at {letter.dead_at.isoformat()}: {letter.reason}")
+    if stats.dead:
+        print(f"{stats.dead} record(s) were rejected by the platform: see `yiyang queue --dead 20`, fix the cause, "
+              "then `yiyang queue --requeue-dead`", file=sys.stderr)
+    return EXIT_PROBLEMS if stats.dead or stats.budget_state.value in ("pruning", "full") else EXIT_OK
+
+
+def _age(ts: datetime) -> str:
+    seconds = max(0, int((datetime.now(UTC) - ts).total_seconds()))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s"
+
+
+STALE_AFTER_S = 90.0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+
+    cfg = _load(args.config)
+    path = status_path(cfg)
+    if not path.exists():
+        print(f"gateway {cfg.gateway.id}: NOT RUNNING (no status file at {path}); start it with "
+              "`systemctl start yiyang` and read `journalctl -u yiyang`")
+        return EXIT_PROBLEMS
+    status = json.loads(path.read_text(encoding="utf-8"))
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=1))
+    problems = status_problems(status, datetime.now(UTC))
+    if not args.json:
+        print(render_status(status))
+        for problem in problems:
+            print(f"PROBLEM: {problem}")
+    return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def status_problems(status: dict[str, object], now: datetime) -> list[str]:
+    problems: list[str] = []
+    updated = datetime.fromisoformat(str(status["updated_at"]))
+    if (now - updated).total_seconds() > STALE_AFTER_S:
+        problems.append(f"status not updated since {updated.isoformat()}: the daemon is stopped or stuck "
+                        "(`systemctl status yiyang`)")
+    if not status.get("clock_synced"):
+        problems.append("hub clock not synchronised: records are marked hub_unsynced; check network time "
+                        "(`timedatectl`)")
+    if not status.get("mqtt_connected"):
+        problems.append("not connected to the MQTT broker: family alerts cannot be delivered "
+                        "(`systemctl status mosquitto`)")
+    queue = status.get("queue", {})
+    assert isinstance(queue, dict)
+    if queue.get("dead"):
+        problems.append(f"{queue['dead']} record(s) rejected by the platform: `yiyang queue --dead 20`")
+    if queue.get("budget_state") not in (None, "ok"):
+        problems.append(f"storage {queue['budget_state']}: the hub has been offline too long or the disk is small")
+    uplink = status.get("uplink", {})
+    assert isinstance(uplink, dict)
+    if uplink.get("consecutive_failures", 0) and uplink.get("last_error"):
+        problems.append(f"uploads failing ({uplink['consecutive_failures']} in a row): {uplink['last_error']}")
+    devices = status.get("devices", {})
+    assert isinstance(devices, dict)
+    for device_id, health in devices.items():
+        if health.get("last_error"):
+            problems.append(f"device {device_id}: {health['last_error']}")
+    return problems
+
+
+def render_status(status: dict[str, object]) -> str:
+    queue = status.get("queue", {})
+    assert isinstance(queue, dict)
+    lines = [
+        f"gateway {status.get('gateway_id')} version {status.get('version')} state {status.get('state')}",
+        f"  started {status.get('started_at')}  updated {status.get('updated_at')}",
+        f"  clock synced {status.get('clock_synced')}  mqtt connected {status.get('mqtt_connected')}",
+        f"  queue pending {queue.get('pending')} dead {queue.get('dead')} delivered {queue.get('delivered')} "
+        f"storage {queue.get('budget_state')}",
+        "  devices:",
+    ]
+    devices = status.get("devices", {})
+    assert isinstance(devices, dict)
+    for device_id, health in sorted(devices.items()):
+        seen = health.get("last_seen") or "never"
+        lines.append(f"    {device_id:<24} {health.get('driver', ''):<16} last seen {seen}"
+                     f"  readings {health.get('readings_accepted', 0)}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    demo = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
+    if not demo.exists():
+        print("the demo needs the source checkout (scripts/demo.py); run scripts/demo.sh from the repository",
+              file=sys.stderr)
+        return EXIT_USAGE
+    sys.argv = [str(demo), *args.demo_args]
+    runpy.run_path(str(demo), run_name="__main__")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yiyang", description="Home-care edge gateway (医养结合 智能监护信息终端)")
+    parser.add_argument("--version", action="version", version=f"yiyang {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_default = os.environ.get("YIYANG_CONFIG", DEFAULT_CONFIG)
+
+    run = sub.add_parser("run", help="run the gateway daemon")
+    run.add_argument("--config", default=config_default, help=f"configuration file (default {config_default})")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a configuration file; list every problem")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_config_check)
+
+    queue = sub.add_parser("queue", help="outbox statistics: pending, delivered, dead, oldest pending age")
+    queue.add_argument("--config", default=config_default)
+    queue.add_argument("--dead", type=int, default=0, metavar="N", help="also list up to N dead-letter records")
+    queue.add_argument("--requeue-dead", action="store_true", help="send dead-letter records again")
+    queue.add_argument("--json", action="store_true")
+    queue.set_defaults(func=cmd_queue)
+
+    status = sub.add_parser("status", help="what the running gateway reports: devices, queue, uplink, problems")
+    status.add_argument("--config", default=config_default)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    demo = sub.add_parser("demo", help="run a self-contained demo (platform, meter simulator, broker, daemon)")
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_PROBLEMS
+    except GatewayError as exc:
+        print(f"yiyang: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        return 130

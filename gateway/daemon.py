@@ -1,0 +1,227 @@
+"""The composition root: the only module that knows every part.
+
+It builds the parts from the validated configuration, hands each its own
+section, runs them as tasks of one TaskGroup on one event loop, and on
+SIGTERM/SIGINT stops the drivers first (nothing new is accepted), then the
+rest, so every accepted record is either uploaded or safely in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway import __version__
+from gateway.alerts.service import AlertService
+from gateway.clock import ClockSyncMode, SystemClock
+from gateway.config import GatewayConfig
+from gateway.driver_registry import start_device
+from gateway.hub import Hub
+from gateway.mqtt import LinkSettings, MqttLink
+from gateway.sdnotify import notify, watchdog_interval_s
+from gateway.status import DeviceStatusBoard, write_status_file
+from gateway.store.aio import AsyncOutbox
+from gateway.uplink import Uplink, load_secret
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 30.0
+PRUNE_EVERY_S = 3600.0
+STOP_GRACE_S = 10.0
+
+
+def outbox_path(cfg: GatewayConfig) -> Path:
+    return Path(cfg.gateway.data_dir) / "outbox.sqlite"
+
+
+def status_path(cfg: GatewayConfig) -> Path:
+    return Path(cfg.gateway.data_dir) / "status.json"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _read_optional(path: Path | None) -> str | None:
+    return path.read_text(encoding="utf-8").strip() if path else None
+
+
+def _tls_context(cfg: GatewayConfig) -> ssl.SSLContext | None:
+    if not cfg.mqtt.tls:
+        return None
+    return ssl.create_default_context(cafile=str(cfg.mqtt.ca_file) if cfg.mqtt.ca_file else None)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _uplink_status(uplink: Uplink | None) -> dict[str, Any]:
+    if uplink is None:
+        return {"enabled": False}
+    up = uplink.status
+    return {
+        "enabled": True,
+        "last_success_at": up.last_success_at.isoformat() if up.last_success_at else None,
+        "last_error": up.last_error,
+        "consecutive_failures": up.consecutive_failures,
+    }
+
+
+class Daemon:
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.cfg = cfg
+        self.tz = ZoneInfo(cfg.gateway.timezone)
+        self.clock = SystemClock(ClockSyncMode(cfg.gateway.clock_sync))
+        self.board = DeviceStatusBoard()
+        self.started_at = _utc_now()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.cfg
+        # Refuse to start on a secret others can read, before anything else is touched.
+        secret = await asyncio.to_thread(load_secret, Path(cfg.platform.secret_file)) if cfg.platform.enabled else b""
+        mqtt_password = await asyncio.to_thread(_read_optional, cfg.mqtt.password_file)
+        outbox = await AsyncOutbox.open(
+            outbox_path(cfg),
+            budget_bytes=cfg.storage.budget_mb * 2**20,
+            warn_ratio=cfg.storage.warn_percent / 100,
+            delivered_retention_s=cfg.storage.delivered_retention_days * 86400.0,
+        )
+        mqtt = MqttLink(LinkSettings(
+            host=cfg.mqtt.host, port=cfg.mqtt.port, gateway_id=cfg.gateway.id, topic_root=cfg.mqtt.topic_root,
+            client_id=cfg.mqtt.client_id, username=cfg.mqtt.username or None,
+            password=mqtt_password, keepalive_s=cfg.mqtt.keepalive_s,
+            tls=_tls_context(cfg),
+        ), subscriptions=("alerts/+/ack",))
+        uplink = None if not cfg.platform.enabled else Uplink(
+            gateway_id=cfg.gateway.id, base_url=cfg.platform.url, secret=secret, outbox=outbox,
+            clock_synced=self.clock.synced, batch_max_records=cfg.platform.batch_max_records,
+            batch_max_bytes=cfg.platform.batch_max_bytes, gzip=cfg.platform.gzip, timeout_s=cfg.platform.timeout_s,
+            backoff_initial_s=cfg.platform.backoff_initial_s, backoff_cap_s=cfg.platform.backoff_max_s,
+        )
+        wake_uplink = uplink.wake if uplink is not None else _nothing
+        alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink)
+        hub = Hub(outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board, thresholds_for=cfg.thresholds_for,
+                  tz=self.tz, now=_utc_now, max_reading_age_s=cfg.detect.max_reading_age_s,
+                  on_accepted=wake_uplink)
+
+        async def publish_status() -> None:
+            payload = await self._status_payload(outbox, uplink, mqtt.connected.is_set())
+            mqtt.publish("status", payload, retain=True)
+            await asyncio.to_thread(write_status_file, status_path(cfg), payload)
+
+        background: set[asyncio.Task[None]] = set()
+
+        def schedule_status() -> None:
+            task = asyncio.ensure_future(publish_status())
+            background.add(task)  # keep a reference until done: the loop holds tasks weakly
+            task.add_done_callback(background.discard)
+
+        mqtt.on_connect(schedule_status)
+        mqtt.on_connect(alerts.republish_active)
+        await mqtt.start()
+        log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
+                 len(cfg.devices), cfg.gateway.data_dir)
+        try:
+            async with asyncio.TaskGroup() as group:
+                drivers = [group.create_task(start_device(device, self.clock, self.tz, hub, self.board),
+                                             name=f"device:{device.id}") for device in cfg.devices]
+                services = [
+                    group.create_task(self._guard("status", self._every(STATUS_EVERY_S, publish_status))),
+                    group.create_task(self._guard("prune", self._every(PRUNE_EVERY_S, outbox.prune))),
+                    group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts))),
+                    group.create_task(self._guard("watchdog", self._watchdog())),
+                ]
+                if uplink is not None:
+                    services.append(group.create_task(self._guard("uplink", uplink.run())))
+                notify("READY=1")
+                log.info("gateway ready")
+                await stop.wait()
+                notify("STOPPING=1")
+                log.info("gateway stopping: drivers first, then uplink and broker")
+                for task in drivers:
+                    task.cancel()
+                await asyncio.wait(drivers, timeout=STOP_GRACE_S)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(publish_status(), 2.0)
+                for task in services:
+                    task.cancel()
+        finally:
+            await mqtt.stop()
+            await outbox.close()
+            log.info("gateway stopped")
+
+    async def _status_payload(self, outbox: AsyncOutbox, uplink: Uplink | None, mqtt_up: bool) -> dict[str, Any]:
+        stats = await outbox.stats()
+        return {
+            "state": "online",
+            "gateway_id": self.cfg.gateway.id,
+            "version": __version__,
+            "started_at": self.started_at.isoformat(),
+            "updated_at": _utc_now().isoformat(),
+            "clock_synced": self.clock.synced(),
+            "mqtt_connected": mqtt_up,
+            "devices": self.board.as_json(),
+            "queue": {
+                "pending": stats.pending, "dead": stats.dead, "delivered": stats.delivered,
+                "pending_alerts": stats.pending_alerts,
+                "oldest_pending_at": stats.oldest_pending_at.isoformat() if stats.oldest_pending_at else None,
+                "db_bytes": stats.db_bytes, "budget_bytes": stats.budget_bytes,
+                "budget_state": stats.budget_state.value,
+            },
+            "uplink": _uplink_status(uplink),
+        }
+
+    async def _inbox(self, mqtt: MqttLink, alerts: AlertService) -> None:
+        while True:
+            msg = await mqtt.receive()
+            if msg.topic.startswith("alerts/") and msg.topic.endswith("/ack"):
+                await alerts.handle_ack(msg.topic, msg.payload)
+
+    @staticmethod
+    async def _every(period_s: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await job()
+            await asyncio.sleep(period_s)
+
+    @staticmethod
+    async def _guard(name: str, coro: Coroutine[Any, Any, None]) -> None:
+        """A service that fails is logged and restarted by nobody: it must not take the others down
+        silently, so the failure is logged with its traceback and re-raised to stop the daemon
+        (systemd restarts it)."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("service %s failed; the gateway stops so systemd can restart it", name)
+            raise
+
+    @staticmethod
+    async def _watchdog() -> None:
+        interval = watchdog_interval_s()
+        if interval is None:
+            return
+        while True:
+            # Fed from the loop itself: a blocked loop stops the pings and systemd restarts us.
+            notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+
+async def run_until_signalled(cfg: GatewayConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    await Daemon(cfg).run(stop)
+    log.info("ran for %.0f s", time.monotonic() - started)

@@ -1,0 +1,53 @@
+"""Which driver serves which ``driver = "..."`` name, and how a device session is started.
+
+A table, not a ladder: adding a device type is one row here plus its driver.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import tzinfo
+from typing import Any, Protocol
+
+from drivers.clock import Clock
+from drivers.serial.onetouch import OneTouchSession
+from gateway.config import DeviceSettings
+from gateway.hub import Hub
+from gateway.status import DeviceStatusBoard
+
+log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    async def run(self) -> None: ...
+
+
+SessionFactory = Callable[[DeviceSettings, Clock, tzinfo, Hub], Session]
+
+
+def _onetouch(device: DeviceSettings, clock: Clock, tz: tzinfo, hub: Hub) -> Session:
+    return OneTouchSession(device_id=device.id, resident_id=device.resident, port=device.port, clock=clock,
+                           tz=tz, sink=hub.on_readings, poll_interval_s=device.poll_interval_s)
+
+
+SESSIONS: dict[str, SessionFactory] = {
+    "onetouch-ultra2": _onetouch,
+}
+
+
+def unsupported_drivers(devices: tuple[DeviceSettings, ...]) -> list[str]:
+    """Problems for devices whose driver this build cannot run (checked before the daemon starts)."""
+    return [
+        f"devices[{i}].driver: {d.driver!r} is not available in this gateway build "
+        f"(available: {', '.join(sorted(SESSIONS))}); remove the device or update the gateway"
+        for i, d in enumerate(devices) if d.driver not in SESSIONS
+    ]
+
+
+def start_device(device: DeviceSettings, clock: Clock, tz: tzinfo, hub: Hub,
+                 board: DeviceStatusBoard) -> Coroutine[Any, Any, None]:
+    board.register(device.id, device.driver)
+    session = SESSIONS[device.driver](device, clock, tz, hub)
+    log.info("device session starting device=%s driver=%s", device.id, device.driver)
+    return session.run()

@@ -1,0 +1,154 @@
+"""Start the real parts the demo and the tests need, on this machine only: a private Mosquitto,
+the reference platform server and the OneTouch simulator. Each is a context manager that
+stops what it started.
+
+Used by ``yiyang demo`` (scripts/demo.py) and by tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parent
+REPO = SCRIPTS.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout_s: float = 10.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on port {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout_s} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def find_mosquitto() -> str:
+    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if path is None:
+        raise FileNotFoundError("mosquitto is not installed: run scripts/setup.sh (it installs the Debian package)")
+    return path
+
+
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def mosquitto(workdir: Path, port: int = 0) -> Iterator[Broker]:
+    """A private broker on 127.0.0.1 (anonymous, persistence off), stopped on exit."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"log_dest file {workdir / 'mosquitto.log'}\n"
+    )
+    proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port, proc=proc)
+        yield Broker("127.0.0.1", port, proc)
+    finally:
+        stop_process(proc)
+
+
+@dataclass(frozen=True)
+class Platform:
+    url: str
+    port: int
+    db: Path
+    secret_file: Path
+    gateway_id: str
+    proc: subprocess.Popen[bytes]
+
+
+def write_secret(path: Path, secret: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+@contextlib.contextmanager
+def platform_server(workdir: Path, gateway_id: str, secret: str = "demo-secret-0123456789abcdef",
+                    port: int = 0, extra_args: tuple[str, ...] = ()) -> Iterator[Platform]:
+    """The reference platform (scripts/platform_server.py) on a free port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    secret_file = write_secret(workdir / "platform.secret", secret)
+    port = port or free_port()
+    db = workdir / "platform.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "platform_server.py"), "--port", str(port), "--db", str(db),
+         "--secret-file", str(secret_file), "--gateway-id", gateway_id, *extra_args],
+        stdout=subprocess.DEVNULL, stderr=open(workdir / "platform.log", "ab"),  # noqa: SIM115
+    )
+    try:
+        wait_port(port, proc=proc)
+        yield Platform(f"http://127.0.0.1:{port}", port, db, secret_file, gateway_id, proc)
+    finally:
+        stop_process(proc)
+
+
+@dataclass(frozen=True)
+class Meter:
+    link: Path
+    proc: subprocess.Popen[bytes]
+
+    def command(self, line: str) -> None:
+        """Send a control command to the simulator (``add 63``, ``unplug``, ...)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+
+@contextlib.contextmanager
+def onetouch_meter(workdir: Path, records: int = 3, extra_args: tuple[str, ...] = ()) -> Iterator[Meter]:
+    """The OneTouch Ultra 2 simulator serving a pty, linked at ``workdir/meter``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    link = workdir / "meter"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "sim_onetouch.py"), "--link", str(link), "--records", str(records),
+         *extra_args],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=open(workdir / "meter.log", "ab"),  # noqa: SIM115
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not link.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"meter simulator did not create {link}")
+            time.sleep(0.05)
+        yield Meter(link, proc)
+    finally:
+        stop_process(proc)
