@@ -41,6 +41,9 @@ def wait_port(port: int, timeout_s: float = 10.0, proc: subprocess.Popen[bytes] 
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -74,7 +77,8 @@ def mosquitto(workdir: Path, port: int = 0) -> Iterator[Broker]:
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         f"log_dest file {workdir / 'mosquitto.log'}\n"
     )
-    proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(workdir / "mosquitto.stderr", "ab") as err:
+        proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err)
     try:
         wait_port(port, proc=proc)
         yield Broker("127.0.0.1", port, proc)
@@ -109,11 +113,12 @@ def platform_server(workdir: Path, gateway_id: str, secret: str = "demo-secret-0
     secret_file = write_secret(workdir / "platform.secret", secret)
     port = port or free_port()
     db = workdir / "platform.sqlite"
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPTS / "platform_server.py"), "--port", str(port), "--db", str(db),
-         "--secret-file", str(secret_file), "--gateway-id", gateway_id, *extra_args],
-        stdout=subprocess.DEVNULL, stderr=open(workdir / "platform.log", "ab"),  # noqa: SIM115
-    )
+    with open(workdir / "platform.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(SCRIPTS / "platform_server.py"), "--port", str(port), "--db", str(db),
+             "--secret-file", str(secret_file), "--gateway-id", gateway_id, *extra_args],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )
     try:
         wait_port(port, proc=proc)
         yield Platform(f"http://127.0.0.1:{port}", port, db, secret_file, gateway_id, proc)
@@ -138,11 +143,12 @@ def onetouch_meter(workdir: Path, records: int = 3, extra_args: tuple[str, ...] 
     """The OneTouch Ultra 2 simulator serving a pty, linked at ``workdir/meter``."""
     workdir.mkdir(parents=True, exist_ok=True)
     link = workdir / "meter"
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPTS / "sim_onetouch.py"), "--link", str(link), "--records", str(records),
-         *extra_args],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=open(workdir / "meter.log", "ab"),  # noqa: SIM115
-    )
+    with open(workdir / "meter.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(SCRIPTS / "sim_onetouch.py"), "--link", str(link), "--records", str(records),
+             *extra_args],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
+        )
     try:
         deadline = time.monotonic() + 10
         while not link.exists():

@@ -83,12 +83,12 @@ class AlertService:
             return
         try:
             body = json.loads(payload)
-            by = str(body["by"]) if isinstance(body, dict) else ""
-        except (ValueError, KeyError):
+        except ValueError:
             log.warning("ignored malformed ack topic=%s: expected JSON {\"by\": \"contact id\", ...}", topic)
             return
-        if not by:
-            log.warning("ignored ack without 'by' topic=%s", topic)
+        by = body.get("by") if isinstance(body, dict) else None
+        if not isinstance(by, str) or not by:
+            log.warning("ignored ack without 'by' topic=%s: say which contact acknowledged", topic)
             return
         if await self.acknowledge(parts[1], by) is None:
             log.info("ack for unknown or resolved alert alert_id=%s", parts[1])

@@ -1,0 +1,111 @@
+"""The alert path with real parts: a Mosquitto broker, the MQTT link, a SQLite outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from mqtt_probe import Probe
+
+from gateway.alerts.model import AlertKind, AlertState, Message, Severity
+from gateway.alerts.service import AlertService
+from gateway.mqtt import LinkSettings, MqttLink
+from gateway.store.aio import AsyncOutbox
+from gateway.store.api import NewRecord, Priority
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[AsyncOutbox]:
+    box = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    yield box
+    await box.close()
+
+
+async def _wait(predicate, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt(broker, outbox) -> None:  # type: ignore[no-untyped-def]
+    probe = Probe(broker.host, broker.port, "yiyang/v1/gw-test/#")
+    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"), subscriptions=("alerts/+/ack",))
+    await link.start()
+    await asyncio.wait_for(link.connected.wait(), 5)
+    service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC))
+    # An older reading is waiting: the alert must still be uploaded before it.
+    await outbox.accept([NewRecord("blood_glucose", Priority.READING, '{"type":"blood_glucose"}',
+                                   datetime(2026, 1, 1, tzinfo=UTC))])
+
+    alert = await service.raise_alert(kind=AlertKind.HYPOGLYCAEMIA, severity=Severity.EMERGENCY,
+                                      resident_id="r-1", message=Message("低血糖", "Hypoglycaemia"),
+                                      evidence={"value": 2.5}, related_record_ids=["rec-1"])
+
+    batch = await outbox.pending_batch()
+    assert [p.type for p in batch] == ["alert", "blood_glucose"]
+    stored = json.loads(batch[0].body_json)
+    assert stored["values"]["alert_id"] == alert.alert_id
+    assert stored["values"]["state"] == "raised"
+    event = probe.wait_for("events/alert")[0]
+    assert event == {"alert_id": alert.alert_id, "kind": "hypoglycaemia", "severity": "emergency",
+                     "state": "raised", "resident_id": "r-1", "raised_at": alert.raised_at.astimezone(TZ).isoformat(
+                         timespec="milliseconds"), "message": {"zh": "低血糖", "en": "Hypoglycaemia"},
+                     "evidence": {"value": 2.5}, "acked_by": None}
+    # A family member who connects later still sees the active alert (retained).
+    late = Probe(broker.host, broker.port, f"yiyang/v1/gw-test/alerts/{alert.alert_id}")
+    assert late.wait_for(f"alerts/{alert.alert_id}")[0]["state"] == "raised"
+    late.close()
+
+    # The family acknowledges from their app.
+    probe.publish(f"yiyang/v1/gw-test/alerts/{alert.alert_id}/ack", {"by": "c-0001", "at": "now"})
+    msg = await asyncio.wait_for(link.receive(), 5)
+    await service.handle_ack(msg.topic, msg.payload)
+    assert service.active[0].state is AlertState.ACKNOWLEDGED
+    events = probe.wait_for("events/alert", 2)
+    assert events[1]["state"] == "acknowledged" and events[1]["acked_by"] == "c-0001"
+
+    await service.resolve(alert.alert_id)
+    assert service.active == ()
+    probe.wait_for("events/alert", 3)
+    cleared = Probe(broker.host, broker.port, f"yiyang/v1/gw-test/alerts/{alert.alert_id}")
+    await asyncio.sleep(0.5)
+    assert cleared.messages == []  # the empty retained message cleared it
+    cleared.close()
+    assert [json.loads(p.body_json)["values"]["state"] for p in await outbox.pending_batch()
+            if p.type == "alert"] == ["raised", "acknowledged", "resolved"]
+    probe.close()
+    await link.stop()
+
+
+async def test_malformed_ack_is_ignored_with_a_log_line(outbox, caplog) -> None:  # type: ignore[no-untyped-def]
+    class Sink:
+        def publish(self, *_a: object, **_k: object) -> None:
+            pass
+
+    service = AlertService(outbox=outbox, publisher=Sink(), tz=TZ, now=lambda: datetime.now(UTC))
+    await service.handle_ack("alerts/x/ack", b"not json")
+    await service.handle_ack("alerts/x/ack", b'{"note": "no by"}')
+    assert "malformed ack" in caplog.text
+    assert "without 'by'" in caplog.text
+
+
+async def test_status_goes_offline_by_last_will_when_the_hub_dies(broker) -> None:  # type: ignore[no-untyped-def]
+    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-will", keepalive_s=5))
+    await link.start()
+    await asyncio.wait_for(link.connected.wait(), 5)
+    link.publish("status", {"state": "online"}, retain=True)
+    probe = Probe(broker.host, broker.port, "yiyang/v1/gw-will/status")
+    probe.wait_for("status")
+    # Simulate a crash: drop the socket without a DISCONNECT packet.
+    link._client.socket().close()  # noqa: SLF001
+    await _wait(lambda: any(m.get("state") == "offline" for m in probe.json_on("status")), 15)
+    probe.close()
+    await asyncio.to_thread(link._client.loop_stop)  # noqa: SLF001
