@@ -233,14 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
-    demo = sub.add_parser("demo", help="run a self-contained demo (platform, meter simulator, broker, daemon)")
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    demo = sub.add_parser("demo", add_help=False,
+                          help="run a self-contained demo (platform, meter simulator, broker, daemon); "
+                               "`yiyang demo --help` for its options")
     demo.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "demo":
+        args.demo_args = extra  # the demo script parses its own options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -135,7 +135,13 @@ def main() -> int:
         stack.callback(devstack.stop_process, daemon)
         say("demo", f"gateway daemon started (pid {daemon.pid}); Ctrl-C to stop")
         started = time.monotonic()
-        hypo_sent = False
+        # The elder takes the meter off its cable, measures a low glucose and puts it back:
+        # the gateway sees the meter go, come back, and downloads the new result.
+        timeline = [
+            (5.0, "meter", "taken off the cable", "mute"),
+            (9.0, "meter", f"new measurement: {HYPO_MG_DL} mg/dL (simulated hypoglycaemia)", f"add {HYPO_MG_DL}"),
+            (10.0, "meter", "back on the cable", "unmute"),
+        ]
         last_count = -1
         try:
             while True:
@@ -149,12 +155,12 @@ def main() -> int:
                         say("platform", f"holds {count} record(s) from {GATEWAY_ID}")
                         last_count = count
                 elapsed = time.monotonic() - started
-                if not hypo_sent and elapsed > 5:
-                    say("meter", f"new measurement: {HYPO_MG_DL} mg/dL (simulated hypoglycaemia)")
-                    meter.command(f"add {HYPO_MG_DL}")
-                    hypo_sent = True
+                while timeline and elapsed >= timeline[0][0]:
+                    _, who, text, command = timeline.pop(0)
+                    say(who, text)
+                    meter.command(command)
                 ok = seen["alerts"] > 0 and last_count >= 4
-                if args.duration and (elapsed > args.duration or (ok and elapsed > 10)):
+                if args.duration and (elapsed > args.duration or (ok and not timeline)):
                     break
         except KeyboardInterrupt:
             say("demo", "stopping")
