@@ -1,0 +1,605 @@
+"""The outbox: every record that leaves the hub waits here until the platform has it.
+
+One SQLite file in WAL mode, one connection, used from one thread (the
+:mod:`gateway.store.aio` wrapper gives it a thread of its own). A record is
+*accepted* when its transaction commits; only then may a driver acknowledge
+the device (advance an RACP sequence number, consume a radar frame).
+
+Storage is bounded by ``budget_bytes``: past ``warn_ratio`` of it the state is
+WARNING (logged, reported in :meth:`Outbox.stats`); at the budget delivered
+rows are pruned oldest first, then raw motion snippets. Pending and dead rows
+are never pruned: when only they are left, new records are refused with
+:class:`StorageFullError` rather than losing any.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import sqlite_utils
+
+from gateway.errors import StorageFullError, StoreError
+from gateway.store.api import (
+    Accepted,
+    BudgetState,
+    DeadLetter,
+    NewRecord,
+    PendingRecord,
+    Priority,
+    PruneReport,
+    QueueStats,
+    RecordState,
+)
+from gateway.store.ids import RecordIdFactory
+from gateway.store.schema import migrate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET_BYTES = 512 * 2**20
+DEFAULT_WARN_RATIO = 0.8
+DEFAULT_DELIVERED_RETENTION_S = 30 * 86400
+
+# Another process (the technician's CLI) may hold the write lock briefly; wait
+# for it rather than fail an acceptance.
+_BUSY_TIMEOUT_MS = 5000
+# The WAL counts against the budget, so it is kept to about 1/20 of it:
+# checkpoint after that many pages and truncate the file back to that size.
+_WAL_BUDGET_DIVISOR = 20
+_WAL_PAGES_MIN, _WAL_PAGES_MAX = 4, 1000  # 1000 is SQLite's own default
+# Rows deleted per step while pruning to the budget: the step starts small so a
+# small outbox stops close to its target, and doubles so a 512 MiB one prunes
+# in a few hundred steps.
+_PRUNE_FIRST_STEP_ROWS, _PRUNE_MAX_STEP_ROWS = 8, 4096
+_LAST_ERROR_MAX_CHARS = 500
+
+# Primary result codes (sqlite3.h); extended codes carry them in the low byte.
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_NOTADB = 26
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _to_us(moment: datetime, what: str) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware UTC datetime, got naive {moment.isoformat()}")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
+
+
+def budget_state(db_bytes: int, budget_bytes: int, warn_ratio: float, *, prunable: bool) -> BudgetState:
+    """Where the outbox stands against its budget; ``prunable``: delivered rows or snippets remain."""
+    if db_bytes >= budget_bytes:
+        return BudgetState.PRUNING if prunable else BudgetState.FULL
+    if db_bytes >= budget_bytes * warn_ratio:
+        return BudgetState.WARNING
+    return BudgetState.OK
+
+
+def _store_error(path: Path, action: str, exc: sqlite3.Error) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == _SQLITE_FULL:
+        return StorageFullError(
+            f"{path}: the disk is full ({action}): free disk space on the hub; "
+            "no accepted record has been lost"
+        )
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return StoreError(
+            f"{path} is not a usable outbox database ({exc}; while {action}). It may still hold "
+            f"undelivered records, so it is not replaced automatically: stop the gateway, move it "
+            f"aside (mv {path} {path}.corrupt, with its -wal and -shm files) and start again "
+            "with a new outbox; keep the old file for recovery."
+        )
+    return StoreError(f"{path}: {action} failed: {exc}")
+
+
+def _validated_payload(index: int, record: NewRecord) -> str:
+    """The payload as stored: a JSON object without ``record_id``; ValueError naming the record."""
+    where = f"record {index} (type {record.type!r})"
+    if not record.type:
+        raise ValueError(f"record {index}: type is empty; give the platform record type")
+    if not isinstance(record.priority, Priority):
+        raise ValueError(f"{where}: priority {record.priority!r} is not a gateway.store.Priority")
+    try:
+        payload = json.loads(record.payload_json)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: payload_json is not valid JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise ValueError(f"{where}: payload_json must be a JSON object, got {type(payload).__name__}")
+    if "record_id" in payload:
+        raise ValueError(f"{where}: payload_json already has a record_id; the outbox assigns it")
+    return record.payload_json.strip() if payload else "{}"
+
+
+def _body_json(record_id: str, payload_json: str) -> str:
+    # Splicing instead of json round-tripping keeps the platform's field order and
+    # is cheap on the uplink's hot path; payloads were checked to be objects at acceptance.
+    if payload_json == "{}":
+        return f'{{"record_id":"{record_id}"}}'
+    return f'{{"record_id":"{record_id}",{payload_json[1:]}'
+
+
+@dataclass(frozen=True, slots=True)
+class MotionSnippet:
+    """Raw IMU samples kept as the evidence of a fall alert."""
+
+    alert_id: str
+    device_id: str
+    first_sample_at: datetime
+    sample_rate_hz: float
+    samples: bytes
+
+
+class Outbox:
+    """The synchronous outbox; use it from one thread only."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        budget_bytes: int,
+        warn_ratio: float,
+        delivered_retention_s: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        """Use :meth:`open`; this takes a connection already configured and migrated."""
+        self._conn: sqlite3.Connection | None = conn
+        self.path = path
+        self._budget_bytes = budget_bytes
+        self._warn_ratio = warn_ratio
+        self._retention_us = round(delivered_retention_s * 1_000_000)
+        self._clock = clock
+        self._ids = RecordIdFactory()
+        self._wal_path = path.with_name(path.name + "-wal")
+        self._page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+        self._logged_state = BudgetState.OK
+
+    # -- opening and closing -------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        warn_ratio: float = DEFAULT_WARN_RATIO,
+        delivered_retention_s: float = DEFAULT_DELIVERED_RETENTION_S,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> Outbox:
+        """Open (or create) the outbox at ``path`` and bring its schema up to date."""
+        if budget_bytes <= 0:
+            raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")
+        if not 0 < warn_ratio < 1:
+            raise ValueError(f"warn_ratio must be between 0 and 1 (exclusive), got {warn_ratio}")
+        if not (math.isfinite(delivered_retention_s) and delivered_retention_s >= 0):
+            raise ValueError(f"delivered_retention_s must be >= 0 seconds, got {delivered_retention_s}")
+        path = Path(path)
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory; the outbox path must name a database file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the outbox directory {path.parent}: {exc}") from exc
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _store_error(path, "opening the database", exc) from exc
+        try:
+            _configure(conn, path, budget_bytes)
+            applied = migrate(conn)
+            outbox = cls(
+                conn,
+                path,
+                budget_bytes=budget_bytes,
+                warn_ratio=warn_ratio,
+                delivered_retention_s=delivered_retention_s,
+                clock=clock,
+            )
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _store_error(path, "opening the database", exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        log.info("outbox opened path=%s migrations_applied=%s", path, applied or "none")
+        return outbox
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- accepting -----------------------------------------------------------
+
+    def accept(self, records: Sequence[NewRecord]) -> list[Accepted]:
+        """Accept records in one transaction; when this returns, they are on disk.
+
+        A record whose ``dedupe_key`` is already in the outbox is not inserted again:
+        its existing id comes back with ``new=False`` (a key is remembered as long as
+        its row is kept, i.e. until retention prunes it once delivered).
+        The budget is checked before the batch, so one batch may overshoot it.
+        """
+        if not records:
+            return []
+        rows = [
+            (record, _validated_payload(i, record), _to_us(record.created_at, f"record {i} created_at"))
+            for i, record in enumerate(records)
+        ]
+        self._ensure_room()
+        accepted_ms = _to_us(self._clock(), "clock()") // 1000
+        results: list[Accepted] = []
+        with self._write("accepting records") as conn:
+            for record, payload, created_us in rows:
+                if record.dedupe_key is not None:
+                    existing = conn.execute(
+                        "SELECT record_id FROM records WHERE dedupe_key = ?", (record.dedupe_key,)
+                    ).fetchone()
+                    if existing is not None:
+                        results.append(Accepted(existing[0], new=False))
+                        continue
+                record_id = self._ids.new_id(accepted_ms)
+                conn.execute(
+                    "INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
+                    " dedupe_key, size_bytes) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+                    (record_id, record.type, int(record.priority), created_us, payload,
+                     record.dedupe_key, len(payload.encode())),
+                )
+                results.append(Accepted(record_id, new=True))
+        return results
+
+    def add_motion_snippet(
+        self, *, alert_id: str, device_id: str, first_sample_at: datetime, sample_rate_hz: float,
+        samples: bytes,
+    ) -> None:
+        """Keep raw motion as the evidence of a fall alert; prunable at the budget, after delivered rows."""
+        first_us = _to_us(first_sample_at, "first_sample_at")
+        if not (math.isfinite(sample_rate_hz) and sample_rate_hz > 0):
+            raise ValueError(f"sample_rate_hz must be a positive number, got {sample_rate_hz}")
+        if not samples:
+            raise ValueError(f"motion snippet for alert {alert_id} has no samples")
+        self._ensure_room()
+        now_us = _to_us(self._clock(), "clock()")
+        with self._write("storing a motion snippet") as conn:
+            conn.execute(
+                "INSERT INTO motion_snippets (alert_id, device_id, first_sample_at, sample_rate_hz,"
+                " samples, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (alert_id, device_id, first_us, sample_rate_hz, bytes(samples), now_us),
+            )
+
+    def motion_snippets(self, alert_id: str) -> list[MotionSnippet]:
+        with self._read("reading motion snippets") as conn:
+            rows = conn.execute(
+                "SELECT alert_id, device_id, first_sample_at, sample_rate_hz, samples"
+                " FROM motion_snippets WHERE alert_id = ? ORDER BY snippet_id",
+                (alert_id,),
+            ).fetchall()
+        return [MotionSnippet(a, d, _from_us(f), r, bytes(s)) for a, d, f, r, s in rows]
+
+    # -- the uplink's side ---------------------------------------------------
+
+    def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000) -> list[PendingRecord]:
+        """The next records to upload: alerts first, then oldest first.
+
+        Stops before the bodies would exceed ``max_bytes`` (UTF-8), but always
+        returns at least one record if any is pending, so one oversized record
+        cannot block the queue.
+        """
+        if max_records < 1 or max_bytes < 1:
+            raise ValueError(f"max_records and max_bytes must be >= 1, got {max_records}, {max_bytes}")
+        batch: list[PendingRecord] = []
+        total = 0
+        with self._read("reading pending records") as conn:
+            # INDEXED BY: without ANALYZE statistics the planner prefers the
+            # (state, created_at) index and sorts every pending row per batch.
+            cursor = conn.execute(
+                "SELECT record_id, type, priority, payload_json, attempts FROM records"
+                " INDEXED BY records_pending_order"
+                " WHERE state = 'pending' ORDER BY priority, created_at, record_id LIMIT ?",
+                (max_records,),
+            )
+            for record_id, record_type, priority, payload, attempts in cursor:
+                body = _body_json(record_id, payload)
+                total += len(body.encode())
+                if batch and total > max_bytes:
+                    break
+                batch.append(PendingRecord(record_id, record_type, Priority(priority), body, attempts))
+        return batch
+
+    def mark_delivered(self, record_ids: Sequence[str]) -> None:
+        """The platform has these records; they stay (marked) until retention prunes them."""
+        now_us = _to_us(self._clock(), "clock()")
+        unique = set(record_ids)
+        with self._write("marking records delivered") as conn:
+            changed = sum(
+                conn.execute(
+                    "UPDATE records SET state = 'delivered', delivered_at = ?"
+                    " WHERE record_id = ? AND state = 'pending'",
+                    (now_us, record_id),
+                ).rowcount
+                for record_id in unique
+            )
+        if changed != len(unique):
+            log.info("mark_delivered: %d of %d record ids were not pending", len(unique) - changed, len(unique))
+
+    def note_attempt(self, record_ids: Sequence[str], error: str) -> None:
+        """An upload of these records failed (transiently); count it and keep the reason."""
+        error = error[:_LAST_ERROR_MAX_CHARS]
+        with self._write("noting an upload attempt") as conn:
+            conn.executemany(
+                "UPDATE records SET attempts = attempts + 1, last_error = ?"
+                " WHERE record_id = ? AND state = 'pending'",
+                [(error, record_id) for record_id in set(record_ids)],
+            )
+
+    def mark_dead(self, record_id: str, reason: str) -> None:
+        """The platform rejected this record for good: keep it for the technician, never retry it."""
+        now_us = _to_us(self._clock(), "clock()")
+        with self._write("marking a record dead") as conn:
+            changed = conn.execute(
+                "UPDATE records SET state = 'dead', dead_reason = ?, dead_at = ?"
+                " WHERE record_id = ? AND state = 'pending'",
+                (reason, now_us, record_id),
+            ).rowcount
+        if changed:
+            # The reason stays in the database: a platform's message may quote health values.
+            log.warning("record dead-lettered record_id=%s", record_id)
+        else:
+            log.info("mark_dead: record_id=%s is not pending; left as it is", record_id)
+
+    def requeue_dead(self, record_ids: Sequence[str] | None = None) -> int:
+        """Technician action: send dead letters again (all of them if ``record_ids`` is None)."""
+        requeue = (
+            "UPDATE records SET state = 'pending', attempts = 0, dead_reason = NULL, dead_at = NULL"
+            " WHERE state = 'dead'"
+        )
+        with self._write("requeueing dead letters") as conn:
+            if record_ids is None:
+                count = conn.execute(requeue).rowcount
+            else:
+                count = sum(
+                    conn.execute(requeue + " AND record_id = ?", (record_id,)).rowcount
+                    for record_id in set(record_ids)
+                )
+        log.info("dead letters requeued count=%d", count)
+        return count
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, oldest first."""
+        with self._read("reading dead letters") as conn:
+            rows = conn.execute(
+                "SELECT record_id, type, dead_reason, dead_at FROM records WHERE state = 'dead'"
+                " ORDER BY dead_at, record_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [DeadLetter(rid, rtype, reason, _from_us(dead_at)) for rid, rtype, reason, dead_at in rows]
+
+    def record_state(self, record_id: str) -> RecordState | None:
+        """Where a record is; None if the outbox never had it or has pruned it."""
+        with self._read("reading a record's state") as conn:
+            row = conn.execute("SELECT state FROM records WHERE record_id = ?", (record_id,)).fetchone()
+        return None if row is None else RecordState(row[0])
+
+    # -- driver cursors ------------------------------------------------------
+
+    def get_cursor(self, name: str) -> str | None:
+        with self._read("reading a cursor") as conn:
+            row = conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_cursor(self, name: str, value: str) -> None:
+        now_us = _to_us(self._clock(), "clock()")
+        with self._write("saving a cursor") as conn:
+            conn.execute(
+                "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (name, value, now_us),
+            )
+
+    # -- size, stats and pruning --------------------------------------------
+
+    def stats(self) -> QueueStats:
+        with self._read("reading queue statistics") as conn:
+            counts = dict(conn.execute("SELECT state, COUNT(*) FROM records GROUP BY state").fetchall())
+            oldest = conn.execute("SELECT MIN(created_at) FROM records WHERE state = 'pending'").fetchone()[0]
+            alerts = conn.execute(
+                "SELECT COUNT(*) FROM records INDEXED BY records_pending_order"
+                " WHERE state = 'pending' AND priority = ?", (int(Priority.ALERT),)
+            ).fetchone()[0]
+            db_bytes = self._db_bytes(conn)
+            state = self._budget_state(conn, db_bytes)
+        return QueueStats(
+            pending=counts.get(RecordState.PENDING.value, 0),
+            delivered=counts.get(RecordState.DELIVERED.value, 0),
+            dead=counts.get(RecordState.DEAD.value, 0),
+            oldest_pending_at=None if oldest is None else _from_us(oldest),
+            pending_alerts=alerts,
+            db_bytes=db_bytes,
+            budget_bytes=self._budget_bytes,
+            budget_state=state,
+        )
+
+    def prune(self) -> PruneReport:
+        """Retention, then the budget: delivered rows oldest first, then motion snippets.
+
+        Pending and dead rows are never removed here.
+        """
+        cutoff_us = _to_us(self._clock(), "clock()") - self._retention_us
+        with self._write("pruning delivered records past retention") as conn:
+            delivered_removed = conn.execute(
+                "DELETE FROM records WHERE state = 'delivered' AND delivered_at < ?", (cutoff_us,)
+            ).rowcount
+        snippets_removed = 0
+        if self._db_bytes(self._connection()) >= self._budget_bytes:
+            self._checkpoint()
+        if self._db_bytes(self._connection()) >= self._budget_bytes:
+            # Down to just under the warning level, not just under the budget, so
+            # that not every following record has to prune again.
+            target_pages = int(self._budget_bytes * self._warn_ratio) // self._page_size - 1
+            with self._write("pruning to the storage budget") as conn:
+                delivered_removed += self._prune_oldest(
+                    conn, target_pages,
+                    "DELETE FROM records WHERE record_id IN (SELECT record_id FROM records"
+                    " WHERE state = 'delivered' ORDER BY created_at LIMIT ?)",
+                )
+                snippets_removed = self._prune_oldest(
+                    conn, target_pages,
+                    "DELETE FROM motion_snippets WHERE snippet_id IN (SELECT snippet_id FROM motion_snippets"
+                    " ORDER BY snippet_id LIMIT ?)",
+                )
+            self._checkpoint()
+        with self._read("measuring the outbox") as conn:
+            bytes_after = self._db_bytes(conn)
+            state = self._budget_state(conn, bytes_after)
+        self._log_budget(state, bytes_after, delivered_removed, snippets_removed)
+        return PruneReport(delivered_removed, snippets_removed, bytes_after, state)
+
+    def _prune_oldest(self, conn: sqlite3.Connection, target_pages: int, delete_oldest_sql: str) -> int:
+        removed = 0
+        step = _PRUNE_FIRST_STEP_ROWS
+        while self._used_pages(conn) > target_pages:
+            deleted = conn.execute(delete_oldest_sql, (step,)).rowcount
+            if deleted == 0:
+                break
+            removed += deleted
+            step = min(step * 2, _PRUNE_MAX_STEP_ROWS)
+        return removed
+
+    def _ensure_room(self) -> None:
+        if self._db_bytes(self._connection()) < self._budget_bytes:
+            return
+        report = self.prune()
+        if report.budget_state is BudgetState.FULL:
+            raise StorageFullError(
+                f"{self.path}: the outbox is at its budget ({report.bytes_after} of {self._budget_bytes} "
+                "bytes) and holds only undelivered records, which are never dropped; new records are "
+                "refused. Get the hub online so pending records can be delivered, or raise the store "
+                "budget if the disk has room."
+            )
+
+    def _used_pages(self, conn: sqlite3.Connection) -> int:
+        page_count: int = conn.execute("PRAGMA page_count").fetchone()[0]
+        freelist: int = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return page_count - freelist
+
+    def _db_bytes(self, conn: sqlite3.Connection) -> int:
+        """Bytes the outbox holds: pages in use plus the WAL file.
+
+        Free pages are not counted: SQLite reuses them for new rows, so the file
+        never grows past what is in use; after pruning they are room, not usage.
+        """
+        try:
+            wal_bytes = self._wal_path.stat().st_size
+        except FileNotFoundError:
+            wal_bytes = 0
+        return self._used_pages(conn) * self._page_size + wal_bytes
+
+    def _budget_state(self, conn: sqlite3.Connection, db_bytes: int) -> BudgetState:
+        prunable = db_bytes >= self._budget_bytes and bool(
+            conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM records WHERE state = 'delivered')"
+                " OR EXISTS (SELECT 1 FROM motion_snippets)"
+            ).fetchone()[0]
+        )
+        return budget_state(db_bytes, self._budget_bytes, self._warn_ratio, prunable=prunable)
+
+    def _log_budget(self, state: BudgetState, db_bytes: int, delivered: int, snippets: int) -> None:
+        if delivered or snippets:
+            log.info("outbox pruned delivered_removed=%d snippets_removed=%d", delivered, snippets)
+        if state is self._logged_state:
+            return
+        self._logged_state = state
+        level = {BudgetState.OK: logging.INFO, BudgetState.WARNING: logging.WARNING}.get(state, logging.ERROR)
+        log.log(
+            level,
+            "outbox budget_state=%s db_bytes=%d budget_bytes=%d path=%s",
+            state.value, db_bytes, self._budget_bytes, self.path,
+        )
+
+    def _checkpoint(self) -> None:
+        # TRUNCATE gives the WAL's disk space back, which the budget counts.
+        with self._translated("checkpointing the WAL"):
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    # -- transactions --------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the outbox {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, action, exc) from exc
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so a busy database is waited
+        # for (busy_timeout) at BEGIN rather than failing halfway through.
+        yield from self._transaction("BEGIN IMMEDIATE", action)
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[sqlite3.Connection]:
+        # One read transaction, so several queries see the same snapshot.
+        yield from self._transaction("BEGIN", action)
+
+    def _transaction(self, begin: str, action: str) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        with self._translated(action):
+            conn.execute(begin)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+
+def _configure(conn: sqlite3.Connection, path: Path, budget_bytes: int) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+    db.enable_wal()
+    if db.journal_mode != "wal":
+        log.warning("outbox path=%s: WAL mode unavailable on this filesystem; using journal_mode=%s",
+                    path, db.journal_mode)
+    # A record is accepted when its commit returns, and only then is the device
+    # acknowledged (an RACP sequence advanced, a radar frame consumed), after
+    # which the device may forget the measurement. In WAL mode synchronous=NORMAL
+    # does not fsync the WAL at commit, so a power cut -- the common failure of a
+    # hub on a wall socket -- could roll back a commit the device was already told
+    # about. FULL fsyncs the WAL at every commit: an accepted record survives.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
+    wal_pages = min(max(budget_bytes // page_size // _WAL_BUDGET_DIVISOR, _WAL_PAGES_MIN), _WAL_PAGES_MAX)
+    conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
+    conn.execute(f"PRAGMA journal_size_limit = {wal_pages * page_size}")
+

@@ -1,0 +1,132 @@
+"""The outbox's schema, as numbered migrations.
+
+Every migration not yet listed in the ``migrations`` table is applied at open,
+all in one transaction: a hub that loses power mid-upgrade comes back with
+either the old schema or the new one, never half of each. Migrations are
+append-only; a released migration is never edited.
+
+Times are stored as integer microseconds since the Unix epoch (UTC): they sort
+and compare as integers, and the index on them stays small.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _sql(*statements: str) -> Callable[[sqlite3.Connection], None]:
+    # executescript() would COMMIT first and break the one-transaction rule.
+    def apply(conn: sqlite3.Connection) -> None:
+        for statement in statements:
+            conn.execute(statement)
+
+    return apply
+
+
+_V1_OUTBOX = _sql(
+    """
+    CREATE TABLE records (
+        record_id    TEXT PRIMARY KEY,
+        type         TEXT NOT NULL,
+        priority     INTEGER NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+        created_at   INTEGER NOT NULL,
+        payload_json TEXT NOT NULL,
+        dedupe_key   TEXT UNIQUE,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        delivered_at INTEGER,
+        dead_reason  TEXT,
+        dead_at      INTEGER,
+        size_bytes   INTEGER NOT NULL
+    )
+    """,
+    # The uplink's query: exactly its ORDER BY, over pending rows only, so it
+    # stays small however many delivered rows are kept for retention.
+    """
+    CREATE INDEX records_pending_order
+        ON records (priority, created_at, record_id) WHERE state = 'pending'
+    """,
+    # Counts by state, oldest pending, and pruning delivered rows oldest first.
+    "CREATE INDEX records_state_created ON records (state, created_at)",
+    """
+    CREATE TABLE cursors (
+        name       TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE motion_snippets (
+        snippet_id      INTEGER PRIMARY KEY,
+        alert_id        TEXT NOT NULL,
+        device_id       TEXT NOT NULL,
+        first_sample_at INTEGER NOT NULL,
+        sample_rate_hz  REAL NOT NULL,
+        samples         BLOB NOT NULL,
+        created_at      INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX motion_snippets_alert ON motion_snippets (alert_id)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "outbox: records, cursors, motion_snippets", _V1_OUTBOX),
+)
+
+
+def _applied_versions(conn: sqlite3.Connection) -> set[int]:
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            applied_at TEXT NOT NULL
+        )
+        """
+    )
+    return {row[0] for row in conn.execute("SELECT version FROM migrations")}
+
+
+def migrate(conn: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the migrations this database lacks, in one transaction; returns the versions applied.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``) with no open transaction.
+    """
+    latest = max((m.version for m in migrations), default=0)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        applied = _applied_versions(conn)
+        newer = {v for v in applied if v > latest}
+        if newer:
+            raise StoreError(
+                f"the outbox database has schema version(s) {sorted(newer)} but this gateway knows only "
+                f"up to {latest}: it was written by a newer gateway. Install that version again, "
+                "or move the database aside to start a new one."
+            )
+        todo = [m for m in sorted(migrations, key=lambda m: m.version) if m.version not in applied]
+        now = datetime.now(UTC).isoformat()
+        for migration in todo:
+            migration.apply(conn)
+            conn.execute(
+                "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, now),
+            )
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return [m.version for m in todo]

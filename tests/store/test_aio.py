@@ -1,0 +1,100 @@
+"""AsyncOutbox: the outbox's SQLite work happens on its own thread, never on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.store import AsyncOutbox, BudgetState, NewRecord, Priority, RecordState, StoreError
+from gateway.store.aio import THREAD_NAME_PREFIX
+
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+
+
+class ThreadNotingClock:
+    """The outbox's wall clock; it is read inside every write, so it sees which thread does the work."""
+
+    def __init__(self) -> None:
+        self.threads: set[threading.Thread] = set()
+
+    def __call__(self) -> datetime:
+        self.threads.add(threading.current_thread())
+        return T0
+
+
+def glucose(n: int, key: str | None = None) -> NewRecord:
+    return NewRecord("blood_glucose", Priority.READING, f'{{"glucose_mmol_l":{5 + n / 10}}}', T0, key)
+
+
+def test_every_call_runs_on_the_one_outbox_thread(tmp_path: Path) -> None:
+    clock = ThreadNotingClock()
+
+    async def scenario() -> None:
+        loop_thread = threading.current_thread()
+        box = await AsyncOutbox.open(tmp_path / "o.db", clock=clock)
+        try:
+            a, b = await box.accept([glucose(0), glucose(1)])
+            await box.note_attempt([a.record_id], "timeout")
+            await box.mark_delivered([a.record_id])
+            await box.mark_dead(b.record_id, "HTTP 422")
+            await box.set_cursor("meter:racp", "7")
+            await box.add_motion_snippet(
+                alert_id="fall-1", device_id="imu-1", first_sample_at=T0, sample_rate_hz=50.0, samples=b"\0" * 12
+            )
+            await box.prune()
+        finally:
+            await box.close()
+        assert loop_thread not in clock.threads
+        assert len(clock.threads) == 1
+        assert next(iter(clock.threads)).name.startswith(THREAD_NAME_PREFIX)
+
+    asyncio.run(scenario())
+
+
+def test_the_same_methods_as_coroutines(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with await AsyncOutbox.open(tmp_path / "o.db") as box:
+            (reading,) = await box.accept([glucose(0, key="meter-1:1")])
+            (fall_alert,) = await box.accept([NewRecord("alert", Priority.ALERT, '{"kind":"fall"}', T0)])
+            assert [p.record_id for p in await box.pending_batch()] == [fall_alert.record_id, reading.record_id]
+            await box.mark_delivered([fall_alert.record_id])
+            await box.mark_dead(reading.record_id, "HTTP 422")
+            assert [d.record_id for d in await box.dead_letters()] == [reading.record_id]
+            assert await box.requeue_dead() == 1
+            assert await box.record_state(reading.record_id) is RecordState.PENDING
+            await box.set_cursor("meter-1:racp", "1")
+            assert await box.get_cursor("meter-1:racp") == "1"
+            stats = await box.stats()
+            assert (stats.pending, stats.delivered, stats.budget_state) == (1, 1, BudgetState.OK)
+            assert await box.motion_snippets("none") == []
+        with pytest.raises(StoreError, match="closed"):
+            await box.stats()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_callers_are_serialised(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with await AsyncOutbox.open(tmp_path / "o.db") as box:
+            results = await asyncio.gather(*(box.accept([glucose(n, key=f"meter-1:{n % 10}")]) for n in range(40)))
+            record_ids = {accepted.record_id for (accepted,) in results}
+            assert len(record_ids) == 10
+            assert sum(accepted.new for (accepted,) in results) == 10
+            assert (await box.stats()).pending == 10
+
+    asyncio.run(scenario())
+
+
+def test_open_errors_reach_the_caller(tmp_path: Path) -> None:
+    corrupt = tmp_path / "o.db"
+    corrupt.write_bytes(b"\x00garbage" * 1000)
+
+    async def scenario() -> None:
+        await AsyncOutbox.open(corrupt)
+
+    with pytest.raises(StoreError, match="move it aside"):
+        asyncio.run(scenario())
