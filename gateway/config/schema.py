@@ -1,0 +1,574 @@
+"""The configuration schema: one frozen dataclass per TOML section, every key described by ``setting``.
+
+The metadata on each field (doc, range, choices, pattern) is the single source for validation
+(:mod:`gateway.config.validate`), for the documented default file (``config/gateway.toml``) and for
+error messages, so the three cannot drift apart. Rules that involve more than one field are the
+section's methods marked ``@rule``; the validator runs each one whose fields were all valid.
+"""
+
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zoneinfo
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from gateway.config.locate import KeyPath
+
+_SETTING = "yiyang.setting"
+_RULE = "__config_rule__"
+
+Check = Callable[[Any], "tuple[str, str] | None"]
+"""Validates one already-typed value; returns (what is wrong, what to do) or None."""
+
+RuleMethod = TypeVar("RuleMethod", bound=Callable[[Any], Iterable["Problem"]])
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a configuration, relative to the section that found it."""
+
+    path: KeyPath
+    what: str
+    todo: str
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """What a field accepts, and the words that explain it to a technician."""
+
+    doc: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[object, ...] | None = None
+    pattern: re.Pattern[str] | None = None
+    form: str | None = None
+    """The pattern in words, for error messages and the default file."""
+    check: Check | None = None
+    inherit: str | None = None
+    """For a section field: missing keys take the values of this top-level section."""
+    example: object = None
+    """Shown in the documented default file where there is no default (or the default is empty)."""
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    factory: Callable[[], Any] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[object, ...] | None = None,
+    pattern: str | None = None,
+    form: str | None = None,
+    check: Check | None = None,
+    inherit: str | None = None,
+    example: object = None,
+) -> Any:
+    """A dataclass field with validation metadata; no ``default`` and no ``factory`` means required."""
+    meta = {
+        _SETTING: Setting(
+            doc=doc,
+            minimum=min,
+            maximum=max,
+            choices=choices,
+            pattern=re.compile(pattern) if pattern is not None else None,
+            form=form,
+            check=check,
+            inherit=inherit,
+            example=example,
+        )
+    }
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def setting_of(field: dataclasses.Field[Any]) -> Setting:
+    """The metadata ``setting`` attached to a field; every schema field has one."""
+    meta = field.metadata.get(_SETTING)
+    if not isinstance(meta, Setting):
+        raise TypeError(f"schema field {field.name!r} was declared without setting(...)")
+    return meta
+
+
+def rule(method: RuleMethod) -> RuleMethod:
+    """Mark a section method as a cross-field rule yielding :class:`Problem` (paths relative to it).
+
+    The validator also runs rules on a section with refused fields; those fields are then unset and
+    reading one raises AttributeError, which skips the rule (its input was already reported).
+    """
+    setattr(method, _RULE, True)
+    return method
+
+
+def rules_of(cls: type[Any]) -> list[Callable[[Any], Iterable[Problem]]]:
+    return [method for method in vars(cls).values() if getattr(method, _RULE, False)]
+
+
+def format_bound(bound: float) -> str:
+    """A range bound as a technician would write it: 1048576, 0.01, 60."""
+    return str(int(bound)) if float(bound).is_integer() else repr(bound)
+
+
+def is_required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+# --- single-value checks ------------------------------------------------------------------------
+
+
+def _timezone(name: str) -> tuple[str, str] | None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"{name!r} is not an IANA time zone", 'use a name like "Asia/Shanghai"'
+    return None
+
+
+def _http_url(url: str) -> tuple[str, str] | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"{url!r} is not an http(s) URL", 'write the base URL, e.g. "https://platform.example.cn"'
+    if parts.query or parts.fragment:
+        return "the base URL must not have a query or fragment", "remove everything from '?' or '#'"
+    return None
+
+
+def _absolute_path(path: Path) -> tuple[str, str] | None:
+    # The daemon runs under systemd with / as working directory: a relative path would
+    # silently point somewhere else than the technician meant.
+    if not path.is_absolute():
+        return f"{str(path)!r} is a relative path", "write the full path, starting with /"
+    return None
+
+
+def _absolute_device_path(port: str) -> tuple[str, str] | None:
+    if port and not port.startswith("/"):
+        return f"{port!r} is not a device path", 'write the full path, e.g. "/dev/serial/by-id/..."'
+    return None
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+class ClockSync(StrEnum):
+    AUTO = "auto"
+    ASSUME_SYNCED = "assume_synced"
+    ASSUME_UNSYNCED = "assume_unsynced"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewaySettings:
+    """This hub: its identity, where it keeps data, and its local clock."""
+
+    id: str = setting(
+        doc="The hub's id: in MQTT topics, in platform URLs, and the platform app key.",
+        pattern=r"[a-z0-9][a-z0-9-]{0,62}",
+        form="lowercase letters, digits and -, not starting with -, at most 63 characters",
+        example="gw-0001",
+    )
+    data_dir: Path = setting(
+        Path("/var/lib/yiyang"), doc="Directory of the SQLite outbox.", check=_absolute_path
+    )
+    timezone: str = setting(
+        "Asia/Shanghai",
+        doc="IANA time zone of the home, for device clocks and messages.",
+        check=_timezone,
+    )
+    clock_sync: ClockSync = setting(
+        ClockSync.AUTO,
+        doc="Whether the hub clock is network-synchronised: auto asks the system; the others override it.",
+    )
+    log_level: LogLevel = setting(LogLevel.INFO, doc="Least severe log level written.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlatformSettings:
+    """The provincial platform (Platform Upload API v1) that receives every record."""
+
+    url: str = setting(
+        doc="Base URL of the Platform Upload API v1.", check=_http_url, example="http://127.0.0.1:8480"
+    )
+    secret_file: Path = setting(
+        doc="File holding the gateway's HMAC secret (mode 0600).",
+        check=_absolute_path,
+        example="/etc/yiyang/platform.secret",
+    )
+    enabled: bool = setting(True, doc="Upload at all; when false records stay in the outbox.")
+    batch_max_records: int = setting(500, doc="Most records in one upload batch.", min=1, max=500)
+    batch_max_bytes: int = setting(
+        1_000_000, doc="Most bytes of JSON in one upload batch, before gzip.", min=1024, max=1_048_576
+    )
+    gzip: bool = setting(True, doc="Compress batches with gzip (Content-Encoding: gzip).")
+    timeout_s: float = setting(15.0, doc="Seconds to wait for one upload response.", min=1, max=120)
+    backoff_initial_s: float = setting(
+        1.0, doc="First retry delay after a failed upload, in seconds.", min=0.01, max=60
+    )
+    backoff_max_s: float = setting(
+        300.0, doc="Longest retry delay, in seconds; not less than backoff_initial_s.", min=1, max=3600
+    )
+
+    @rule
+    def backoff_order(self) -> Iterator[Problem]:
+        if self.backoff_max_s < self.backoff_initial_s:
+            yield Problem(
+                ("backoff_max_s",),
+                f"{self.backoff_max_s} is less than backoff_initial_s ({self.backoff_initial_s})",
+                "raise backoff_max_s or lower backoff_initial_s",
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttSettings:
+    """The MQTT broker for family alerts, hub status and fleet configuration."""
+
+    host: str = setting(
+        "127.0.0.1", doc="Broker host name or address.", pattern=r"[^\s/]+", form="a host name or IP address"
+    )
+    port: int = setting(1883, doc="Broker TCP port.", min=1, max=65535)
+    username: str = setting("", doc="Broker user name; empty for none.")
+    password_file: Path | None = setting(
+        None, doc="File holding the broker password; empty for none.", check=_absolute_path
+    )
+    client_id: str = setting(
+        "",
+        doc='MQTT client id; empty means "yiyang-" followed by the gateway id.',
+        pattern=r"[A-Za-z0-9_.:-]{0,128}",
+        form="letters, digits and _.:-, at most 128 characters",
+    )
+    keepalive_s: int = setting(30, doc="Seconds between keep-alive pings.", min=5, max=600)
+    topic_root: str = setting(
+        "yiyang/v1",
+        doc="Topic prefix; the gateway id follows it.",
+        pattern=r"[^#+/\x00\s]+(/[^#+/\x00\s]+)*",
+        form="topic levels separated by /, without wildcards, spaces or empty levels",
+    )
+    tls: bool = setting(False, doc="Connect with TLS.")
+    ca_file: Path | None = setting(
+        None, doc="CA certificate file for TLS; empty for the system CAs.", check=_absolute_path
+    )
+
+    @rule
+    def ca_needs_tls(self) -> Iterator[Problem]:
+        if self.ca_file is not None and not self.tls:
+            yield Problem(("ca_file",), "ca_file is set but tls is false", "set tls = true or remove ca_file")
+
+    @rule
+    def password_needs_username(self) -> Iterator[Problem]:
+        if self.password_file is not None and not self.username:
+            yield Problem(
+                ("password_file",), "a password needs a username", "set username or remove password_file"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageSettings:
+    """How much disk the outbox may use and how long delivered records are kept."""
+
+    budget_mb: int = setting(512, doc="Disk budget of the outbox, in MiB.", min=16, max=65536)
+    warn_percent: int = setting(
+        80, doc="Warn (status, log, fleet report) when this share of the budget is used.", min=50, max=99
+    )
+    delivered_retention_days: int = setting(
+        30,
+        doc="Days delivered records are kept, then pruned (PIPL: no longer than needed).",
+        min=1,
+        max=365,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DetectSettings:
+    """On-hub emergency detection."""
+
+    max_reading_age_s: int = setting(
+        3600,
+        doc="Older readings (back-filled from device memory) are stored and uploaded but not alarmed on.",
+        min=60,
+        max=604_800,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Thresholds:
+    """Emergency thresholds (see clinical-thresholds.md); defaults for every resident."""
+
+    glucose_level2_hypo_mmol_l: float = setting(
+        3.0, doc="Glucose below this is level 2 hypoglycaemia (emergency).", min=1.5, max=5.0
+    )
+    glucose_level1_hypo_mmol_l: float = setting(
+        3.9, doc="Glucose below this is level 1 hypoglycaemia (urgent).", min=2.0, max=7.0
+    )
+    glucose_high_mmol_l: float = setting(13.9, doc="Glucose above this is high (warning).", min=7.0, max=25.0)
+    glucose_severe_hyper_mmol_l: float = setting(
+        16.7, doc="Glucose at or above this is severe hyperglycaemia (urgent).", min=10.0, max=30.0
+    )
+    glucose_crisis_mmol_l: float = setting(
+        33.3,
+        doc="Glucose at or above this is the hyperglycaemic crisis range (emergency).",
+        min=15.0,
+        max=40.0,
+    )
+    systolic_crisis_mmhg: int = setting(
+        180, doc="Systolic pressure at or above this is a hypertensive crisis (urgent).", min=140, max=260
+    )
+    diastolic_crisis_mmhg: int = setting(
+        120, doc="Diastolic pressure at or above this is a hypertensive crisis (urgent).", min=90, max=160
+    )
+    diastolic_grade3_mmhg: int = setting(
+        110, doc="Diastolic pressure at or above this is grade 3 hypertension (warning).", min=80, max=150
+    )
+    systolic_low_mmhg: int = setting(
+        90, doc="Systolic pressure below this is hypotension (urgent).", min=60, max=120
+    )
+    pulse_low_bpm: int = setting(40, doc="Pulse below this is out of range (urgent).", min=20, max=70)
+    pulse_high_bpm: int = setting(130, doc="Pulse above this is out of range (urgent).", min=90, max=220)
+    spo2_low_percent: int = setting(90, doc="SpO2 below this, sustained, is low (urgent).", min=80, max=97)
+    spo2_very_low_percent: int = setting(85, doc="SpO2 below this is very low (emergency).", min=60, max=95)
+    spo2_sustained_s: int = setting(
+        30, doc="Seconds SpO2 must stay low on a continuous oximeter before it alarms.", min=5, max=600
+    )
+    fever_warning_c: float = setting(
+        38.5, doc="Temperature at or above this is fever (warning).", min=37.0, max=41.0
+    )
+    fever_urgent_c: float = setting(
+        39.5, doc="Temperature at or above this is high fever (urgent).", min=37.5, max=42.0
+    )
+    hypothermia_c: float = setting(
+        35.0, doc="Temperature below this is hypothermia (urgent).", min=30.0, max=36.5
+    )
+    crisis_repeat_window_min: int = setting(
+        30,
+        doc="A second hypertensive crisis within this many minutes is an emergency.",
+        min=1,
+        max=1440,
+    )
+
+    @rule
+    def ordered(self) -> Iterator[Problem]:
+        for lower, higher in THRESHOLD_ORDER:
+            low_value, high_value = getattr(self, lower, None), getattr(self, higher, None)
+            if low_value is not None and high_value is not None and low_value >= high_value:
+                yield Problem(
+                    (lower,),
+                    f"{low_value} is not below {higher} ({high_value})",
+                    f"keep {lower} < {higher}",
+                )
+
+
+THRESHOLD_ORDER: tuple[tuple[str, str], ...] = (
+    ("glucose_level2_hypo_mmol_l", "glucose_level1_hypo_mmol_l"),
+    ("glucose_level1_hypo_mmol_l", "glucose_high_mmol_l"),
+    ("glucose_high_mmol_l", "glucose_severe_hyper_mmol_l"),
+    ("glucose_severe_hyper_mmol_l", "glucose_crisis_mmol_l"),
+    ("systolic_low_mmhg", "systolic_crisis_mmhg"),
+    ("diastolic_grade3_mmhg", "diastolic_crisis_mmhg"),
+    ("pulse_low_bpm", "pulse_high_bpm"),
+    ("spo2_very_low_percent", "spo2_low_percent"),
+    ("hypothermia_c", "fever_warning_c"),
+    ("fever_warning_c", "fever_urgent_c"),
+)
+"""Pairs (lower, higher) that must stay strictly ordered, or an alarm level could never fire."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResidentSettings:
+    """A person cared for, by pseudonymous id only: no names or ID numbers here (PIPL)."""
+
+    # The pattern keeps out spaces and CJK characters, which is where names would creep in.
+    id: str = setting(
+        doc="Pseudonymous resident id that the platform maps to a person.",
+        pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
+        form="letters, digits and _.:-, not starting with a symbol, at most 64 characters",
+        example="r-0001",
+    )
+    thresholds: Thresholds = setting(
+        factory=Thresholds,
+        doc="This resident's own thresholds: same keys as [thresholds]; keys not set here keep those.",
+        inherit="thresholds",
+    )
+
+
+class Transport(StrEnum):
+    SERIAL = "serial"
+    BLE = "ble"
+
+
+class DriverName(StrEnum):
+    ONETOUCH_ULTRA2 = "onetouch-ultra2"
+    MR60FDA1 = "mr60fda1"
+    SUNTECH_NIBP = "suntech-nibp"
+    GSM_MODEM = "gsm-modem"
+    BLE_BPS = "ble-bps"
+    BLE_GLS = "ble-gls"
+    BLE_PLX = "ble-plx"
+    BLE_HTS = "ble-hts"
+    BTHOME_BUTTON = "bthome-button"
+    MICROBIT_ACCEL = "microbit-accel"
+    THINGY_MOTION = "thingy-motion"
+
+
+DRIVER_TRANSPORT: Mapping[DriverName, Transport] = {
+    DriverName.ONETOUCH_ULTRA2: Transport.SERIAL,
+    DriverName.MR60FDA1: Transport.SERIAL,
+    DriverName.SUNTECH_NIBP: Transport.SERIAL,
+    DriverName.GSM_MODEM: Transport.SERIAL,
+    DriverName.BLE_BPS: Transport.BLE,
+    DriverName.BLE_GLS: Transport.BLE,
+    DriverName.BLE_PLX: Transport.BLE,
+    DriverName.BLE_HTS: Transport.BLE,
+    DriverName.BTHOME_BUTTON: Transport.BLE,
+    DriverName.MICROBIT_ACCEL: Transport.BLE,
+    DriverName.THINGY_MOTION: Transport.BLE,
+}
+
+UNATTRIBUTED_DRIVERS = frozenset({DriverName.GSM_MODEM})
+"""Drivers that measure nobody (the SMS modem), so they name no resident."""
+
+SERIAL_BAUDRATES = (0, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceSettings:
+    """A device the hub talks to, over a serial port or Bluetooth LE."""
+
+    id: str = setting(
+        doc="Device id, unique on this hub.",
+        pattern=r"[a-z0-9][a-z0-9_.:-]{0,63}",
+        form="lowercase letters, digits and _.:-, not starting with a symbol, at most 64 characters",
+        example="glucose-kitchen",
+    )
+    driver: DriverName = setting(
+        doc="Driver: serial drivers need port, BLE drivers need address.", example=DriverName.ONETOUCH_ULTRA2
+    )
+    port: str = setting(
+        "",
+        doc="Serial device path (serial drivers), e.g. /dev/serial/by-id/...",
+        check=_absolute_device_path,
+        example="/dev/ttyUSB0",
+    )
+    baudrate: int = setting(0, doc="Serial speed; 0 means the driver's default.", choices=SERIAL_BAUDRATES)
+    address: str = setting(
+        "",
+        doc="Bluetooth address AA:BB:CC:DD:EE:FF (BLE drivers).",
+        pattern=r"|(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}",
+        form="six hex byte pairs separated by colons, AA:BB:CC:DD:EE:FF",
+    )
+    resident: str = setting(
+        "", doc="Id of the resident this device measures (every driver except gsm-modem).", example="r-0001"
+    )
+    poll_interval_s: float = setting(5.0, doc="Seconds between polls of the device.", min=0.5, max=3600)
+
+    @property
+    def transport(self) -> Transport:
+        return DRIVER_TRANSPORT[self.driver]
+
+    @rule
+    def transport_settings(self) -> Iterator[Problem]:
+        serial = self.transport is Transport.SERIAL
+        if serial and not self.port:
+            yield Problem(("port",), f"driver {self.driver} is a serial driver and needs a port", "set port")
+        if not serial and not self.address:
+            yield Problem(
+                ("address",), f"driver {self.driver} is a BLE driver and needs an address", "set address"
+            )
+        if serial and self.address:
+            yield Problem(("address",), "address is for BLE drivers", "remove address")
+        if not serial and self.port:
+            yield Problem(("port",), "port is for serial drivers", "remove port")
+        if not serial and self.baudrate:
+            yield Problem(("baudrate",), "baudrate is for serial drivers", "remove baudrate")
+
+    @rule
+    def attribution(self) -> Iterator[Problem]:
+        if self.driver in UNATTRIBUTED_DRIVERS and self.resident:
+            yield Problem(("resident",), f"driver {self.driver} measures nobody", "remove resident")
+        if self.driver not in UNATTRIBUTED_DRIVERS and not self.resident:
+            yield Problem(
+                ("resident",), "whose readings these are is not said", "set resident to a resident id"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    """The whole configuration, parsed once; each part of the daemon receives only its own section."""
+
+    gateway: GatewaySettings = setting(doc="This hub.")
+    platform: PlatformSettings = setting(doc="The provincial platform.")
+    mqtt: MqttSettings = setting(factory=MqttSettings, doc="The MQTT broker.")
+    storage: StorageSettings = setting(factory=StorageSettings, doc="The outbox's disk budget.")
+    detect: DetectSettings = setting(factory=DetectSettings, doc="On-hub detection.")
+    thresholds: Thresholds = setting(factory=Thresholds, doc="Default emergency thresholds.")
+    residents: tuple[ResidentSettings, ...] = setting(
+        doc="Repeat [[residents]] for each person; at least one.", min=1
+    )
+    devices: tuple[DeviceSettings, ...] = setting(
+        (), doc="Repeat [[devices]] for each device; the entry below is an example."
+    )
+
+    def thresholds_for(self, resident_id: str) -> Thresholds:
+        """The resident's effective thresholds (their overrides merged over [thresholds]).
+
+        Raises KeyError for a resident that is not configured: devices can only name configured ones.
+        """
+        for resident in self.residents:
+            if resident.id == resident_id:
+                return resident.thresholds
+        raise KeyError(f"resident {resident_id!r} is not configured")
+
+    def with_derived_defaults(self) -> GatewayConfig:
+        """Fill in the defaults that depend on other sections (the MQTT client id)."""
+        if self.mqtt.client_id:
+            return self
+        mqtt = dataclasses.replace(self.mqtt, client_id=f"yiyang-{self.gateway.id}")
+        return dataclasses.replace(self, mqtt=mqtt)
+
+    @rule
+    def unique_residents(self) -> Iterator[Problem]:
+        yield from _duplicates("residents", [r.id for r in self.residents], "id")
+
+    @rule
+    def unique_devices(self) -> Iterator[Problem]:
+        yield from _duplicates("devices", [d.id for d in self.devices], "id")
+        yield from _duplicates("devices", [d.port for d in self.devices], "port")
+        yield from _duplicates("devices", [d.address.upper() for d in self.devices], "address")
+
+    @rule
+    def devices_name_residents(self) -> Iterator[Problem]:
+        residents = {r.id for r in self.residents}
+        for index, device in enumerate(self.devices):
+            if device.resident and device.resident not in residents:
+                yield Problem(
+                    ("devices", index, "resident"),
+                    f"no resident has id {device.resident!r}",
+                    f"use one of: {', '.join(sorted(residents))}, or add a [[residents]] entry",
+                )
+
+
+def _duplicates(array: str, values: list[str], key: str) -> Iterator[Problem]:
+    first_index: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if not value:
+            continue
+        if value in first_index:
+            yield Problem(
+                (array, index, key),
+                f"{key} {value!r} is already used by {array}[{first_index[value]}]",
+                f"give each entry of {array} its own {key}",
+            )
+        else:
+            first_index[value] = index
