@@ -1,0 +1,1 @@
+"""Serial (USB-serial adapter) devices: pure line/frame codecs plus thin pyserial sessions."""

@@ -1,0 +1,291 @@
+"""OneTouch Ultra 2 session: finds the meter on its cable, downloads it, hands Readings to a sink.
+
+Lifecycle, as a small supervisor loop:
+
+* the cable (USB-serial adapter) may be missing: reopen with capped backoff, forever, so an
+  unplug/replug never needs a daemon restart;
+* with the port open, poll ``DM@`` every ``poll_interval_s`` to see whether a meter is on the cable;
+* download (``DM@``, ``DMF``, ``DMP``) when a meter appears (or a different one), and again every
+  ``redownload_interval_s`` while it stays connected: a meter left on its cable can still be used
+  (the simulator does this), and a full dump of 500 results takes about 30 s at 9600 baud, so
+  re-reading it every poll would keep the line busy for nothing;
+* a download cut short (the meter stopped answering, or lines failed their checksum) still hands
+  over every result it parsed, since those are real, and is retried at the next poll, up to
+  ``MAX_QUICK_RETRIES`` times in a row before falling back to the re-download interval.
+
+The sink returns only once readings are durably committed; keys handed over successfully are
+remembered for the life of the process so a meter left plugged in is not re-sent each download (the
+outbox dedupes by source key anyway). A failing sink propagates: that is the gateway's failure to
+handle, not the meter's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, tzinfo
+from typing import TypeVar
+
+from drivers.clock import Clock
+from drivers.errors import CodecError, DeviceTimeoutError, DeviceUnavailableError
+from drivers.model import Reading
+from drivers.serial import onetouch_codec as codec
+from drivers.serial.port import SerialPort
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+Sink = Callable[[Sequence[Reading]], Awaitable[None]]
+
+REOPEN_BASE_S = 0.25
+"""First retry after the port vanished: a replugged adapter's by-id link returns within ~1 s."""
+REOPEN_CAP_S = 5.0
+"""Longest wait between reopen attempts, so a replugged cable is picked up within seconds."""
+COMMAND_ATTEMPTS = 3
+"""A one-line reply that fails its checksum is line noise: ask again, a few times."""
+HEADER_SKIP_LINES = 3
+"""Noise lines tolerated before a dump header before the dump is given up as unreadable."""
+MAX_QUICK_RETRIES = 3
+"""Incomplete downloads retried at the next poll; a record that never reads cleanly must not make
+the session dump the whole meter every few seconds forever."""
+
+
+def reopen_delay_s(attempt: int) -> float:
+    """Capped exponential backoff for reopening a missing port (attempt 0, 1, 2, ...)."""
+    return float(min(REOPEN_CAP_S, REOPEN_BASE_S * 2 ** min(attempt, 16)))
+
+
+@dataclass(frozen=True, slots=True)
+class OneTouchStatus:
+    """What the hub status page shows about this meter (no health values)."""
+
+    port_open: bool = False
+    meter_connected: bool = False
+    meter_serial: str | None = None
+    last_download: datetime | None = None
+    """Hub wall time (UTC) of the last complete download."""
+    last_error: str | None = None
+    clock_offset_s: float | None = None
+    """Hub local wall time minus meter clock at the last download."""
+    readings_handed_over: int = 0
+
+
+class OneTouchSession:
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        resident_id: str,
+        port: str,
+        clock: Clock,
+        tz: tzinfo,
+        sink: Sink,
+        poll_interval_s: float = 5.0,
+        reply_timeout_s: float = 2.0,
+        redownload_interval_s: float = 600.0,
+    ) -> None:
+        if poll_interval_s <= 0 or reply_timeout_s <= 0 or redownload_interval_s <= 0:
+            raise ValueError("poll_interval_s, reply_timeout_s and redownload_interval_s must be positive")
+        self._device_id = device_id
+        self._resident_id = resident_id
+        self._port_path = port
+        self._clock = clock
+        self._tz = tz
+        self._sink = sink
+        self._poll_interval_s = poll_interval_s
+        self._reply_timeout_s = reply_timeout_s
+        self._redownload_interval_s = redownload_interval_s
+        self._handed_over: set[str] = set()
+        self._status = OneTouchStatus()
+
+    @property
+    def status(self) -> OneTouchStatus:
+        return self._status
+
+    def _update(self, **changes: object) -> None:
+        self._status = replace(self._status, **changes)  # type: ignore[arg-type]
+
+    # -- supervisor: the cable -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the meter until cancelled."""
+        attempt = 0
+        while True:
+            try:
+                port = await SerialPort.open(self._port_path)
+            except DeviceUnavailableError as exc:
+                if attempt == 0:
+                    log.warning("meter port unavailable device_id=%s port=%s", self._device_id, self._port_path)
+                    self._update(port_open=False, meter_connected=False, last_error=str(exc))
+                await asyncio.sleep(reopen_delay_s(attempt))
+                attempt += 1
+                continue
+            attempt = 0
+            log.info("meter port open device_id=%s port=%s", self._device_id, self._port_path)
+            self._update(port_open=True)
+            try:
+                async with port:
+                    await self._serve(port)
+            except DeviceUnavailableError as exc:
+                log.warning("meter port lost device_id=%s port=%s", self._device_id, self._port_path)
+                self._update(port_open=False, meter_connected=False, last_error=str(exc))
+                await asyncio.sleep(REOPEN_BASE_S)
+
+    # -- the meter on the cable ------------------------------------------------------------------
+
+    async def _serve(self, port: SerialPort) -> None:
+        next_download = 0.0
+        quick_retries = 0
+        while True:
+            serial = await self._probe(port)
+            if serial is None:
+                if self._status.meter_connected:
+                    log.info("meter disconnected device_id=%s", self._device_id)
+                    self._update(meter_connected=False)
+                next_download = 0.0
+            else:
+                if not self._status.meter_connected or serial != self._status.meter_serial:
+                    log.info("meter connected device_id=%s serial=%s", self._device_id, serial)
+                    self._update(meter_connected=True, meter_serial=serial)
+                    next_download = 0.0
+                if time.monotonic() >= next_download:
+                    complete = await self._download(port, serial)
+                    if complete or quick_retries >= MAX_QUICK_RETRIES:
+                        quick_retries = 0
+                        next_download = time.monotonic() + self._redownload_interval_s
+                    else:
+                        quick_retries += 1
+            await asyncio.sleep(self._poll_interval_s)
+
+    async def _probe(self, port: SerialPort) -> str | None:
+        """The meter's serial number, or None when no meter answers on the cable."""
+        try:
+            return await self._exchange(port, codec.CMD_SERIAL, codec.parse_serial)
+        except DeviceTimeoutError:
+            return None
+        except CodecError as exc:
+            log.warning("meter reply unreadable device_id=%s error=%s", self._device_id, type(exc).__name__)
+            self._update(last_error=f"DM@ reply unreadable: {exc}")
+            return None
+
+    async def _exchange(self, port: SerialPort, command: str, parse: Callable[[str], _T]) -> _T:
+        """Send a command, parse its one-line reply; ask again when the reply is line noise."""
+        failure: CodecError | None = None
+        for _ in range(COMMAND_ATTEMPTS):
+            await port.discard_input()
+            await port.write(codec.encode_command(command))
+            line = await port.read_line(timeout_s=self._reply_timeout_s)
+            try:
+                return parse(codec.parse_line(line))
+            except CodecError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def _download(self, port: SerialPort, serial: str) -> bool:
+        """Read clock and memory; hand over new readings. True when the dump was complete and clean."""
+        try:
+            meter_clock = await self._exchange(port, codec.CMD_READ_CLOCK, codec.parse_clock)
+        except (DeviceTimeoutError, CodecError) as exc:
+            log.warning("meter clock unreadable device_id=%s error=%s", self._device_id, type(exc).__name__)
+            self._update(last_error=f"DMF clock read failed: {type(exc).__name__}")
+            return False
+        hub_now = self._clock.now()
+        offset = codec.meter_clock_offset(meter_clock, hub_now.wall, self._tz)
+        self._update(clock_offset_s=offset.total_seconds())
+
+        parser = codec.DumpParser()
+        readings: list[Reading] = []
+        try:
+            await self._read_dump(port, parser, serial, offset, readings)
+        except (DeviceTimeoutError, CodecError) as exc:
+            announced = parser.header.count if parser.header else "?"
+            log.warning(
+                "meter dump cut short device_id=%s lines=%d announced=%s error=%s",
+                self._device_id,
+                parser.lines_seen,
+                announced,
+                type(exc).__name__,
+            )
+            self._update(last_error=f"DMP dump cut short after {parser.lines_seen} of {announced} lines")
+            await self._hand_over(readings)
+            return False
+        except DeviceUnavailableError:
+            await self._hand_over(readings)
+            raise
+        await self._hand_over(readings)
+        result = parser.result()
+        for error in result.errors:
+            log.warning(
+                "meter dump line rejected device_id=%s line=%d kind=%s",
+                self._device_id,
+                error.line_number,
+                error.kind,
+            )
+        if result.errors:
+            self._update(last_error=f"DMP dump had {len(result.errors)} unreadable lines")
+            return False
+        log.info(
+            "meter downloaded device_id=%s records=%d clock_offset_s=%d",
+            self._device_id,
+            len(result.records),
+            offset.total_seconds(),
+        )
+        self._update(last_download=hub_now.wall, last_error=None)
+        return True
+
+    async def _read_dump(
+        self,
+        port: SerialPort,
+        parser: codec.DumpParser,
+        serial: str,
+        offset: timedelta,
+        readings: list[Reading],
+    ) -> None:
+        await port.discard_input()
+        await port.write(codec.encode_command(codec.CMD_DUMP))
+        received = self._clock.now()
+        skipped = 0
+        while not parser.complete:
+            line = await port.read_line(timeout_s=self._reply_timeout_s)
+            try:
+                record = parser.feed(line)
+            except CodecError:
+                # Only the header raises; noise ahead of it is skipped, a few lines at most.
+                skipped += 1
+                if skipped > HEADER_SKIP_LINES:
+                    raise
+                continue
+            if parser.header is not None and parser.header.serial != serial:
+                serial = parser.header.serial  # the dump's own serial number names its records
+            if record is not None:
+                readings.append(
+                    codec.record_to_reading(
+                        record,
+                        serial=serial,
+                        clock_offset=offset,
+                        hub_time=received,
+                        tz=self._tz,
+                        device_id=self._device_id,
+                        resident_id=self._resident_id,
+                    )
+                )
+
+    async def _hand_over(self, readings: Sequence[Reading]) -> None:
+        fresh: dict[str, Reading] = {}
+        for reading in readings:
+            assert reading.source_key is not None
+            if reading.source_key not in self._handed_over:
+                fresh.setdefault(reading.source_key, reading)
+        if not fresh:
+            return
+        # The meter dumps newest first; the outbox wants them in the order they were measured.
+        batch = sorted(fresh.values(), key=lambda reading: reading.measured_at)
+        await self._sink(batch)
+        self._handed_over.update(fresh)
+        self._update(readings_handed_over=self._status.readings_handed_over + len(batch))
+        log.info("meter readings handed over device_id=%s count=%d", self._device_id, len(batch))

@@ -1,0 +1,300 @@
+"""OneTouch session end to end: the simulator script behind a real pty, the real pyserial path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from drivers.model import (
+    DeviceInfo,
+    Glucose,
+    GlucoseSample,
+    HubTime,
+    MealContext,
+    Reading,
+    ReadingFlag,
+    TimeSource,
+    mg_dl_to_mmol_l,
+)
+from drivers.serial.onetouch import OneTouchSession
+
+SIMULATOR = Path(__file__).resolve().parents[2] / "scripts" / "sim_onetouch.py"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+SERIAL = "SIM00001Y"
+# The simulator's first results, oldest first: values and meal marks cycle through these.
+FIRST_VALUES = (81, 105, 176, 63, 142, 98, 250, 45)
+FIRST_MEALS = (MealContext.UNKNOWN, MealContext.PREPRANDIAL, MealContext.POSTPRANDIAL)
+
+
+class SimulatedMeter:
+    """The simulator as a child process, driven through its stdin commands."""
+
+    def __init__(self, link: Path, *options: str) -> None:
+        self.link = link
+        self.process = subprocess.Popen(
+            [sys.executable, str(SIMULATOR), "--link", str(link), *options],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ready = self._line()
+        assert ready.startswith("ready"), ready
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().strip()
+
+    def command_blocking(self, text: str) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+        answer = self._line()
+        assert answer.startswith("ok"), answer
+        return answer
+
+    async def command(self, text: str) -> str:
+        return await asyncio.to_thread(self.command_blocking, text)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=5)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def start_meter(tmp_path: Path) -> Iterator[Callable[..., SimulatedMeter]]:
+    meters: list[SimulatedMeter] = []
+
+    def start(*options: str) -> SimulatedMeter:
+        meter = SimulatedMeter(tmp_path / "meter", *options)
+        meters.append(meter)
+        return meter
+
+    yield start
+    for meter in meters:
+        meter.close()
+
+
+class SystemClock:
+    def now(self) -> HubTime:
+        return HubTime(wall=datetime.now(UTC), monotonic=time.monotonic(), synced=True)
+
+
+class Sink:
+    """Stands in for the outbox: records each batch handed over."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Reading]] = []
+
+    async def __call__(self, readings: Sequence[Reading]) -> None:
+        self.batches.append(list(readings))
+
+    @property
+    def readings(self) -> list[Reading]:
+        return [reading for batch in self.batches for reading in batch]
+
+    def assert_no_duplicates(self) -> None:
+        keys = [reading.source_key for reading in self.readings]
+        assert len(keys) == len(set(keys)), keys
+
+
+def make_session(port: Path, sink: Sink, **timing: float) -> OneTouchSession:
+    return OneTouchSession(
+        device_id="meter-1",
+        resident_id="resident-7",
+        port=str(port),
+        clock=SystemClock(),
+        tz=SHANGHAI,
+        sink=sink,
+        poll_interval_s=timing.get("poll_interval_s", 0.1),
+        reply_timeout_s=timing.get("reply_timeout_s", 0.5),
+        redownload_interval_s=timing.get("redownload_interval_s", 60.0),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(session: OneTouchSession) -> AsyncIterator[None]:
+    task = asyncio.create_task(session.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def run_without_blocking_the_loop(scenario: Callable[[], Awaitable[None]], caplog: pytest.LogCaptureFixture) -> None:
+    """Run in asyncio debug mode, which logs every callback that held the loop too long."""
+
+    async def main() -> None:
+        # Above scheduling hiccups on a busy 2-core box, below any blocking pyserial read (>= 0.3 s here).
+        asyncio.get_running_loop().slow_callback_duration = 0.25
+        await scenario()
+
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        asyncio.run(main(), debug=True)
+    slow = [record.getMessage() for record in caplog.records if record.name == "asyncio"]
+    assert not slow, slow
+
+
+def local_to_utc(meter_time: datetime, offset_s: float) -> datetime:
+    return (meter_time + timedelta(seconds=offset_s)).replace(tzinfo=SHANGHAI).astimezone(UTC)
+
+
+def test_readings_arrive_with_the_meter_clock_corrected(start_meter, caplog):
+    meter = start_meter("--records", "3", "--clock-offset", "-120")
+    sink = Sink()
+    session = make_session(meter.link, sink)
+
+    async def scenario() -> None:
+        async with running(session):
+            await eventually(lambda: len(sink.readings) == 3)
+
+    run_without_blocking_the_loop(scenario, caplog)
+    status = session.status
+    assert status.meter_serial == SERIAL
+    assert status.port_open
+    assert status.meter_connected
+    assert status.last_error is None
+    assert status.last_download is not None
+    # The meter runs two minutes slow; allow one second for the DMF reply crossing a second boundary.
+    assert status.clock_offset_s in (120.0, 121.0)
+    assert len(sink.batches) == 1
+    readings = sink.readings
+    assert [r.measurement for r in readings] == [
+        Glucose(mmol_l=mg_dl_to_mmol_l(value), meal=meal)
+        for value, meal in zip(FIRST_VALUES, FIRST_MEALS, strict=False)
+    ]
+    for reading in readings:
+        assert reading.device_time is not None
+        assert reading.measured_at == local_to_utc(reading.device_time, status.clock_offset_s)
+        assert reading.time_source is TimeSource.DEVICE
+        assert reading.source_key == (
+            f"{SERIAL}|{reading.device_time:%Y-%m-%dT%H:%M:%S}|{FIRST_VALUES[readings.index(reading)]}"
+        )
+    # Measured hours ago on a slow clock, downloaded now.
+    assert readings[-1].measured_at < readings[-1].received.wall
+
+
+def test_results_added_while_connected_arrive_once(start_meter, caplog):
+    meter = start_meter("--records", "2")
+    sink = Sink()
+    session = make_session(meter.link, sink, redownload_interval_s=0.3)
+
+    async def scenario() -> None:
+        async with running(session):
+            await eventually(lambda: len(sink.readings) == 2)
+            answer = await meter.command("add 63 control B")
+            await eventually(lambda: len(sink.readings) == 3)
+            await asyncio.sleep(1.0)  # several more downloads of the same memory
+            meter_time = datetime.strptime(answer.split()[-1], "%Y-%m-%dT%H:%M:%S")
+            added = sink.readings[-1]
+            assert session.status.clock_offset_s is not None
+            assert added == Reading(
+                device=DeviceInfo(id="meter-1", transport="serial", model="OneTouch Ultra 2", serial_number=SERIAL),
+                resident_id="resident-7",
+                measurement=Glucose(mmol_l=3.5, meal=MealContext.PREPRANDIAL, sample=GlucoseSample.CONTROL_SOLUTION),
+                measured_at=local_to_utc(meter_time, session.status.clock_offset_s),
+                time_source=TimeSource.DEVICE,
+                received=added.received,
+                device_time=meter_time,
+                flags=frozenset({ReadingFlag.CONTROL_SOLUTION}),
+                source_key=f"{SERIAL}|{meter_time:%Y-%m-%dT%H:%M:%S}|63",
+            )
+
+    run_without_blocking_the_loop(scenario, caplog)
+    assert [len(batch) for batch in sink.batches] == [2, 1]
+    sink.assert_no_duplicates()
+
+
+def test_unplug_and_replug_needs_no_restart(start_meter, caplog):
+    meter = start_meter("--records", "2")
+    sink = Sink()
+    session = make_session(meter.link, sink)
+
+    async def scenario() -> None:
+        async with running(session):
+            await eventually(lambda: len(sink.readings) == 2)
+            await meter.command("unplug")
+            await eventually(lambda: not session.status.port_open)
+            assert not meter.link.exists()
+            await meter.command("add 70")  # measured while the cable was out
+            await meter.command("plug")
+            await eventually(lambda: len(sink.readings) == 3)
+            assert session.status.port_open
+
+    run_without_blocking_the_loop(scenario, caplog)
+    assert [r.measurement for r in sink.batches[-1]] == [Glucose(mmol_l=mg_dl_to_mmol_l(70))]
+    sink.assert_no_duplicates()
+
+
+def test_meter_silent_mid_dump_delivers_what_it_sent_and_the_rest_later(start_meter, caplog):
+    meter = start_meter("--records", "5")
+    # Reply lines before silence: DM@, DMF, the dump header and the two newest results.
+    meter.command_blocking("mute 5")
+    sink = Sink()
+    session = make_session(meter.link, sink, reply_timeout_s=0.3)
+
+    async def scenario() -> None:
+        async with running(session):
+            await eventually(lambda: len(sink.readings) == 2)
+            await eventually(lambda: not session.status.meter_connected)
+            assert session.status.last_error == "DMP dump cut short after 2 of 5 lines"
+            await meter.command("unmute")
+            await eventually(lambda: len(sink.readings) == 5)
+
+    run_without_blocking_the_loop(scenario, caplog)
+    mg_dl = [[round(r.measurement.mmol_l * 18.016) for r in batch] for batch in sink.batches]
+    assert mg_dl == [[63, 142], [81, 105, 176]]
+    sink.assert_no_duplicates()
+    assert session.status.last_error is None
+
+
+def test_line_noise_never_yields_a_wrong_value(start_meter, caplog):
+    meter = start_meter("--records", "8", "--bitflip-rate", "0.15", "--garbage-rate", "0.1", "--seed", "3")
+    sink = Sink()
+    session = make_session(meter.link, sink, poll_interval_s=0.05, reply_timeout_s=0.3, redownload_interval_s=0.2)
+
+    async def scenario() -> None:
+        async with running(session):
+            await eventually(lambda: len(sink.readings) == 8, timeout=30.0)
+
+    run_without_blocking_the_loop(scenario, caplog)
+    assert len(sink.batches) > 1  # the seeded noise did spoil the first download
+    assert sorted(r.measurement.mmol_l for r in sink.readings) == sorted(mg_dl_to_mmol_l(v) for v in FIRST_VALUES)
+    sink.assert_no_duplicates()
+
+
+def test_a_cable_missing_at_start_is_waited_for(tmp_path, start_meter, caplog):
+    sink = Sink()
+    session = make_session(tmp_path / "meter", sink)
+
+    async def scenario() -> None:
+        async with running(session):
+            await eventually(lambda: session.status.last_error is not None)
+            assert not session.status.port_open
+            assert "ls -l /dev/serial/by-id/" in (session.status.last_error or "")
+            await asyncio.to_thread(start_meter, "--records", "1")
+            await eventually(lambda: len(sink.readings) == 1)
+
+    run_without_blocking_the_loop(scenario, caplog)
