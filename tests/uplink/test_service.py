@@ -1,0 +1,400 @@
+"""The uplink against the reference platform server (a real subprocess) and a real outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import sqlite3
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import devstack
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.store import AsyncOutbox, NewRecord, Priority, QueueStats
+from gateway.uplink import Uplink
+from gateway.uplink.batch import build_body
+from gateway.uplink.http import post
+from gateway.uplink.signing import HmacSha256Signer
+
+GATEWAY_ID = "gw-0001"
+SECRET = "platform-secret-for-tests-0123456789"
+T0 = datetime(2026, 11, 22, 7, 31, 5, tzinfo=UTC)
+
+
+def blood_pressure(n: int, **changes: Any) -> NewRecord:
+    payload = {
+        "type": "blood_pressure", "resident_id": "r-430121-0042",
+        "device": {"id": "ble:C4:7C:8D:6A:11:02", "model": "Omron HEM-7155T", "transport": "ble"},
+        "measured_at": (T0 + timedelta(minutes=n)).isoformat(), "received_at": (T0 + timedelta(minutes=n)).isoformat(),
+        "time_source": "device", "values": {"systolic": 120 + n, "diastolic": 80, "mean_arterial": 93, "pulse": 70},
+        "unit": "mmHg", "flags": [],
+    } | changes
+    return NewRecord(str(payload["type"]), Priority.READING, json.dumps(payload), T0 + timedelta(seconds=n))
+
+
+def admin(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    with urllib.request.urlopen(urllib.request.Request(url + path, data=data), timeout=5) as answer:
+        result: dict[str, Any] = json.loads(answer.read())
+        return result
+
+
+async def set_faults(url: str, **faults: Any) -> None:
+    await asyncio.to_thread(admin, url, "/admin/faults", faults)
+
+
+async def platform_records(url: str) -> dict[str, Any]:
+    return await asyncio.to_thread(admin, url, "/admin/records")
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Hub:
+    outbox: AsyncOutbox
+    uplink: Uplink
+    ids: list[str]
+
+    async def stats(self) -> QueueStats:
+        return await self.outbox.stats()
+
+    async def settled(self, delivered: int, dead: int = 0, timeout_s: float = 10.0) -> None:
+        async def done() -> bool:
+            stats = await self.stats()
+            return stats.delivered == delivered and stats.dead == dead and stats.pending == 0
+
+        await until(done, timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def hub(tmp_path: Path, url: str, records: list[NewRecord], *, secret: str = SECRET,
+              clock_synced: bool = True, **settings: Any) -> AsyncIterator[Hub]:
+    """An outbox holding ``records`` and an uplink draining it to ``url`` (fast backoff for tests)."""
+    outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
+    accepted = await outbox.accept(records)
+    options: dict[str, Any] = {"timeout_s": 2.0, "backoff_initial_s": 0.05, "backoff_cap_s": 0.2,
+                               "idle_poll_s": 0.05, "rng": random.Random(1)} | settings
+    uplink = Uplink(gateway_id=GATEWAY_ID, base_url=url, secret=secret.encode(), outbox=outbox,
+                    clock_synced=lambda: clock_synced, **options)
+    task = asyncio.create_task(uplink.run())
+    try:
+        yield Hub(outbox, uplink, [a.record_id for a in accepted])
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await outbox.close()
+
+
+def run(scenario: Awaitable[None]) -> None:
+    """Run with asyncio's debug checks: a callback that blocks the loop for 50 ms fails the test."""
+
+    async def checked() -> None:
+        asyncio.get_running_loop().slow_callback_duration = 0.05
+        await scenario
+
+    slow: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: slow.append(record) if "Executing" in record.getMessage() else None  # type: ignore[method-assign]
+    logging.getLogger("asyncio").addHandler(handler)
+    try:
+        asyncio.run(checked(), debug=True)
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    assert not slow, [r.getMessage() for r in slow]
+
+
+@pytest.fixture
+def platform_factory(tmp_path: Path) -> Iterator[Callable[..., devstack.Platform]]:
+    with contextlib.ExitStack() as stack:
+        def start(*extra_args: str, port: int = 0) -> devstack.Platform:
+            return stack.enter_context(devstack.platform_server(
+                tmp_path / "platform", GATEWAY_ID, secret=SECRET, port=port, extra_args=extra_args))
+        yield start
+
+
+def test_every_record_is_delivered_exactly_once(platform_factory: Callable[..., devstack.Platform],
+                                                 tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    platform = platform_factory()
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(n) for n in range(7)], batch_max_records=3) as h:
+            await h.settled(delivered=7)
+            stored = await platform_records(platform.url)
+            assert sorted(stored["record_ids"]) == sorted(h.ids)
+            assert stored["upload_requests"] == 3
+            assert h.uplink.status.consecutive_failures == 0
+            assert h.uplink.status.last_success_at is not None
+            # New records after a wake are sent without waiting for anything else.
+            await h.outbox.accept([blood_pressure(8)])
+            h.uplink.wake()
+            await h.settled(delivered=8)
+
+    run(scenario())
+    assert SECRET not in caplog.text
+    assert "X-Signature" not in caplog.text
+
+
+def test_records_the_platform_already_has_count_as_delivered(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    platform = platform_factory()
+
+    async def scenario() -> None:
+        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
+        await outbox.accept([blood_pressure(n) for n in range(3)])
+        # An earlier try whose answer was lost: the platform has the records, the hub does not know.
+        batch = await outbox.pending_batch(max_records=10, max_bytes=100_000)
+        body = build_body([r.body_json for r in batch], "2026-11-22T10:15:00.120+08:00")
+        path = f"/v1/gateways/{GATEWAY_ID}/records"
+        headers = {"Content-Type": "application/json",
+                   **HmacSha256Signer(GATEWAY_ID, SECRET.encode()).auth_headers(
+                       path=path, timestamp_ms=round(time.time() * 1000), body=body)}
+        first = await asyncio.to_thread(post, platform.url + path, body, headers, 5.0)
+        assert first.status == 200
+        await outbox.close()
+        async with hub(tmp_path, platform.url, []) as h:
+            await h.settled(delivered=3)
+        assert (await platform_records(platform.url))["count"] == 3
+
+    run(scenario())
+
+
+def test_rejected_records_go_to_the_dead_letters(platform_factory: Callable[..., devstack.Platform],
+                                                 tmp_path: Path) -> None:
+    platform = platform_factory("--reject-type", "spo2")
+    spo2 = NewRecord("spo2", Priority.READING, '{"type":"spo2","resident_id":"r-1","values":{"spo2":97}}', T0)
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(0), spo2, blood_pressure(1)]) as h:
+            await h.settled(delivered=2, dead=1)
+            [dead] = await h.outbox.dead_letters()
+            assert (dead.record_id, dead.type) == (h.ids[1], "spo2")
+            assert dead.reason == "record type 'spo2' is not accepted by this platform"
+
+    run(scenario())
+
+
+def test_503_retry_after_is_honoured(platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    platform = platform_factory("--faults", "503:count=1,retry_after=1")
+
+    async def scenario() -> None:
+        # Backoff would wait up to 30 s here: delivery after about 1 s means Retry-After was used.
+        async with hub(tmp_path, platform.url, [blood_pressure(0)], backoff_initial_s=30.0, backoff_cap_s=30.0) as h:
+            started = time.monotonic()
+            await until(lambda: _failed_once(h))
+            assert h.uplink.status.last_error == "platform answered HTTP 503"
+            assert h.uplink.status.next_attempt_at is not None
+            await h.settled(delivered=1, timeout_s=5)
+            assert 0.8 <= time.monotonic() - started <= 4.0
+        assert (await platform_records(platform.url))["upload_requests"] == 2
+
+    run(scenario())
+
+
+async def _failed_once(h: Hub) -> bool:
+    return h.uplink.status.consecutive_failures == 1
+
+
+def test_429_without_retry_after_backs_off(platform_factory: Callable[..., devstack.Platform],
+                                           tmp_path: Path) -> None:
+    platform = platform_factory("--faults", "429:count=3")
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(0)]) as h:
+            await h.settled(delivered=1)
+            assert h.uplink.status.consecutive_failures == 0
+        assert (await platform_records(platform.url))["upload_requests"] == 4
+
+    run(scenario())
+
+
+def test_a_timed_out_request_is_retried_and_its_duplicates_count_as_delivered(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    platform = platform_factory("--faults", "timeout:count=1,delay_s=2")
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(n) for n in range(3)], timeout_s=0.4) as h:
+            await h.settled(delivered=3)
+        stored = await platform_records(platform.url)
+        assert stored["count"] == 3
+        assert stored["upload_requests"] == 2
+
+    run(scenario())
+    assert "error='no answer within 0.4 s' consecutive_failures=1" in caplog.text
+
+
+def test_401_with_server_date_corrects_the_clock(platform_factory: Callable[..., devstack.Platform],
+                                                 tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    platform = platform_factory("--clock-offset-s", "3600")
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(0)], clock_synced=False) as h:
+            await h.settled(delivered=1)
+            assert h.uplink.status.server_clock_offset_s == pytest.approx(3600, abs=2)
+            assert h.uplink.status.consecutive_failures == 0
+        assert (await platform_records(platform.url))["upload_requests"] == 2
+
+    run(scenario())
+    assert "platform says our clock is off by 3600 s" in caplog.text
+
+
+def test_repeated_401_backs_off_and_says_the_secret_is_wrong(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    platform = platform_factory()
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(0)], secret="the-wrong-secret") as h:
+            await until(lambda: _failed_at_least(h, 3))
+            stats = await h.stats()
+            assert (stats.pending, stats.delivered) == (1, 0)
+            assert h.uplink.status.server_clock_offset_s == 0.0   # the clocks agree: nothing to correct
+
+    run(scenario())
+    assert "the gateway secret or gateway id is wrong" in caplog.text
+    assert "the-wrong-secret" not in caplog.text
+
+
+async def _failed_at_least(h: Hub, failures: int) -> bool:
+    return h.uplink.status.consecutive_failures >= failures
+
+
+def test_400_split_isolates_the_one_bad_record(platform_factory: Callable[..., devstack.Platform],
+                                               tmp_path: Path) -> None:
+    platform = platform_factory()
+    records = [blood_pressure(n) for n in range(6)]
+    records[4] = blood_pressure(4, values="not an object")
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, records) as h:
+            await h.settled(delivered=5, dead=1)
+            [dead] = await h.outbox.dead_letters()
+            assert dead.record_id == h.ids[4]
+            assert dead.reason == 'HTTP 400: {"error": "records[0].values must be a JSON dict"}'
+        assert sorted((await platform_records(platform.url))["record_ids"]) == sorted(h.ids[:4] + h.ids[5:])
+
+    run(scenario())
+
+
+def test_a_lone_400_record_is_not_dead_lettered_on_that_evidence_alone(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    platform = platform_factory()
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(0, values=[1])]) as h:
+            await until(lambda: _failed_at_least(h, 2))
+            assert (await h.stats()).dead == 0
+            assert "refused every request of the batch" in (h.uplink.status.last_error or "")
+            # Once it travels with good records, the split shows which one is bad.
+            await h.outbox.accept([blood_pressure(1)])
+            await h.settled(delivered=1, dead=1)
+
+    run(scenario())
+
+
+def test_413_splits_the_batch(platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    platform = platform_factory("--max-records", "2")
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(n) for n in range(5)], batch_max_records=5) as h:
+            await h.settled(delivered=5)
+        assert (await platform_records(platform.url))["count"] == 5
+
+    run(scenario())
+
+
+def test_nonsense_answers_mark_nothing_delivered(platform_factory: Callable[..., devstack.Platform],
+                                                 tmp_path: Path) -> None:
+    platform = platform_factory("--faults", "nonsense")
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(n) for n in range(3)]) as h:
+            await until(lambda: _failed_at_least(h, 5))
+            stats = await h.stats()
+            assert (stats.pending, stats.delivered, stats.dead) == (3, 0, 0)
+            assert "platform answer is not usable" in (h.uplink.status.last_error or "")
+            await set_faults(platform.url, mode="down", count=2)
+            await until(lambda: _failed_at_least(h, 7))
+            assert (await h.stats()).delivered == 0
+            await set_faults(platform.url, mode="ok")
+            await h.settled(delivered=3)
+
+    run(scenario())
+
+
+def test_connection_refused_then_the_platform_comes_up(platform_factory: Callable[..., devstack.Platform],
+                                                       tmp_path: Path) -> None:
+    port = devstack.free_port()
+
+    async def scenario() -> None:
+        async with hub(tmp_path, f"http://127.0.0.1:{port}", [blood_pressure(n) for n in range(2)]) as h:
+            await until(lambda: _failed_at_least(h, 3))
+            assert "ConnectionRefusedError" in (h.uplink.status.last_error or "")
+            platform = await asyncio.to_thread(platform_factory, port=port)
+            await h.settled(delivered=2)
+            assert (await platform_records(platform.url))["count"] == 2
+
+    run(scenario())
+
+
+def _signed_request(body: bytes, timestamp_ms: int) -> tuple[str, dict[str, str]]:
+    path = f"/v1/gateways/{GATEWAY_ID}/records"
+    headers = {"Content-Type": "application/json",
+               **HmacSha256Signer(GATEWAY_ID, SECRET.encode()).auth_headers(path=path, timestamp_ms=timestamp_ms,
+                                                                            body=body)}
+    return path, headers
+
+
+def test_the_platform_refuses_replays_stale_timestamps_and_stores_what_it_accepts(
+        platform_factory: Callable[..., devstack.Platform]) -> None:
+    platform = platform_factory()
+    record = blood_pressure(0).payload_json.replace("{", '{"record_id":"0f5b2c1e-7c1d-4a53-9d1a-2d1f3c4b5a69",', 1)
+    body = build_body([record], "2026-11-22T10:15:00.120+08:00")
+    now_ms = round(time.time() * 1000)
+
+    path, headers = _signed_request(body, now_ms)
+    assert post(platform.url + path, body, headers, 5.0).status == 200
+    replay = post(platform.url + path, body, headers, 5.0)
+    assert (replay.status, json.loads(replay.body)) == (401, {"error": "nonce already used"})
+
+    path, headers = _signed_request(body, now_ms - 301_000)
+    stale = post(platform.url + path, body, headers, 5.0)
+    assert (stale.status, json.loads(stale.body)) == (401, {"error": "X-Timestamp more than 300 s from server time"})
+    assert "date" in stale.headers
+
+    path, headers = _signed_request(body, now_ms)
+    headers["X-Signature"] = "0" * 64
+    assert post(platform.url + path, body, headers, 5.0).status == 401
+
+    with contextlib.closing(sqlite3.connect(platform.db)) as db:
+        rows = db.execute("SELECT record_id, gateway_id, type, body FROM records").fetchall()
+    assert [(r[0], r[1], r[2], json.loads(r[3])) for r in rows] == [
+        ("0f5b2c1e-7c1d-4a53-9d1a-2d1f3c4b5a69", GATEWAY_ID, "blood_pressure", json.loads(record))]
+
+
+def test_bad_uplink_settings_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        Uplink(gateway_id="gw 1/..", base_url="ftp://platform", secret=b"x", outbox=None,  # type: ignore[arg-type]
+               clock_synced=lambda: True, batch_max_records=501, batch_max_bytes=2_000_000)
+    assert info.value.problems == [
+        "gateway_id 'gw 1/..': use the id the platform issued (1-64 letters, digits, '.', '_', '-')",
+        "base_url 'ftp://platform': give the platform's http:// or https:// address without query",
+        "batch_max_records 501: must be 1..500 (the platform's limit)",
+        "batch_max_bytes 2000000: must be 1..1047552 (the platform's 1 MiB less room for the envelope)",
+    ]
