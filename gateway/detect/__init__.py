@@ -1,0 +1,1 @@
+"""On-hub emergency detection: falls, vital signs, silence."""

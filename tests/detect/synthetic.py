@@ -1,0 +1,203 @@
+"""Synthetic waist accelerometer signals at any rate, with KNOWN impact times.
+
+Each scenario is drawn at 1 kHz from a few physical ingredients (the direction gravity reads in the
+sensor frame, its magnitude -- near 0 g in free fall --, walking oscillation, impact pulses, sensor
+noise), then low-passed and resampled to the requested rate like a real sensor's own filter would.
+Sensor frame as in SisFall: y is vertical (reads -1 g upright), z points forward, x to the side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.detect.features import filter_same, lowpass_taps
+
+FINE_HZ = 1000.0
+NOISE_G = 0.01
+
+UPRIGHT = (0.0, -1.0, 0.0)
+FACE_DOWN = (0.0, 0.0, -1.0)     # fell forward: gravity now reads along the front axis
+FACE_UP = (0.0, 0.0, 1.0)        # fell backward
+ON_SIDE = (1.0, 0.0, 0.0)        # fell sideways
+SEATED = (0.0, -0.94, 0.34)      # trunk leaning back ~20 degrees in a chair
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    samples: np.ndarray          # (n, 3) in g
+    sample_rate_hz: float
+    impact_s: float | None       # time of the fall's impact; None for daily activities
+    is_fall: bool
+
+    @property
+    def impact_index(self) -> int:
+        assert self.impact_s is not None
+        return round(self.impact_s * self.sample_rate_hz)
+
+
+@dataclass
+class _Timeline:
+    """Key frames of the body's state; ``render`` turns them into samples."""
+
+    seed: int
+    keys: list[tuple[float, tuple[float, float, float], float]] = field(default_factory=list)
+    walking: list[tuple[float, float, float]] = field(default_factory=list)   # start, end, amplitude g
+    pulses: list[tuple[float, float, tuple[float, float, float], float]] = field(default_factory=list)
+    now: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.keys.append((0.0, UPRIGHT, 1.0))
+
+    @property
+    def gravity(self) -> tuple[float, float, float]:
+        return self.keys[-1][1]
+
+    def hold(self, seconds: float) -> _Timeline:
+        self.now += seconds
+        self.keys.append((self.now, self.gravity, 1.0))
+        return self
+
+    def walk(self, seconds: float, amplitude_g: float = 0.3) -> _Timeline:
+        self.walking.append((self.now, self.now + seconds, amplitude_g))
+        return self.hold(seconds)
+
+    def turn(self, seconds: float, to: tuple[float, float, float], scale: float = 1.0) -> _Timeline:
+        """Rotate the trunk to a new posture; ``scale`` is |a| at the end (0.2 = falling)."""
+        self.now += seconds
+        self.keys.append((self.now, to, scale))
+        return self
+
+    def pulse(self, peak_g: float, width_s: float = 0.1, direction: tuple[float, float, float] | None = None) -> float:
+        """An impact (floor, chair, landing) now, along the posture's 'up' unless told; returns its time."""
+        self.pulses.append((self.now, peak_g, direction or self.gravity, width_s))
+        return self.now
+
+    def render(self, sample_rate_hz: float) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        t = np.arange(0.0, self.now, 1.0 / FINE_HZ)
+        times = np.array([k[0] for k in self.keys])
+        direction = np.stack([np.interp(t, times, [k[1][axis] for k in self.keys]) for axis in range(3)], axis=1)
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        scale = np.interp(t, times, [k[2] for k in self.keys])
+        acc = direction * scale[:, None]
+        for start, end, amplitude in self.walking:
+            inside = (t >= start) & (t < end)
+            phase = 2 * np.pi * 1.8 * t[inside] + rng.uniform(0, 2 * np.pi)
+            acc[inside] += direction[inside] * (amplitude * np.sin(phase))[:, None]
+            acc[inside, 0] += 0.4 * amplitude * np.sin(phase / 2)
+        for at, peak, pulse_dir, width in self.pulses:
+            shape = np.exp(-0.5 * ((t - at) / (width / 2)) ** 2)
+            acc += np.outer(shape * peak, np.asarray(pulse_dir))
+        acc += rng.normal(0.0, NOISE_G, acc.shape)
+        # The sensor's own anti-alias filter, then sampling at the requested rate.
+        smooth = filter_same(acc, lowpass_taps(0.4 * sample_rate_hz, FINE_HZ, 8.0 / sample_rate_hz))
+        out_t = np.arange(0.0, self.now, 1.0 / sample_rate_hz)
+        return np.stack([np.interp(out_t, t, smooth[:, axis]) for axis in range(3)], axis=1)
+
+
+def _fall(tl: _Timeline, lying: tuple[float, float, float], peak_g: float = 4.0) -> float:
+    tl.walk(3.0)
+    tl.turn(0.4, lying, scale=0.1)              # losing balance: free fall while rotating
+    impact = tl.pulse(peak_g)
+    tl.turn(0.1, lying)                         # the floor stops the fall
+    return impact
+
+
+def forward_fall(tl: _Timeline) -> float | None:
+    impact = _fall(tl, FACE_DOWN)
+    tl.hold(6.0)
+    return impact
+
+
+def backward_fall(tl: _Timeline) -> float | None:
+    impact = _fall(tl, FACE_UP, peak_g=3.5)
+    tl.hold(6.0)
+    return impact
+
+
+def lateral_fall(tl: _Timeline) -> float | None:
+    impact = _fall(tl, ON_SIDE, peak_g=3.0)
+    tl.hold(6.0)
+    return impact
+
+
+def fall_then_get_up(tl: _Timeline) -> float | None:
+    impact = _fall(tl, FACE_DOWN)
+    tl.hold(3.0).turn(2.0, SEATED).turn(1.5, UPRIGHT).walk(6.0)
+    return impact
+
+
+def standing(tl: _Timeline) -> float | None:
+    tl.hold(12.0)
+    return None
+
+
+def walking(tl: _Timeline) -> float | None:
+    tl.walk(15.0)
+    return None
+
+
+def sitting_down(tl: _Timeline) -> float | None:
+    tl.walk(3.0).turn(1.0, SEATED, scale=0.8)
+    tl.pulse(0.7, width_s=0.12)                 # bottom meets the chair
+    tl.turn(0.2, SEATED).hold(6.0)
+    return None
+
+
+def lying_down(tl: _Timeline) -> float | None:
+    tl.walk(3.0).turn(1.0, SEATED).hold(2.0).turn(2.5, FACE_UP)
+    tl.pulse(0.3, width_s=0.2)                  # back meets the bed
+    tl.hold(6.0)
+    return None
+
+
+def rolling_over_in_bed(tl: _Timeline) -> float | None:
+    tl.turn(0.01, FACE_UP).hold(4.0).turn(0.8, ON_SIDE, scale=0.9)
+    tl.pulse(1.2, width_s=0.15)                 # settling onto the side: a bump but no fall before it
+    tl.turn(0.1, ON_SIDE).hold(6.0)
+    return None
+
+
+def stumbling(tl: _Timeline) -> float | None:
+    tl.walk(3.0).turn(0.25, (0.0, -0.95, -0.3), scale=0.5)
+    tl.pulse(1.8, width_s=0.06)                 # the catching step
+    tl.turn(0.5, UPRIGHT).walk(6.0)
+    return None
+
+
+def jumping(tl: _Timeline) -> float | None:
+    tl.hold(3.0).turn(0.3, UPRIGHT, scale=1.8).turn(0.05, UPRIGHT, scale=0.05).hold(0.3)
+    tl.pulse(3.5, width_s=0.08)                 # landing on the feet, still upright
+    tl.turn(0.1, UPRIGHT).hold(6.0)
+    return None
+
+
+Generator = Callable[[_Timeline], "float | None"]
+
+FALLS: dict[str, Generator] = {
+    "forward_fall": forward_fall,
+    "backward_fall": backward_fall,
+    "lateral_fall": lateral_fall,
+    "fall_then_get_up": fall_then_get_up,
+}
+DAILY_ACTIVITIES: dict[str, Generator] = {
+    "standing": standing,
+    "walking": walking,
+    "sitting_down": sitting_down,
+    "lying_down": lying_down,
+    "rolling_over_in_bed": rolling_over_in_bed,
+    "stumbling": stumbling,
+    "jumping": jumping,
+}
+
+
+def scenario(name: str, sample_rate_hz: float, seed: int = 1) -> Scenario:
+    """Render the named scenario at ``sample_rate_hz``."""
+    generator = FALLS.get(name) or DAILY_ACTIVITIES[name]
+    tl = _Timeline(seed)
+    impact = generator(tl)
+    return Scenario(name, tl.render(sample_rate_hz), sample_rate_hz, impact, name in FALLS)
