@@ -105,7 +105,7 @@ async def test_status_goes_offline_by_last_will_when_the_hub_dies(broker) -> Non
     probe = Probe(broker.host, broker.port, "yiyang/v1/gw-will/status")
     probe.wait_for("status")
     # Simulate a crash: drop the socket without a DISCONNECT packet.
-    link._client.socket().close()  # noqa: SLF001
+    link._client.socket().close()
     await _wait(lambda: any(m.get("state") == "offline" for m in probe.json_on("status")), 15)
     probe.close()
-    await asyncio.to_thread(link._client.loop_stop)  # noqa: SLF001
+    await asyncio.to_thread(link._client.loop_stop)

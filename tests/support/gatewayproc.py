@@ -1,0 +1,123 @@
+"""Run the real daemon (``python -m gateway run``) as a subprocess against real parts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GATEWAY_ID = "gw-test"
+RESIDENT_ID = "r-0001"
+
+
+def write_config(path: Path, *, data_dir: Path, platform_url: str, secret_file: Path, broker_port: int,
+                 meter_link: Path | None, extra: str = "") -> Path:
+    device = "" if meter_link is None else f"""
+[[devices]]
+id = "glucose-kitchen"
+driver = "onetouch-ultra2"
+port = "{meter_link}"
+resident = "{RESIDENT_ID}"
+poll_interval_s = 0.5
+"""
+    path.write_text(f"""
+[gateway]
+id = "{GATEWAY_ID}"
+data_dir = "{data_dir}"
+clock_sync = "assume_synced"
+
+[platform]
+url = "{platform_url}"
+secret_file = "{secret_file}"
+timeout_s = 2.0
+backoff_initial_s = 0.1
+backoff_max_s = 1.0
+
+[mqtt]
+port = {broker_port}
+
+[[residents]]
+id = "{RESIDENT_ID}"
+{device}
+{extra}
+""", encoding="utf-8")
+    return path
+
+
+@dataclass
+class GatewayProcess:
+    config: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = field(default=0)
+
+    def start(self) -> None:
+        self.starts += 1
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
+                                         stdout=log, stderr=log)
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout_s: float = 15.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def platform_records(db: Path) -> list[dict[str, Any]]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT record_id, body FROM records").fetchall()
+    return [dict(json.loads(body), record_id=rid) for rid, body in rows]
+
+
+def set_fault(platform_url: str, mode: str, **params: float) -> None:
+    body = json.dumps({"mode": mode, **params}).encode()
+    req = urllib.request.Request(f"{platform_url}/admin/faults", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:  # our own server on loopback
+        resp.read()
+
+
+def outbox_rows(data_dir: Path) -> list[tuple[str, str, str, str | None]]:
+    """(record_id, type, state, dedupe_key) of every outbox row."""
+    with sqlite3.connect(data_dir / "outbox.sqlite", timeout=10) as conn:
+        return conn.execute("SELECT record_id, type, state, dedupe_key FROM records").fetchall()
+
+
+def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
