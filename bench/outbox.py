@@ -1,6 +1,8 @@
-"""Outbox throughput on this machine's disk.
+"""Outbox throughput on this machine's disk, and draining a backlog through the real daemon.
 
     python bench/outbox.py ingest --db-dir DIR [--records N] [--batch 100]
+    python bench/outbox.py drain --db-dir DIR [--records 100000]
+    python bench/outbox.py all --db-dir DIR
 
 ``ingest`` prints the durable acceptance rate (records/s) two ways: one commit
 per record, as the daemon does for a reading (each commit waits for an fsync,
@@ -9,23 +11,51 @@ own storage (SD card, eMMC, USB SSD): the figure is dominated by fsync latency,
 so a laptop's NVMe says little about a Pi. Each mode gets a fresh database in
 DIR, removed afterwards unless ``--keep``.
 
-Further subcommands (``drain``: pending_batch + mark_delivered rates) plug into
-``COMMANDS``.
+``drain`` fills an outbox with a backlog of real-shaped records (what a hub holds after days
+offline), starts the reference platform and a private Mosquitto on loopback, runs the gateway
+daemon (``python -m gateway run``) on that outbox, and prints the time until the platform holds
+every record, the rate, and the daemon's peak RSS (VmHWM from /proc).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from drivers.model import DeviceInfo, Glucose, HubTime, MealContext, Reading, TimeSource
+from gateway.hub import reading_to_record
 from gateway.store import NewRecord, Outbox, Priority
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import devstack
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _bench_reading(n: int) -> NewRecord:
+    """A blood-glucose record exactly as the hub stores it (gateway.wire), about 400 bytes."""
+    at = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(seconds=n)
+    reading = Reading(
+        device=DeviceInfo("glucose-kitchen", "serial", "OneTouch Ultra 2", "GMF600DCY"),
+        resident_id="r-0001",
+        measurement=Glucose(round(3.5 + (n % 200) / 20, 2), MealContext.UNKNOWN),
+        measured_at=at,
+        time_source=TimeSource.DEVICE,
+        received=HubTime(at, 0.0, True),
+        source_key=f"GMF600DCY|{n}",
+    )
+    return reading_to_record(reading, TZ)
 
 
 def _reading(n: int) -> NewRecord:
@@ -84,8 +114,108 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases for inspection")
 
 
+def _fill(db: Path, records: int) -> None:
+    with Outbox.open(db, budget_bytes=4 * 2**30) as box:
+        for start in range(0, records, 1000):
+            box.accept([_bench_reading(n) for n in range(start, min(records, start + 1000))])
+
+
+def _platform_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def drain(args: argparse.Namespace) -> int:
+    run_dir = Path(tempfile.mkdtemp(prefix="drain-bench-", dir=_db_dir(args)))
+    try:
+        data_dir = run_dir / "data"
+        data_dir.mkdir()
+        started = time.perf_counter()
+        _fill(data_dir / "outbox.sqlite", args.records)
+        print(f"outbox drain: {args.records} pending records ({time.perf_counter() - started:.1f} s to fill), "
+              f"db in {run_dir}")
+        with devstack.mosquitto(run_dir / "broker") as broker, \
+                devstack.platform_server(run_dir / "platform", "gw-bench") as platform:
+            config = run_dir / "gateway.toml"
+            config.write_text(f"""
+[gateway]
+id = "gw-bench"
+data_dir = "{data_dir}"
+clock_sync = "assume_synced"
+[platform]
+url = "{platform.url}"
+secret_file = "{platform.secret_file}"
+[storage]
+budget_mb = 4096
+[mqtt]
+port = {broker.port}
+[[residents]]
+id = "r-0001"
+""", encoding="utf-8")
+            with open(run_dir / "daemon.log", "wb") as log:
+                daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
+                                          stdout=log, stderr=log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            try:
+                started = time.perf_counter()
+                peak = 0.0
+                while (count := _platform_count(platform.db)) < args.records:
+                    if daemon.poll() is not None:
+                        print(f"  the daemon exited with {daemon.returncode}: see {run_dir / 'daemon.log'}")
+                        return 1
+                    peak = max(peak, _peak_rss_mb(daemon.pid))
+                    if time.perf_counter() - started > args.timeout:
+                        print(f"  timed out after {args.timeout} s with {count} records at the platform")
+                        return 1
+                    time.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                peak = max(peak, _peak_rss_mb(daemon.pid))
+            finally:
+                devstack.stop_process(daemon)
+        print(f"  {'drain time':>28}: {elapsed:10.1f} s")
+        print(f"  {'drain rate':>28}: {args.records / elapsed:10.0f} records/s (target >= 5000)")
+        print(f"  {'daemon peak RSS (VmHWM)':>28}: {peak:10.1f} MB (target <= 80)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return 0
+
+
+def _db_dir(args: argparse.Namespace) -> Path:
+    db_dir: Path = args.db_dir
+    db_dir.mkdir(parents=True, exist_ok=True)
+    return db_dir
+
+
+def _drain_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db-dir", type=Path, required=True, help="directory on the disk to measure")
+    parser.add_argument("--records", type=int, default=100_000, help="backlog size (default 100000)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the databases for inspection")
+
+
+def run_all(args: argparse.Namespace) -> int:
+    ingest_args = argparse.Namespace(db_dir=args.db_dir, records=2000, batch=100, keep=False)
+    drain_args = argparse.Namespace(db_dir=args.db_dir, records=args.records, timeout=args.timeout, keep=False)
+    return ingest(ingest_args) or drain(drain_args)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "ingest": ("durable acceptance rate, per-record and batched commits", _ingest_args, ingest),
+    "drain": ("time for the daemon to drain a backlog to the reference platform; daemon peak RSS",
+              _drain_args, drain),
+    "all": ("ingest, then drain", _drain_args, run_all),
 }
 
 
