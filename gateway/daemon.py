@@ -21,10 +21,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import __version__
+from gateway.alerts.falls import FallResponder
 from gateway.alerts.service import AlertService
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.config import GatewayConfig
-from gateway.driver_registry import start_device
+from gateway.driver_registry import SessionContext, start_device
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.sdnotify import notify, watchdog_interval_s
@@ -110,9 +111,12 @@ class Daemon:
         )
         wake_uplink = uplink.wake if uplink is not None else _nothing
         alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink)
+        falls = FallResponder(alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now,
+                              now_monotonic=time.monotonic, on_stored=wake_uplink)
         hub = Hub(outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board, thresholds_for=cfg.thresholds_for,
-                  tz=self.tz, now=_utc_now, max_reading_age_s=cfg.detect.max_reading_age_s,
+                  tz=self.tz, now=_utc_now, max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
                   on_accepted=wake_uplink)
+        ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
 
         async def publish_status() -> None:
             payload = await self._status_payload(outbox, uplink, mqtt.connected.is_set())
@@ -133,13 +137,14 @@ class Daemon:
                  len(cfg.devices), cfg.gateway.data_dir)
         try:
             async with asyncio.TaskGroup() as group:
-                drivers = [group.create_task(start_device(device, self.clock, self.tz, hub, self.board),
+                drivers = [group.create_task(start_device(device, ctx, self.board),
                                              name=f"device:{device.id}") for device in cfg.devices]
                 services = [
                     group.create_task(self._guard("status", self._every(STATUS_EVERY_S, publish_status))),
                     group.create_task(self._guard("prune", self._every(PRUNE_EVERY_S, outbox.prune))),
                     group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts))),
                     group.create_task(self._guard("watchdog", self._watchdog())),
+                    group.create_task(self._guard("falls", falls.run())),
                 ]
                 if uplink is not None:
                     services.append(group.create_task(self._guard("uplink", uplink.run())))

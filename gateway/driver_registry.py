@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Protocol
 
@@ -23,12 +24,21 @@ class Session(Protocol):
     async def run(self) -> None: ...
 
 
-SessionFactory = Callable[[DeviceSettings, Clock, tzinfo, Hub], Session]
+@dataclass(frozen=True)
+class SessionContext:
+    """What every device session may be given: the hub clock and time zone, and the hub's sinks."""
+
+    clock: Clock
+    tz: tzinfo
+    hub: Hub
 
 
-def _onetouch(device: DeviceSettings, clock: Clock, tz: tzinfo, hub: Hub) -> Session:
-    return OneTouchSession(device_id=device.id, resident_id=device.resident, port=device.port, clock=clock,
-                           tz=tz, sink=hub.on_readings, poll_interval_s=device.poll_interval_s)
+SessionFactory = Callable[[DeviceSettings, SessionContext], Session]
+
+
+def _onetouch(device: DeviceSettings, ctx: SessionContext) -> Session:
+    return OneTouchSession(device_id=device.id, resident_id=device.resident, port=device.port, clock=ctx.clock,
+                           tz=ctx.tz, sink=ctx.hub.on_readings, poll_interval_s=device.poll_interval_s)
 
 
 SESSIONS: dict[str, SessionFactory] = {
@@ -45,9 +55,8 @@ def unsupported_drivers(devices: tuple[DeviceSettings, ...]) -> list[str]:
     ]
 
 
-def start_device(device: DeviceSettings, clock: Clock, tz: tzinfo, hub: Hub,
-                 board: DeviceStatusBoard) -> Coroutine[Any, Any, None]:
+def start_device(device: DeviceSettings, ctx: SessionContext, board: DeviceStatusBoard) -> Coroutine[Any, Any, None]:
     board.register(device.id, device.driver)
-    session = SESSIONS[device.driver](device, clock, tz, hub)
+    session = SESSIONS[device.driver](device, ctx)
     log.info("device session starting device=%s driver=%s", device.id, device.driver)
     return session.run()

@@ -13,15 +13,21 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
 from typing import Protocol
 
-from drivers.model import Reading
+from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading, TimeSource
+from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import Evidence
 from gateway.alerts.service import AlertService, Publisher
 from gateway.detect.vitals import VitalThresholds, evaluate_reading
 from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, NewRecord, Priority
-from gateway.wire import compact, local_reading_payload, measurement_values, reading_record
+from gateway.wire import compact, iso, local_reading_payload, measurement_values, reading_record
 
 log = logging.getLogger(__name__)
+
+
+STATUS_EVENTS = frozenset({DeviceEventKind.BATTERY, DeviceEventKind.LOST, DeviceEventKind.CONNECTED,
+                           DeviceEventKind.DEVICE_ERROR})
+"""Device events that become ``device_status`` records at the platform (battery, lost/found)."""
 
 
 class OutboxWriter(Protocol):
@@ -38,7 +44,7 @@ def reading_to_record(reading: Reading, tz: tzinfo) -> NewRecord:
 class Hub:
     def __init__(self, *, outbox: OutboxWriter, alerts: AlertService, publisher: Publisher,
                  board: DeviceStatusBoard, thresholds_for: Callable[[str], VitalThresholds],
-                 tz: tzinfo, now: Callable[[], datetime], max_reading_age_s: float,
+                 tz: tzinfo, now: Callable[[], datetime], max_reading_age_s: float, falls: FallResponder,
                  on_accepted: Callable[[], None] = lambda: None) -> None:
         self._outbox = outbox
         self._alerts = alerts
@@ -49,6 +55,7 @@ class Hub:
         self._now = now
         self._max_age_s = max_reading_age_s
         self._on_accepted = on_accepted
+        self._falls = falls
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         """Accept readings durably, then publish and evaluate the new ones.
@@ -69,6 +76,30 @@ class Hub:
             self._publisher.publish(f"readings/{reading.type.value}",
                                     local_reading_payload(reading, self._tz), retain=True)
             await self._evaluate(reading, acc.record_id)
+
+    async def on_motion(self, block: MotionBlock) -> None:
+        """Raw motion is not uploaded: it feeds the fall detector (which keeps a snippet as evidence)."""
+        self._board.seen(block.device_id, block.first_sample.wall)
+        await self._falls.on_motion(block)
+
+    async def on_event(self, event: DeviceEvent) -> None:
+        self._board.seen(event.device_id, event.received.wall)
+        if event.kind is DeviceEventKind.BATTERY and isinstance(event.value, int):
+            self._board.battery(event.device_id, event.value)
+        if event.kind in STATUS_EVENTS:
+            await self._store_status(event)
+        await self._falls.on_event(event)
+
+    async def _store_status(self, event: DeviceEvent) -> None:
+        values: dict[str, object] = {"event": event.kind.value}
+        if event.value is not None:
+            values["value"] = event.value
+        record = {"type": "device_status", "resident_id": event.resident_id, "device": {"id": event.device_id},
+                  "measured_at": iso(event.received.wall, self._tz), "received_at": iso(event.received.wall, self._tz),
+                  "time_source": (TimeSource.HUB if event.received.synced else TimeSource.HUB_UNSYNCED).value,
+                  "values": values, "flags": []}
+        await self._outbox.accept([NewRecord("device_status", Priority.STATUS, compact(record), event.received.wall)])
+        self._on_accepted()
 
     async def _evaluate(self, reading: Reading, record_id: str) -> None:
         age_s = (self._now() - reading.measured_at).total_seconds()

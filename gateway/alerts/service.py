@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Protocol
 
@@ -67,14 +68,29 @@ class AlertService:
         log.info("alert acknowledged alert_id=%s by=%s", alert_id, by)
         return acked
 
-    async def resolve(self, alert_id: str) -> Alert | None:
+    async def resolve(self, alert_id: str, *, message: Message | None = None,
+                      evidence: Evidence | None = None) -> Alert | None:
+        """The condition cleared ("all clear"): tell everyone and clear the retained alert."""
         alert = self._active.get(alert_id)
         if alert is None:
             return None
-        resolved = alert.with_state(AlertState.RESOLVED)
+        resolved = replace(alert, state=AlertState.RESOLVED, message=message or alert.message,
+                           evidence={**alert.evidence, **(evidence or {})})
         await self._record(resolved)
         log.info("alert resolved alert_id=%s", alert_id)
         return resolved
+
+    async def escalate(self, alert_id: str, *, severity: Severity, message: Message,
+                       evidence: Evidence | None = None) -> Alert | None:
+        """Raise an active alert's severity (cancel window over, long lie, repeated crisis)."""
+        alert = self._active.get(alert_id)
+        if alert is None:
+            return None
+        escalated = replace(alert, state=AlertState.ESCALATED, severity=severity, message=message,
+                            evidence={**alert.evidence, **(evidence or {})})
+        await self._record(escalated)
+        log.warning("alert escalated alert_id=%s severity=%s", alert_id, severity.value)
+        return escalated
 
     async def handle_ack(self, topic: str, payload: bytes) -> None:
         """``alerts/{alert_id}/ack`` from a family member's app."""

@@ -1,0 +1,181 @@
+"""From a fall (wearable or radar) or a help button to the family, through the cancel window.
+
+A detection raises the fall alert at once (urgent: "possible fall, help is called in 30 s unless
+cancelled"), so the family hears within milliseconds; the cancel window then either resolves it
+(the resident pressed cancel or got up) or escalates it to an emergency, and a long lie escalates
+again. An SOS press is an emergency with no cancel window (clinical-thresholds.md).
+
+Button semantics: a *long* press while a fall is pending cancels it (what pendants do); any other
+press is a call for help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
+
+from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock
+from gateway.alerts.model import AlertKind, Evidence, Message, Severity
+from gateway.alerts.service import AlertService
+from gateway.detect.fall_watch import FallWatch, FallWatchEvent, FallWatchEventKind, activity_from_radar
+from gateway.detect.falls import FallDetection
+from gateway.detect.motion import ACTIVITY_WINDOW_S, MotionTracker
+from gateway.store.api import Accepted, NewRecord, Priority
+from gateway.wire import compact, iso
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+CANCEL_PRESS = "long"
+
+
+class FallOutbox(Protocol):
+    async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
+    async def add_motion_snippet(self, *, alert_id: str, device_id: str, first_sample_at: datetime,
+                                 sample_rate_hz: float, samples: bytes) -> None: ...
+
+
+@dataclass
+class _Pending:
+    watch: FallWatch
+    alert_id: str
+    device_id: str
+    source: str
+    activity_from: float
+    """Monotonic time from which the wearer's activity level says something about recovery: its
+    window must not contain the impact itself."""
+
+
+MESSAGES = {
+    "detected": Message("检测到疑似跌倒，30秒内未取消将呼叫救援", "Possible fall detected: help is called unless "
+                                                            "cancelled"),
+    FallWatchEventKind.CONFIRMED: Message("跌倒后未起身，请立即查看", "Fall confirmed: no recovery, check now"),
+    FallWatchEventKind.CANCELLED: Message("跌倒警报已取消（老人已取消或已起身）", "Fall alert cancelled: the resident "
+                                                                         "cancelled or got up"),
+    FallWatchEventKind.LONG_LIE: Message("跌倒后长时间未动，情况危急", "Long lie after a fall: no movement, urgent"),
+    "help": Message("老人按下了求助按钮", "Help button pressed"),
+}
+
+
+class FallResponder:
+    def __init__(self, *, alerts: AlertService, outbox: FallOutbox, tz: tzinfo, now_wall: Callable[[], datetime],
+                 now_monotonic: Callable[[], float], cancel_window_s: float = 30.0, long_lie_s: float = 120.0,
+                 on_stored: Callable[[], None] = lambda: None) -> None:
+        self._alerts = alerts
+        self._outbox = outbox
+        self._tz = tz
+        self._now_wall = now_wall
+        self._now_mono = now_monotonic
+        self._cancel_window_s = cancel_window_s
+        self._long_lie_s = long_lie_s
+        self._on_stored = on_stored
+        self._motion = MotionTracker()
+        self._pending: dict[str, _Pending] = {}   # by resident
+
+    async def on_motion(self, block: MotionBlock) -> None:
+        outcome = self._motion.feed(block)
+        for detection, impact_mono in zip(outcome.detections, outcome.impact_monotonic, strict=True):
+            await self._detected(block.resident_id, block.device_id, "wearable", _wearable_evidence(detection),
+                                 impact_mono)
+        pending = self._pending.get(block.resident_id)
+        now = self._now_mono()
+        if pending is not None and pending.device_id == block.device_id and now >= pending.activity_from:
+            await self._handle(block.resident_id, pending.watch.on_activity(self._now_mono(), outcome.activity))
+
+    async def on_event(self, event: DeviceEvent) -> None:
+        now = self._now_mono()
+        pending = self._pending.get(event.resident_id)
+        if event.kind is DeviceEventKind.BUTTON_PRESS:
+            if pending is not None and event.value == CANCEL_PRESS:
+                await self._handle(event.resident_id, pending.watch.on_button(now))
+            else:
+                await self._help_request(event)
+        elif event.kind is DeviceEventKind.FALL and event.value == 1:
+            await self._detected(event.resident_id, event.device_id, "radar", {"source": "radar"}, now)
+        elif pending is not None and isinstance(event.value, int):
+            activity = activity_from_radar(event.kind, event.value)
+            if activity is not None:
+                await self._handle(event.resident_id, pending.watch.on_activity(now, activity))
+
+    async def tick(self) -> None:
+        now = self._now_mono()
+        for resident_id, pending in list(self._pending.items()):
+            await self._handle(resident_id, pending.watch.tick(now))
+
+    async def run(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(TICK_S)
+
+    async def _detected(self, resident_id: str, device_id: str, source: str, evidence: Evidence,
+                        impact_monotonic: float) -> None:
+        if resident_id in self._pending:
+            log.info("fall detected while one is pending resident=%s device=%s: same episode", resident_id,
+                     device_id)
+            return
+        impact_at = self._now_wall() - timedelta(seconds=max(0.0, self._now_mono() - impact_monotonic))
+        full: Evidence = {**evidence, "source": source, "device_id": device_id,
+                          "impact_at": iso(impact_at, self._tz),
+                          "cancel_window_s": self._cancel_window_s}
+        alert = await self._alerts.raise_alert(kind=AlertKind.FALL, severity=Severity.URGENT,
+                                               resident_id=resident_id, message=MESSAGES["detected"],
+                                               evidence=full)
+        watch = FallWatch(self._cancel_window_s, self._long_lie_s)
+        watch.on_detection(self._now_mono())
+        self._pending[resident_id] = _Pending(watch, alert.alert_id, device_id, source,
+                                              activity_from=self._now_mono() + ACTIVITY_WINDOW_S)
+        await self._store_event("fall", resident_id, device_id, {**full, "alert_id": alert.alert_id})
+        await self._save_snippet(alert.alert_id, device_id)
+
+    async def _handle(self, resident_id: str, events: list[FallWatchEvent]) -> None:
+        pending = self._pending.get(resident_id)
+        if pending is None:
+            return
+        for event in events:
+            evidence: Evidence = {"outcome": event.kind.value, "reason": event.reason}
+            if event.kind is FallWatchEventKind.CANCELLED:
+                await self._alerts.resolve(pending.alert_id, message=MESSAGES[event.kind], evidence=evidence)
+            elif event.kind in (FallWatchEventKind.CONFIRMED, FallWatchEventKind.LONG_LIE):
+                await self._alerts.escalate(pending.alert_id, severity=Severity.EMERGENCY,
+                                            message=MESSAGES[event.kind], evidence=evidence)
+            else:  # RECOVERED: good news, but the family still checks and acknowledges
+                log.info("resident got up after the fall alert resident=%s alert_id=%s", resident_id,
+                         pending.alert_id)
+        if not pending.watch.active:
+            del self._pending[resident_id]
+
+    async def _help_request(self, event: DeviceEvent) -> None:
+        evidence: Evidence = {"source": "button", "device_id": event.device_id, "press": str(event.value)}
+        await self._alerts.raise_alert(kind=AlertKind.HELP_REQUEST, severity=Severity.EMERGENCY,
+                                       resident_id=event.resident_id, message=MESSAGES["help"], evidence=evidence)
+        await self._store_event("help_request", event.resident_id, event.device_id, evidence)
+
+    async def _store_event(self, record_type: str, resident_id: str, device_id: str, values: Evidence) -> None:
+        now = self._now_wall()
+        record = {"type": record_type, "resident_id": resident_id, "device": {"id": device_id},
+                  "measured_at": iso(now, self._tz), "received_at": iso(now, self._tz), "time_source": "hub",
+                  "values": values, "flags": []}
+        await self._outbox.accept([NewRecord(record_type, Priority.EVENT, compact(record), now)])
+        self._on_stored()
+
+    async def _save_snippet(self, alert_id: str, device_id: str) -> None:
+        snippet = self._motion.snippet(device_id)
+        if snippet is None:
+            return
+        first_at = self._now_wall() - timedelta(seconds=self._now_mono() - snippet.first_sample_monotonic)
+        await self._outbox.add_motion_snippet(alert_id=alert_id, device_id=device_id, first_sample_at=first_at,
+                                              sample_rate_hz=snippet.sample_rate_hz,
+                                              samples=snippet.samples.astype("<f4").tobytes())
+
+
+def _wearable_evidence(d: FallDetection) -> Evidence:
+    evidence: Evidence = {"confidence": round(d.confidence, 3), "peak_g": round(d.peak_g, 2),
+                          "posture_change_deg": round(d.posture_change_deg, 1),
+                          "stillness_g": round(d.stillness_g, 3), "detection_delay_s": round(d.delay_s, 2)}
+    if d.free_fall_min_g is not None:
+        evidence["free_fall_min_g"] = round(d.free_fall_min_g, 2)
+    return evidence

@@ -1,0 +1,152 @@
+"""Falls and help calls from detection to the family, through the cancel window and the long lie.
+
+Real parts: a Mosquitto broker, the MQTT link, a SQLite outbox; the hub's monotonic clock is
+driven by the test, and the signals come from the synthetic generator with known impact times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from mqtt_probe import Probe
+from synthetic import scenario
+
+from drivers.model import DeviceEvent, DeviceEventKind, HubTime, MotionBlock
+from gateway.alerts.falls import FallResponder
+from gateway.alerts.service import AlertService
+from gateway.mqtt import LinkSettings, MqttLink
+from gateway.store.aio import AsyncOutbox
+
+TZ = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.mono = 1000.0
+
+    def wall(self) -> datetime:
+        return T0 + timedelta(seconds=self.mono - 1000.0)
+
+    def hub(self) -> HubTime:
+        return HubTime(self.wall(), self.mono, True)
+
+
+@pytest.fixture
+async def parts(tmp_path: Path, broker):  # type: ignore[no-untyped-def]
+    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"))
+    await link.start()
+    await asyncio.wait_for(link.connected.wait(), 5)
+    probe = Probe(broker.host, broker.port, "yiyang/v1/gw-test/#")
+    clock = Clock()
+    alerts = AlertService(outbox=outbox, publisher=link, tz=TZ, now=clock.wall)
+    responder = FallResponder(alerts=alerts, outbox=outbox, tz=TZ, now_wall=clock.wall,
+                              now_monotonic=lambda: clock.mono, cancel_window_s=30, long_lie_s=120)
+    yield responder, outbox, probe, clock
+    probe.close()
+    await link.stop()
+    await outbox.close()
+
+
+async def stream(responder: FallResponder, clock: Clock, samples: np.ndarray, rate: float, block: int = 10) -> None:
+    """Feed samples as a wearable would: blocks arriving in real (test) time."""
+    for start in range(0, len(samples), block):
+        chunk = samples[start:start + block].astype(np.float32)
+        first = clock.hub()
+        clock.mono += len(chunk) / rate
+        await responder.on_motion(MotionBlock("band-1", "r-1", chunk, rate, first))
+
+
+async def idle(responder: FallResponder, clock: Clock, seconds: float, *, level: str = "still",
+               rate: float = 50.0) -> None:
+    """Lying still (or walking) for a while, ticking the watch every second."""
+    gravity = np.array([0.0, 0.0, -1.0] if level == "still" else [0.0, -1.0, 0.0], dtype=np.float32)
+    rng = np.random.default_rng(3)
+    for _ in range(int(seconds)):
+        noise = 0.005 if level == "still" else 0.3
+        chunk = gravity + rng.normal(0, noise, size=(int(rate), 3)).astype(np.float32)
+        await stream(responder, clock, chunk, rate, block=int(rate))
+        await responder.tick()
+
+
+def states(probe: Probe) -> list[tuple[str, str, str]]:
+    return [(e["kind"], e["severity"], e["state"]) for e in probe.json_on("events/alert")]
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.3)
+
+
+async def test_fall_alerts_at_once_then_escalates_after_the_cancel_window_and_on_a_long_lie(parts) -> None:  # type: ignore[no-untyped-def]
+    responder, outbox, probe, clock = parts
+    fall = scenario("forward_fall", 50.0)
+    await stream(responder, clock, fall.samples, 50.0)
+    probe.wait_for("events/alert")
+    assert states(probe) == [("fall", "urgent", "raised")]
+    raised = probe.json_on("events/alert")[0]
+    assert raised["evidence"]["source"] == "wearable"
+    assert raised["evidence"]["peak_g"] > 2.5
+    # The fall record and the raw evidence are stored.
+    pending = await outbox.pending_batch()
+    assert [p.type for p in pending] == ["alert", "fall"]
+    snippets = await outbox.motion_snippets(raised["alert_id"])
+    assert len(snippets) == 1
+    assert snippets[0].sample_rate_hz == 50.0
+
+    await idle(responder, clock, 31)
+    probe.wait_for("events/alert", 2)
+    assert states(probe)[1] == ("fall", "emergency", "escalated")
+    await idle(responder, clock, 120)
+    probe.wait_for("events/alert", 3)
+    assert probe.json_on("events/alert")[2]["evidence"]["outcome"] == "long_lie"
+
+
+async def test_getting_up_within_the_window_cancels(parts) -> None:  # type: ignore[no-untyped-def]
+    responder, _outbox, probe, clock = parts
+    await stream(responder, clock, scenario("forward_fall", 50.0).samples, 50.0)
+    probe.wait_for("events/alert")
+    await idle(responder, clock, 5, level="walking")
+    probe.wait_for("events/alert", 2)
+    assert states(probe) == [("fall", "urgent", "raised"), ("fall", "urgent", "resolved")]
+
+
+async def test_long_press_cancels_a_pending_fall_and_a_short_press_calls_for_help(parts) -> None:  # type: ignore[no-untyped-def]
+    responder, _outbox, probe, clock = parts
+    await stream(responder, clock, scenario("lateral_fall", 50.0).samples, 50.0)
+    probe.wait_for("events/alert")
+    await responder.on_event(DeviceEvent("sos-1", "r-1", DeviceEventKind.BUTTON_PRESS, clock.hub(), "long"))
+    probe.wait_for("events/alert", 2)
+    assert states(probe)[1] == ("fall", "urgent", "resolved")
+    await responder.on_event(DeviceEvent("sos-1", "r-1", DeviceEventKind.BUTTON_PRESS, clock.hub(), "press"))
+    probe.wait_for("events/alert", 3)
+    assert states(probe)[2] == ("help_request", "emergency", "raised")
+
+
+async def test_daily_activities_raise_nothing(parts) -> None:  # type: ignore[no-untyped-def]
+    responder, outbox, probe, clock = parts
+    for name in ("walking", "sitting_down", "lying_down", "stumbling"):
+        await stream(responder, clock, scenario(name, 50.0).samples, 50.0)
+    await settle()
+    assert probe.json_on("events/alert") == []
+    assert await outbox.pending_batch() == []
+
+
+async def test_radar_fall_uses_the_same_window_and_radar_motion_never_cancels(parts) -> None:  # type: ignore[no-untyped-def]
+    responder, _outbox, probe, clock = parts
+    await responder.on_event(DeviceEvent("radar-1", "r-1", DeviceEventKind.FALL, clock.hub(), 1))
+    probe.wait_for("events/alert")
+    assert probe.json_on("events/alert")[0]["evidence"]["source"] == "radar"
+    for _ in range(31):
+        clock.mono += 1
+        await responder.on_event(DeviceEvent("radar-1", "r-1", DeviceEventKind.MOTION, clock.hub(), 2))
+        await responder.tick()
+    probe.wait_for("events/alert", 2)
+    assert states(probe)[1] == ("fall", "emergency", "escalated")
+    assert json.loads(json.dumps(probe.json_on("events/alert")[1]["evidence"]))["outcome"] == "confirmed"
