@@ -110,9 +110,11 @@ class Daemon:
             backoff_initial_s=cfg.platform.backoff_initial_s, backoff_cap_s=cfg.platform.backoff_max_s,
         )
         wake_uplink = uplink.wake if uplink is not None else _nothing
-        alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink)
+        alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink,
+                              clock_synced=self.clock.synced)
         falls = FallResponder(alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now,
-                              now_monotonic=time.monotonic, on_stored=wake_uplink)
+                              now_monotonic=time.monotonic, on_stored=wake_uplink,
+                              clock_synced=self.clock.synced)
         hub = Hub(outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board, thresholds_for=cfg.thresholds_for,
                   tz=self.tz, now=_utc_now, max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
                   on_accepted=wake_uplink)

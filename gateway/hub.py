@@ -13,14 +13,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
 from typing import Protocol
 
-from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading, TimeSource
+from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import Evidence
 from gateway.alerts.service import AlertService, Publisher
 from gateway.detect.vitals import VitalThresholds, evaluate_reading
 from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, NewRecord, Priority
-from gateway.wire import compact, iso, local_reading_payload, measurement_values, reading_record
+from gateway.wire import compact, hub_record, local_reading_payload, measurement_values, reading_record
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,8 @@ class Hub:
         values: dict[str, object] = {"event": event.kind.value}
         if event.value is not None:
             values["value"] = event.value
-        record = {"type": "device_status", "resident_id": event.resident_id, "device": {"id": event.device_id},
-                  "measured_at": iso(event.received.wall, self._tz), "received_at": iso(event.received.wall, self._tz),
-                  "time_source": (TimeSource.HUB if event.received.synced else TimeSource.HUB_UNSYNCED).value,
-                  "values": values, "flags": []}
+        record = hub_record("device_status", resident_id=event.resident_id, device_id=event.device_id,
+                            at=event.received.wall, synced=event.received.synced, values=values, tz=self._tz)
         await self._outbox.accept([NewRecord("device_status", Priority.STATUS, compact(record), event.received.wall)])
         self._on_accepted()
 

@@ -14,7 +14,6 @@ from typing import Any
 from drivers.model import (
     BloodPressure,
     BodyTemperature,
-    DeviceEvent,
     Glucose,
     Measurement,
     Reading,
@@ -77,14 +76,18 @@ def local_reading_payload(reading: Reading, tz: tzinfo) -> dict[str, Any]:
     return record
 
 
-def alert_record(alert: Alert, tz: tzinfo) -> dict[str, Any]:
+def hub_time_source(synced: bool) -> TimeSource:
+    return TimeSource.HUB if synced else TimeSource.HUB_UNSYNCED
+
+
+def alert_record(alert: Alert, tz: tzinfo, *, synced: bool) -> dict[str, Any]:
     """The platform's ``alert`` record for one lifecycle state of an alert."""
     return {
         "type": "alert",
         "resident_id": alert.resident_id,
         "measured_at": iso(alert.raised_at, tz),
         "received_at": iso(alert.raised_at, tz),
-        "time_source": TimeSource.HUB.value,
+        "time_source": hub_time_source(synced).value,
         "values": {
             "alert_id": alert.alert_id,
             "kind": alert.kind.value,
@@ -112,15 +115,16 @@ def alert_message(alert: Alert, tz: tzinfo) -> dict[str, Any]:
     }
 
 
-def event_record(event: DeviceEvent, record_type: str, tz: tzinfo, values: dict[str, Any]) -> dict[str, Any]:
-    """``help_request``, ``fall`` and ``device_status`` records from device events."""
+def hub_record(record_type: str, *, resident_id: str, device_id: str, at: datetime, synced: bool,
+               values: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
+    """``help_request``, ``fall`` and ``device_status`` records: stamped by the hub's clock."""
     return {
         "type": record_type,
-        "resident_id": event.resident_id,
-        "device": {"id": event.device_id},
-        "measured_at": iso(event.received.wall, tz),
-        "received_at": iso(event.received.wall, tz),
-        "time_source": (TimeSource.HUB if event.received.synced else TimeSource.HUB_UNSYNCED).value,
+        "resident_id": resident_id,
+        "device": {"id": device_id},
+        "measured_at": iso(at, tz),
+        "received_at": iso(at, tz),
+        "time_source": hub_time_source(synced).value,
         "values": values,
         "flags": [],
     }

@@ -25,7 +25,7 @@ from gateway.detect.fall_watch import FallWatch, FallWatchEvent, FallWatchEventK
 from gateway.detect.falls import FallDetection
 from gateway.detect.motion import ACTIVITY_WINDOW_S, MotionTracker
 from gateway.store.api import Accepted, NewRecord, Priority
-from gateway.wire import compact, iso
+from gateway.wire import compact, hub_record, iso
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ MESSAGES = {
 class FallResponder:
     def __init__(self, *, alerts: AlertService, outbox: FallOutbox, tz: tzinfo, now_wall: Callable[[], datetime],
                  now_monotonic: Callable[[], float], cancel_window_s: float = 30.0, long_lie_s: float = 120.0,
-                 on_stored: Callable[[], None] = lambda: None) -> None:
+                 on_stored: Callable[[], None] = lambda: None, clock_synced: Callable[[], bool] = lambda: True) -> None:
         self._alerts = alerts
         self._outbox = outbox
         self._tz = tz
@@ -73,6 +73,7 @@ class FallResponder:
         self._cancel_window_s = cancel_window_s
         self._long_lie_s = long_lie_s
         self._on_stored = on_stored
+        self._clock_synced = clock_synced
         self._motion = MotionTracker()
         self._pending: dict[str, _Pending] = {}   # by resident
 
@@ -156,9 +157,8 @@ class FallResponder:
 
     async def _store_event(self, record_type: str, resident_id: str, device_id: str, values: Evidence) -> None:
         now = self._now_wall()
-        record = {"type": record_type, "resident_id": resident_id, "device": {"id": device_id},
-                  "measured_at": iso(now, self._tz), "received_at": iso(now, self._tz), "time_source": "hub",
-                  "values": values, "flags": []}
+        record = hub_record(record_type, resident_id=resident_id, device_id=device_id, at=now,
+                            synced=self._clock_synced(), values=dict(values), tz=self._tz)
         await self._outbox.accept([NewRecord(record_type, Priority.EVENT, compact(record), now)])
         self._on_stored()
 

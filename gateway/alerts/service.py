@@ -37,12 +37,14 @@ ACTIVE_STATES = frozenset({AlertState.RAISED, AlertState.REPEATED, AlertState.ES
 
 class AlertService:
     def __init__(self, *, outbox: OutboxWriter, publisher: Publisher, tz: tzinfo,
-                 now: Callable[[], datetime], on_stored: Callable[[], None] = lambda: None) -> None:
+                 now: Callable[[], datetime], on_stored: Callable[[], None] = lambda: None,
+                 clock_synced: Callable[[], bool] = lambda: True) -> None:
         self._outbox = outbox
         self._publisher = publisher
         self._tz = tz
         self._now = now
         self._on_stored = on_stored
+        self._clock_synced = clock_synced
         self._active: dict[str, Alert] = {}
 
     @property
@@ -117,7 +119,8 @@ class AlertService:
     async def _record(self, alert: Alert) -> None:
         # Stored first: the platform copy is the one that cannot be lost if the hub dies now.
         await self._outbox.accept([NewRecord(type="alert", priority=Priority.ALERT,
-                                             payload_json=compact(alert_record(alert, self._tz)),
+                                             payload_json=compact(alert_record(alert, self._tz,
+                                                                                 synced=self._clock_synced())),
                                              created_at=self._now())])
         self._on_stored()
         if alert.state in ACTIVE_STATES:
