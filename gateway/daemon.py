@@ -157,7 +157,8 @@ class Daemon:
                 log.info("gateway stopping: drivers first, then uplink and broker")
                 for task in drivers:
                     task.cancel()
-                await asyncio.wait(drivers, timeout=STOP_GRACE_S)
+                if drivers:
+                    await asyncio.wait(drivers, timeout=STOP_GRACE_S)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(publish_status(), 2.0)
                 for task in services:
