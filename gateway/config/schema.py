@@ -301,6 +301,19 @@ class DetectSettings:
         min=60,
         max=604_800,
     )
+    fall_cancel_window_s: float = setting(
+        30.0,
+        doc="Seconds after a detected fall in which the resident can cancel (long press, getting up) "
+        "before it becomes an emergency; commercial pendants wait about 30 s.",
+        min=5,
+        max=300,
+    )
+    long_lie_s: float = setting(
+        120.0,
+        doc="Seconds without motion after a fall that escalate it as a long lie.",
+        min=30,
+        max=3600,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -314,6 +327,23 @@ class Thresholds:
         3.9, doc="Glucose below this is level 1 hypoglycaemia (urgent).", min=2.0, max=7.0
     )
     glucose_high_mmol_l: float = setting(13.9, doc="Glucose above this is high (warning).", min=7.0, max=25.0)
+    glucose_fasting_high_mmol_l: float = setting(
+        13.9,
+        doc="A fasting or before-meal glucose above this is high (warning); used instead of "
+        "glucose_high_mmol_l when the meter marks the meal. The default is the one sourced high level "
+        "(> 13.9, International Consensus on Time in Range 2019); ADA's fasting >= 7.0 is a diagnostic "
+        "criterion, not an alarm, so lower it only on the family doctor's advice.",
+        min=7.0,
+        max=25.0,
+    )
+    glucose_postprandial_high_mmol_l: float = setting(
+        13.9,
+        doc="An after-meal glucose above this is high (warning); used instead of glucose_high_mmol_l "
+        "when the meter marks the meal. The default is the one sourced high level (> 13.9); change it "
+        "only on the family doctor's advice.",
+        min=7.0,
+        max=25.0,
+    )
     glucose_severe_hyper_mmol_l: float = setting(
         16.7, doc="Glucose at or above this is severe hyperglycaemia (urgent).", min=10.0, max=30.0
     )
@@ -353,7 +383,15 @@ class Thresholds:
     )
     crisis_repeat_window_min: int = setting(
         30,
-        doc="A second hypertensive crisis within this many minutes is an emergency.",
+        doc="A second hypertensive crisis within this many minutes, or one this close to a fall, is an "
+        "emergency; so is a repeat of urgent hypoglycaemia, hypotension, pulse out of range or low SpO2.",
+        min=1,
+        max=1440,
+    )
+    remeasure_quiet_min: int = setting(
+        30,
+        doc="After asking for a re-measure (the device flagged a reading), ask again for the same device "
+        "only after this many minutes or after a good reading from it.",
         min=1,
         max=1440,
     )
@@ -374,6 +412,10 @@ THRESHOLD_ORDER: tuple[tuple[str, str], ...] = (
     ("glucose_level2_hypo_mmol_l", "glucose_level1_hypo_mmol_l"),
     ("glucose_level1_hypo_mmol_l", "glucose_high_mmol_l"),
     ("glucose_high_mmol_l", "glucose_severe_hyper_mmol_l"),
+    ("glucose_level1_hypo_mmol_l", "glucose_fasting_high_mmol_l"),
+    ("glucose_fasting_high_mmol_l", "glucose_severe_hyper_mmol_l"),
+    ("glucose_level1_hypo_mmol_l", "glucose_postprandial_high_mmol_l"),
+    ("glucose_postprandial_high_mmol_l", "glucose_severe_hyper_mmol_l"),
     ("glucose_severe_hyper_mmol_l", "glucose_crisis_mmol_l"),
     ("systolic_low_mmhg", "systolic_crisis_mmhg"),
     ("diastolic_grade3_mmhg", "diastolic_crisis_mmhg"),
@@ -439,6 +481,28 @@ DRIVER_TRANSPORT: Mapping[DriverName, Transport] = {
 UNATTRIBUTED_DRIVERS = frozenset({DriverName.GSM_MODEM})
 """Drivers that measure nobody (the SMS modem), so they name no resident."""
 
+MEASUREMENT_DRIVERS = frozenset(
+    {
+        DriverName.ONETOUCH_ULTRA2,
+        DriverName.SUNTECH_NIBP,
+        DriverName.BLE_BPS,
+        DriverName.BLE_GLS,
+        DriverName.BLE_PLX,
+        DriverName.BLE_HTS,
+    }
+)
+"""Drivers of devices a resident measures with on a schedule (a reading is expected every so often)."""
+
+FALL_PROTECTION_DRIVERS = frozenset({DriverName.MICROBIT_ACCEL, DriverName.THINGY_MOTION, DriverName.MR60FDA1})
+"""Wearables and radars: while one is silent, falls go unseen."""
+
+
+def _zero_or_at_least_one(value: float) -> tuple[str, str] | None:
+    # Below one hour (or minute) the rule would fire between two ordinary polls; 0 is the off switch.
+    if 0 < value < 1:
+        return f"{value} is too short to tell silence from an ordinary pause", "use 0 (off) or 1 or more"
+    return None
+
 SERIAL_BAUDRATES = (0, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 
@@ -472,6 +536,23 @@ class DeviceSettings:
         "", doc="Id of the resident this device measures (every driver except gsm-modem).", example="r-0001"
     )
     poll_interval_s: float = setting(5.0, doc="Seconds between polls of the device.", min=0.5, max=3600)
+    expect_reading_every_h: float = setting(
+        0,
+        doc="Measurement devices: warn the family (\"measurement missed\") when no reading came for this "
+        "many hours; 26 suits a daily measurement. 0 means no schedule.",
+        min=0,
+        max=720,
+        check=_zero_or_at_least_one,
+    )
+    silent_after_min: float = setting(
+        0,
+        doc="Tell family and technician (urgent) when the device was not heard from for this many minutes. "
+        "0 means the driver's default: 15 for wearables and radars (microbit-accel, thingy-motion, "
+        "mr60fda1), off for the others.",
+        min=0,
+        max=1440,
+        check=_zero_or_at_least_one,
+    )
 
     @property
     def transport(self) -> Transport:
@@ -492,6 +573,19 @@ class DeviceSettings:
             yield Problem(("port",), "port is for serial drivers", "remove port")
         if not serial and self.baudrate:
             yield Problem(("baudrate",), "baudrate is for serial drivers", "remove baudrate")
+
+    @rule
+    def silence_settings(self) -> Iterator[Problem]:
+        if self.expect_reading_every_h and self.driver not in MEASUREMENT_DRIVERS:
+            yield Problem(
+                ("expect_reading_every_h",),
+                f"driver {self.driver} takes no scheduled measurements",
+                "remove expect_reading_every_h (use silent_after_min to watch that it is alive)",
+            )
+        if self.silent_after_min and self.driver in UNATTRIBUTED_DRIVERS:
+            yield Problem(
+                ("silent_after_min",), f"driver {self.driver} belongs to no resident to warn", "remove silent_after_min"
+            )
 
     @rule
     def attribution(self) -> Iterator[Problem]:
