@@ -25,6 +25,8 @@ from gateway.alerts.falls import FallResponder
 from gateway.alerts.service import AlertService
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.config import GatewayConfig
+from gateway.detect.silence import SilenceWatch, watched_device
+from gateway.detect.vital_state import VitalsMonitor
 from gateway.driver_registry import SessionContext, start_device
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 30.0
 PRUNE_EVERY_S = 3600.0
+SILENCE_CHECK_S = 60.0
 STOP_GRACE_S = 10.0
 
 
@@ -113,10 +116,15 @@ class Daemon:
         alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink,
                               clock_synced=self.clock.synced)
         falls = FallResponder(alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now,
-                              now_monotonic=time.monotonic, on_stored=wake_uplink,
-                              clock_synced=self.clock.synced)
-        hub = Hub(outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board, thresholds_for=cfg.thresholds_for,
-                  tz=self.tz, now=_utc_now, max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
+                              now_monotonic=time.monotonic, on_stored=wake_uplink, clock_synced=self.clock.synced,
+                              cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
+                              # hub is built below: the lambda looks it up when a fall is confirmed
+                              on_confirmed=lambda resident, at: hub.fall_confirmed(resident, at))  # noqa: PLW0108
+        silence = SilenceWatch([w for d in cfg.devices if (w := watched_device(d)) is not None],
+                               started_at=time.monotonic())
+        hub = Hub(outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board,
+                  vitals=VitalsMonitor(cfg.thresholds_for), silence=silence, tz=self.tz, now=_utc_now,
+                  now_monotonic=time.monotonic, max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
                   on_accepted=wake_uplink)
         ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
 
@@ -147,6 +155,7 @@ class Daemon:
                     group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts))),
                     group.create_task(self._guard("watchdog", self._watchdog())),
                     group.create_task(self._guard("falls", falls.run())),
+                    group.create_task(self._guard("silence", self._every(SILENCE_CHECK_S, hub.check_silence))),
                 ]
                 if uplink is not None:
                     services.append(group.create_task(self._guard("uplink", uplink.run())))

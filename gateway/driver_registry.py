@@ -12,6 +12,7 @@ from datetime import tzinfo
 from typing import Any, Protocol
 
 from drivers.clock import Clock
+from drivers.serial.mr60fda1 import Mr60fda1Session
 from drivers.serial.onetouch import OneTouchSession
 from gateway.config import DeviceSettings
 from gateway.hub import Hub
@@ -41,8 +42,15 @@ def _onetouch(device: DeviceSettings, ctx: SessionContext) -> Session:
                            tz=ctx.tz, sink=ctx.hub.on_readings, poll_interval_s=device.poll_interval_s)
 
 
+def _mr60fda1(device: DeviceSettings, ctx: SessionContext) -> Session:
+    kwargs = {"baudrate": device.baudrate} if device.baudrate else {}
+    return Mr60fda1Session(device_id=device.id, resident_id=device.resident, port=device.port, clock=ctx.clock,
+                           on_event=ctx.hub.on_event, **kwargs)
+
+
 SESSIONS: dict[str, SessionFactory] = {
     "onetouch-ultra2": _onetouch,
+    "mr60fda1": _mr60fda1,
 }
 
 

@@ -17,7 +17,9 @@ from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import Evidence
 from gateway.alerts.service import AlertService, Publisher
-from gateway.detect.vitals import VitalThresholds, evaluate_reading
+from gateway.alerts.silence import SilenceAlerts
+from gateway.detect.silence import SilenceWatch
+from gateway.detect.vital_state import VitalFinding, VitalsMonitor
 from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.wire import compact, hub_record, local_reading_payload, measurement_values, reading_record
@@ -43,14 +45,18 @@ def reading_to_record(reading: Reading, tz: tzinfo) -> NewRecord:
 
 class Hub:
     def __init__(self, *, outbox: OutboxWriter, alerts: AlertService, publisher: Publisher,
-                 board: DeviceStatusBoard, thresholds_for: Callable[[str], VitalThresholds],
-                 tz: tzinfo, now: Callable[[], datetime], max_reading_age_s: float, falls: FallResponder,
+                 board: DeviceStatusBoard, vitals: VitalsMonitor, silence: SilenceWatch,
+                 tz: tzinfo, now: Callable[[], datetime], now_monotonic: Callable[[], float],
+                 max_reading_age_s: float, falls: FallResponder,
                  on_accepted: Callable[[], None] = lambda: None) -> None:
         self._outbox = outbox
         self._alerts = alerts
         self._publisher = publisher
         self._board = board
-        self._thresholds_for = thresholds_for
+        self._vitals = vitals
+        self._silence = silence
+        self._silence_alerts = SilenceAlerts(alerts)
+        self._now_mono = now_monotonic
         self._tz = tz
         self._now = now
         self._max_age_s = max_reading_age_s
@@ -76,14 +82,17 @@ class Hub:
             self._publisher.publish(f"readings/{reading.type.value}",
                                     local_reading_payload(reading, self._tz), retain=True)
             await self._evaluate(reading, acc.record_id)
+            await self._silence_alerts.apply(self._silence.note_reading(reading.device.id, self._now_mono()))
 
     async def on_motion(self, block: MotionBlock) -> None:
         """Raw motion is not uploaded: it feeds the fall detector (which keeps a snippet as evidence)."""
         self._board.seen(block.device_id, block.first_sample.wall)
+        await self._silence_alerts.apply(self._silence.note_seen(block.device_id, self._now_mono()))
         await self._falls.on_motion(block)
 
     async def on_event(self, event: DeviceEvent) -> None:
         self._board.seen(event.device_id, event.received.wall)
+        await self._silence_alerts.apply(self._silence.note_seen(event.device_id, self._now_mono()))
         if event.kind is DeviceEventKind.BATTERY and isinstance(event.value, int):
             self._board.battery(event.device_id, event.value)
         if event.kind in STATUS_EVENTS:
@@ -106,13 +115,24 @@ class Hub:
             # a low glucose from last Tuesday helps nobody.
             log.debug("reading too old to alarm on record_id=%s age_s=%.0f", record_id, age_s)
             return
-        for finding in evaluate_reading(reading, self._thresholds_for(reading.resident_id)):
-            evidence: Evidence = {
-                "reading_type": reading.type.value,
-                "measured_at": reading.measured_at.astimezone(self._tz).isoformat(),
-                "threshold": finding.threshold,
-                **measurement_values(reading.measurement),
-            }
-            await self._alerts.raise_alert(kind=finding.kind, severity=finding.severity,
-                                           resident_id=reading.resident_id, message=finding.message,
-                                           evidence=evidence, related_record_ids=[record_id])
+        await self._raise_vitals(reading.resident_id, self._vitals.observe(reading, record_id), reading)
+
+    async def fall_confirmed(self, resident_id: str, at: datetime) -> None:
+        """A confirmed fall can make a recent hypertensive crisis an emergency (and vice versa)."""
+        await self._raise_vitals(resident_id, self._vitals.note_fall(resident_id, at), None)
+
+    async def check_silence(self) -> None:
+        await self._silence_alerts.apply(self._silence.check(self._now_mono()))
+
+    async def _raise_vitals(self, resident_id: str, findings: Sequence[VitalFinding], reading: Reading | None) -> None:
+        for finding in findings:
+            evidence: Evidence = {"threshold": finding.threshold}
+            if reading is not None:
+                evidence.update({"reading_type": reading.type.value,
+                                 "measured_at": reading.measured_at.astimezone(self._tz).isoformat(),
+                                 **measurement_values(reading.measurement)})
+            if finding.escalated:
+                evidence["escalated"] = [e.value for e in finding.escalated]
+            await self._alerts.raise_alert(kind=finding.kind, severity=finding.severity, resident_id=resident_id,
+                                           message=finding.message, evidence=evidence,
+                                           related_record_ids=finding.record_ids)

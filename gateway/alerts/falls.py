@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
@@ -64,7 +64,8 @@ MESSAGES = {
 class FallResponder:
     def __init__(self, *, alerts: AlertService, outbox: FallOutbox, tz: tzinfo, now_wall: Callable[[], datetime],
                  now_monotonic: Callable[[], float], cancel_window_s: float = 30.0, long_lie_s: float = 120.0,
-                 on_stored: Callable[[], None] = lambda: None, clock_synced: Callable[[], bool] = lambda: True) -> None:
+                 on_stored: Callable[[], None] = lambda: None, clock_synced: Callable[[], bool] = lambda: True,
+                 on_confirmed: Callable[[str, datetime], Awaitable[None]] | None = None) -> None:
         self._alerts = alerts
         self._outbox = outbox
         self._tz = tz
@@ -74,6 +75,7 @@ class FallResponder:
         self._long_lie_s = long_lie_s
         self._on_stored = on_stored
         self._clock_synced = clock_synced
+        self._on_confirmed = on_confirmed
         self._motion = MotionTracker()
         self._pending: dict[str, _Pending] = {}   # by resident
 
@@ -143,6 +145,8 @@ class FallResponder:
             elif event.kind in (FallWatchEventKind.CONFIRMED, FallWatchEventKind.LONG_LIE):
                 await self._alerts.escalate(pending.alert_id, severity=Severity.EMERGENCY,
                                             message=MESSAGES[event.kind], evidence=evidence)
+                if event.kind is FallWatchEventKind.CONFIRMED and self._on_confirmed is not None:
+                    await self._on_confirmed(resident_id, self._now_wall())
             else:  # RECOVERED: good news, but the family still checks and acknowledges
                 log.info("resident got up after the fall alert resident=%s alert_id=%s", resident_id,
                          pending.alert_id)

@@ -17,8 +17,11 @@ import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from gateway.errors import UplinkError
+from gateway.store.api import PendingRecord
+from gateway.uplink.http import HttpResponse
 
 MAX_RECORDS = 500
 """Contract limit per request."""
@@ -109,7 +112,7 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-def _is_json_content_type(content_type: str | None) -> bool:
+def is_json_content_type(content_type: str | None) -> bool:
     if content_type is None:
         return True  # some gateways strip it; the body check below still applies
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -124,7 +127,7 @@ def parse_results(
     Records of the batch missing from the answer are simply not in the result (they
     stay pending). Anything else unexpected raises :class:`PlatformAnswerError`.
     """
-    if not _is_json_content_type(content_type):
+    if not is_json_content_type(content_type):
         raise PlatformAnswerError(f"answer has Content-Type {content_type!r}, not JSON")
     try:
         document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
@@ -164,3 +167,80 @@ def _parse_result(index: int, entry: object) -> RecordResult:
     if reason is not None:
         reason = reason[:MAX_REASON_CHARS]
     return RecordResult(record_id=record_id, status=status, reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """One request's body (before compression) and whose records it carries."""
+
+    body: bytes
+    entry_owners: tuple[str, ...]
+    """The record id behind each entry of the body, in body order (a record may own several entries)."""
+
+    @property
+    def record_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.entry_owners))
+
+
+class BatchEncoder(Protocol):
+    """What differs between uplink profiles (v1 JSON, FHIR R4): the body, the path and the answer.
+
+    Retries, splitting, signing and the outbox bookkeeping are the service's and shared.
+    """
+
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def accept(self) -> str: ...
+    @property
+    def split_statuses(self) -> frozenset[int]:
+        """Whole-request statuses that mean "something in this batch is bad": split to find it."""
+        ...
+
+    def request_path(self, base_path: str, gateway_id: str) -> str: ...
+
+    def unsendable_reason(self, record: PendingRecord) -> str | None:
+        """Why this record can never be sent by this profile (dead letter), or None."""
+        ...
+
+    def encode(self, records: Sequence[PendingRecord], sent_at: str) -> PreparedRequest:
+        """Raises :class:`BatchTooLargeError` when the records do not fit one request."""
+        ...
+
+    def parse_answer(self, answer: HttpResponse, request: PreparedRequest) -> tuple[RecordResult, ...]:
+        """The per-record results of a 200 answer; raises :class:`PlatformAnswerError` if unusable."""
+        ...
+
+    def refusal_reason(self, answer: HttpResponse) -> str:
+        """A whole-request refusal as the reason stored with a dead letter."""
+        ...
+
+
+def reason_from(answer: HttpResponse) -> str:
+    text = answer.body.decode("utf-8", errors="replace").strip()
+    return f"HTTP {answer.status}: {text}"[:MAX_REASON_CHARS] if text else f"HTTP {answer.status}"
+
+
+class V1Encoder:
+    """Platform Upload API v1: the stored record texts spliced into ``{"sent_at", "records"}``."""
+
+    content_type = "application/json; charset=utf-8"
+    accept = "application/json"
+    split_statuses = frozenset({400, 413})
+
+    def request_path(self, base_path: str, gateway_id: str) -> str:
+        return base_path.rstrip("/") + f"/v1/gateways/{gateway_id}/records"
+
+    def unsendable_reason(self, record: PendingRecord) -> str | None:
+        # Certain without asking the platform: it cannot be spliced into any request.
+        return None if is_object_text(record.body_json) else "stored record text is not a JSON object"
+
+    def encode(self, records: Sequence[PendingRecord], sent_at: str) -> PreparedRequest:
+        body = build_body([record.body_json for record in records], sent_at)
+        return PreparedRequest(body=body, entry_owners=tuple(record.record_id for record in records))
+
+    def parse_answer(self, answer: HttpResponse, request: PreparedRequest) -> tuple[RecordResult, ...]:
+        return parse_results(answer.body, frozenset(request.entry_owners), answer.headers.get("content-type"))
+
+    def refusal_reason(self, answer: HttpResponse) -> str:
+        return reason_from(answer)

@@ -1,9 +1,10 @@
-"""The uplink: drains the outbox to the provincial platform (Platform Upload API v1).
+"""The uplink: drains the outbox to the provincial platform (v1 JSON or the FHIR R4 profile).
 
 One loop: take the next batch from the outbox, sign it, POST it from a worker
 thread, and record what the platform said about each record. The outbox is the
 only queue, so a crash anywhere loses nothing: a record is pending until the
-platform has answered for it by id.
+platform has answered for it by id. What differs between platform profiles (the
+body, the path, reading the answer) is a :class:`BatchEncoder`; the rest is shared.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ from gateway.store.api import PendingRecord
 from gateway.uplink.backoff import backoff_delay, parse_retry_after, server_clock_offset
 from gateway.uplink.batch import (
     MAX_BODY_BYTES,
-    MAX_REASON_CHARS,
     MAX_RECORDS,
+    BatchEncoder,
     BatchTooLargeError,
     PlatformAnswerError,
+    PreparedRequest,
     RecordStatus,
-    build_body,
+    V1Encoder,
     encode_body,
-    is_object_text,
-    parse_results,
 )
 from gateway.uplink.http import HttpResponse, Transport, TransportError, post
 from gateway.uplink.signing import HmacSha256Signer, Signer
@@ -46,7 +46,6 @@ CLOCK_OFFSET_TOLERANCE_S = 2.0
 """``Date`` has 1 s resolution and the answer takes a while to arrive: smaller differences are noise."""
 _GATEWAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
-_SPLIT_STATUSES = frozenset({400, 413})
 
 
 class AsyncOutboxLike(Protocol):
@@ -86,17 +85,15 @@ class _Round:
     """Single records the platform refused as a request (400, 413): bad unless *every* request failed."""
 
 
-def _reason_from(response: HttpResponse) -> str:
-    text = response.body.decode("utf-8", errors="replace").strip()
-    return f"HTTP {response.status}: {text}"[:MAX_REASON_CHARS] if text else f"HTTP {response.status}"
-
-
 class Uplink:
     """Delivers pending outbox records to the platform until cancelled.
 
     ``clock_synced`` tells whether the hub's wall clock is NTP-synchronised: a
     clock offset learned from the platform while unsynchronised is dropped once
     the clock is synchronised (NTP has stepped the clock, the offset is stale).
+
+    ``encoder`` is the platform profile (default: Platform Upload API v1); with
+    :class:`gateway.uplink.fhir_client.FhirEncoder`, ``base_url`` is the FHIR base.
     """
 
     def __init__(
@@ -117,12 +114,14 @@ class Uplink:
         rng: random.Random | None = None,
         signer: Signer | None = None,
         transport: Transport = post,
+        encoder: BatchEncoder | None = None,
     ) -> None:
         _check_settings(gateway_id=gateway_id, base_url=base_url, batch_max_records=batch_max_records,
                         batch_max_bytes=batch_max_bytes, timeout_s=timeout_s, backoff_initial_s=backoff_initial_s,
                         backoff_cap_s=backoff_cap_s, idle_poll_s=idle_poll_s)
         parts = urlsplit(base_url)
-        self._path = parts.path.rstrip("/") + f"/v1/gateways/{gateway_id}/records"
+        self._encoder: BatchEncoder = encoder if encoder is not None else V1Encoder()
+        self._path = self._encoder.request_path(parts.path, gateway_id)
         self._url = f"{parts.scheme}://{parts.netloc}{self._path}"
         self._gateway_id = gateway_id
         self._signer: Signer = signer if signer is not None else HmacSha256Signer(gateway_id, secret)
@@ -196,11 +195,13 @@ class Uplink:
         """Send one batch; None when the platform answered for at least some of it."""
         sendable: list[PendingRecord] = []
         for record in batch:
-            if is_object_text(record.body_json):
+            reason = self._encoder.unsendable_reason(record)
+            if reason is None:
                 sendable.append(record)
             else:
-                # Certain without asking the platform: it cannot be spliced into any request.
-                await self._outbox.mark_dead(record.record_id, "stored record text is not a JSON object")
+                log.warning("record cannot be sent, dead-lettered record_id=%s type=%s reason=%r",
+                            record.record_id, record.type, reason)
+                await self._outbox.mark_dead(record.record_id, reason)
         if not sendable:
             return None
         round_ = _Round()
@@ -223,20 +224,21 @@ class Uplink:
     async def _send_split(self, records: Sequence[PendingRecord], round_: _Round) -> _Failure | None:
         """Send ``records``; halve them recursively on 400/413 to isolate the record at fault."""
         ids = [record.record_id for record in records]
-        answer = await self._send_signed(records)
-        if isinstance(answer, _Failure):
-            await self._outbox.note_attempt(ids, answer.error)
-            return answer
+        sent = await self._send_signed(records)
+        if isinstance(sent, _Failure):
+            await self._outbox.note_attempt(ids, sent.error)
+            return sent
+        request, answer = sent
         if answer.status == 200:
             try:
-                await self._apply_results(records, answer, round_)
+                await self._apply_results(request, answer, round_)
             except PlatformAnswerError as exc:
                 error = f"platform answer is not usable: {exc}"
                 await self._outbox.note_attempt(ids, error)
                 return _Failure(error)
             return None
-        if answer.status in _SPLIT_STATUSES:
-            return await self._split(records, _reason_from(answer), round_)
+        if answer.status in self._encoder.split_statuses:
+            return await self._split(records, self._encoder.refusal_reason(answer), round_)
         retry_after = None
         if answer.status in _RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(answer.headers.get("retry-after"), datetime.now(UTC))
@@ -257,9 +259,9 @@ class Uplink:
                 return failure
         return None
 
-    async def _apply_results(self, records: Sequence[PendingRecord], answer: HttpResponse, round_: _Round) -> None:
-        ids = [record.record_id for record in records]
-        results = parse_results(answer.body, frozenset(ids), answer.headers.get("content-type"))
+    async def _apply_results(self, request: PreparedRequest, answer: HttpResponse, round_: _Round) -> None:
+        ids = request.record_ids
+        results = self._encoder.parse_answer(answer, request)
         delivered = [r.record_id for r in results if r.status in (RecordStatus.ACCEPTED, RecordStatus.DUPLICATE)]
         if delivered:
             await self._outbox.mark_delivered(delivered)
@@ -272,17 +274,18 @@ class Uplink:
             await self._outbox.note_attempt(missing, "platform answered without a result for this record")
         round_.progress = round_.progress or bool(results)
 
-    async def _send_signed(self, records: Sequence[PendingRecord]) -> HttpResponse | _Failure:
+    async def _send_signed(self, records: Sequence[PendingRecord]) -> tuple[PreparedRequest, HttpResponse] | _Failure:
         """POST the records; after a 401 that shows our clock is off, correct it and retry once."""
         # sent_at is the hub's own clock, uncorrected: the platform compares it with its
         # receipt time to correct records stamped hub_unsynced.
         sent_at = datetime.now().astimezone().isoformat(timespec="milliseconds")
         try:
-            raw = build_body([record.body_json for record in records], sent_at)
+            request = self._encoder.encode(records, sent_at)
         except BatchTooLargeError as exc:
-            return HttpResponse(status=413, headers={}, body=str(exc).encode())
-        body = encode_body(raw, gzip=self._gzip)
-        headers = {"Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
+            unsent = PreparedRequest(body=b"", entry_owners=tuple(record.record_id for record in records))
+            return unsent, HttpResponse(status=413, headers={}, body=str(exc).encode())
+        body = encode_body(request.body, gzip=self._gzip)
+        headers = {"Content-Type": self._encoder.content_type, "Accept": self._encoder.accept}
         if body.content_encoding is not None:
             headers["Content-Encoding"] = body.content_encoding
         for first_try in (True, False):
@@ -295,7 +298,7 @@ class Uplink:
             except TransportError as exc:
                 return _Failure(str(exc))
             if answer.status != 401:
-                return answer
+                return request, answer
             if not (first_try and self._learn_server_clock(answer)):
                 break
         log.error("platform refuses our signature (HTTP 401) gateway_id=%s: the gateway secret or gateway id "

@@ -1,0 +1,33 @@
+"""Turns silence findings into alerts: one alert per silence, resolved when the device is back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from gateway.alerts.model import AlertKind
+from gateway.alerts.service import AlertService
+from gateway.detect.silence import SilenceChange, SilenceFinding
+
+log = logging.getLogger(__name__)
+
+
+class SilenceAlerts:
+    def __init__(self, alerts: AlertService) -> None:
+        self._alerts = alerts
+        self._open: dict[tuple[str, AlertKind], str] = {}
+
+    async def apply(self, findings: Sequence[SilenceFinding]) -> None:
+        for finding in findings:
+            if finding.change is SilenceChange.STARTED:
+                if finding.key in self._open:
+                    continue
+                alert = await self._alerts.raise_alert(
+                    kind=finding.kind, severity=finding.severity, resident_id=finding.resident_id,
+                    message=finding.message,
+                    evidence={"device_id": finding.device_id, "audience": sorted(a.value for a in finding.audience)})
+                self._open[finding.key] = alert.alert_id
+            else:
+                alert_id = self._open.pop(finding.key, None)
+                if alert_id is not None:
+                    await self._alerts.resolve(alert_id, message=finding.message)

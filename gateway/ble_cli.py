@@ -1,0 +1,208 @@
+"""Technician commands for Bluetooth devices: scan what is nearby, pair, bind a device in the config.
+
+The logic lives here; ``gateway.cli`` wires it to argparse. ``bind_device`` edits the TOML
+file with tomlkit so the technician's comments survive, and refuses any edit that leaves the
+configuration invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import tomlkit
+from bleak import BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+from tomlkit.exceptions import TOMLKitError
+
+from drivers.ble import uuids
+from drivers.ble.agent import PairingError, PairingRequest, PairingRequestKind
+from drivers.ble.agent import pair as pair_device
+from drivers.ble.policy import normalize_address
+from gateway.config import load_config, parse_config
+from gateway.errors import ConfigError
+
+PROGRESS_EVERY_S = 1.0
+
+# Advertised service UUID -> the driver that serves it (what to pass to bind_device).
+SERVICE_DRIVERS: dict[str, str] = {
+    uuids.BLOOD_PRESSURE_SERVICE: "ble-bps",
+    uuids.GLUCOSE_SERVICE: "ble-gls",
+    uuids.PULSE_OXIMETER_SERVICE: "ble-plx",
+    uuids.HEALTH_THERMOMETER_SERVICE: "ble-hts",
+    uuids.MICROBIT_ACCELEROMETER_SERVICE: "microbit-accel",
+    uuids.THINGY_MOTION_SERVICE: "thingy-motion",
+}
+SERVICE_DATA_DRIVERS: dict[str, str] = {uuids.BTHOME_SERVICE_DATA: "bthome-button"}
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    address: str
+    name: str | None
+    rssi: int
+    drivers: tuple[str, ...]
+
+
+def drivers_for(service_uuids: Sequence[str], service_data_uuids: Sequence[str]) -> tuple[str, ...]:
+    """The gateway drivers an advertisement says the device speaks."""
+    found = [SERVICE_DRIVERS[u.lower()] for u in service_uuids if u.lower() in SERVICE_DRIVERS]
+    found += [SERVICE_DATA_DRIVERS[u.lower()] for u in service_data_uuids if u.lower() in SERVICE_DATA_DRIVERS]
+    return tuple(dict.fromkeys(found))
+
+
+def format_sightings(sightings: Sequence[Sighting], configured: Mapping[str, str]) -> str:
+    """The table ``scan`` prints: health devices first, then by signal strength."""
+    known = {normalize_address(address): device_id for address, device_id in configured.items()}
+    rows = [("ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED AS")]
+    ordered = sorted(sightings, key=lambda s: (not s.drivers, -s.rssi, s.address))
+    rows += [
+        (s.address, s.name or "-", str(s.rssi), ",".join(s.drivers) or "-", known.get(s.address, "-")) for s in ordered
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+async def scan(duration_s: float, configured: dict[str, str], out: TextIO) -> int:
+    """Scan for ``duration_s`` seconds, printing progress, then a table of what advertises nearby.
+
+    ``configured`` maps the addresses already in the configuration to their device ids.
+    """
+    seen: dict[str, Sighting] = {}
+
+    def on_advert(device: BLEDevice, advert: AdvertisementData) -> None:
+        address = device.address.upper()
+        seen[address] = Sighting(
+            address=address,
+            name=advert.local_name or device.name,
+            rssi=advert.rssi,
+            drivers=drivers_for(advert.service_uuids, list(advert.service_data)),
+        )
+
+    scanner = BleakScanner(detection_callback=on_advert, scanning_mode="active")
+    try:
+        await scanner.start()
+    except (BleakError, OSError, EOFError) as exc:
+        print(f"cannot scan: {exc}", file=out)
+        print("check that bluetoothd runs and the adapter is powered (bluetoothctl show)", file=out)
+        return 1
+    try:
+        elapsed = 0.0
+        while elapsed < duration_s:
+            step = min(PROGRESS_EVERY_S, duration_s - elapsed)
+            await asyncio.sleep(step)
+            elapsed += step
+            health = sum(1 for s in seen.values() if s.drivers)
+            print(f"scanning... {elapsed:.0f}/{duration_s:.0f} s: {len(seen)} devices, {health} health", file=out)
+    finally:
+        with contextlib.suppress(BleakError, OSError, EOFError):
+            await scanner.stop()
+    print(format_sightings(list(seen.values()), configured), file=out)
+    return 0
+
+
+def _question(request: PairingRequest) -> str:
+    shown = f"{request.passkey:06d}" if request.passkey is not None else ""
+    return {
+        PairingRequestKind.PASSKEY: f"Passkey shown on {request.address}: ",
+        PairingRequestKind.PIN_CODE: f"PIN code of {request.address}: ",
+        PairingRequestKind.CONFIRM: f"Does {request.address} show {shown}? [yes/no] ",
+        PairingRequestKind.DISPLAY: f"Type {shown} on {request.address}, then press Enter: ",
+    }[request.kind]
+
+
+async def pair(address: str, passkey_prompt: Callable[[str], str], out: TextIO = sys.stdout) -> int:
+    """Pair with a device (in pairing mode) through BlueZ; ``passkey_prompt`` asks the technician.
+
+    ``passkey_prompt`` may block (``input``): it runs in a thread, off the event loop.
+    """
+    try:
+        normalized = normalize_address(address)
+    except ValueError as exc:
+        print(str(exc), file=out)
+        return 2
+
+    async def provider(request: PairingRequest) -> str:
+        return await asyncio.to_thread(passkey_prompt, _question(request))
+
+    try:
+        newly = await pair_device(normalized, provider)
+    except PairingError as exc:
+        print(str(exc), file=out)
+        return 1
+    print(f"{normalized} {'paired' if newly else 'was already paired'}", file=out)
+    return 0
+
+
+def bind_device(config_path: str | os.PathLike[str], device_id: str, driver: str, address: str, resident: str) -> None:
+    """Add or replace the ``[[devices]]`` entry ``device_id`` in the TOML file, keeping its comments.
+
+    The edited text is validated as a whole before it replaces the file, and the file on disk is
+    loaded again after; if either fails the original stays, and ConfigError says what is wrong.
+    """
+    path = Path(config_path)
+    source = str(path)
+    try:
+        original = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"{source}: cannot read the file ({exc.strerror}); check the path"]) from exc
+    try:
+        document = tomlkit.parse(original)
+    except TOMLKitError as exc:
+        raise ConfigError(source, [f"{source}: TOML syntax error: {exc}; fix the file first"]) from exc
+    _put_device(document, device_id=device_id, driver=driver, address=address, resident=resident)
+    edited = tomlkit.dumps(document)
+    parse_config(edited, source)
+    _replace(path, edited)
+    try:
+        load_config(path)
+    except ConfigError:
+        _replace(path, original)
+        raise
+
+
+def _put_device(document: tomlkit.TOMLDocument, *, device_id: str, driver: str, address: str, resident: str) -> None:
+    entry = tomlkit.table()
+    entry.add("id", device_id)
+    entry.add("driver", driver)
+    entry.add("address", address.strip().upper())
+    entry.add("resident", resident)
+    entry.trivia.indent = "\n"  # a blank line before the new [[devices]], as a person would write it
+    devices = document.get("devices")
+    if devices is None:
+        devices = tomlkit.aot()
+        document.append("devices", devices)
+    if not isinstance(devices, tomlkit.items.AoT):
+        raise ConfigError("devices", ["devices: must be an array of [[devices]] tables to bind a device here"])
+    for index, existing in enumerate(devices):
+        if existing.get("id") == device_id:
+            # Keep the technician's other keys and comments on the entry; replace only what binding sets.
+            for key, value in entry.items():
+                existing[key] = value
+            devices[index] = existing
+            return
+    devices.append(entry)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` over ``path`` atomically, keeping the file's permissions."""
+    mode = path.stat().st_mode & 0o7777
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -1,0 +1,131 @@
+"""Builds the BLE manager from the configured BLE devices; the daemon calls :func:`run_ble`.
+
+A table maps each BLE driver name to the session that serves it; the manager then owns the
+one scanner and every connection for the life of the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from drivers.ble.gls_session import CursorGet, CursorSet, GlucoseMeterSession
+from drivers.ble.manager import BleManager
+from drivers.ble.motion_session import MICROBIT, THINGY52, MotionSession
+from drivers.ble.sessions import (
+    AdvertSession,
+    BTHomeButtonSession,
+    ConnectedSession,
+    DeviceTag,
+    MeasurementSession,
+    Sinks,
+)
+from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, PLX_SPOT_CHECK_MEASUREMENT, TEMPERATURE_MEASUREMENT
+from drivers.clock import Clock
+from drivers.model import DeviceEvent, MotionBlock, Reading
+from gateway.config import DeviceSettings, DriverName, Transport
+
+log = logging.getLogger(__name__)
+
+STATUS_COMPONENT = "ble"
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    sinks: Sinks
+    home_tz: tzinfo
+    cursor_get: CursorGet
+    cursor_set: CursorSet
+
+
+def _tag(device: DeviceSettings) -> DeviceTag:
+    return DeviceTag(device_id=device.id, resident_id=device.resident, address=device.address, model=device.driver)
+
+
+def _bps(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [BLOOD_PRESSURE_MEASUREMENT])
+
+
+def _hts(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [TEMPERATURE_MEASUREMENT])
+
+
+def _plx(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [PLX_SPOT_CHECK_MEASUREMENT], continuous_spo2=True)
+
+
+def _gls(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return GlucoseMeterSession(_tag(device), c.sinks, c.home_tz, c.cursor_get, c.cursor_set)
+
+
+def _microbit(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return MotionSession(_tag(device), c.sinks, MICROBIT)
+
+
+def _thingy(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return MotionSession(_tag(device), c.sinks, THINGY52)
+
+
+CONNECTED_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], ConnectedSession]] = {
+    DriverName.BLE_BPS: _bps,
+    DriverName.BLE_GLS: _gls,
+    DriverName.BLE_PLX: _plx,
+    DriverName.BLE_HTS: _hts,
+    DriverName.MICROBIT_ACCEL: _microbit,
+    DriverName.THINGY_MOTION: _thingy,
+}
+ADVERT_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], AdvertSession]] = {
+    DriverName.BTHOME_BUTTON: lambda device, c: BTHomeButtonSession(_tag(device), c.sinks),
+}
+
+
+def build_manager(
+    devices: Sequence[DeviceSettings],
+    *,
+    clock: Clock,
+    tz: tzinfo,
+    sinks: Sinks,
+    cursor_get: CursorGet,
+    cursor_set: CursorSet,
+    report_error: Callable[[str, str], None],
+) -> BleManager:
+    """The manager for the BLE devices among ``devices`` (others are ignored)."""
+    context = _Context(sinks, tz, cursor_get, cursor_set)
+    ble = [d for d in devices if d.transport is Transport.BLE]
+    unsupported = [d.id for d in ble if d.driver not in CONNECTED_SESSIONS and d.driver not in ADVERT_SESSIONS]
+    if unsupported:
+        raise ValueError(f"no BLE session for devices {', '.join(unsupported)}; update the gateway")
+    return BleManager(
+        [CONNECTED_SESSIONS[d.driver](d, context) for d in ble if d.driver in CONNECTED_SESSIONS],
+        [ADVERT_SESSIONS[d.driver](d, context) for d in ble if d.driver in ADVERT_SESSIONS],
+        clock=clock,
+        on_adapter_trouble=lambda message: report_error(STATUS_COMPONENT, message),
+    )
+
+
+async def run_ble(
+    devices: Sequence[DeviceSettings],
+    *,
+    clock: Clock,
+    tz: tzinfo,
+    on_readings: Callable[[Sequence[Reading]], Awaitable[None]],
+    on_motion: Callable[[MotionBlock], Awaitable[None]],
+    on_event: Callable[[DeviceEvent], Awaitable[None]],
+    cursor_get: Callable[[str], Awaitable[str | None]],
+    cursor_set: Callable[[str, str], Awaitable[None]],
+    report_error: Callable[[str, str], None],
+) -> None:
+    """Run every configured BLE device until cancelled (the daemon starts it when any is configured)."""
+    manager = build_manager(
+        devices,
+        clock=clock,
+        tz=tz,
+        sinks=Sinks(on_readings=on_readings, on_motion=on_motion, on_event=on_event),
+        cursor_get=cursor_get,
+        cursor_set=cursor_set,
+        report_error=report_error,
+    )
+    log.info("BLE starting devices=%d", sum(d.transport is Transport.BLE for d in devices))
+    await manager.run()
