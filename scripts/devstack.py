@@ -158,3 +158,22 @@ def onetouch_meter(workdir: Path, records: int = 3, extra_args: tuple[str, ...] 
         yield Meter(link, proc)
     finally:
         stop_process(proc)
+
+
+@contextlib.contextmanager
+def radar(workdir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Meter]:
+    """The MR60FDA1 fall radar simulator serving a pty, linked at ``workdir/radar``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    link = workdir / "radar"
+    with open(workdir / "radar.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, str(SCRIPTS / "sim_mr60fda1.py"), "--link", str(link), *extra_args],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 10
+        while not link.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"radar simulator did not create {link}")
+            time.sleep(0.05)
+        yield Meter(link, proc)
+    finally:
+        stop_process(proc)

@@ -18,7 +18,7 @@ RESIDENT_ID = "r-0001"
 
 
 def write_config(path: Path, *, data_dir: Path, platform_url: str, secret_file: Path, broker_port: int,
-                 meter_link: Path | None, extra: str = "") -> Path:
+                 meter_link: Path | None, extra: str = "", detect: str = "") -> Path:
     device = "" if meter_link is None else f"""
 [[devices]]
 id = "glucose-kitchen"
@@ -42,6 +42,9 @@ backoff_max_s = 1.0
 
 [mqtt]
 port = {broker_port}
+
+[detect]
+{detect}
 
 [[residents]]
 id = "{RESIDENT_ID}"
