@@ -1,0 +1,172 @@
+"""Glucose meter session: download new stored records over RACP, resuming from a cursor.
+
+The cursor (the last committed sequence number) lives in the outbox, read and written through
+injected callables, and is advanced only after the sink returned, i.e. after the records are
+committed. Records are committed in chunks during the download, so a meter that drops the link
+mid-transfer (Accu-Chek does when a strip goes in) keeps what was committed; the next visit asks
+for "records >= last committed + 1" and gets the rest, nothing twice and nothing skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta, tzinfo
+
+from drivers.ble.gls import (
+    RacpNumberOfRecords,
+    RacpRequest,
+    RacpResponse,
+    RacpResponseCode,
+    decode_glucose_context,
+    decode_glucose_measurement,
+    decode_racp_response,
+    glucose_reading,
+    report_all_records,
+    report_records_from,
+)
+from drivers.ble.gls_transfer import GlucoseRecord, GlucoseTransfer, cursor_name, parse_cursor
+from drivers.ble.link import GattLink, require
+from drivers.ble.policy import ConnectionStyle
+from drivers.ble.sessions import CodecComplaints, DeviceTag, Sinks, on_connected
+from drivers.ble.uuids import GLUCOSE_MEASUREMENT, GLUCOSE_MEASUREMENT_CONTEXT, RECORD_ACCESS_CONTROL_POINT
+from drivers.errors import CodecError, DeviceTimeoutError
+from drivers.model import DeviceEvent, DeviceEventKind, HubTime, Reading, ReadingFlag
+
+log = logging.getLogger(__name__)
+
+CursorGet = Callable[[str], Awaitable[str | None]]
+CursorSet = Callable[[str, str], Awaitable[None]]
+
+# Meters that do not implement the ">=" filter answer one of these; then all records are asked
+# for and the ones at or below the cursor are dropped on the hub.
+_FILTER_REFUSED = frozenset(
+    {
+        RacpResponseCode.INVALID_OPERATOR,
+        RacpResponseCode.OPERATOR_NOT_SUPPORTED,
+        RacpResponseCode.INVALID_OPERAND,
+        RacpResponseCode.OPERAND_NOT_SUPPORTED,
+    }
+)
+# HI / LO on the meter's display: not a number to upload, but nobody may miss it.
+_OUT_OF_RANGE_CODES: dict[ReadingFlag, str] = {ReadingFlag.ABOVE_RANGE: "HI", ReadingFlag.BELOW_RANGE: "LO"}
+
+
+class GlucoseMeterSession:
+    style = ConnectionStyle.ON_ADVERT
+
+    def __init__(
+        self,
+        tag: DeviceTag,
+        sinks: Sinks,
+        home_tz: tzinfo,
+        cursor_get: CursorGet,
+        cursor_set: CursorSet,
+        *,
+        commit_every: int = 10,
+        racp_timeout_s: float = 15.0,
+        use_start_notify: bool = True,
+    ) -> None:
+        if commit_every < 1:
+            raise ValueError(f"commit_every must be at least 1, got {commit_every}")
+        self.tag = tag
+        self.use_start_notify = use_start_notify
+        self._sinks = sinks
+        self._home_tz = home_tz
+        self._cursor_get = cursor_get
+        self._cursor_set = cursor_set
+        self._commit_every = commit_every
+        self._racp_timeout_s = racp_timeout_s
+        self._cursor = cursor_name(tag.device_id)
+        self._complain = CodecComplaints(tag.device_id)
+
+    async def run(self, link: GattLink) -> None:
+        offset = await on_connected(link, self.tag, self._sinks, self._home_tz)
+        require(link, GLUCOSE_MEASUREMENT)
+        require(link, RECORD_ACCESS_CONTROL_POINT)
+        # Meters refuse RACP unless measurement, context and RACP are all subscribed first.
+        await link.subscribe(GLUCOSE_MEASUREMENT)
+        if link.offers(GLUCOSE_MEASUREMENT_CONTEXT):
+            await link.subscribe(GLUCOSE_MEASUREMENT_CONTEXT)
+        await link.subscribe(RECORD_ACCESS_CONTROL_POINT)
+        last = parse_cursor(await self._cursor_get(self._cursor))
+        transfer = GlucoseTransfer(after_sequence=last)
+        if last is None or last == 0xFFFF:
+            response = await self._download(link, report_all_records(), transfer, offset)
+        else:
+            response = await self._download(link, report_records_from(last + 1), transfer, offset)
+            if response.code in _FILTER_REFUSED:
+                log.info(
+                    "meter refused the RACP filter device=%s code=%s; asking for all records",
+                    self.tag.device_id,
+                    response.code.name,
+                )
+                response = await self._download(link, report_all_records(), transfer, offset)
+        if not response.succeeded:
+            raise DeviceTimeoutError(f"{self.tag.device_id}: RACP download failed with {response.code.name}")
+        if transfer.ignored:
+            log.info("records at or below the cursor ignored device=%s count=%d", self.tag.device_id, transfer.ignored)
+
+    async def _download(
+        self, link: GattLink, request: RacpRequest, transfer: GlucoseTransfer, offset: timedelta | None
+    ) -> RacpResponse:
+        await link.write(RECORD_ACCESS_CONTROL_POINT, request.encode(), response=True)
+        response: RacpResponse | None = None
+        try:
+            while response is None:
+                value = await link.receive(self._racp_timeout_s)
+                if value is None:
+                    raise DeviceTimeoutError(
+                        f"{self.tag.device_id}: the meter {'hung up' if not link.connected else 'went silent'} "
+                        "before ending the RACP download; the rest comes at its next visit"
+                    )
+                response = self._take(value.uuid, value.data, value.received, transfer)
+                if transfer.complete_count() >= self._commit_every:
+                    await self._commit(transfer.take_complete(), offset)
+        finally:
+            # After the meter's final response no announced context will come any more.
+            await self._commit(transfer.take_all() if response is not None else transfer.take_complete(), offset)
+        return response
+
+    def _take(self, uuid: str, data: bytes, received: HubTime, transfer: GlucoseTransfer) -> RacpResponse | None:
+        try:
+            if uuid == GLUCOSE_MEASUREMENT.uuid:
+                transfer.add_measurement(decode_glucose_measurement(data), received)
+            elif uuid == GLUCOSE_MEASUREMENT_CONTEXT.uuid:
+                transfer.add_context(decode_glucose_context(data))
+            elif uuid == RECORD_ACCESS_CONTROL_POINT.uuid:
+                response = decode_racp_response(data)
+                return None if isinstance(response, RacpNumberOfRecords) else response
+        except CodecError as exc:
+            self._complain(uuid, exc)
+        return None
+
+    async def _commit(self, records: Sequence[GlucoseRecord], offset: timedelta | None) -> None:
+        if not records:
+            return
+        readings: list[Reading] = []
+        events: list[DeviceEvent] = []
+        for record in records:
+            reading = glucose_reading(
+                record.measurement,
+                record.context,
+                device=self.tag.info,
+                resident_id=self.tag.resident_id,
+                received=record.received,
+                clock_offset=offset,
+            )
+            if reading is not None:
+                readings.append(reading)
+            for flag, code in _OUT_OF_RANGE_CODES.items():
+                if reading is None and flag in record.measurement.flags:
+                    events.append(self.tag.event(DeviceEventKind.DEVICE_ERROR, record.received, code))
+        if readings:
+            await self._sinks.on_readings(readings)
+        for event in events:
+            await self._sinks.on_event(event)
+        last = max(record.measurement.sequence_number for record in records)
+        # Only now, with the records committed, may the meter's memory be considered read.
+        await self._cursor_set(self._cursor, str(last))
+        log.info(
+            "glucose records committed device=%s count=%d last_sequence=%d", self.tag.device_id, len(records), last
+        )
