@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, ble_cli
 from gateway.config import GatewayConfig, load_config
 from gateway.config.check import check_file
 from gateway.daemon import outbox_path, run_until_signalled, status_path
-from gateway.driver_registry import unsupported_drivers
+from gateway.driver_registry import ble_drivers, unsupported_drivers
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import setup_logging
 from gateway.store import Outbox
@@ -193,6 +193,24 @@ def render_status(status: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def cmd_ble_scan(args: argparse.Namespace) -> int:
+    configured: dict[str, str] = {}
+    if Path(args.config).exists():
+        configured = {d.address: d.id for d in _load(args.config).devices if d.address}
+    return asyncio.run(ble_cli.scan(args.seconds, configured, sys.stdout))
+
+
+def cmd_ble_pair(args: argparse.Namespace) -> int:
+    return asyncio.run(ble_cli.pair(args.address, input, sys.stdout))
+
+
+def cmd_ble_bind(args: argparse.Namespace) -> int:
+    ble_cli.bind_device(args.config, args.id, args.driver, args.address, args.resident)
+    print(f"{args.config}: device {args.id} ({args.driver} {args.address}) bound to resident {args.resident}; "
+          "restart the gateway to use it (`systemctl restart yiyang`)")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     demo = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
     if not demo.exists():
@@ -232,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", default=config_default)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    ble = sub.add_parser("ble", help="Bluetooth devices: scan nearby, pair, bind to a resident")
+    ble_sub = ble.add_subparsers(dest="ble_command", required=True, metavar="ACTION")
+    ble_scan = ble_sub.add_parser("scan", help="list what advertises nearby (RSSI, health profiles, configured?)")
+    ble_scan.add_argument("--seconds", type=float, default=10.0)
+    ble_scan.add_argument("--config", default=config_default)
+    ble_scan.set_defaults(func=cmd_ble_scan)
+    ble_pair = ble_sub.add_parser("pair", help="pair (bond) with a device in pairing mode; asks for its passkey")
+    ble_pair.add_argument("address", help="AA:BB:CC:DD:EE:FF")
+    ble_pair.set_defaults(func=cmd_ble_pair)
+    ble_bind = ble_sub.add_parser("bind", help="add or replace a BLE device in the configuration (comments kept)")
+    ble_bind.add_argument("--config", default=config_default)
+    ble_bind.add_argument("--id", required=True, help="device id, e.g. bp-bedroom")
+    ble_bind.add_argument("--driver", required=True, choices=sorted(ble_drivers()))
+    ble_bind.add_argument("--address", required=True, help="AA:BB:CC:DD:EE:FF")
+    ble_bind.add_argument("--resident", required=True, help="resident id the device measures")
+    ble_bind.set_defaults(func=cmd_ble_bind)
 
     demo = sub.add_parser("demo", add_help=False,
                           help="run a self-contained demo (platform, meter simulator, broker, daemon); "

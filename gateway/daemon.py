@@ -23,11 +23,12 @@ from zoneinfo import ZoneInfo
 from gateway import __version__
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.service import AlertService
+from gateway.ble_wiring import run_ble
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.config import GatewayConfig
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
-from gateway.driver_registry import SessionContext, start_device
+from gateway.driver_registry import SessionContext, ble_devices, serial_devices, start_device
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.sdnotify import notify, watchdog_interval_s
@@ -148,7 +149,15 @@ class Daemon:
         try:
             async with asyncio.TaskGroup() as group:
                 drivers = [group.create_task(start_device(device, ctx, self.board),
-                                             name=f"device:{device.id}") for device in cfg.devices]
+                                             name=f"device:{device.id}") for device in serial_devices(cfg.devices)]
+                if ble := ble_devices(cfg.devices):
+                    for device in ble:
+                        self.board.register(device.id, device.driver)
+                    drivers.append(group.create_task(run_ble(
+                        ble, clock=self.clock, tz=self.tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
+                        on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
+                        report_error=lambda component, message: self.board.error(component, _utc_now(), message),
+                    ), name="ble"))
                 services = [
                     group.create_task(self._guard("status", self._every(STATUS_EVERY_S, publish_status))),
                     group.create_task(self._guard("prune", self._every(PRUNE_EVERY_S, outbox.prune))),

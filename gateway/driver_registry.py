@@ -14,7 +14,8 @@ from typing import Any, Protocol
 from drivers.clock import Clock
 from drivers.serial.mr60fda1 import Mr60fda1Session
 from drivers.serial.onetouch import OneTouchSession
-from gateway.config import DeviceSettings
+from gateway.ble_wiring import ADVERT_SESSIONS, CONNECTED_SESSIONS
+from gateway.config import DeviceSettings, Transport
 from gateway.hub import Hub
 from gateway.status import DeviceStatusBoard
 
@@ -54,13 +55,31 @@ SESSIONS: dict[str, SessionFactory] = {
 }
 
 
+def ble_drivers() -> frozenset[str]:
+    return frozenset(CONNECTED_SESSIONS) | frozenset(ADVERT_SESSIONS)
+
+
+def available_drivers() -> frozenset[str]:
+    return frozenset(SESSIONS) | frozenset(CONNECTED_SESSIONS) | frozenset(ADVERT_SESSIONS)
+
+
 def unsupported_drivers(devices: tuple[DeviceSettings, ...]) -> list[str]:
     """Problems for devices whose driver this build cannot run (checked before the daemon starts)."""
+    available = available_drivers()
     return [
         f"devices[{i}].driver: {d.driver!r} is not available in this gateway build "
-        f"(available: {', '.join(sorted(SESSIONS))}); remove the device or update the gateway"
-        for i, d in enumerate(devices) if d.driver not in SESSIONS
+        f"(available: {', '.join(sorted(available))}); remove the device or update the gateway"
+        for i, d in enumerate(devices) if d.driver not in available
     ]
+
+
+def serial_devices(devices: tuple[DeviceSettings, ...]) -> list[DeviceSettings]:
+    """Devices with a session of their own (serial); BLE devices share one manager."""
+    return [d for d in devices if d.driver in SESSIONS]
+
+
+def ble_devices(devices: tuple[DeviceSettings, ...]) -> list[DeviceSettings]:
+    return [d for d in devices if d.transport is Transport.BLE]
 
 
 def start_device(device: DeviceSettings, ctx: SessionContext, board: DeviceStatusBoard) -> Coroutine[Any, Any, None]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.store.api import PendingRecord
@@ -177,7 +177,3 @@ def parse_transaction_response(
         if status is not None:
             results.append(RecordResult(record_id=record_id, status=status, reason=reason))
     return tuple(results)
-
-
-def results_by_id(results: Sequence[RecordResult]) -> Mapping[str, RecordResult]:
-    return {result.record_id: result for result in results}
