@@ -58,7 +58,9 @@ class SmsContact:
 
     def __post_init__(self) -> None:
         if not _E164.fullmatch(self.phone):
-            raise ValueError(f"contact {self.id}: phone must be E.164, '+' country code and number, e.g. +8613800138000")
+            raise ValueError(
+                f"contact {self.id}: phone must be E.164, '+' country code and number, e.g. +8613800138000"
+            )
         if self.min_severity is Severity.WARNING:
             raise ValueError(f"contact {self.id}: warnings never go by SMS; min_severity must be urgent or emergency")
 
@@ -283,11 +285,13 @@ class SmsNotifier:
             self._record(alert, contact, attempt, Outcome.SENT)
             self._recent[contact.id].append(self._now())
             break
+        else:
+            return
         if alert.state is AlertState.RESOLVED:
             return
-        self._sent_to.setdefault(alert.alert_id, set()).add(contact.id)
         resolved = self._resolved.get(alert.alert_id)
-        if resolved is not None:
+        if resolved is None:
+            self._sent_to.setdefault(alert.alert_id, set()).add(contact.id)
+        else:
             # It cleared while this SMS was on its way: the contact must not be left worrying.
-            self._sent_to.pop(alert.alert_id, None)
             self._spawn(resolved, contact, self._generation.get(key, 0))
