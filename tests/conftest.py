@@ -27,3 +27,7 @@ def platform(tmp_path: Path) -> Iterator[devstack.Platform]:
     """The reference platform server for gateway ``gw-test``."""
     with devstack.platform_server(tmp_path / "platform", "gw-test") as p:
         yield p
+
+
+# The emulated BlueZ on a private D-Bus (tests/support/fake_bluez): `fake_bluez_bus`, `fake_bluez`.
+from fake_bluez.fixtures import fake_bluez_bus_fixture, fake_bluez_fixture  # noqa: E402, F401
