@@ -1,0 +1,311 @@
+"""The BLE manager and its sessions on the real bleak code path, against the fake BlueZ.
+
+Records go into a real outbox (SQLite in tmp_path), and the glucose cursor lives there too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from fake_bluez import ConnectFault, FakeBluez
+from fake_bluez.devices import (
+    BloodPressureCuff,
+    BloodPressureRecord,
+    BTHomeButton,
+    GlucoseMeter,
+    MicroBit,
+    PulseOximeter,
+    SpotCheckRecord,
+    TemperatureRecord,
+    Thermometer,
+)
+
+from drivers.ble.adapter import power_cycle_adapter
+from drivers.ble.gls_session import GlucoseMeterSession
+from drivers.ble.gls_transfer import cursor_name
+from drivers.ble.manager import BleManager
+from drivers.ble.motion_session import MICROBIT, MotionSession
+from drivers.ble.policy import BackoffPolicy, WedgePolicy
+from drivers.ble.sessions import BTHomeButtonSession, DeviceTag, MeasurementSession, Sinks
+from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, PLX_SPOT_CHECK_MEASUREMENT, TEMPERATURE_MEASUREMENT
+from drivers.model import (
+    BloodPressure,
+    BodyTemperature,
+    DeviceEvent,
+    DeviceEventKind,
+    Glucose,
+    MealContext,
+    MotionBlock,
+    Reading,
+    SpO2,
+    TimeSource,
+)
+from gateway.clock import ClockSyncMode, SystemClock
+from gateway.hub import reading_to_record
+from gateway.store import AsyncOutbox
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, after_lost_s=0.2)
+
+
+@dataclass
+class Recorder:
+    """The sinks: readings are committed to the real outbox before the sink returns."""
+
+    outbox: AsyncOutbox
+    readings: list[Reading] = field(default_factory=list)
+    motion: list[MotionBlock] = field(default_factory=list)
+    events: list[DeviceEvent] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_readings(self, readings: Sequence[Reading]) -> None:
+        await self.outbox.accept([reading_to_record(r, SHANGHAI) for r in readings])
+        self.readings.extend(readings)
+        self.changed.set()
+
+    async def on_motion(self, block: MotionBlock) -> None:
+        self.motion.append(block)
+        self.changed.set()
+
+    async def on_event(self, event: DeviceEvent) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    @property
+    def sinks(self) -> Sinks:
+        return Sinks(self.on_readings, self.on_motion, self.on_event)
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.1):
+                        await self.changed.wait()
+
+
+@pytest.fixture
+async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
+    async with await AsyncOutbox.open(tmp_path / "outbox.sqlite") as outbox:
+        yield Recorder(outbox)
+
+
+@contextlib.asynccontextmanager
+async def running(manager: BleManager) -> AsyncIterator[BleManager]:
+    task = asyncio.create_task(manager.run())
+    try:
+        yield manager
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def clock() -> SystemClock:
+    return SystemClock(ClockSyncMode.ASSUME_SYNCED)
+
+
+def tag(device_id: str, address: str, model: str) -> DeviceTag:
+    return DeviceTag(device_id=device_id, resident_id="r-0001", address=address, model=model)
+
+
+def manager(*sessions: object, advertised: Sequence[BTHomeButtonSession] = (), **options: object) -> BleManager:
+    return BleManager(
+        list(sessions),  # type: ignore[arg-type]
+        advertised,
+        clock=clock(),
+        backoff=options.pop("backoff", FAST_BACKOFF),  # type: ignore[arg-type]
+        watch_interval_s=0.1,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_cuff_advertising_after_a_measurement_gives_one_reading(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    cuff = BloodPressureCuff()
+    fake_bluez.add(cuff)
+    session = MeasurementSession(
+        tag("bp-bedroom", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI, [BLOOD_PRESSURE_MEASUREMENT]
+    )
+    async with running(manager(session)) as ble:
+        cuff.measure(BloodPressureRecord(systolic=128, diastolic=82, mean_arterial=97, pulse_rate=71))
+        await recorder.until(lambda: len(recorder.readings) == 1)
+        await asyncio.sleep(0.5)  # the cuff keeps advertising ~20 s: no second session, no second reading
+        assert ble.status.connected == ()
+    [reading] = recorder.readings
+    assert reading.measurement == BloodPressure(systolic=128, diastolic=82, mean_arterial=97, pulse=71)
+    assert (reading.device.id, reading.resident_id, reading.time_source) == ("bp-bedroom", "r-0001", TimeSource.HUB)
+    assert cuff.delivered and not cuff.stored
+    assert (await recorder.outbox.stats()).pending == 1
+
+
+async def test_a_thermometer_reading_arrives_with_its_site(fake_bluez: FakeBluez, recorder: Recorder) -> None:
+    thermometer = Thermometer()
+    fake_bluez.add(thermometer)
+    session = MeasurementSession(
+        tag("thermo", thermometer.address, "ble-hts"), recorder.sinks, SHANGHAI, [TEMPERATURE_MEASUREMENT]
+    )
+    async with running(manager(session)):
+        thermometer.measure(TemperatureRecord(celsius=38.62, site=1))
+        await recorder.until(lambda: len(recorder.readings) == 1)
+    assert recorder.readings[0].measurement == BodyTemperature(celsius=38.62, site="armpit")
+
+
+async def test_an_oximeter_gives_its_spot_check_and_a_median_of_its_stream(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    oximeter = PulseOximeter()
+    fake_bluez.add(oximeter)
+    session = MeasurementSession(
+        tag("oxi", oximeter.address, "ble-plx"),
+        recorder.sinks,
+        SHANGHAI,
+        [PLX_SPOT_CHECK_MEASUREMENT],
+        continuous_spo2=True,
+        spo2_interval_s=30.0,
+        idle_timeout_s=1.0,
+    )
+    async with running(manager(session)):
+        oximeter.measure(SpotCheckRecord(spo2=97, pulse_rate=68))
+        await recorder.until(lambda: oximeter.connected and oximeter.is_subscribed(oximeter.measurement_uuid))
+        await recorder.until(lambda: not oximeter.stored)
+        await oximeter.stream([(95, 70), (80, 71), (96, 72), (95, 73), (94, 70), (96, 71), (95, 72)], rate_hz=20.0)
+        # The oximeter goes quiet: the session ends after its idle timeout and closes the window.
+        await recorder.until(lambda: len(recorder.readings) == 2)
+    # The median leaves the 80 % dip of a moving finger behind.
+    assert [r.measurement for r in recorder.readings] == [SpO2(spo2=97, pulse=68), SpO2(spo2=95, pulse=71)]
+    assert recorder.readings[1].source_key is None
+
+
+async def test_a_glucose_meter_uploads_50_records_and_the_next_visit_only_new_ones(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    meter = GlucoseMeter(record_count=50)
+    fake_bluez.add(meter)
+    outbox = recorder.outbox
+    session = GlucoseMeterSession(
+        tag("glucose-kitchen", meter.address, "ble-gls"), recorder.sinks, SHANGHAI, outbox.get_cursor, outbox.set_cursor
+    )
+    ble = manager(session, backoff=BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=0.5))
+    async with running(ble):
+        await recorder.until(lambda: len(recorder.readings) == 50)
+        assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "50"
+        meter.add_record(3.1, datetime(2024, 6, 1, 7, 0), meal=3)
+        await recorder.until(lambda: len(recorder.readings) == 51)
+        await asyncio.sleep(0.8)  # another visit after the pause: nothing new to send
+    assert [r.source_key for r in recorder.readings] == [
+        f"gls:{record.sequence_number}@{record.time.isoformat()}" for record in meter.records
+    ]
+    assert recorder.readings[-1].measurement == Glucose(mmol_l=3.1, meal=MealContext.FASTING)
+    assert [bytes(r.encode()) for r in meter.racp_requests[:2]] == [b"\x01\x01", b"\x01\x03\x01\x33\x00"]
+    assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "51"
+    assert (await outbox.stats()).pending == 51
+
+
+async def test_a_meter_that_drops_mid_transfer_keeps_what_was_committed_and_sends_the_rest_next_time(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    meter = GlucoseMeter(record_count=50, drop_after_records=25)
+    fake_bluez.add(meter)
+    outbox = recorder.outbox
+    session = GlucoseMeterSession(
+        tag("glucose-kitchen", meter.address, "ble-gls"),
+        recorder.sinks,
+        SHANGHAI,
+        outbox.get_cursor,
+        outbox.set_cursor,
+        commit_every=10,
+    )
+    ble = manager(session, backoff=BackoffPolicy(initial_s=0.3, max_s=1.0, after_completed_s=0.3))
+    async with running(ble):
+        # Committed in chunks of 10, and the complete records received before the drop at the end.
+        await recorder.until(lambda: len(recorder.readings) == 25 and not meter.connected)
+        assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "25"
+        meter.drop_after_records = None  # the strip is out: the next visit completes
+        await recorder.until(lambda: len(recorder.readings) == 50)
+    sequences = [int(r.source_key.split(":")[1].split("@")[0]) for r in recorder.readings]  # type: ignore[union-attr]
+    assert sequences == list(range(1, 51))  # nothing twice, nothing skipped
+    assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "50"
+    assert [bytes(r.encode()) for r in meter.racp_requests[:2]] == [b"\x01\x01", b"\x01\x03\x01\x1a\x00"]
+
+
+async def test_a_bthome_button_press_becomes_one_event(fake_bluez: FakeBluez, recorder: Recorder) -> None:
+    button = BTHomeButton(battery_percent=87)
+    fake_bluez.add(button)
+    session = BTHomeButtonSession(tag("sos-bed", button.address, "bthome-button"), recorder.sinks)
+    async with running(manager(advertised=[session])):
+        await asyncio.sleep(0.3)
+        button.press("double_press")
+        await recorder.until(lambda: any(e.kind is DeviceEventKind.BUTTON_PRESS for e in recorder.events))
+        await asyncio.sleep(0.5)  # the burst repeats the advert: still one press
+    presses = [e for e in recorder.events if e.kind is DeviceEventKind.BUTTON_PRESS]
+    assert [(e.device_id, e.value, e.extra) for e in presses] == [("sos-bed", "double", {"button": 1})]
+    assert any(e.kind is DeviceEventKind.BATTERY and e.value == 87 for e in recorder.events)
+
+
+async def test_a_microbit_at_50_hz_streams_motion_blocks_at_that_rate(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    microbit = MicroBit(rate_hz=50.0)
+    fake_bluez.add(microbit)
+    session = MotionSession(tag("wrist", microbit.address, "microbit-accel"), recorder.sinks, MICROBIT, block_size=10)
+    async with running(manager(session)) as ble:
+        await recorder.until(lambda: len(recorder.motion) >= 5)
+        assert ble.status.connected == ("wrist",)
+    blocks = recorder.motion[:5]
+    assert all(b.sample_rate_hz == 50.0 and b.samples.shape == (10, 3) for b in blocks)
+    assert np.allclose(blocks[0].samples, [[0.0, 0.0, -1.0]] * 10)
+    starts = [b.first_sample.monotonic for b in blocks]
+    # Ten samples at 50 Hz: blocks start 0.2 s apart on average (radio and loop jitter allowed).
+    assert 0.15 < (starts[-1] - starts[0]) / 4 < 0.3
+    assert recorder.events[0].kind is DeviceEventKind.CONNECTED
+
+
+async def test_connect_answered_in_progress_is_retried(fake_bluez: FakeBluez, recorder: Recorder) -> None:
+    cuff = BloodPressureCuff()
+    cuff.fail_connects(ConnectFault.IN_PROGRESS, times=2)
+    fake_bluez.add(cuff)
+    session = MeasurementSession(
+        tag("bp-bedroom", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI, [BLOOD_PRESSURE_MEASUREMENT]
+    )
+    async with running(manager(session)):
+        cuff.measure(BloodPressureRecord(systolic=141, diastolic=91, mean_arterial=108))
+        await recorder.until(lambda: len(recorder.readings) == 1)
+    assert cuff.connect_attempts == 3
+    assert recorder.readings[0].measurement == BloodPressure(systolic=141, diastolic=91, mean_arterial=108)
+
+
+async def test_an_adapter_that_stops_reporting_adverts_is_power_cycled(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    cuff = BloodPressureCuff()
+    fake_bluez.add(cuff)
+    troubles: list[str] = []
+    session = MeasurementSession(
+        tag("bp-bedroom", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI, [BLOOD_PRESSURE_MEASUREMENT]
+    )
+    ble = manager(
+        session,
+        wedge=WedgePolicy(silence_s=1.0, min_cycle_interval_s=0.5),
+        on_adapter_trouble=troubles.append,
+        power_cycle=lambda adapter: power_cycle_adapter(adapter, off_s=0.1),
+    )
+    async with running(ble):
+        await asyncio.sleep(0.3)
+        fake_bluez.wedge_discovery()
+        await recorder.until(lambda: ble.status.power_cycles >= 1, timeout_s=5.0)
+        assert not fake_bluez.wedged
+        # Scanning again after the cycle: a measurement gets through.
+        cuff.measure(BloodPressureRecord(systolic=120, diastolic=80, mean_arterial=93))
+        await recorder.until(lambda: len(recorder.readings) == 1)
+    assert troubles[0].startswith("Bluetooth adapter hci0 power-cycled: no advertisement for")
+    assert ble.status.last_power_cycle_reason is not None
