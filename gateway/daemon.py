@@ -20,21 +20,24 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
 from gateway.alerts.falls import FallResponder
+from gateway.alerts.model import Severity
 from gateway.alerts.service import AlertService
+from gateway.alerts.sms import Language, SmsContact, SmsNotifier
 from gateway.ble_wiring import run_ble
 from gateway.clock import ClockSyncMode, SystemClock
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
-from gateway.driver_registry import SessionContext, ble_devices, serial_devices, start_device
+from gateway.driver_registry import NOTIFIER_DRIVERS, SessionContext, ble_devices, serial_devices, start_device
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard, write_status_file
 from gateway.store.aio import AsyncOutbox
-from gateway.uplink import Uplink, load_secret
+from gateway.uplink import FhirEncoder, Uplink, load_secret
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +97,18 @@ class Daemon:
         cfg = self.cfg
         # Refuse to start on a secret others can read, before anything else is touched.
         secret = await asyncio.to_thread(load_secret, Path(cfg.platform.secret_file)) if cfg.platform.enabled else b""
-        mqtt_password = await asyncio.to_thread(_read_optional, cfg.mqtt.password_file)
         outbox = await AsyncOutbox.open(
             outbox_path(cfg),
             budget_bytes=cfg.storage.budget_mb * 2**20,
             warn_ratio=cfg.storage.warn_percent / 100,
             delivered_retention_s=cfg.storage.delivered_retention_days * 86400.0,
         )
-        mqtt = MqttLink(LinkSettings(
-            host=cfg.mqtt.host, port=cfg.mqtt.port, gateway_id=cfg.gateway.id, topic_root=cfg.mqtt.topic_root,
-            client_id=cfg.mqtt.client_id, username=cfg.mqtt.username or None,
-            password=mqtt_password, keepalive_s=cfg.mqtt.keepalive_s,
-            tls=_tls_context(cfg),
-        ), subscriptions=("alerts/+/ack",))
-        uplink = None if not cfg.platform.enabled else Uplink(
-            gateway_id=cfg.gateway.id, base_url=cfg.platform.url, secret=secret, outbox=outbox,
-            clock_synced=self.clock.synced, batch_max_records=cfg.platform.batch_max_records,
-            batch_max_bytes=cfg.platform.batch_max_bytes, gzip=cfg.platform.gzip, timeout_s=cfg.platform.timeout_s,
-            backoff_initial_s=cfg.platform.backoff_initial_s, backoff_cap_s=cfg.platform.backoff_max_s,
-        )
+        mqtt = await self._mqtt()
+        uplink = self._uplink(secret, outbox)
         wake_uplink = uplink.wake if uplink is not None else _nothing
+        modem, sms = self._sms(cfg)
         alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink,
-                              clock_synced=self.clock.synced)
+                              clock_synced=self.clock.synced, listeners=[sms.on_change] if sms else [])
         falls = FallResponder(alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now,
                               now_monotonic=time.monotonic, on_stored=wake_uplink, clock_synced=self.clock.synced,
                               cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
@@ -127,7 +120,6 @@ class Daemon:
                   vitals=VitalsMonitor(cfg.thresholds_for), silence=silence, tz=self.tz, now=_utc_now,
                   now_monotonic=time.monotonic, max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
                   on_accepted=wake_uplink)
-        ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
 
         async def publish_status() -> None:
             payload = await self._status_payload(outbox, uplink, mqtt.connected.is_set())
@@ -148,16 +140,7 @@ class Daemon:
                  len(cfg.devices), cfg.gateway.data_dir)
         try:
             async with asyncio.TaskGroup() as group:
-                drivers = [group.create_task(start_device(device, ctx, self.board),
-                                             name=f"device:{device.id}") for device in serial_devices(cfg.devices)]
-                if ble := ble_devices(cfg.devices):
-                    for device in ble:
-                        self.board.register(device.id, device.driver)
-                    drivers.append(group.create_task(run_ble(
-                        ble, clock=self.clock, tz=self.tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
-                        on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
-                        report_error=lambda component, message: self.board.error(component, _utc_now(), message),
-                    ), name="ble"))
+                drivers = [group.create_task(coro, name=name) for name, coro in self._device_sessions(hub, outbox)]
                 services = [
                     group.create_task(self._guard("status", self._every(STATUS_EVERY_S, publish_status))),
                     group.create_task(self._guard("prune", self._every(PRUNE_EVERY_S, outbox.prune))),
@@ -166,6 +149,8 @@ class Daemon:
                     group.create_task(self._guard("falls", falls.run())),
                     group.create_task(self._guard("silence", self._every(SILENCE_CHECK_S, hub.check_silence))),
                 ]
+                if modem is not None:
+                    services.append(group.create_task(self._guard("gsm-modem", modem.run())))
                 if uplink is not None:
                     services.append(group.create_task(self._guard("uplink", uplink.run())))
                 notify("READY=1")
@@ -182,9 +167,63 @@ class Daemon:
                 for task in services:
                     task.cancel()
         finally:
+            if sms is not None:
+                await sms.aclose()
             await mqtt.stop()
             await outbox.close()
             log.info("gateway stopped")
+
+    async def _mqtt(self) -> MqttLink:
+        cfg = self.cfg.mqtt
+        password = await asyncio.to_thread(_read_optional, cfg.password_file)
+        return MqttLink(LinkSettings(
+            host=cfg.host, port=cfg.port, gateway_id=self.cfg.gateway.id, topic_root=cfg.topic_root,
+            client_id=cfg.client_id, username=cfg.username or None, password=password, keepalive_s=cfg.keepalive_s,
+            tls=_tls_context(self.cfg),
+        ), subscriptions=("alerts/+/ack",))
+
+    def _uplink(self, secret: bytes, outbox: AsyncOutbox) -> Uplink | None:
+        cfg = self.cfg.platform
+        if not cfg.enabled:
+            log.warning("platform upload is DISABLED in the configuration: records stay in the outbox")
+            return None
+        fhir = cfg.profile is UplinkProfile.FHIR_R4
+        return Uplink(
+            gateway_id=self.cfg.gateway.id, base_url=cfg.fhir_base if fhir else cfg.url, secret=secret,
+            outbox=outbox, clock_synced=self.clock.synced, batch_max_records=cfg.batch_max_records,
+            batch_max_bytes=cfg.batch_max_bytes, gzip=cfg.gzip, timeout_s=cfg.timeout_s,
+            backoff_initial_s=cfg.backoff_initial_s, backoff_cap_s=cfg.backoff_max_s,
+            encoder=FhirEncoder() if fhir else None,
+        )
+
+    def _device_sessions(self, hub: Hub, outbox: AsyncOutbox) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """One session per serial device; all BLE devices share one manager (one scanner per process)."""
+        ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
+        sessions = [(f"device:{d.id}", start_device(d, ctx, self.board)) for d in serial_devices(self.cfg.devices)]
+        if ble := ble_devices(self.cfg.devices):
+            for device in ble:
+                self.board.register(device.id, device.driver)
+            sessions.append(("ble", run_ble(
+                ble, clock=self.clock, tz=self.tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
+                on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
+                report_error=lambda component, message: self.board.error(component, _utc_now(), message),
+            )))
+        return sessions
+
+    def _sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
+        device = next((d for d in cfg.devices if d.driver in NOTIFIER_DRIVERS), None)
+        if device is None:
+            if cfg.contacts:
+                log.warning("SMS is OFF: %d contact(s) configured but no gsm-modem device", len(cfg.contacts))
+            return None, None
+        self.board.register(device.id, device.driver)
+        modem = GsmModem(device_id=device.id, port=device.port, baudrate=device.baudrate or 115200)
+        contacts = [SmsContact(c.id, c.phone, Severity(c.sms_min_severity.value), Language(c.language.value))
+                    for c in cfg.contacts]
+        if not contacts:
+            log.warning("gsm-modem %s configured but no [[contacts]]: nobody gets SMS", device.id)
+        return modem, SmsNotifier(modem, contacts, _utc_now, tz=self.tz,
+                                  max_per_contact_per_hour=cfg.sms.max_per_contact_per_hour)
 
     async def _status_payload(self, outbox: AsyncOutbox, uplink: Uplink | None, mqtt_up: bool) -> dict[str, Any]:
         stats = await outbox.stats()

@@ -59,8 +59,12 @@ def ble_drivers() -> frozenset[str]:
     return frozenset(CONNECTED_SESSIONS) | frozenset(ADVERT_SESSIONS)
 
 
+NOTIFIER_DRIVERS = frozenset({"gsm-modem"})
+"""Devices that carry alerts out rather than measure: the daemon builds them itself."""
+
+
 def available_drivers() -> frozenset[str]:
-    return frozenset(SESSIONS) | frozenset(CONNECTED_SESSIONS) | frozenset(ADVERT_SESSIONS)
+    return frozenset(SESSIONS) | ble_drivers() | NOTIFIER_DRIVERS
 
 
 def unsupported_drivers(devices: tuple[DeviceSettings, ...]) -> list[str]:

@@ -15,6 +15,16 @@ Admin endpoints (no auth; it listens on 127.0.0.1 by default):
     GET  /admin/records  {"count": N, "record_ids": [...], "upload_requests": N}
     GET  /admin/health   {"status": "ok", "faults": {...}, "upload_requests": N}
 
+FHIR R4 profile: ``POST /fhir`` takes a transaction Bundle (same signature headers, path
+``/fhir``), validates every resource with the ``fhir.resources`` package (R4B models: the
+newest release with pydantic 2 ships no 4.0.1 models, and Observation, Flag and Bundle
+are the same in R4 and R4B), honours ``ifNoneExist`` and conditional ``PUT`` by
+identifier, stores resources in the table ``fhir_resources`` and answers a
+transaction-response Bundle. An entry that fails is answered in its own entry (4xx
+with an OperationOutcome) and the others are kept; ``--fhir-atomic`` instead refuses
+the whole transaction with 422, as HAPI does. ``--fhir-reject-code CODE`` refuses
+Observations with that code. ``GET /admin/fhir`` lists what is stored.
+
 Fault modes: 503/429/500 answer that status (503/429 with Retry-After if given);
 timeout stores the records and answers only after delay_s (the client has given up:
 its retry must come back as duplicates); slow waits delay_s, then answers normally;
@@ -27,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hmac
+import importlib
 import itertools
 import json
 import re
@@ -35,6 +46,7 @@ import sqlite3
 import sys
 import threading
 import time
+import uuid
 import zlib
 from dataclasses import asdict, dataclass, replace
 from email.utils import formatdate
@@ -53,6 +65,12 @@ FAULT_MODES = frozenset({"503", "429", "500", "timeout", "slow", "401", "nonsens
 UUID_LIKE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NONCE = re.compile(r"[0-9a-fA-F]{16,128}")
 PATH = re.compile(r"/v1/gateways/([^/]+)/records")
+FHIR_PATH = "/fhir"
+FHIR_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json"})
+FHIR_RESOURCE_TYPES = frozenset({"Observation", "Flag"})
+CONDITION = re.compile(r"identifier=([^|&]+)\|([^&]+)")
+REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           412: "Precondition Failed", 422: "Unprocessable Entity"}
 
 
 class Refusal(Exception):
@@ -114,6 +132,17 @@ class Platform:
             "CREATE TABLE IF NOT EXISTS records (record_id TEXT PRIMARY KEY, gateway_id TEXT NOT NULL,"
             " type TEXT NOT NULL, body TEXT NOT NULL, received_at REAL NOT NULL)"
         )
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS fhir_resources (id TEXT PRIMARY KEY, resource_type TEXT NOT NULL,"
+            " identifier_system TEXT NOT NULL, identifier_value TEXT NOT NULL, version INTEGER NOT NULL,"
+            " body TEXT NOT NULL, received_at REAL NOT NULL)"
+        )
+        self.db.execute("CREATE INDEX IF NOT EXISTS fhir_identifier"
+                        " ON fhir_resources (resource_type, identifier_system, identifier_value)")
+        self.fhir_atomic: bool = args.fhir_atomic
+        self.fhir_reject_codes = frozenset(args.fhir_reject_code or ())
+        self.fhir_max_bytes: int = args.fhir_max_bytes
+        self.fhir = FhirStore(self)
 
     def now(self) -> float:
         return time.time() + self.clock_offset_s
@@ -207,6 +236,139 @@ def gunzip_limited(data: bytes, limit: int) -> bytes:
     return out
 
 
+def operation_outcome(diagnostics: str, code: str = "invalid") -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]}
+
+
+def entry_answer(status: int, *, location: str | None = None, problem: str | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"status": f"{status} {REASONS.get(status, '')}".strip()}
+    if location is not None:
+        response["location"] = location
+    if problem is not None:
+        response["outcome"] = operation_outcome(problem)
+    return {"response": response}
+
+
+@dataclass(frozen=True)
+class FhirWrite:
+    """One entry of a transaction, checked: what to store under which identifier."""
+
+    resource_type: str
+    identifier: tuple[str, str]
+    resource: dict[str, Any]
+    method: str
+
+
+def fhir_models() -> Any:
+    """The ``fhir.resources`` R4B package, imported on first use so the v1 server runs without it."""
+    try:
+        return importlib.import_module("fhir.resources.R4B")
+    except ImportError as exc:
+        raise Refusal(501, "this reference server needs the fhir.resources package for /fhir "
+                           "(pip install fhir.resources)") from exc
+
+
+def validation_problem(resource: dict[str, Any]) -> str | None:
+    """What ``fhir.resources`` finds wrong with one resource, in a line; None if it is valid R4(B)."""
+    try:
+        fhir_models().get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    except Refusal:
+        raise
+    except Exception as exc:  # pydantic's ValidationError and fhir.resources' own errors
+        return f"{resource['resourceType']} is not valid FHIR: {' '.join(str(exc).split())}"[:400]
+    return None
+
+
+def fhir_condition(text: object, what: str) -> tuple[str, str]:
+    match = CONDITION.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{what} {text!r} is not identifier=system|value")
+    return match.group(1), match.group(2)
+
+
+class FhirStore:
+    """The FHIR side of the platform: transactions into the ``fhir_resources`` table."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def check_entry(self, entry: Any) -> FhirWrite:
+        """Raises ValueError naming what is wrong with the entry."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+            raise ValueError("entry has no resource")
+        resource, request = entry["resource"], entry.get("request")
+        resource_type = resource.get("resourceType")
+        if resource_type not in FHIR_RESOURCE_TYPES:
+            raise ValueError(f"resource type {resource_type!r} is not accepted here")
+        if not isinstance(request, dict):
+            raise ValueError("entry has no request")
+        method, url = request.get("method"), request.get("url")
+        if method == "POST" and url == resource_type:
+            identifier = fhir_condition(request.get("ifNoneExist"), "ifNoneExist")
+        elif method == "PUT" and isinstance(url, str) and url.startswith(resource_type + "?"):
+            identifier = fhir_condition(url.partition("?")[2], "conditional update")
+        else:
+            raise ValueError(f"request {method} {url} is not a conditional create or update")
+        if not any(i.get("system") == identifier[0] and i.get("value") == identifier[1]
+                   for i in resource.get("identifier") or [] if isinstance(i, dict)):
+            raise ValueError("the resource does not carry the identifier its request is conditional on")
+        problem = validation_problem(resource)
+        if problem is not None:
+            raise ValueError(problem)
+        codes = {str(c.get("code")) for c in (resource.get("code") or {}).get("coding") or [] if isinstance(c, dict)}
+        rejected = codes & self.platform.fhir_reject_codes
+        if resource_type == "Observation" and rejected:
+            raise ValueError(f"Observation code {sorted(rejected)[0]} is not accepted by this platform")
+        return FhirWrite(resource_type, identifier, resource, method)
+
+    def transaction(self, document: Any) -> dict[str, Any]:
+        if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
+            raise Refusal(400, "body is not a FHIR Bundle")
+        if document.get("type") != "transaction":
+            raise Refusal(400, f"Bundle type {document.get('type')!r}: this endpoint takes a transaction")
+        entries = document.get("entry")
+        if not isinstance(entries, list) or not entries:
+            raise Refusal(400, "Bundle has no entries")
+        checked: list[FhirWrite | str] = []
+        for index, entry in enumerate(entries):
+            try:
+                checked.append(self.check_entry(entry))
+            except ValueError as exc:
+                if self.platform.fhir_atomic:
+                    raise Refusal(422, f"entry[{index}]: {exc}") from exc
+                checked.append(str(exc))
+        with self.platform.lock:
+            self.platform.db.execute("BEGIN")
+            answers = [entry_answer(422, problem=item) if isinstance(item, str) else self.write(item)
+                       for item in checked]
+            self.platform.db.execute("COMMIT")
+        return {"resourceType": "Bundle", "type": "transaction-response", "entry": answers}
+
+    def write(self, item: FhirWrite) -> dict[str, Any]:
+        db = self.platform.db
+        rows = db.execute("SELECT id, version FROM fhir_resources WHERE resource_type = ?"
+                          " AND identifier_system = ? AND identifier_value = ?",
+                          (item.resource_type, *item.identifier)).fetchall()
+        if len(rows) > 1:
+            return entry_answer(412, problem=f"{len(rows)} {item.resource_type} resources match the condition")
+        if rows and item.method == "POST":
+            return entry_answer(200, location=f"{item.resource_type}/{rows[0][0]}/_history/{rows[0][1]}")
+        resource_id, version = (rows[0][0], rows[0][1] + 1) if rows else (str(uuid.uuid4()), 1)
+        body = json.dumps({**item.resource, "id": resource_id}, ensure_ascii=False, separators=(",", ":"))
+        db.execute("INSERT OR REPLACE INTO fhir_resources (id, resource_type, identifier_system, identifier_value,"
+                   " version, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (resource_id, item.resource_type, *item.identifier, version, body, self.platform.now()))
+        return entry_answer(200 if rows else 201, location=f"{item.resource_type}/{resource_id}/_history/{version}")
+
+    def listing(self) -> list[dict[str, Any]]:
+        with self.platform.lock:
+            rows = self.platform.db.execute("SELECT resource_type, identifier_value, version, body"
+                                            " FROM fhir_resources ORDER BY rowid").fetchall()
+        return [{"resource_type": r[0], "identifier": r[1], "version": r[2], "resource": json.loads(r[3])}
+                for r in rows]
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "yiyang-reference-platform/1"
     platform: Platform
@@ -241,6 +403,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/admin/records":
             ids = platform.record_ids()
             self.answer(200, {"count": len(ids), "record_ids": ids, "upload_requests": platform.upload_requests})
+        elif self.path == "/admin/fhir":
+            self.answer(200, {"resources": self.platform.fhir.listing(), "upload_requests": platform.upload_requests})
         elif self.path == "/admin/health":
             self.answer(200, {"status": "ok", "faults": asdict(platform.faults),
                               "upload_requests": platform.upload_requests})
@@ -250,6 +414,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path == "/admin/faults":
             self.set_faults()
+            return
+        if self.path == FHIR_PATH:
+            self.fhir_upload()
             return
         match = PATH.fullmatch(self.path)
         if match is None:
@@ -266,6 +433,21 @@ class Handler(BaseHTTPRequestHandler):
         if fault.mode == "timeout":
             time.sleep(fault.delay_s)
         self.answer(200, {"results": results})
+
+    def fhir_upload(self) -> None:
+        fault = self.platform.take_fault()
+        if self.apply_fault_before(fault):
+            return
+        try:
+            answer = self.platform.fhir.transaction(self.read_signed_body(self.platform.fhir_max_bytes,
+                                                                          FHIR_MEDIA_TYPES))
+        except Refusal as refusal:
+            self.answer_raw(refusal.status, json.dumps(operation_outcome(refusal.message)).encode(),
+                            "application/fhir+json")
+            return
+        if fault.mode == "timeout":
+            time.sleep(fault.delay_s)
+        self.answer_raw(200, json.dumps(answer).encode(), "application/fhir+json")
 
     def set_faults(self) -> None:
         try:
@@ -320,32 +502,40 @@ class Handler(BaseHTTPRequestHandler):
 
     def upload(self, path_gateway_id: str) -> list[dict[str, Any]]:
         platform = self.platform
+        if path_gateway_id != platform.gateway_id:
+            self.drain_body()
+            raise Refusal(401, "unknown gateway id")
+        document = self.read_signed_body(platform.max_bytes, frozenset({"application/json"}))
+        return platform.store(check_shape(document, platform.max_records))
+
+    def read_signed_body(self, max_bytes: int, media_types: frozenset[str]) -> Any:
+        """The request's JSON document, once its size, signature, media type and encoding check out."""
+        platform = self.platform
         length_text = self.headers.get("Content-Length")
         if length_text is None:
             raise Refusal(411, "Content-Length required")
         length = int(length_text)
-        if length > platform.max_bytes:
+        if length > max_bytes:
             # Read what was sent (within reason) so the client sees our 413, not a reset.
             self.drain_body()
             self.close_connection = True
-            raise Refusal(413, f"body over {platform.max_bytes} bytes")
+            raise Refusal(413, f"body over {max_bytes} bytes")
         data = self.rfile.read(length)
-        if path_gateway_id != platform.gateway_id or self.headers.get("X-Gateway-Id") != platform.gateway_id:
+        if self.headers.get("X-Gateway-Id") != platform.gateway_id:
             raise Refusal(401, "unknown gateway id")
         self.check_signature(data)
         media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            raise Refusal(400, "Content-Type must be application/json")
+        if media_type not in media_types:
+            raise Refusal(400, f"Content-Type must be {' or '.join(sorted(media_types))}")
         encoding = (self.headers.get("Content-Encoding") or "identity").lower()
         if encoding == "gzip":
-            data = gunzip_limited(data, platform.max_bytes)
+            data = gunzip_limited(data, max_bytes)
         elif encoding != "identity":
             raise Refusal(400, f"unsupported Content-Encoding {encoding}")
         try:
-            document = json.loads(data.decode("utf-8"))
+            return json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise Refusal(400, f"body is not UTF-8 JSON: {exc}") from exc
-        return platform.store(check_shape(document, platform.max_records))
 
     def check_signature(self, data: bytes) -> None:
         platform = self.platform
@@ -378,6 +568,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window-s", type=float, default=300.0, help="allowed X-Timestamp skew")
     parser.add_argument("--max-records", type=int, default=500)
     parser.add_argument("--max-bytes", type=int, default=1024 * 1024, help="limit before compression")
+    parser.add_argument("--fhir-atomic", action="store_true",
+                        help="refuse a whole FHIR transaction (422) when one entry fails, as HAPI does")
+    parser.add_argument("--fhir-reject-code", action="append",
+                        help="refuse FHIR Observations coded with this code (repeatable)")
+    parser.add_argument("--fhir-max-bytes", type=int, default=8 * 1024 * 1024, help="FHIR Bundle size limit")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser.parse_args(argv)
 

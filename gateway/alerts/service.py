@@ -38,13 +38,15 @@ ACTIVE_STATES = frozenset({AlertState.RAISED, AlertState.REPEATED, AlertState.ES
 class AlertService:
     def __init__(self, *, outbox: OutboxWriter, publisher: Publisher, tz: tzinfo,
                  now: Callable[[], datetime], on_stored: Callable[[], None] = lambda: None,
-                 clock_synced: Callable[[], bool] = lambda: True) -> None:
+                 clock_synced: Callable[[], bool] = lambda: True,
+                 listeners: Sequence[Callable[[Alert], None]] = ()) -> None:
         self._outbox = outbox
         self._publisher = publisher
         self._tz = tz
         self._now = now
         self._on_stored = on_stored
         self._clock_synced = clock_synced
+        self._listeners = tuple(listeners)
         self._active: dict[str, Alert] = {}
 
     @property
@@ -131,3 +133,5 @@ class AlertService:
             retained = None  # an empty retained message clears it
         self._publisher.publish(f"alerts/{alert.alert_id}", retained, retain=True)
         self._publisher.publish("events/alert", alert_message(alert, self._tz))
+        for listener in self._listeners:  # e.g. SMS: must not block (it queues)
+            listener(alert)

@@ -29,6 +29,7 @@ from gateway.config.schema import (
     StorageSettings,
     Thresholds,
     Transport,
+    UplinkProfile,
 )
 from gateway.config.validate import format_path, format_problem, problem_line, validate
 from gateway.errors import ConfigError
@@ -51,6 +52,7 @@ __all__ = [
     "StorageSettings",
     "Thresholds",
     "Transport",
+    "UplinkProfile",
     "format_path",
     "load_config",
     "merge_sections",

@@ -196,9 +196,18 @@ class GatewaySettings:
     log_level: LogLevel = setting(LogLevel.INFO, doc="Least severe log level written.")
 
 
+class UplinkProfile(StrEnum):
+    V1 = "v1"
+    FHIR_R4 = "fhir-r4"
+
+
+def _optional_http_url(url: str) -> tuple[str, str] | None:
+    return _http_url(url) if url else None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlatformSettings:
-    """The provincial platform (Platform Upload API v1) that receives every record."""
+    """The provincial platform (Platform Upload API v1, or HL7 FHIR R4) that receives every record."""
 
     url: str = setting(
         doc="Base URL of the Platform Upload API v1.", check=_http_url, example="http://127.0.0.1:8480"
@@ -209,6 +218,13 @@ class PlatformSettings:
         example="/etc/yiyang/platform.secret",
     )
     enabled: bool = setting(True, doc="Upload at all; when false records stay in the outbox.")
+    profile: UplinkProfile = setting(
+        UplinkProfile.V1, doc="Upload protocol: v1 (Platform Upload API v1) or fhir-r4 (transaction Bundles)."
+    )
+    fhir_base: str = setting(
+        "", doc="FHIR R4 base URL (the transaction endpoint); required with profile = fhir-r4.",
+        check=_optional_http_url,
+    )
     batch_max_records: int = setting(500, doc="Most records in one upload batch.", min=1, max=500)
     batch_max_bytes: int = setting(
         1_000_000, doc="Most bytes of JSON in one upload batch, before gzip.", min=1024, max=1_048_576
@@ -221,6 +237,11 @@ class PlatformSettings:
     backoff_max_s: float = setting(
         300.0, doc="Longest retry delay, in seconds; not less than backoff_initial_s.", min=1, max=3600
     )
+
+    @rule
+    def fhir_needs_base(self) -> Iterator[Problem]:
+        if self.profile is UplinkProfile.FHIR_R4 and not self.fhir_base:
+            yield Problem(("fhir_base",), "profile = fhir-r4 needs the FHIR base URL", "set fhir_base")
 
     @rule
     def backoff_order(self) -> Iterator[Problem]:
@@ -597,6 +618,44 @@ class DeviceSettings:
             )
 
 
+class SmsMinSeverity(StrEnum):
+    URGENT = "urgent"
+    EMERGENCY = "emergency"
+
+
+class SmsLanguage(StrEnum):
+    ZH = "zh"
+    EN = "en"
+    ZH_EN = "zh+en"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactSettings:
+    """A family member or carer who gets alerts by SMS (the home broker's app users are in the broker ACL)."""
+
+    id: str = setting(
+        doc="Contact id (logged instead of the number).", pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
+        example="c-0001",
+    )
+    phone: str = setting(
+        doc="Phone number in E.164 form: + country code and number.", pattern=r"\+[1-9][0-9]{6,14}",
+        form="E.164, e.g. +8613800138000", example="+8613800138000",
+    )
+    sms_min_severity: SmsMinSeverity = setting(
+        SmsMinSeverity.URGENT, doc="Least severe alert sent to this contact by SMS (warnings never go by SMS)."
+    )
+    language: SmsLanguage = setting(SmsLanguage.ZH_EN, doc="Language of the text: zh, en or zh+en (Chinese first).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsSettings:
+    """SMS alerts through the GSM modem (a [[devices]] entry with driver = "gsm-modem")."""
+
+    max_per_contact_per_hour: int = setting(
+        6, doc="Most SMS per contact per hour, emergencies excepted.", min=1, max=60
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayConfig:
     """The whole configuration, parsed once; each part of the daemon receives only its own section."""
@@ -612,6 +671,10 @@ class GatewayConfig:
     )
     devices: tuple[DeviceSettings, ...] = setting(
         (), doc="Repeat [[devices]] for each device; the entry below is an example."
+    )
+    sms: SmsSettings = setting(factory=SmsSettings, doc="SMS alerts through a GSM modem.")
+    contacts: tuple[ContactSettings, ...] = setting(
+        (), doc="Repeat [[contacts]] for each person alerted by SMS; the entry below is an example."
     )
 
     def thresholds_for(self, resident_id: str) -> Thresholds:
@@ -640,6 +703,16 @@ class GatewayConfig:
         yield from _duplicates("devices", [d.id for d in self.devices], "id")
         yield from _duplicates("devices", [d.port for d in self.devices], "port")
         yield from _duplicates("devices", [d.address.upper() for d in self.devices], "address")
+
+    @rule
+    def sms_has_a_modem(self) -> Iterator[Problem]:
+        # Contacts without a modem are allowed (the daemon says loudly that SMS is off): the documented
+        # default file shows an example contact next to an example meter.
+        modems = [d.id for d in self.devices if d.driver == DriverName.GSM_MODEM]
+        if len(modems) > 1:
+            yield Problem(("devices",), f"{len(modems)} gsm-modem devices ({', '.join(modems)}); one is used",
+                          "keep one gsm-modem device")
+        yield from _duplicates("contacts", [c.id for c in self.contacts], "id")
 
     @rule
     def devices_name_residents(self) -> Iterator[Problem]:

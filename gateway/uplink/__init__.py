@@ -2,15 +2,20 @@
 
 from gateway.uplink.backoff import backoff_delay, parse_retry_after, server_clock_offset
 from gateway.uplink.batch import (
+    BatchEncoder,
     BatchTooLargeError,
     EncodedBody,
     PlatformAnswerError,
+    PreparedRequest,
     RecordResult,
     RecordStatus,
+    V1Encoder,
     build_body,
     encode_body,
     parse_results,
 )
+from gateway.uplink.fhir import FhirMappingError
+from gateway.uplink.fhir_client import FhirEncoder
 from gateway.uplink.http import HttpResponse, Transport, TransportError, post
 from gateway.uplink.secret import load_secret
 from gateway.uplink.service import AsyncOutboxLike, Uplink, UplinkStatus
@@ -18,11 +23,15 @@ from gateway.uplink.signing import HmacSha256Signer, Signer, new_nonce, sign
 
 __all__ = [
     "AsyncOutboxLike",
+    "BatchEncoder",
     "BatchTooLargeError",
     "EncodedBody",
+    "FhirEncoder",
+    "FhirMappingError",
     "HmacSha256Signer",
     "HttpResponse",
     "PlatformAnswerError",
+    "PreparedRequest",
     "RecordResult",
     "RecordStatus",
     "Signer",
@@ -30,6 +39,7 @@ __all__ = [
     "TransportError",
     "Uplink",
     "UplinkStatus",
+    "V1Encoder",
     "backoff_delay",
     "build_body",
     "encode_body",
