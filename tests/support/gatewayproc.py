@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -60,12 +61,14 @@ class GatewayProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = field(default=0)
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment (e.g. the fake BlueZ's system bus address)."""
 
     def start(self) -> None:
         self.starts += 1
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log, env=dict(os.environ, **self.env))
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
