@@ -30,6 +30,10 @@ from gateway.config import DeviceSettings, DriverName, Transport
 log = logging.getLogger(__name__)
 
 STATUS_COMPONENT = "ble"
+MOTION_BLOCK_SAMPLES = 1
+"""Hand every notification to the hub as it arrives: the hub batches for the detector itself and
+flushes early when a fall decision is due (gateway.detect.motion), so batching here would only
+add latency to fall alerts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +65,11 @@ def _gls(device: DeviceSettings, c: _Context) -> ConnectedSession:
 
 
 def _microbit(device: DeviceSettings, c: _Context) -> ConnectedSession:
-    return MotionSession(_tag(device), c.sinks, MICROBIT)
+    return MotionSession(_tag(device), c.sinks, MICROBIT, block_size=MOTION_BLOCK_SAMPLES)
 
 
 def _thingy(device: DeviceSettings, c: _Context) -> ConnectedSession:
-    return MotionSession(_tag(device), c.sinks, THINGY52)
+    return MotionSession(_tag(device), c.sinks, THINGY52, block_size=MOTION_BLOCK_SAMPLES)
 
 
 CONNECTED_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], ConnectedSession]] = {

@@ -32,6 +32,9 @@ STATUS_EVENTS = frozenset({DeviceEventKind.BATTERY, DeviceEventKind.LOST, Device
 """Device events that become ``device_status`` records at the platform (battery, lost/found)."""
 
 
+SEEN_EVERY_S = 1.0
+
+
 class OutboxWriter(Protocol):
     async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
 
@@ -57,6 +60,7 @@ class Hub:
         self._silence = silence
         self._silence_alerts = SilenceAlerts(alerts)
         self._now_mono = now_monotonic
+        self._motion_seen: dict[str, float] = {}
         self._tz = tz
         self._now = now
         self._max_age_s = max_reading_age_s
@@ -86,8 +90,12 @@ class Hub:
 
     async def on_motion(self, block: MotionBlock) -> None:
         """Raw motion is not uploaded: it feeds the fall detector (which keeps a snippet as evidence)."""
-        self._board.seen(block.device_id, block.first_sample.wall)
-        await self._silence_alerts.apply(self._silence.note_seen(block.device_id, self._now_mono()))
+        now = self._now_mono()
+        # A wearable notifies 25-200 times a second; "last seen" needs no more than one update a second.
+        if now - self._motion_seen.get(block.device_id, -SEEN_EVERY_S) >= SEEN_EVERY_S:
+            self._motion_seen[block.device_id] = now
+            self._board.seen(block.device_id, block.first_sample.wall)
+            await self._silence_alerts.apply(self._silence.note_seen(block.device_id, now))
         await self._falls.on_motion(block)
 
     async def on_event(self, event: DeviceEvent) -> None:

@@ -86,7 +86,8 @@ class FallResponder:
                                  impact_mono)
         pending = self._pending.get(block.resident_id)
         now = self._now_mono()
-        if pending is not None and pending.device_id == block.device_id and now >= pending.activity_from:
+        if (pending is not None and outcome.flushed and pending.device_id == block.device_id
+                and now >= pending.activity_from):
             await self._handle(block.resident_id, pending.watch.on_activity(self._now_mono(), outcome.activity))
 
     async def on_event(self, event: DeviceEvent) -> None:

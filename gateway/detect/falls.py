@@ -150,6 +150,18 @@ class ImpactCandidates:
                 found.extend(self._feed(block[run[0] : run[-1] + 1]))
         return found
 
+    def next_decision_index(self) -> int | None:
+        """Stream index of the sample that will complete the evidence of the earliest candidate seen
+        but not yet judged, or None. A caller that batches samples (to save CPU) flushes no later than
+        this sample, so batching never delays a fall alert."""
+        lo = self._next_eval - self._buf_start
+        if self._raw_tail is None or lo >= self._mag.shape[0]:
+            return None
+        above = np.flatnonzero(self._mag[lo:] >= self.params.candidate_g)
+        if above.size == 0:
+            return None
+        return int(above[0]) + lo + self._buf_start + self._need_after + self._delay
+
     def _start_segment(self, first: FloatArray) -> None:
         self._seg_start = self._index
         self._next_eval = max(self._next_eval, self._index)
@@ -235,6 +247,10 @@ class FallDetector:
     def reset(self) -> None:
         """Drop the window (the refractory period still holds: it is about the person, not the data)."""
         self._candidates.reset()
+
+    def next_decision_index(self) -> int | None:
+        """See :meth:`ImpactCandidates.next_decision_index`."""
+        return self._candidates.next_decision_index()
 
     def process(self, samples: npt.ArrayLike, gap_before_s: float = 0.0) -> list[FallDetection]:
         """Feed the next block; ``gap_before_s`` is the time missing since the previous block, if known."""

@@ -1,13 +1,18 @@
 """Per-wearable motion streams: the fall detector, gaps, activity level and the evidence snippet.
 
-Pure (no asyncio, no I/O): the hub feeds each :class:`~drivers.model.MotionBlock` in and gets
-back what it completed. One stream per device; a device that changes its declared rate gets a
-fresh detector (indices and windows are in samples of one rate).
+Pure (no asyncio, no I/O): the hub feeds each :class:`~drivers.model.MotionBlock` in as it arrives
+and gets back what it completed. One stream per device; a device that changes its declared rate
+gets a fresh detector (indices and windows are in samples of one rate).
+
+Wearables notify a sample or a few at a time. Running the detector per notification costs CPU
+(numpy's per-call overhead), batching costs latency; so samples are batched (``BATCH_S``) except
+when the detector has seen a candidate impact: then the batch is flushed at the very sample that
+completes its evidence, and the alert leaves with no batching delay.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +26,10 @@ ACTIVITY_WINDOW_S = 2.0
 SNIPPET_S = 10.0
 """Raw samples kept per wearer as fall evidence: the seconds before the impact and after it."""
 JITTER_TOLERANCE_S = 0.1
-"""Block arrival times wobble by radio scheduling; smaller differences are not gaps."""
+"""Block arrival times wobble by radio scheduling (BLE connection intervals of 7.5-100 ms):
+smaller differences are not gaps."""
+BATCH_S = 0.2
+"""Samples are handed to the detector in batches of this length when no decision is due."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +39,8 @@ class MotionOutcome:
     """Hub monotonic time of each detection's impact."""
     activity: Activity
     level_g: float
+    flushed: bool
+    """Whether this block ran the detector (the activity level is fresh only then)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -40,29 +50,44 @@ class Snippet:
     samples: npt.NDArray[np.float32]
 
 
+@dataclass(eq=False)
 class _Stream:
-    def __init__(self, rate_hz: float) -> None:
-        self.detector = FallDetector(rate_hz)
-        self.rate_hz = rate_hz
-        self.index = 0                      # samples fed to the detector so far
-        self.next_monotonic: float | None = None
-        keep = max(int(SNIPPET_S * rate_hz), int(ACTIVITY_WINDOW_S * rate_hz))
-        self.recent = np.zeros((keep, 3), dtype=np.float32)
-        self.recent_filled = 0
-        self.recent_end_monotonic = 0.0
+    rate_hz: float
+    detector: FallDetector
+    batch: int
+    fed: int = 0                                   # samples given to the detector so far
+    pending: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    pending_n: int = 0
+    pending_start: float = 0.0                     # hub monotonic time of the first pending sample
+    pending_gap_s: float = 0.0
+    next_monotonic: float | None = None
+    recent: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    recent_end: float = 0.0
+    level_g: float = 0.0
 
-    def remember(self, samples: npt.NDArray[np.float32], end_monotonic: float) -> None:
-        n = min(len(samples), len(self.recent))
-        self.recent = np.roll(self.recent, -n, axis=0)
-        self.recent[-n:] = samples[-n:]
-        self.recent_filled = min(len(self.recent), self.recent_filled + n)
-        self.recent_end_monotonic = end_monotonic
+    @classmethod
+    def create(cls, rate_hz: float) -> _Stream:
+        return cls(rate_hz, FallDetector(rate_hz), batch=max(1, round(BATCH_S * rate_hz)))
 
-    def level_g(self) -> float:
-        n = min(self.recent_filled, int(ACTIVITY_WINDOW_S * self.rate_hz))
-        if n < 2:
-            return 0.0
-        window = self.recent[-n:]
+    @property
+    def keep(self) -> int:
+        return max(int(SNIPPET_S * self.rate_hz), int(ACTIVITY_WINDOW_S * self.rate_hz))
+
+    def flush(self) -> tuple[list[FallDetection], list[float]]:
+        if not self.pending_n:
+            return [], []
+        samples = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
+        start_index, start_mono = self.fed, self.pending_start
+        detections = self.detector.process(samples, gap_before_s=self.pending_gap_s)
+        self.fed += self.pending_n
+        self.pending, self.pending_n, self.pending_gap_s = [], 0, 0.0
+        self.recent = np.concatenate([self.recent, samples])[-self.keep:]
+        self.recent_end = start_mono + len(samples) / self.rate_hz
+        self.level_g = self._level()
+        return detections, [start_mono + (d.impact_index - start_index) / self.rate_hz for d in detections]
+
+    def _level(self) -> float:
+        window = self.recent[-int(ACTIVITY_WINDOW_S * self.rate_hz):]
         finite = window[np.isfinite(window).all(axis=1)]
         return float(np.linalg.norm(finite, axis=1).std()) if len(finite) > 1 else 0.0
 
@@ -74,28 +99,38 @@ class MotionTracker:
     def feed(self, block: MotionBlock) -> MotionOutcome:
         stream = self._streams.get(block.device_id)
         if stream is None or stream.rate_hz != block.sample_rate_hz:
-            stream = self._streams[block.device_id] = _Stream(block.sample_rate_hz)
+            stream = self._streams[block.device_id] = _Stream.create(block.sample_rate_hz)
         start = block.first_sample.monotonic
+        detections: list[FallDetection] = []
+        impacts: list[float] = []
         gap = 0.0
         if stream.next_monotonic is not None:
             missing = start - stream.next_monotonic
             gap = missing if missing > JITTER_TOLERANCE_S else 0.0
-        samples = block.samples
-        block_start_index = stream.index
-        detections = stream.detector.process(samples, gap_before_s=gap)
-        stream.index += len(samples)
-        end = start + len(samples) / stream.rate_hz
-        stream.next_monotonic = end
-        stream.remember(samples, end)
-        impacts = tuple(start + (d.impact_index - block_start_index) / stream.rate_hz for d in detections)
-        level = stream.level_g()
-        return MotionOutcome(tuple(detections), impacts, activity_from_level(level), level)
+        if gap:  # never splice across a gap: judge what came before it on its own
+            found, at = stream.flush()
+            detections += found
+            impacts += at
+        if not stream.pending_n:
+            stream.pending_start, stream.pending_gap_s = start, gap
+        stream.pending.append(block.samples)
+        stream.pending_n += len(block.samples)
+        stream.next_monotonic = start + len(block.samples) / stream.rate_hz
+        due = stream.detector.next_decision_index()
+        flushed = bool(gap)
+        if stream.pending_n >= stream.batch or (due is not None and stream.fed + stream.pending_n > due):
+            found, at = stream.flush()
+            detections += found
+            impacts += at
+            flushed = True
+        return MotionOutcome(tuple(detections), tuple(impacts), activity_from_level(stream.level_g),
+                             stream.level_g, flushed)
 
     def snippet(self, device_id: str) -> Snippet | None:
         """The last ``SNIPPET_S`` seconds of raw samples of a wearer (for the fall's evidence)."""
         stream = self._streams.get(device_id)
-        if stream is None or stream.recent_filled == 0:
+        if stream is None or not (len(stream.recent) or stream.pending_n):
             return None
-        samples = stream.recent[-stream.recent_filled:].copy()
-        first = stream.recent_end_monotonic - len(samples) / stream.rate_hz
-        return Snippet(first, stream.rate_hz, samples)
+        samples = np.concatenate([stream.recent, *stream.pending])[-stream.keep:]
+        end = stream.pending_start + stream.pending_n / stream.rate_hz if stream.pending_n else stream.recent_end
+        return Snippet(end - len(samples) / stream.rate_hz, stream.rate_hz, samples)
