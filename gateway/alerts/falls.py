@@ -81,9 +81,10 @@ class FallResponder:
 
     async def on_motion(self, block: MotionBlock) -> None:
         outcome = self._motion.feed(block)
-        for detection, impact_mono in zip(outcome.detections, outcome.impact_monotonic, strict=True):
+        for detection, impact_mono, decided_mono in zip(outcome.detections, outcome.impact_monotonic,
+                                                        outcome.decided_monotonic, strict=True):
             await self._detected(block.resident_id, block.device_id, "wearable", _wearable_evidence(detection),
-                                 impact_mono)
+                                 impact_mono, decided_mono)
         pending = self._pending.get(block.resident_id)
         now = self._now_mono()
         if (pending is not None and outcome.flushed and pending.device_id == block.device_id
@@ -99,7 +100,8 @@ class FallResponder:
             else:
                 await self._help_request(event)
         elif event.kind is DeviceEventKind.FALL and event.value == 1:
-            await self._detected(event.resident_id, event.device_id, "radar", {"source": "radar"}, now)
+            await self._detected(event.resident_id, event.device_id, "radar", {"source": "radar"}, now,
+                                 event.received.monotonic)
         elif pending is not None and isinstance(event.value, int):
             activity = activity_from_radar(event.kind, event.value)
             if activity is not None:
@@ -116,7 +118,7 @@ class FallResponder:
             await asyncio.sleep(TICK_S)
 
     async def _detected(self, resident_id: str, device_id: str, source: str, evidence: Evidence,
-                        impact_monotonic: float) -> None:
+                        impact_monotonic: float, decided_monotonic: float) -> None:
         if resident_id in self._pending:
             log.info("fall detected while one is pending resident=%s device=%s: same episode", resident_id,
                      device_id)
@@ -128,6 +130,12 @@ class FallResponder:
         alert = await self._alerts.raise_alert(kind=AlertKind.FALL, severity=Severity.URGENT,
                                                resident_id=resident_id, message=MESSAGES["detected"],
                                                evidence=full)
+        published = self._now_mono()
+        # From the arrival of the sample that completed the evidence to the alert handed to MQTT (after
+        # its outbox commit): the hub's own share of the alert latency. bench/fall_latency.py reads it.
+        log.info("fall alert published alert_id=%s device=%s source=%s decision_latency_ms=%.2f "
+                 "published_monotonic=%.6f", alert.alert_id, device_id, source,
+                 (published - decided_monotonic) * 1000, published)
         watch = FallWatch(self._cancel_window_s, self._long_lie_s)
         watch.on_detection(self._now_mono())
         self._pending[resident_id] = _Pending(watch, alert.alert_id, device_id, source,

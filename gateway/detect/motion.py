@@ -37,6 +37,8 @@ class MotionOutcome:
     detections: tuple[FallDetection, ...]
     impact_monotonic: tuple[float, ...]
     """Hub monotonic time of each detection's impact."""
+    decided_monotonic: tuple[float, ...]
+    """Hub monotonic time at which the sample that completed each detection's evidence arrived."""
     activity: Activity
     level_g: float
     flushed: bool
@@ -73,9 +75,9 @@ class _Stream:
     def keep(self) -> int:
         return max(int(SNIPPET_S * self.rate_hz), int(ACTIVITY_WINDOW_S * self.rate_hz))
 
-    def flush(self) -> tuple[list[FallDetection], list[float]]:
+    def flush(self) -> tuple[list[FallDetection], list[float], list[float]]:
         if not self.pending_n:
-            return [], []
+            return [], [], []
         samples = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending)
         start_index, start_mono = self.fed, self.pending_start
         detections = self.detector.process(samples, gap_before_s=self.pending_gap_s)
@@ -84,7 +86,10 @@ class _Stream:
         self.recent = np.concatenate([self.recent, samples])[-self.keep:]
         self.recent_end = start_mono + len(samples) / self.rate_hz
         self.level_g = self._level()
-        return detections, [start_mono + (d.impact_index - start_index) / self.rate_hz for d in detections]
+        def at(index: int) -> float:
+            return start_mono + (index - start_index) / self.rate_hz
+
+        return detections, [at(d.impact_index) for d in detections], [at(d.decided_index) for d in detections]
 
     def _level(self) -> float:
         window = self.recent[-int(ACTIVITY_WINDOW_S * self.rate_hz):]
@@ -103,14 +108,16 @@ class MotionTracker:
         start = block.first_sample.monotonic
         detections: list[FallDetection] = []
         impacts: list[float] = []
+        decided: list[float] = []
         gap = 0.0
         if stream.next_monotonic is not None:
             missing = start - stream.next_monotonic
             gap = missing if missing > JITTER_TOLERANCE_S else 0.0
         if gap:  # never splice across a gap: judge what came before it on its own
-            found, at = stream.flush()
+            found, at, done = stream.flush()
             detections += found
             impacts += at
+            decided += done
         if not stream.pending_n:
             stream.pending_start, stream.pending_gap_s = start, gap
         stream.pending.append(block.samples)
@@ -119,11 +126,12 @@ class MotionTracker:
         due = stream.detector.next_decision_index()
         flushed = bool(gap)
         if stream.pending_n >= stream.batch or (due is not None and stream.fed + stream.pending_n > due):
-            found, at = stream.flush()
+            found, at, done = stream.flush()
             detections += found
             impacts += at
+            decided += done
             flushed = True
-        return MotionOutcome(tuple(detections), tuple(impacts), activity_from_level(stream.level_g),
+        return MotionOutcome(tuple(detections), tuple(impacts), tuple(decided), activity_from_level(stream.level_g),
                              stream.level_g, flushed)
 
     def snippet(self, device_id: str) -> Snippet | None:

@@ -78,6 +78,9 @@ SCENARIOS: dict[str, Callable[[], Devices]] = {
     "bonded-meter": _bonded_meter,
     "button": lambda: {"button": BTHomeButton()},
     "wearable": lambda: {"microbit": MicroBit()},
+    # bench/ble.py: a meter full of records sent as fast as the bus takes them.
+    "big-meter": lambda: {"meter": GlucoseMeter(record_count=2000, record_interval_s=0.001)},
+    "cuff": lambda: {"cuff": BloodPressureCuff()},
 }
 
 

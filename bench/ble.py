@@ -1,0 +1,189 @@
+"""BLE figures through the real bleak path (fake BlueZ on a private D-Bus) and the real daemon.
+
+    python bench/ble.py [--cuff-runs 5] [--stream-s 20]
+
+- notification throughput: a glucose meter with 2,000 stored records sends them (measurement +
+  context notification each) as fast as the bus takes them; the daemon decodes, pairs, commits and
+  advances the RACP cursor. Rate = records stored per second of hub receive time.
+- advert to stored reading: a cuff takes a measurement (starts advertising); time until the reading
+  is committed in the daemon's outbox (the row's hub receive time minus the moment of measuring).
+- CPU of one 50 Hz IMU stream: the daemon's CPU time (utime + stime from /proc) while a micro:bit
+  streams, per second and per sample, against the same daemon idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests" / "support")]
+import devstack  # noqa: E402
+from bluez_process import BluezProcess, fake_bluez_process  # noqa: E402
+
+GATEWAY_ID = "gw-bench"
+DRIVERS = {"meter": "ble-gls", "cuff": "ble-bps", "microbit": "microbit-accel"}
+
+
+def write_config(workdir: Path, platform: devstack.Platform, broker: devstack.Broker, bluez: BluezProcess) -> Path:
+    devices = "".join(f'\n[[devices]]\nid = "{name}"\ndriver = "{DRIVERS[name]}"\naddress = "{address}"\n'
+                      f'resident = "r-0001"\n' for name, address in bluez.devices.items())
+    config = workdir / "gw.toml"
+    config.write_text(f"""
+[gateway]
+id = "{GATEWAY_ID}"
+data_dir = "{workdir / 'data'}"
+clock_sync = "assume_synced"
+[platform]
+url = "{platform.url}"
+secret_file = "{platform.secret_file}"
+[mqtt]
+port = {broker.port}
+[[residents]]
+id = "r-0001"
+{devices}""", encoding="utf-8")
+    return config
+
+
+def rows(workdir: Path, record_type: str) -> list[int]:
+    """created_at (hub receive time, microseconds since the epoch) of the outbox rows of a type."""
+    db = workdir / "data" / "outbox.sqlite"
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return [r[0] for r in conn.execute("SELECT created_at FROM records WHERE type = ? ORDER BY created_at",
+                                               (record_type,))]
+    except sqlite3.OperationalError:
+        return []
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+KEEP = bool(os.environ.get("BENCH_KEEP"))
+
+
+def with_daemon(scenario: str, run: Callable[[Path, BluezProcess, subprocess.Popen[bytes]], None]) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix=f"ble-bench-{scenario}-"))
+    try:
+        with devstack.mosquitto(workdir / "broker") as broker, \
+                devstack.platform_server(workdir / "platform", GATEWAY_ID) as platform, \
+                fake_bluez_process(workdir / "bluez", scenario) as bluez:
+            config = write_config(workdir, platform, broker, bluez)
+            with open(workdir / "daemon.log", "wb") as log:
+                daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
+                                          stdout=log, stderr=log, env=dict(os.environ, **bluez.env))
+            try:
+                run(workdir, bluez, daemon)
+            finally:
+                devstack.stop_process(daemon)
+    finally:
+        if not KEEP:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def throughput(workdir: Path, _bluez: BluezProcess, _daemon: subprocess.Popen[bytes]) -> None:
+    if not wait(lambda: len(rows(workdir, "blood_glucose")) >= 2000, 300):
+        print(f"  throughput: only {len(rows(workdir, 'blood_glucose'))} of 2000 records arrived")
+        return
+    stamps = rows(workdir, "blood_glucose")
+    span_s = (stamps[-1] - stamps[0]) / 1e6
+    rate = (len(stamps) - 1) / span_s
+    print(f"  {'RACP download, full handling':>34}: {rate:8.0f} records/s = {2 * rate:8.0f} notifications/s "
+          f"(2,000 records in {span_s:.2f} s; measurement + context each)")
+
+
+def advert_to_stored(runs: int) -> Callable[[Path, BluezProcess, subprocess.Popen[bytes]], None]:
+    def run(workdir: Path, bluez: BluezProcess, _daemon: subprocess.Popen[bytes]) -> None:
+        time.sleep(3.0)  # scanner up
+        delays: list[float] = []
+        for n in range(runs):
+            before = len(rows(workdir, "blood_pressure"))
+            measured = datetime.now(UTC).timestamp()
+            bluez.command(cmd="measure", device="cuff", systolic=120 + n, diastolic=80, mean_arterial=93,
+                          pulse_rate=70)
+            if wait(lambda b=before: len(rows(workdir, "blood_pressure")) > b, 40):  # type: ignore[misc]
+                delays.append(rows(workdir, "blood_pressure")[-1] / 1e6 - measured)
+            # The manager leaves a device alone for 30 s after a completed session (policy.py).
+            time.sleep(31.0)
+        if delays:
+            print(f"  {'advert to stored reading':>34}: median {np.median(delays) * 1000:6.0f} ms  "
+                  f"max {max(delays) * 1000:6.0f} ms  ({len(delays)}/{runs} measurements)")
+        else:
+            print("  advert to stored reading: no reading stored")
+    return run
+
+
+def imu_cpu(stream_s: float) -> Callable[[Path, BluezProcess, subprocess.Popen[bytes]], None]:
+    def run(workdir: Path, _bluez: BluezProcess, daemon: subprocess.Popen[bytes]) -> None:
+        status = workdir / "data" / "status.json"
+
+        def streaming() -> bool:
+            try:
+                return bool(json.loads(status.read_text())["devices"]["microbit"]["last_seen"])
+            except (OSError, ValueError, KeyError):
+                return False
+
+        if not wait(streaming, 60):
+            print("  IMU stream: the micro:bit never streamed")
+            return
+        time.sleep(2.0)
+        cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+        time.sleep(stream_s)
+        per_s = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t0)
+        print(f"  {'one 50 Hz IMU stream, daemon CPU':>34}: {per_s * 100:5.1f} % of a core = "
+              f"{per_s / 50 * 1e6:5.0f} us per sample (bleak + D-Bus + hub + detector)")
+    return run
+
+
+def idle_cpu(stream_s: float) -> Callable[[Path, BluezProcess, subprocess.Popen[bytes]], None]:
+    def run(_workdir: Path, _bluez: BluezProcess, daemon: subprocess.Popen[bytes]) -> None:
+        time.sleep(3.0)
+        cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+        time.sleep(stream_s)
+        per_s = (cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - t0)
+        print(f"  {'same daemon, idle (one cuff)':>34}: {per_s * 100:5.1f} % of a core")
+    return run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--cuff-runs", type=int, default=3)
+    parser.add_argument("--stream-s", type=float, default=20.0)
+    args = parser.parse_args()
+    print("BLE through bleak and the fake BlueZ, daemon as a separate process:")
+    only = os.environ.get("BENCH_ONLY")
+    parts = {"throughput": ("big-meter", throughput), "advert": ("cuff", advert_to_stored(args.cuff_runs)),
+             "idle": ("cuff", idle_cpu(args.stream_s)), "imu": ("wearable", imu_cpu(args.stream_s))}
+    for name, (scenario, run) in parts.items():
+        if not only or only == name:
+            with_daemon(scenario, run)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
