@@ -42,6 +42,7 @@ from gateway.uplink import FhirEncoder, Uplink, load_secret
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 30.0
+STATUS_NEWS_S = 2.0
 PRUNE_EVERY_S = 3600.0
 SILENCE_CHECK_S = 60.0
 STOP_GRACE_S = 10.0
@@ -142,7 +143,7 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 drivers = [group.create_task(coro, name=name) for name, coro in self._device_sessions(hub, outbox)]
                 services = [
-                    group.create_task(self._guard("status", self._every(STATUS_EVERY_S, publish_status))),
+                    group.create_task(self._guard("status", self._status_loop(publish_status))),
                     group.create_task(self._guard("prune", self._every(PRUNE_EVERY_S, outbox.prune))),
                     group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts))),
                     group.create_task(self._guard("watchdog", self._watchdog())),
@@ -251,6 +252,17 @@ class Daemon:
             msg = await mqtt.receive()
             if msg.topic.startswith("alerts/") and msg.topic.endswith("/ack"):
                 await alerts.handle_ack(msg.topic, msg.payload)
+
+    async def _status_loop(self, publish: Callable[[], Awaitable[None]]) -> None:
+        """Publish every STATUS_EVERY_S, and within STATUS_NEWS_S of a device change (a technician
+        plugging a meter in wants to see it in `yiyang status` now, not in half a minute)."""
+        published_version, published_at = -1, -float("inf")
+        while True:
+            now = time.monotonic()
+            if self.board.version != published_version or now - published_at >= STATUS_EVERY_S:
+                published_version, published_at = self.board.version, now
+                await publish()
+            await asyncio.sleep(STATUS_NEWS_S)
 
     @staticmethod
     async def _every(period_s: float, job: Callable[[], Awaitable[object]]) -> None:

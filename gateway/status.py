@@ -32,6 +32,8 @@ class DeviceStatusBoard:
     """Mutable board owned by the hub (one event loop, no locking needed)."""
 
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
+    version: int = 0
+    """Bumped on every change, so the status publisher knows when there is news."""
 
     def register(self, device_id: str, driver: str) -> None:
         self.devices.setdefault(device_id, DeviceHealth(device_id, driver))
@@ -53,6 +55,7 @@ class DeviceStatusBoard:
     def _update(self, device_id: str, **changes: Any) -> None:
         current = self.devices.get(device_id) or DeviceHealth(device_id, "unknown")
         self.devices[device_id] = replace(current, **changes)
+        self.version += 1
 
     def as_json(self) -> dict[str, dict[str, Any]]:
         return {d.device_id: _jsonable(asdict(d)) for d in self.devices.values()}

@@ -84,7 +84,7 @@ class FallResponder:
         for detection, impact_mono, decided_mono in zip(outcome.detections, outcome.impact_monotonic,
                                                         outcome.decided_monotonic, strict=True):
             await self._detected(block.resident_id, block.device_id, "wearable", _wearable_evidence(detection),
-                                 impact_mono, decided_mono)
+                                 impact_monotonic=impact_mono, decided_monotonic=decided_mono)
         pending = self._pending.get(block.resident_id)
         now = self._now_mono()
         if (pending is not None and outcome.flushed and pending.device_id == block.device_id
@@ -100,8 +100,8 @@ class FallResponder:
             else:
                 await self._help_request(event)
         elif event.kind is DeviceEventKind.FALL and event.value == 1:
-            await self._detected(event.resident_id, event.device_id, "radar", {"source": "radar"}, now,
-                                 event.received.monotonic)
+            await self._detected(event.resident_id, event.device_id, "radar", {"source": "radar"},
+                                 impact_monotonic=now, decided_monotonic=event.received.monotonic)
         elif pending is not None and isinstance(event.value, int):
             activity = activity_from_radar(event.kind, event.value)
             if activity is not None:
@@ -117,7 +117,7 @@ class FallResponder:
             await self.tick()
             await asyncio.sleep(TICK_S)
 
-    async def _detected(self, resident_id: str, device_id: str, source: str, evidence: Evidence,
+    async def _detected(self, resident_id: str, device_id: str, source: str, evidence: Evidence, *,
                         impact_monotonic: float, decided_monotonic: float) -> None:
         if resident_id in self._pending:
             log.info("fall detected while one is pending resident=%s device=%s: same episode", resident_id,

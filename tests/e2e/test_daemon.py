@@ -102,7 +102,7 @@ def test_a_restart_neither_reuploads_nor_skips(gateway: GatewayProcess, platform
 def test_garbage_on_the_serial_line_is_survived(tmp_path: Path, platform: devstack.Platform,
                                                 broker: devstack.Broker) -> None:
     with devstack.onetouch_meter(tmp_path / "noisy", records=8,
-                                 extra_args=("--garbage-rate", "0.2", "--bitflip-rate", "0.1", "--seed", "7")) as m:
+                                 extra_args=("--garbage-rate", "0.1", "--bitflip-rate", "0.05", "--seed", "7")) as m:
         config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
                               secret_file=platform.secret_file, broker_port=broker.port, meter_link=m.link)
         gateway = GatewayProcess(config, tmp_path / "daemon.log")
@@ -166,7 +166,7 @@ def test_status_tells_the_technician_what_is_wrong(gateway: GatewayProcess, plat
     gateway.start()
     wait_until(lambda: len(readings_at(platform)) == 3, 20, "3 readings at the platform")
     wait_until(lambda: '"readings_accepted": 3' in cli("status", "--config", str(gateway.config), "--json").stdout,
-               40, "status to show the readings")
+               10, "status to show the readings within seconds")
     status = cli("status", "--config", str(gateway.config))
     assert "glucose-kitchen" in status.stdout and "onetouch-ultra2" in status.stdout
     assert status.returncode == 0, status.stdout
