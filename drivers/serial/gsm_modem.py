@@ -27,6 +27,7 @@ from typing import TypeVar
 from drivers.errors import CodecError, DeviceTimeoutError, DeviceUnavailableError
 from drivers.serial import at_codec as at
 from drivers.serial.port import SerialPort, SerialSettings
+from drivers.serial.supervisor import PortHooks, keep_port_open
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,8 @@ _T = TypeVar("_T")
 
 DEFAULT_BAUDRATE = 115200
 """SIM800 autobauds; EC20's USB AT port ignores the rate; 115200 is both vendors' default."""
-REOPEN_BASE_S = 0.25
-REOPEN_CAP_S = 5.0
-"""Longest wait between reopen attempts: an EC20 re-enumerates within ~10 s of AT+CFUN=1,1."""
 BOOT_PROBES = 5
 """``AT`` attempts after a reset: a SIM800 swallows the first one or two while it autobauds."""
-
-
-def reopen_delay_s(attempt: int) -> float:
-    """Capped exponential backoff for reopening a missing port (attempt 0, 1, 2, ...)."""
-    return float(min(REOPEN_CAP_S, REOPEN_BASE_S * 2 ** min(attempt, 16)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,28 +259,28 @@ class GsmModem:
 
     async def run(self) -> None:
         """Serve the modem until cancelled."""
-        attempt = 0
-        while True:
-            try:
-                port = await SerialPort.open(self._port_path, self._settings)
-            except DeviceUnavailableError as exc:
-                if attempt == 0:
-                    log.warning("modem port unavailable device_id=%s port=%s", self._device_id, self._port_path)
-                    self._update(port_open=False, ready=False, last_error=str(exc))
-                await asyncio.sleep(reopen_delay_s(attempt))
-                attempt += 1
-                continue
-            attempt = 0
-            log.info("modem port open device_id=%s port=%s", self._device_id, self._port_path)
+        first_failure = True
+
+        async def unavailable(exc: DeviceUnavailableError) -> None:
+            nonlocal first_failure
+            if first_failure:
+                self._update(port_open=False, ready=False, last_error=str(exc))
+            first_failure = False
+
+        def opened() -> None:
+            nonlocal first_failure
+            first_failure = True
             self._update(port_open=True)
             self._lost.clear()
-            try:
-                async with port:
-                    await self._serve(AtChannel(port, self._timing))
-            except DeviceUnavailableError as exc:
-                log.warning("modem port lost device_id=%s port=%s", self._device_id, self._port_path)
-                self._update(port_open=False, ready=False, last_error=str(exc))
-                await asyncio.sleep(REOPEN_BASE_S)
+
+        async def lost(exc: DeviceUnavailableError) -> None:
+            self._update(port_open=False, ready=False, last_error=str(exc))
+
+        async def serve(port: SerialPort) -> None:
+            await self._serve(AtChannel(port, self._timing))
+
+        await keep_port_open(self._port_path, self._settings, serve, what="modem", device_id=self._device_id,
+                             hooks=PortHooks(opened=opened, unavailable=unavailable, lost=lost))
 
     async def _serve(self, channel: AtChannel) -> None:
         self._channel = channel

@@ -23,7 +23,6 @@ not the radar's) and the pending bytes stay unread in the adapter.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -34,15 +33,12 @@ from drivers.errors import CodecError, DeviceUnavailableError
 from drivers.model import DeviceEvent, DeviceEventKind, HubTime
 from drivers.serial import mr60fda1_codec as codec
 from drivers.serial.port import SerialPort, SerialSettings
+from drivers.serial.supervisor import PortHooks, keep_port_open
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[DeviceEvent], Awaitable[None]]
 
-REOPEN_BASE_S = 0.25
-"""First retry after the port vanished: a replugged adapter's by-id link returns within ~1 s."""
-REOPEN_CAP_S = 5.0
-"""Longest wait between reopen attempts, so a replugged adapter is picked up within seconds."""
 LOST_AFTER_S = 10.0
 """The radar sends its body-movement parameter about once a second; ten seconds of nothing at all
 means it lost power, its adapter wedged, or the cable is loose."""
@@ -51,10 +47,6 @@ BODY_MOVEMENT_INTERVAL_S = 30.0
 READ_SLICE_S = 0.5
 """Longest single wait for bytes, so silence is noticed promptly and a cancel is never stuck."""
 
-
-def reopen_delay_s(attempt: int) -> float:
-    """Capped exponential backoff for reopening a missing port (attempt 0, 1, 2, ...)."""
-    return float(min(REOPEN_CAP_S, REOPEN_BASE_S * 2 ** min(attempt, 16)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,29 +111,19 @@ class Mr60fda1Session:
     async def run(self) -> None:
         """Serve the radar until cancelled."""
         self._last_heard = self._clock.now().monotonic
-        attempt = 0
-        while True:
-            try:
-                port = await SerialPort.open(self._port_path, self._settings)
-            except DeviceUnavailableError as exc:
-                if attempt == 0:
-                    log.warning("radar port unavailable device_id=%s port=%s", self._device_id, self._port_path)
-                    self._update(port_open=False, last_error=str(exc))
-                await self._check_silence()
-                await asyncio.sleep(reopen_delay_s(attempt))
-                attempt += 1
-                continue
-            attempt = 0
-            log.info("radar port open device_id=%s port=%s", self._device_id, self._port_path)
-            self._update(port_open=True)
-            try:
-                async with port:
-                    await self._serve(port)
-            except DeviceUnavailableError as exc:
-                log.warning("radar port lost device_id=%s port=%s", self._device_id, self._port_path)
+
+        async def unavailable(exc: DeviceUnavailableError) -> None:
+            if self._status.port_open or self._status.last_error is None:
                 self._update(port_open=False, last_error=str(exc))
-                await self._mark_lost("serial port lost")
-                await asyncio.sleep(REOPEN_BASE_S)
+            await self._check_silence()  # a radar whose cable is out is a radar not heard from
+
+        async def lost(exc: DeviceUnavailableError) -> None:
+            self._update(port_open=False, last_error=str(exc))
+            await self._mark_lost("serial port lost")
+
+        await keep_port_open(self._port_path, self._settings, self._serve, what="radar", device_id=self._device_id,
+                             hooks=PortHooks(opened=lambda: self._update(port_open=True), unavailable=unavailable,
+                                             lost=lost))
 
     # -- the radar on the port -------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from drivers.errors import CodecError, DeviceTimeoutError, DeviceUnavailableErro
 from drivers.model import Reading
 from drivers.serial import onetouch_codec as codec
 from drivers.serial.port import SerialPort
+from drivers.serial.supervisor import PortHooks, keep_port_open
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ _T = TypeVar("_T")
 
 Sink = Callable[[Sequence[Reading]], Awaitable[None]]
 
-REOPEN_BASE_S = 0.25
-"""First retry after the port vanished: a replugged adapter's by-id link returns within ~1 s."""
-REOPEN_CAP_S = 5.0
-"""Longest wait between reopen attempts, so a replugged cable is picked up within seconds."""
 COMMAND_ATTEMPTS = 3
 """A one-line reply that fails its checksum is line noise: ask again, a few times."""
 HEADER_SKIP_LINES = 3
@@ -53,10 +50,6 @@ MAX_QUICK_RETRIES = 3
 """Incomplete downloads retried at the next poll; a record that never reads cleanly must not make
 the session dump the whole meter every few seconds forever."""
 
-
-def reopen_delay_s(attempt: int) -> float:
-    """Capped exponential backoff for reopening a missing port (attempt 0, 1, 2, ...)."""
-    return float(min(REOPEN_CAP_S, REOPEN_BASE_S * 2 ** min(attempt, 16)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,27 +106,24 @@ class OneTouchSession:
 
     async def run(self) -> None:
         """Serve the meter until cancelled."""
-        attempt = 0
-        while True:
-            try:
-                port = await SerialPort.open(self._port_path)
-            except DeviceUnavailableError as exc:
-                if attempt == 0:
-                    log.warning("meter port unavailable device_id=%s port=%s", self._device_id, self._port_path)
-                    self._update(port_open=False, meter_connected=False, last_error=str(exc))
-                await asyncio.sleep(reopen_delay_s(attempt))
-                attempt += 1
-                continue
-            attempt = 0
-            log.info("meter port open device_id=%s port=%s", self._device_id, self._port_path)
-            self._update(port_open=True)
-            try:
-                async with port:
-                    await self._serve(port)
-            except DeviceUnavailableError as exc:
-                log.warning("meter port lost device_id=%s port=%s", self._device_id, self._port_path)
+        first_failure = True
+
+        async def unavailable(exc: DeviceUnavailableError) -> None:
+            nonlocal first_failure
+            if first_failure:
                 self._update(port_open=False, meter_connected=False, last_error=str(exc))
-                await asyncio.sleep(REOPEN_BASE_S)
+            first_failure = False
+
+        def opened() -> None:
+            nonlocal first_failure
+            first_failure = True
+            self._update(port_open=True)
+
+        async def lost(exc: DeviceUnavailableError) -> None:
+            self._update(port_open=False, meter_connected=False, last_error=str(exc))
+
+        await keep_port_open(self._port_path, None, self._serve, what="meter", device_id=self._device_id,
+                             hooks=PortHooks(opened=opened, unavailable=unavailable, lost=lost))
 
     # -- the meter on the cable ------------------------------------------------------------------
 
