@@ -45,6 +45,7 @@ STATUS_EVERY_S = 30.0
 STATUS_NEWS_S = 2.0
 PRUNE_EVERY_S = 3600.0
 SILENCE_CHECK_S = 60.0
+REPEAT_CHECK_S = 5.0
 STOP_GRACE_S = 10.0
 
 
@@ -109,7 +110,9 @@ class Daemon:
         wake_uplink = uplink.wake if uplink is not None else _nothing
         modem, sms = self._sms(cfg)
         alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink,
-                              clock_synced=self.clock.synced, listeners=[sms.on_change] if sms else [])
+                              clock_synced=self.clock.synced, listeners=[sms.on_change] if sms else [],
+                              repeat_s={Severity.EMERGENCY: cfg.alerts.repeat_emergency_s,
+                                        Severity.URGENT: cfg.alerts.repeat_urgent_s})
         falls = FallResponder(alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now,
                               now_monotonic=time.monotonic, on_stored=wake_uplink, clock_synced=self.clock.synced,
                               cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
@@ -148,6 +151,7 @@ class Daemon:
                     group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts))),
                     group.create_task(self._guard("watchdog", self._watchdog())),
                     group.create_task(self._guard("falls", falls.run())),
+                    group.create_task(self._guard("repeats", self._every(REPEAT_CHECK_S, alerts.repeat_due))),
                     group.create_task(self._guard("silence", self._every(SILENCE_CHECK_S, hub.check_silence))),
                 ]
                 if modem is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, tzinfo
@@ -35,11 +36,20 @@ ACTIVE_STATES = frozenset({AlertState.RAISED, AlertState.REPEATED, AlertState.ES
                            AlertState.ACKNOWLEDGED})
 
 
+REPEAT_S: dict[Severity, float] = {
+    # clinical-thresholds.md, "Alert lifecycle": repeat until acknowledged; warnings are not repeated.
+    Severity.EMERGENCY: 120.0,
+    Severity.URGENT: 900.0,
+}
+
+
 class AlertService:
     def __init__(self, *, outbox: OutboxWriter, publisher: Publisher, tz: tzinfo,
                  now: Callable[[], datetime], on_stored: Callable[[], None] = lambda: None,
                  clock_synced: Callable[[], bool] = lambda: True,
-                 listeners: Sequence[Callable[[Alert], None]] = ()) -> None:
+                 listeners: Sequence[Callable[[Alert], None]] = (),
+                 now_monotonic: Callable[[], float] = time.monotonic,
+                 repeat_s: dict[Severity, float] | None = None) -> None:
         self._outbox = outbox
         self._publisher = publisher
         self._tz = tz
@@ -48,6 +58,10 @@ class AlertService:
         self._clock_synced = clock_synced
         self._listeners = tuple(listeners)
         self._active: dict[str, Alert] = {}
+        self._now_mono = now_monotonic
+        self._repeat_s = REPEAT_S if repeat_s is None else repeat_s
+        self._notified_at: dict[str, float] = {}
+        """Monotonic time each active alert was last put in front of the family (raise, escalate, repeat)."""
 
     @property
     def active(self) -> tuple[Alert, ...]:
@@ -96,6 +110,26 @@ class AlertService:
         log.warning("alert escalated alert_id=%s severity=%s", alert_id, severity.value)
         return escalated
 
+    async def repeat_due(self) -> list[Alert]:
+        """Repeat every unacknowledged emergency and urgent alert whose interval has passed.
+
+        Each repeat is a lifecycle change (state ``repeated``): stored, published on
+        ``events/alert`` and handed to the listeners (SMS), like the first time.
+        """
+        now = self._now_mono()
+        repeated: list[Alert] = []
+        for alert in list(self._active.values()):
+            interval = self._repeat_s.get(alert.severity)
+            if interval is None or alert.state is AlertState.ACKNOWLEDGED:
+                continue
+            if now - self._notified_at.get(alert.alert_id, now) >= interval:
+                again = alert.with_state(AlertState.REPEATED)
+                await self._record(again)
+                repeated.append(again)
+                log.info("alert repeated alert_id=%s severity=%s (not acknowledged)", alert.alert_id,
+                         alert.severity.value)
+        return repeated
+
     async def handle_ack(self, topic: str, payload: bytes) -> None:
         """``alerts/{alert_id}/ack`` from a family member's app."""
         parts = topic.split("/")
@@ -127,9 +161,12 @@ class AlertService:
         self._on_stored()
         if alert.state in ACTIVE_STATES:
             self._active[alert.alert_id] = alert
+            if alert.state is not AlertState.ACKNOWLEDGED:
+                self._notified_at[alert.alert_id] = self._now_mono()
             retained: dict[str, object] | None = alert_message(alert, self._tz)
         else:
             self._active.pop(alert.alert_id, None)
+            self._notified_at.pop(alert.alert_id, None)
             retained = None  # an empty retained message clears it
         self._publisher.publish(f"alerts/{alert.alert_id}", retained, retain=True)
         self._publisher.publish("events/alert", alert_message(alert, self._tz))

@@ -338,6 +338,18 @@ class DetectSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AlertSettings:
+    """The alert lifecycle: repeat until someone acknowledges (clinical-thresholds.md)."""
+
+    repeat_emergency_s: float = setting(
+        120.0, doc="Repeat an unacknowledged emergency alert this often, in seconds.", min=30, max=3600
+    )
+    repeat_urgent_s: float = setting(
+        900.0, doc="Repeat an unacknowledged urgent alert this often, in seconds.", min=60, max=86_400
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Thresholds:
     """Emergency thresholds (see clinical-thresholds.md); defaults for every resident."""
 
@@ -665,6 +677,7 @@ class GatewayConfig:
     mqtt: MqttSettings = setting(factory=MqttSettings, doc="The MQTT broker.")
     storage: StorageSettings = setting(factory=StorageSettings, doc="The outbox's disk budget.")
     detect: DetectSettings = setting(factory=DetectSettings, doc="On-hub detection.")
+    alerts: AlertSettings = setting(factory=AlertSettings, doc="Alert repeats.")
     thresholds: Thresholds = setting(factory=Thresholds, doc="Default emergency thresholds.")
     residents: tuple[ResidentSettings, ...] = setting(
         doc="Repeat [[residents]] for each person; at least one.", min=1

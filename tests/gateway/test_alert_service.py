@@ -109,3 +109,34 @@ async def test_status_goes_offline_by_last_will_when_the_hub_dies(broker) -> Non
     await _wait(lambda: any(m.get("state") == "offline" for m in probe.json_on("status")), 15)
     probe.close()
     await asyncio.to_thread(link._client.loop_stop)
+
+
+async def test_unacknowledged_alerts_repeat_at_their_severity_interval_until_acked(broker, outbox) -> None:  # type: ignore[no-untyped-def]
+    probe = Probe(broker.host, broker.port, "yiyang/v1/gw-rep/#")
+    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-rep"))
+    await link.start()
+    await asyncio.wait_for(link.connected.wait(), 5)
+    clock = [0.0]
+    service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
+                           now_monotonic=lambda: clock[0])
+    emergency = await service.raise_alert(kind=AlertKind.HYPOGLYCAEMIA, severity=Severity.EMERGENCY,
+                                          resident_id="r-1", message=Message("低", "low"), evidence={})
+    await service.raise_alert(kind=AlertKind.FEVER, severity=Severity.WARNING, resident_id="r-1",
+                              message=Message("热", "fever"), evidence={})
+    urgent = await service.raise_alert(kind=AlertKind.HYPOTENSION, severity=Severity.URGENT, resident_id="r-1",
+                                       message=Message("低压", "low bp"), evidence={})
+    clock[0] = 119.9
+    assert await service.repeat_due() == []
+    clock[0] = 120.0
+    assert [(a.alert_id, a.state) for a in await service.repeat_due()] == [(emergency.alert_id,
+                                                                             AlertState.REPEATED)]
+    clock[0] = 239.0
+    assert await service.repeat_due() == []  # counted from the last repeat
+    await service.acknowledge(emergency.alert_id, "c-1")
+    clock[0] = 900.0
+    assert [a.alert_id for a in await service.repeat_due()] == [urgent.alert_id]  # acked: no more repeats
+    probe.wait_for("events/alert", 6)
+    assert [e["state"] for e in probe.json_on("events/alert")] == [
+        "raised", "raised", "raised", "repeated", "acknowledged", "repeated"]
+    probe.close()
+    await link.stop()
