@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
 from gateway.alerts.falls import FallResponder
-from gateway.alerts.model import Severity
+from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.alerts.sms import Language, SmsContact, SmsNotifier
 from gateway.ble_wiring import run_ble
@@ -35,17 +35,18 @@ from gateway.driver_registry import NOTIFIER_DRIVERS, SessionContext, ble_device
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.sdnotify import notify, watchdog_interval_s
-from gateway.status import DeviceStatusBoard, write_status_file
+from gateway.status import DeviceStatusBoard
+from gateway.status_publisher import StatusPublisher
 from gateway.store.aio import AsyncOutbox
 from gateway.uplink import FhirEncoder, Uplink, load_secret
 
 log = logging.getLogger(__name__)
 
-STATUS_EVERY_S = 30.0
-STATUS_NEWS_S = 2.0
 PRUNE_EVERY_S = 3600.0
 SILENCE_CHECK_S = 60.0
 REPEAT_CHECK_S = 5.0
+RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确认是否起身，请立即查看",
+                                "The hub restarted during a fall's cancel window: check on the resident now")
 STOP_GRACE_S = 10.0
 
 
@@ -75,18 +76,6 @@ def _nothing() -> None:
     pass
 
 
-def _uplink_status(uplink: Uplink | None) -> dict[str, Any]:
-    if uplink is None:
-        return {"enabled": False}
-    up = uplink.status
-    return {
-        "enabled": True,
-        "last_success_at": up.last_success_at.isoformat() if up.last_success_at else None,
-        "last_error": up.last_error,
-        "consecutive_failures": up.consecutive_failures,
-    }
-
-
 class Daemon:
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
@@ -97,14 +86,8 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
-        # Refuse to start on a secret others can read, before anything else is touched.
-        secret = await asyncio.to_thread(load_secret, Path(cfg.platform.secret_file)) if cfg.platform.enabled else b""
-        outbox = await AsyncOutbox.open(
-            outbox_path(cfg),
-            budget_bytes=cfg.storage.budget_mb * 2**20,
-            warn_ratio=cfg.storage.warn_percent / 100,
-            delivered_retention_s=cfg.storage.delivered_retention_days * 86400.0,
-        )
+        secret = await self._secret()
+        outbox = await self._open_outbox()
         mqtt = await self._mqtt()
         uplink = self._uplink(secret, outbox)
         wake_uplink = uplink.wake if uplink is not None else _nothing
@@ -113,6 +96,7 @@ class Daemon:
                               clock_synced=self.clock.synced, listeners=[sms.on_change] if sms else [],
                               repeat_s={Severity.EMERGENCY: cfg.alerts.repeat_emergency_s,
                                         Severity.URGENT: cfg.alerts.repeat_urgent_s})
+        await self._restore_alerts(alerts)
         falls = FallResponder(alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now,
                               now_monotonic=time.monotonic, on_stored=wake_uplink, clock_synced=self.clock.synced,
                               cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
@@ -125,19 +109,9 @@ class Daemon:
                   now_monotonic=time.monotonic, max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
                   on_accepted=wake_uplink)
 
-        async def publish_status() -> None:
-            payload = await self._status_payload(outbox, uplink, mqtt.connected.is_set())
-            mqtt.publish("status", payload, retain=True)
-            await asyncio.to_thread(write_status_file, status_path(cfg), payload)
-
-        background: set[asyncio.Task[None]] = set()
-
-        def schedule_status() -> None:
-            task = asyncio.ensure_future(publish_status())
-            background.add(task)  # keep a reference until done: the loop holds tasks weakly
-            task.add_done_callback(background.discard)
-
-        mqtt.on_connect(schedule_status)
+        status = StatusPublisher(cfg.gateway.id, status_path(cfg), self.board, outbox, uplink, mqtt,
+                                 mqtt.connected.is_set, self.clock.synced, self.started_at)
+        mqtt.on_connect(status.schedule)
         mqtt.on_connect(alerts.republish_active)
         await mqtt.start()
         log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
@@ -146,7 +120,7 @@ class Daemon:
             async with asyncio.TaskGroup() as group:
                 drivers = [group.create_task(coro, name=name) for name, coro in self._device_sessions(hub, outbox)]
                 services = [
-                    group.create_task(self._guard("status", self._status_loop(publish_status))),
+                    group.create_task(self._guard("status", status.run())),
                     group.create_task(self._guard("prune", self._every(PRUNE_EVERY_S, outbox.prune))),
                     group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts))),
                     group.create_task(self._guard("watchdog", self._watchdog())),
@@ -168,7 +142,7 @@ class Daemon:
                 if drivers:
                     await asyncio.wait(drivers, timeout=STOP_GRACE_S)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(publish_status(), 2.0)
+                    await asyncio.wait_for(status.publish(), 2.0)
                 for task in services:
                     task.cancel()
         finally:
@@ -177,6 +151,29 @@ class Daemon:
             await mqtt.stop()
             await outbox.close()
             log.info("gateway stopped")
+
+    async def _secret(self) -> bytes:
+        # Refuse to start on a secret others can read, before anything else is touched.
+        platform = self.cfg.platform
+        return await asyncio.to_thread(load_secret, Path(platform.secret_file)) if platform.enabled else b""
+
+    async def _open_outbox(self) -> AsyncOutbox:
+        storage = self.cfg.storage
+        return await AsyncOutbox.open(
+            outbox_path(self.cfg),
+            budget_bytes=storage.budget_mb * 2**20,
+            warn_ratio=storage.warn_percent / 100,
+            delivered_retention_s=storage.delivered_retention_days * 86400.0,
+        )
+
+    @staticmethod
+    async def _restore_alerts(alerts: AlertService) -> None:
+        for alert in await alerts.restore():
+            # A fall still in its cancel window when the hub went down: nobody can now tell whether
+            # the resident got up, and a missed fall is the worst failure there is. Escalate.
+            if alert.kind is AlertKind.FALL and alert.severity is not Severity.EMERGENCY:
+                await alerts.escalate(alert.alert_id, severity=Severity.EMERGENCY, message=RESTARTED_DURING_FALL,
+                                      evidence={"outcome": "hub_restarted"})
 
     async def _mqtt(self) -> MqttLink:
         cfg = self.cfg.mqtt
@@ -230,43 +227,11 @@ class Daemon:
         return modem, SmsNotifier(modem, contacts, _utc_now, tz=self.tz,
                                   max_per_contact_per_hour=cfg.sms.max_per_contact_per_hour)
 
-    async def _status_payload(self, outbox: AsyncOutbox, uplink: Uplink | None, mqtt_up: bool) -> dict[str, Any]:
-        stats = await outbox.stats()
-        return {
-            "state": "online",
-            "gateway_id": self.cfg.gateway.id,
-            "version": __version__,
-            "started_at": self.started_at.isoformat(),
-            "updated_at": _utc_now().isoformat(),
-            "clock_synced": self.clock.synced(),
-            "mqtt_connected": mqtt_up,
-            "devices": self.board.as_json(),
-            "queue": {
-                "pending": stats.pending, "dead": stats.dead, "delivered": stats.delivered,
-                "pending_alerts": stats.pending_alerts,
-                "oldest_pending_at": stats.oldest_pending_at.isoformat() if stats.oldest_pending_at else None,
-                "db_bytes": stats.db_bytes, "budget_bytes": stats.budget_bytes,
-                "budget_state": stats.budget_state.value,
-            },
-            "uplink": _uplink_status(uplink),
-        }
-
     async def _inbox(self, mqtt: MqttLink, alerts: AlertService) -> None:
         while True:
             msg = await mqtt.receive()
             if msg.topic.startswith("alerts/") and msg.topic.endswith("/ack"):
                 await alerts.handle_ack(msg.topic, msg.payload)
-
-    async def _status_loop(self, publish: Callable[[], Awaitable[None]]) -> None:
-        """Publish every STATUS_EVERY_S, and within STATUS_NEWS_S of a device change (a technician
-        plugging a meter in wants to see it in `yiyang status` now, not in half a minute)."""
-        published_version, published_at = -1, -float("inf")
-        while True:
-            now = time.monotonic()
-            if self.board.version != published_version or now - published_at >= STATUS_EVERY_S:
-                published_version, published_at = self.board.version, now
-                await publish()
-            await asyncio.sleep(STATUS_NEWS_S)
 
     @staticmethod
     async def _every(period_s: float, job: Callable[[], Awaitable[object]]) -> None:

@@ -15,7 +15,16 @@ from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Protocol
 
-from gateway.alerts.model import Alert, AlertKind, AlertState, Evidence, Message, Severity
+from gateway.alerts.model import (
+    Alert,
+    AlertKind,
+    AlertState,
+    Evidence,
+    Message,
+    Severity,
+    alert_from_json,
+    alert_to_json,
+)
 from gateway.ids import uuid7
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.wire import alert_message, alert_record, compact
@@ -25,6 +34,9 @@ log = logging.getLogger(__name__)
 
 class OutboxWriter(Protocol):
     async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
+    async def save_active_alert(self, alert_id: str, alert_json: str) -> None: ...
+    async def drop_active_alert(self, alert_id: str) -> None: ...
+    async def active_alerts(self) -> list[str]: ...
 
 
 class Publisher(Protocol):
@@ -110,6 +122,23 @@ class AlertService:
         log.warning("alert escalated alert_id=%s severity=%s", alert_id, severity.value)
         return escalated
 
+    async def restore(self) -> list[Alert]:
+        """After a restart: take back the alerts that were still open (acks, repeats, all-clear go on)."""
+        restored: list[Alert] = []
+        for text in await self._outbox.active_alerts():
+            try:
+                alert = alert_from_json(text)
+            except (ValueError, KeyError, TypeError):
+                log.error("an open alert could not be restored (kept in the outbox's active_alerts table)")
+                continue
+            self._active[alert.alert_id] = alert
+            if alert.state is not AlertState.ACKNOWLEDGED:
+                self._notified_at[alert.alert_id] = self._now_mono()
+            restored.append(alert)
+        if restored:
+            log.warning("restored %d open alert(s) after a restart", len(restored))
+        return restored
+
     async def repeat_due(self) -> list[Alert]:
         """Repeat every unacknowledged emergency and urgent alert whose interval has passed.
 
@@ -160,11 +189,13 @@ class AlertService:
                                              created_at=self._now())])
         self._on_stored()
         if alert.state in ACTIVE_STATES:
+            await self._outbox.save_active_alert(alert.alert_id, alert_to_json(alert))
             self._active[alert.alert_id] = alert
             if alert.state is not AlertState.ACKNOWLEDGED:
                 self._notified_at[alert.alert_id] = self._now_mono()
             retained: dict[str, object] | None = alert_message(alert, self._tz)
         else:
+            await self._outbox.drop_active_alert(alert.alert_id)
             self._active.pop(alert.alert_id, None)
             self._notified_at.pop(alert.alert_id, None)
             retained = None  # an empty retained message clears it

@@ -145,6 +145,15 @@ class AsyncOutbox:
     async def prune(self) -> PruneReport:
         return await self._run(self._outbox.prune)
 
+    async def save_active_alert(self, alert_id: str, alert_json: str) -> None:
+        await self._run(self._outbox.save_active_alert, alert_id, alert_json)
+
+    async def drop_active_alert(self, alert_id: str) -> None:
+        await self._run(self._outbox.drop_active_alert, alert_id)
+
+    async def active_alerts(self) -> list[str]:
+        return await self._run(self._outbox.active_alerts)
+
     async def get_cursor(self, name: str) -> str | None:
         return await self._run(self._outbox.get_cursor, name)
 

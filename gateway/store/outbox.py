@@ -420,6 +420,25 @@ class Outbox:
                 (name, value, now_us),
             )
 
+    def save_active_alert(self, alert_id: str, alert_json: str) -> None:
+        now_us = _to_us(self._clock(), "clock()")
+        with self._write("saving an active alert") as conn:
+            conn.execute(
+                "INSERT INTO active_alerts (alert_id, alert_json, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (alert_id) DO UPDATE SET alert_json = excluded.alert_json,"
+                " updated_at = excluded.updated_at",
+                (alert_id, alert_json, now_us),
+            )
+
+    def drop_active_alert(self, alert_id: str) -> None:
+        with self._write("closing an active alert") as conn:
+            conn.execute("DELETE FROM active_alerts WHERE alert_id = ?", (alert_id,))
+
+    def active_alerts(self) -> list[str]:
+        """The JSON of every alert still open, oldest change first."""
+        with self._read("reading active alerts") as conn:
+            return [str(r[0]) for r in conn.execute("SELECT alert_json FROM active_alerts ORDER BY updated_at")]
+
     # -- size, stats and pruning --------------------------------------------
 
     def stats(self) -> QueueStats:

@@ -82,8 +82,21 @@ _V1_OUTBOX = _sql(
     "CREATE INDEX motion_snippets_alert ON motion_snippets (alert_id)",
 )
 
+# Alerts still open (raised, repeated, escalated, acknowledged) survive a restart: the daemon
+# restores them, so acks are still understood, repeats go on and "all clear" is still sent.
+_V2_ACTIVE_ALERTS = _sql(
+    """
+    CREATE TABLE active_alerts (
+        alert_id   TEXT PRIMARY KEY,
+        alert_json TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    )
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "outbox: records, cursors, motion_snippets", _V1_OUTBOX),
+    Migration(2, "active_alerts", _V2_ACTIVE_ALERTS),
 )
 
 

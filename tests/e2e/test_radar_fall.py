@@ -34,11 +34,11 @@ resident = "r-0001"
                        "the radar to be heard")
             radar.command("presence 1")
             radar.command("fall 1")
-            first = probe.wait_for("events/alert", timeout_s=10)[0]
+            first = probe.wait_for("events/alert", timeout_s=20)[0]
             assert (first["kind"], first["severity"], first["state"]) == ("fall", "urgent", "raised")
             assert first["evidence"]["source"] == "radar"
             radar.command("motion 2")  # moving on the floor is not getting up
-            second = probe.wait_for("events/alert", 2, timeout_s=15)[1]
+            second = probe.wait_for("events/alert", 2, timeout_s=30)[1]
             assert (second["severity"], second["state"]) == ("emergency", "escalated")
             wait_until(lambda: {"alert", "fall"} <= {r["type"] for r in platform_records(platform.db)}, 15,
                        "the alert and the fall record at the platform")

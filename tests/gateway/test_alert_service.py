@@ -140,3 +140,34 @@ async def test_unacknowledged_alerts_repeat_at_their_severity_interval_until_ack
         "raised", "raised", "raised", "repeated", "acknowledged", "repeated"]
     probe.close()
     await link.stop()
+
+
+async def test_open_alerts_survive_a_restart(tmp_path: Path) -> None:
+    class Sink:
+        def __init__(self) -> None:
+            self.published: list[tuple[str, object]] = []
+
+        def publish(self, suffix: str, payload: object, **_k: object) -> None:
+            self.published.append((suffix, payload))
+
+    box = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    first = AlertService(outbox=box, publisher=Sink(), tz=TZ, now=lambda: datetime.now(UTC))
+    open_one = await first.raise_alert(kind=AlertKind.HYPOGLYCAEMIA, severity=Severity.EMERGENCY, resident_id="r-1",
+                                       message=Message("低血糖", "low"), evidence={"value": 2.5},
+                                       related_record_ids=["rec-1"])
+    closed = await first.raise_alert(kind=AlertKind.FEVER, severity=Severity.URGENT, resident_id="r-1",
+                                     message=Message("发热", "fever"), evidence={})
+    await first.acknowledge(open_one.alert_id, "c-1")
+    await first.resolve(closed.alert_id)
+    await box.close()
+
+    box = await AsyncOutbox.open(tmp_path / "outbox.sqlite")  # the daemon restarted
+    sink = Sink()
+    second = AlertService(outbox=box, publisher=sink, tz=TZ, now=lambda: datetime.now(UTC))
+    restored = await second.restore()
+    assert restored == [open_one.with_state(AlertState.ACKNOWLEDGED, acked_by="c-1")]
+    second.republish_active()
+    assert [s for s, _ in sink.published] == [f"alerts/{open_one.alert_id}"]
+    await second.resolve(open_one.alert_id)  # the all-clear still reaches everyone
+    assert await box.active_alerts() == []
+    await box.close()

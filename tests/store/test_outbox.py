@@ -410,7 +410,7 @@ def test_reopen_applies_no_migration_twice_and_keeps_records(tmp_path: Path) -> 
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         assert migrate(conn) == []
-        assert conn.execute("SELECT version FROM migrations").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM migrations ORDER BY version").fetchall() == [(1,), (2,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         conn.close()

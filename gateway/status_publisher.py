@@ -1,0 +1,97 @@
+"""Publishes the hub's status: retained on MQTT (``status``) and as the file ``yiyang status`` reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway import __version__
+from gateway.status import DeviceStatusBoard, write_status_file
+from gateway.store.api import QueueStats
+from gateway.uplink import Uplink
+
+STATUS_EVERY_S = 30.0
+STATUS_NEWS_S = 2.0
+
+
+class StatsSource(Protocol):
+    async def stats(self) -> QueueStats: ...
+
+
+class StatusSink(Protocol):
+    def publish(self, suffix: str, payload: dict[str, Any] | None, *, qos: int = 1, retain: bool = False) -> None:
+        ...
+
+
+def uplink_status(uplink: Uplink | None) -> dict[str, Any]:
+    if uplink is None:
+        return {"enabled": False}
+    up = uplink.status
+    return {
+        "enabled": True,
+        "last_success_at": up.last_success_at.isoformat() if up.last_success_at else None,
+        "last_error": up.last_error,
+        "consecutive_failures": up.consecutive_failures,
+    }
+
+
+@dataclass
+class StatusPublisher:
+    gateway_id: str
+    path: Path
+    board: DeviceStatusBoard
+    outbox: StatsSource
+    uplink: Uplink | None
+    mqtt: StatusSink
+    mqtt_connected: Callable[[], bool]
+    clock_synced: Callable[[], bool]
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def payload(self) -> dict[str, Any]:
+        stats = await self.outbox.stats()
+        return {
+            "state": "online",
+            "gateway_id": self.gateway_id,
+            "version": __version__,
+            "started_at": self.started_at.isoformat(),
+            "updated_at": datetime.now(UTC).isoformat(),
+            "clock_synced": self.clock_synced(),
+            "mqtt_connected": self.mqtt_connected(),
+            "devices": self.board.as_json(),
+            "queue": {
+                "pending": stats.pending, "dead": stats.dead, "delivered": stats.delivered,
+                "pending_alerts": stats.pending_alerts,
+                "oldest_pending_at": stats.oldest_pending_at.isoformat() if stats.oldest_pending_at else None,
+                "db_bytes": stats.db_bytes, "budget_bytes": stats.budget_bytes,
+                "budget_state": stats.budget_state.value,
+            },
+            "uplink": uplink_status(self.uplink),
+        }
+
+    async def publish(self) -> None:
+        payload = await self.payload()
+        self.mqtt.publish("status", payload, retain=True)
+        await asyncio.to_thread(write_status_file, self.path, payload)
+
+    def schedule(self) -> None:
+        """Publish soon (from a callback that cannot await, e.g. after an MQTT reconnect)."""
+        task = asyncio.ensure_future(self.publish())
+        self._background.add(task)  # keep a reference until done: the loop holds tasks weakly
+        task.add_done_callback(self._background.discard)
+
+    async def run(self) -> None:
+        """Publish every STATUS_EVERY_S, and within STATUS_NEWS_S of a device change (a technician
+        plugging a meter in wants to see it in `yiyang status` now, not in half a minute)."""
+        published_version, published_at = -1, -float("inf")
+        while True:
+            now = time.monotonic()
+            if self.board.version != published_version or now - published_at >= STATUS_EVERY_S:
+                published_version, published_at = self.board.version, now
+                await self.publish()
+            await asyncio.sleep(STATUS_NEWS_S)
