@@ -41,9 +41,13 @@ def gateway(tmp_path: Path, platform: devstack.Platform, broker: devstack.Broker
             meter: devstack.Meter) -> Iterator[GatewayProcess]:
     config = write_config(tmp_path / "gateway.toml", data_dir=tmp_path / "data", platform_url=platform.url,
                           secret_file=platform.secret_file, broker_port=broker.port, meter_link=meter.link)
-    proc = GatewayProcess(config, tmp_path / "daemon.log")
+    # asyncio debug mode logs every callback that holds the loop for more than 100 ms: the
+    # tests below assert there is none (no blocking call on the event loop).
+    proc = GatewayProcess(config, tmp_path / "daemon.log", env={"PYTHONASYNCIODEBUG": "1"})
     yield proc
     proc.kill()
+    if proc.log.exists():
+        assert "Executing <" not in proc.log.read_text(errors="replace"), "a callback blocked the event loop"
 
 
 def readings_at(platform: devstack.Platform) -> list[dict[str, object]]:
