@@ -23,7 +23,8 @@ Commands on stdin, one per line (each is acknowledged on stdout with ``ok ...``)
     quit
 
 The PDU decoder here is written apart from ``drivers.serial.at_codec``'s encoder on purpose: it is
-what the tests hold the encoder to. Imports only stdlib and the alphabet tables from ``drivers``.
+what the tests hold the encoder to. Imports only stdlib, the pty plumbing beside it (``ptycable.py``)
+and the alphabet tables from ``drivers``.
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
-import selectors
 import sys
 import time
-import tty
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Beside this script: python puts scripts/ on sys.path.
+from ptycable import OperatorCommand, PtyCable, add_cable_arguments, reply
 
 from drivers.serial.at_codec import GSM7_BASIC, GSM7_EXTENSION
 
@@ -215,56 +216,25 @@ class Modem:
 class Simulator:
     def __init__(self, modem: Modem, link: str, boot_s: float) -> None:
         self.modem = modem
-        self.link = link
+        self.cable = PtyCable(link)
         self.boot_s = boot_s
-        self.selector = selectors.DefaultSelector()
-        self.master: int | None = None
-        self.slave: int | None = None
         self.inbox = bytearray()
-        self.outgoing = bytearray()
         self.pending_cmgs: str | None = None
         self.booting_until: float | None = None
 
     # -- the port --------------------------------------------------------------------------------
 
-    def plug(self) -> None:
-        if self.master is not None:
-            return
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        tmp = f"{self.link}.tmp{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        os.symlink(os.ttyname(self.slave), tmp)
-        os.replace(tmp, self.link)
-        self.selector.register(self.master, selectors.EVENT_READ)
-
-    def unplug(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.link)
-        if self.master is not None:
-            self.selector.unregister(self.master)
-            os.close(self.master)
-        if self.slave is not None:
-            os.close(self.slave)
-        self.master = self.slave = None
+    def forget_input(self) -> None:
         self.inbox.clear()
-        self.outgoing.clear()
         self.pending_cmgs = None
 
     # -- the modem's serial side -----------------------------------------------------------------
 
     def send_lines(self, lines: list[str]) -> None:
         for line in lines:
-            self.outgoing += b"\r\n" + line.encode("latin-1") + b"\r\n"
+            self.cable.outgoing += b"\r\n" + line.encode("latin-1") + b"\r\n"
 
-    def on_master_readable(self) -> None:
-        assert self.master is not None
-        try:
-            data = os.read(self.master, 4096)
-        except (BlockingIOError, OSError):  # EIO while no process has the slave open
-            return
+    def on_received(self, data: bytes) -> None:
         if self.booting_until is not None:
             return  # a rebooting modem hears nothing
         self.inbox += data
@@ -294,12 +264,12 @@ class Simulator:
         if self.modem.wedged:
             return
         if self.modem.echo:
-            self.outgoing += raw + b"\r"
+            self.cable.outgoing += raw + b"\r"
         lines, prompt = self.modem.command(line)
         self.send_lines(lines)
         if prompt:
             self.pending_cmgs = line
-            self.outgoing += b"\r\n> "
+            self.cable.outgoing += b"\r\n> "
 
     def take_body(self) -> bool:
         """Consume a message body up to Ctrl-Z (send) or ESC (abort); False while incomplete."""
@@ -329,28 +299,14 @@ class Simulator:
         self.inbox.clear()
         self.booting_until = time.monotonic() + self.boot_s
 
-    def flush(self) -> None:
-        if self.master is None or not self.outgoing:
-            return
-        try:
-            written = os.write(self.master, self.outgoing)
-        except (BlockingIOError, OSError):
-            return
-        del self.outgoing[:written]
-
     # -- the operator ----------------------------------------------------------------------------
 
-    def on_stdin_line(self, line: str) -> bool:
-        words = line.split()
-        if not words:
-            return True
-        verb, rest = words[0], words[1:]
+    def on_operator(self, command: OperatorCommand) -> None:
+        verb, rest = command.verb, command.args
         modem = self.modem
-        if verb == "quit":
-            return False
         if verb == "wedge":
             modem.wedged = True
-            self.outgoing.clear()
+            self.cable.outgoing.clear()
         elif verb in ("nosim", "sim"):
             modem.sim = verb == "sim"
         elif verb in ("noreg", "reg"):
@@ -358,70 +314,31 @@ class Simulator:
         elif verb == "cms-error" and rest:
             modem.cms_errors += [int(rest[0])] * (int(rest[1]) if len(rest) > 1 else 1)
         elif verb == "urc" and rest:
-            self.send_lines([line.split(None, 1)[1]])
-        elif verb == "unplug":
-            self.unplug()
-        elif verb == "plug":
-            self.plug()
+            self.send_lines([command.line.split(None, 1)[1]])
         else:
-            self.reply(f"error unknown command: {line.strip()}")
-            return True
-        self.reply(f"ok {line.strip()}")
-        return True
+            reply(f"error unknown command: {command.line.strip()}")
+            return
+        reply(f"ok {command.line.strip()}")
 
-    @staticmethod
-    def reply(text: str) -> None:
-        print(text, flush=True)
+    def tick(self) -> None:
+        if self.booting_until is not None and time.monotonic() >= self.booting_until:
+            self.booting_until = None
+            self.send_lines(list(BOOT_URCS))
 
     def run(self, stdin_open: bool) -> None:
-        self.plug()
-        if stdin_open:
-            os.set_blocking(sys.stdin.fileno(), False)
-            self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
-        self.reply(f"ready {self.link}")
-        stdin_buffer = ""
-        while True:
-            if self.master is not None:
-                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outgoing else 0)
-                self.selector.modify(self.master, events)
-            for key, mask in self.selector.select(timeout=0.05):
-                if key.fd == self.master:
-                    if mask & selectors.EVENT_READ:
-                        self.on_master_readable()
-                    if mask & selectors.EVENT_WRITE:
-                        self.flush()
-                else:
-                    try:
-                        chunk = os.read(sys.stdin.fileno(), 4096)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:  # our operator went away: so do we
-                        return
-                    stdin_buffer += chunk.decode("utf-8", "replace")
-                    while "\n" in stdin_buffer:
-                        line, stdin_buffer = stdin_buffer.split("\n", 1)
-                        if not self.on_stdin_line(line):
-                            return
-            if self.booting_until is not None and time.monotonic() >= self.booting_until:
-                self.booting_until = None
-                self.send_lines(list(BOOT_URCS))
-            self.flush()
+        reply(f"ready {self.cable.link}")
+        self.cable.serve(self, stdin_open=stdin_open, poll_s=0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--link", required=True, help="symlink to create, pointing at the pty the gateway opens")
+    add_cable_arguments(parser)
     parser.add_argument("--outbox", required=True, type=Path, help="JSON-lines file of every SMS sent")
     parser.add_argument("--boot-s", type=float, default=0.5, help="seconds deaf after AT+CFUN=1,1 (default 0.5)")
-    parser.add_argument("--no-stdin", action="store_true", help="ignore stdin (run in the background)")
     args = parser.parse_args(argv)
     simulator = Simulator(Modem(outbox=args.outbox), args.link, args.boot_s)
-    try:
+    with simulator.cable, contextlib.suppress(KeyboardInterrupt):
         simulator.run(stdin_open=not args.no_stdin)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        simulator.unplug()
     return 0
 
 

@@ -17,22 +17,22 @@ Commands on stdin, one per line (each is acknowledged on stdout with ``ok ...``)
 
 Faults: ``--garbage-rate`` sends a line of noise before a reply line with that probability;
 ``--bitflip-rate`` flips one bit in a reply line with that probability (``--seed`` pins both).
-Imports only stdlib and the codec from ``drivers``.
+Imports only stdlib, the pty plumbing beside it (``ptycable.py``) and the codec from ``drivers``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
-import selectors
 import sys
 import time
-import tty
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
+
+# Beside this script: python puts scripts/ on sys.path.
+from ptycable import OperatorCommand, PtyCable, add_cable_arguments, reply
 
 from drivers.model import MealContext
 from drivers.serial import onetouch_codec as codec
@@ -95,44 +95,17 @@ class Meter:
 class Simulator:
     def __init__(self, meter: Meter, link: str, args: argparse.Namespace) -> None:
         self.meter = meter
-        self.link = link
+        self.cable = PtyCable(link)
         self.args = args
         self.rng = random.Random(args.seed)
-        self.selector = selectors.DefaultSelector()
-        self.master: int | None = None
-        self.slave: int | None = None
         self.inbox = bytearray()
-        self.outbox = bytearray()
         self.mute_after: int | None = None
         self.next_add = time.monotonic() + args.add_every if args.add_every else None
 
     # -- the cable -------------------------------------------------------------------------------
 
-    def plug(self) -> None:
-        if self.master is not None:
-            return
-        self.master, self.slave = os.openpty()
-        # Raw, so CR is not turned into LF and nothing is echoed before the gateway opens the port.
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        tmp = f"{self.link}.tmp{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        os.symlink(os.ttyname(self.slave), tmp)
-        os.replace(tmp, self.link)
-        self.selector.register(self.master, selectors.EVENT_READ)
-
-    def unplug(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.link)
-        if self.master is not None:
-            self.selector.unregister(self.master)
-            os.close(self.master)
-        if self.slave is not None:
-            os.close(self.slave)
-        self.master = self.slave = None
+    def forget_input(self) -> None:
         self.inbox.clear()
-        self.outbox.clear()
 
     # -- the meter's serial side -----------------------------------------------------------------
 
@@ -140,14 +113,7 @@ class Simulator:
     def muted(self) -> bool:
         return self.mute_after is not None and self.mute_after <= 0
 
-    def on_master_readable(self) -> None:
-        assert self.master is not None
-        try:
-            data = os.read(self.master, 4096)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO while no process has the slave open
-            return
+    def on_received(self, data: bytes) -> None:
         self.inbox += data
         while b"\r" in self.inbox:
             raw, _, rest = self.inbox.partition(b"\r")
@@ -162,101 +128,50 @@ class Simulator:
             return
         if self.rng.random() < self.args.garbage_rate:
             noise = bytes(self.rng.randrange(0x20, 0x7F) for _ in range(self.rng.randrange(1, 40)))
-            self.outbox += noise + b"\r\n"
+            self.cable.outgoing += noise + b"\r\n"
         line = bytearray(codec.encode_line(payload, dump=dump))
         if self.rng.random() < self.args.bitflip_rate:
             position = self.rng.randrange(len(payload) + 5)  # payload, space and checksum
             line[position] ^= 1 << self.rng.randrange(7)
-        self.outbox += line
+        self.cable.outgoing += line
         if self.mute_after is not None:
             self.mute_after -= 1
 
-    def flush(self) -> None:
-        if self.master is None or not self.outbox:
-            return
-        try:
-            written = os.write(self.master, self.outbox)
-        except (BlockingIOError, OSError):
-            return
-        del self.outbox[:written]
-
     # -- the operator ----------------------------------------------------------------------------
 
-    def on_stdin_line(self, line: str) -> bool:
-        words = line.split()
-        if not words:
-            return True
-        verb, rest = words[0], words[1:]
-        if verb == "quit":
-            return False
+    def on_operator(self, command: OperatorCommand) -> None:
+        verb, rest = command.verb, command.args
         if verb == "add" and rest:
             record = self.meter.add(
                 int(rest[0]),
                 control="control" in rest,
                 meal=next((MEALS_BY_LETTER[w] for w in rest[1:] if w in MEALS_BY_LETTER), MealContext.UNKNOWN),
             )
-            self.reply(f"ok add {record.mg_dl} {record.meter_time:%Y-%m-%dT%H:%M:%S}")
-        elif verb == "unplug":
-            self.unplug()
-            self.reply("ok unplug")
-        elif verb == "plug":
-            self.plug()
-            self.reply("ok plug")
+            reply(f"ok add {record.mg_dl} {record.meter_time:%Y-%m-%dT%H:%M:%S}")
         elif verb == "mute":
             self.mute_after = int(rest[0]) if rest else 0
             if self.muted:
-                self.outbox.clear()
-            self.reply(f"ok mute {self.mute_after}")
+                self.cable.outgoing.clear()
+            reply(f"ok mute {self.mute_after}")
         elif verb == "unmute":
             self.mute_after = None
-            self.reply("ok unmute")
+            reply("ok unmute")
         elif verb == "clock-offset" and rest:
             self.meter.clock_offset = timedelta(seconds=float(rest[0]))
-            self.reply(f"ok clock-offset {rest[0]}")
+            reply(f"ok clock-offset {rest[0]}")
         else:
-            self.reply(f"error unknown command: {line.strip()}")
-        return True
+            reply(f"error unknown command: {command.line.strip()}")
 
-    @staticmethod
-    def reply(text: str) -> None:
-        print(text, flush=True)
+    def tick(self) -> None:
+        if self.next_add is not None and time.monotonic() >= self.next_add:
+            value = INITIAL_VALUES[len(self.meter.records) % len(INITIAL_VALUES)]
+            record = self.meter.add(value)
+            reply(f"ok add {record.mg_dl} {record.meter_time:%Y-%m-%dT%H:%M:%S}")
+            self.next_add += self.args.add_every
 
     def run(self) -> None:
-        self.plug()
-        stdin_open = not self.args.no_stdin
-        if stdin_open:
-            os.set_blocking(sys.stdin.fileno(), False)
-            self.selector.register(sys.stdin.fileno(), selectors.EVENT_READ)
-        self.reply(f"ready {self.link} serial={self.meter.serial} records={len(self.meter.records)}")
-        stdin_buffer = ""
-        while True:
-            if self.master is not None:
-                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outbox else 0)
-                self.selector.modify(self.master, events)
-            for key, mask in self.selector.select(timeout=0.05):
-                if key.fd == self.master:
-                    if mask & selectors.EVENT_READ:
-                        self.on_master_readable()
-                    if mask & selectors.EVENT_WRITE:
-                        self.flush()
-                elif stdin_open:
-                    try:
-                        chunk = os.read(sys.stdin.fileno(), 4096)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:  # our operator went away: so do we
-                        return
-                    stdin_buffer += chunk.decode("utf-8", "replace")
-                    while "\n" in stdin_buffer:
-                        line, stdin_buffer = stdin_buffer.split("\n", 1)
-                        if not self.on_stdin_line(line):
-                            return
-            self.flush()
-            if self.next_add is not None and time.monotonic() >= self.next_add:
-                value = INITIAL_VALUES[len(self.meter.records) % len(INITIAL_VALUES)]
-                record = self.meter.add(value)
-                self.reply(f"ok add {record.mg_dl} {record.meter_time:%Y-%m-%dT%H:%M:%S}")
-                self.next_add += self.args.add_every
+        reply(f"ready {self.cable.link} serial={self.meter.serial} records={len(self.meter.records)}")
+        self.cable.serve(self, stdin_open=not self.args.no_stdin, poll_s=0.05)
 
 
 def initial_meter(args: argparse.Namespace) -> Meter:
@@ -275,7 +190,7 @@ def initial_meter(args: argparse.Namespace) -> Meter:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--link", required=True, help="symlink to create, pointing at the pty the gateway opens")
+    add_cable_arguments(parser)
     parser.add_argument("--records", type=int, default=3, help="results in memory at start (default 3)")
     parser.add_argument("--serial", default="SIM00001Y", help="9-character serial number (Ultra 2 ends in Y)")
     parser.add_argument("--tz", default="Asia/Shanghai", help="time zone of the meter's wall clock")
@@ -284,19 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--garbage-rate", type=float, default=0.0, help="probability of noise before a line")
     parser.add_argument("--bitflip-rate", type=float, default=0.0, help="probability of one flipped bit per line")
     parser.add_argument("--seed", type=int, default=1, help="random seed for the fault injection")
-    parser.add_argument("--no-stdin", action="store_true", help="ignore stdin (run in the background)")
     args = parser.parse_args(argv)
     if len(args.serial) != 9 or not args.serial.isalnum() or args.serial.upper() != args.serial:
         parser.error("--serial must be 9 uppercase letters or digits, e.g. SIM00001Y")
     if not 0 <= args.records <= 999:
         parser.error("--records must be 0..999 (the meter's header has 3 digits)")
     simulator = Simulator(initial_meter(args), args.link, args)
-    try:
+    with simulator.cable, contextlib.suppress(KeyboardInterrupt):
         simulator.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        simulator.unplug()
     return 0
 
 

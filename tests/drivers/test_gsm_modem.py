@@ -3,89 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 
 import pytest
+from loopcheck import eventually, running
+from simulators import SimulatedModem, modem_simulator_fixture  # noqa: F401
 
 from drivers.serial.at_codec import AtCommandError, Registration, SimState, SmsEncoding
 from drivers.serial.gsm_modem import GsmModem, ModemNotReadyError, ModemTiming, SmsResult
 
-SIMULATOR = Path(__file__).resolve().parents[2] / "scripts" / "sim_gsm_modem.py"
 NUMBER = "+8613800138000"
 FAST = ModemTiming(command_timeout_s=0.5, sms_timeout_s=2.0, reset_settle_s=0.6, health_interval_s=0.3)
-
-
-class SimulatedModem:
-    """The simulator as a child process, driven through its stdin commands."""
-
-    def __init__(self, directory: Path) -> None:
-        self.link = directory / "modem"
-        self.outbox = directory / "sms.jsonl"
-        self.process = subprocess.Popen(
-            [sys.executable, str(SIMULATOR), "--link", str(self.link), "--outbox", str(self.outbox),
-             "--boot-s", "0.3"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        ready = self.process.stdout.readline()
-        assert ready.startswith("ready"), ready
-
-    def command_blocking(self, text: str) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(text + "\n")
-        self.process.stdin.flush()
-        answer = self.process.stdout.readline()
-        assert answer.startswith("ok"), answer
-
-    async def command(self, text: str) -> None:
-        await asyncio.to_thread(self.command_blocking, text)
-
-    def sent(self) -> list[dict[str, object]]:
-        """What the phones received, one entry per (reassembled) message."""
-        if not self.outbox.exists():
-            return []
-        return [json.loads(line) for line in self.outbox.read_text(encoding="utf-8").splitlines()]
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=5)
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimulatedModem]:
-    modem = SimulatedModem(tmp_path)
-    yield modem
-    modem.close()
-
-
-@contextlib.asynccontextmanager
-async def running(modem: GsmModem) -> AsyncIterator[GsmModem]:
-    task = asyncio.create_task(modem.run())
-    try:
-        yield modem
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def make_modem(sim: SimulatedModem) -> GsmModem:

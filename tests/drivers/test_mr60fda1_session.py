@@ -3,83 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
+from loopcheck import eventually, run_without_blocking_the_loop, running
+from simulators import SystemClock, start_radar_fixture  # noqa: F401
 
-from drivers.model import DeviceEvent, DeviceEventKind, HubTime
+from drivers.model import DeviceEvent, DeviceEventKind
 from drivers.serial.mr60fda1 import Mr60fda1Session
 
-SIMULATOR = Path(__file__).resolve().parents[2] / "scripts" / "sim_mr60fda1.py"
 LOST_AFTER_S = 1.0
 BODY_MOVEMENT_INTERVAL_S = 0.5
 K = DeviceEventKind
-
-
-class SimulatedRadar:
-    """The simulator as a child process, driven through its stdin commands."""
-
-    def __init__(self, link: Path, *options: str) -> None:
-        self.link = link
-        self.process = subprocess.Popen(
-            [sys.executable, str(SIMULATOR), "--link", str(link), "--interval", "0.1", *options],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        ready = self._line()
-        assert ready.startswith("ready"), ready
-
-    def _line(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.readline().strip()
-
-    def command_blocking(self, text: str) -> str:
-        assert self.process.stdin is not None
-        self.process.stdin.write(text + "\n")
-        self.process.stdin.flush()
-        answer = self._line()
-        assert answer.startswith("ok"), answer
-        return answer
-
-    async def command(self, *texts: str) -> None:
-        for text in texts:
-            await asyncio.to_thread(self.command_blocking, text)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=5)
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
-
-
-@pytest.fixture
-def start_radar(tmp_path: Path) -> Iterator[Callable[..., SimulatedRadar]]:
-    radars: list[SimulatedRadar] = []
-
-    def start(*options: str) -> SimulatedRadar:
-        radar = SimulatedRadar(tmp_path / "radar", *options)
-        radars.append(radar)
-        return radar
-
-    yield start
-    for radar in radars:
-        radar.close()
-
-
-class SystemClock:
-    def now(self) -> HubTime:
-        return HubTime(wall=datetime.now(UTC), monotonic=time.monotonic(), synced=True)
 
 
 class Events:
@@ -114,38 +51,6 @@ def make_session(port: Path, events: Events) -> Mr60fda1Session:
         lost_after_s=LOST_AFTER_S,
         body_movement_interval_s=BODY_MOVEMENT_INTERVAL_S,
     )
-
-
-@contextlib.asynccontextmanager
-async def running(session: Mr60fda1Session) -> AsyncIterator[None]:
-    task = asyncio.create_task(session.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-def run_without_blocking_the_loop(scenario: Callable[[], Awaitable[None]], caplog: pytest.LogCaptureFixture) -> None:
-    """Run in asyncio debug mode, which logs every callback that held the loop too long."""
-
-    async def main() -> None:
-        # Above scheduling hiccups on a busy 2-core box, below any blocking pyserial read (0.5 s here).
-        asyncio.get_running_loop().slow_callback_duration = 0.25
-        await scenario()
-
-    with caplog.at_level(logging.WARNING, logger="asyncio"):
-        asyncio.run(main(), debug=True)
-    slow = [record.getMessage() for record in caplog.records if record.name == "asyncio"]
-    assert not slow, slow
 
 
 CHANGES = ("presence 1", "presence 1", "motion 2", "motion 2", "motion 1", "fall 1", "fall 1", "fall 0", "residency 1")

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
+from loopcheck import eventually, run_without_blocking_the_loop, running
+from simulators import SystemClock, start_meter_fixture  # noqa: F401
 
 from drivers.model import (
     DeviceInfo,
     Glucose,
     GlucoseSample,
-    HubTime,
     MealContext,
     Reading,
     ReadingFlag,
@@ -28,69 +23,11 @@ from drivers.model import (
 )
 from drivers.serial.onetouch import OneTouchSession
 
-SIMULATOR = Path(__file__).resolve().parents[2] / "scripts" / "sim_onetouch.py"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SERIAL = "SIM00001Y"
 # The simulator's first results, oldest first: values and meal marks cycle through these.
 FIRST_VALUES = (81, 105, 176, 63, 142, 98, 250, 45)
 FIRST_MEALS = (MealContext.UNKNOWN, MealContext.PREPRANDIAL, MealContext.POSTPRANDIAL)
-
-
-class SimulatedMeter:
-    """The simulator as a child process, driven through its stdin commands."""
-
-    def __init__(self, link: Path, *options: str) -> None:
-        self.link = link
-        self.process = subprocess.Popen(
-            [sys.executable, str(SIMULATOR), "--link", str(link), *options],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        ready = self._line()
-        assert ready.startswith("ready"), ready
-
-    def _line(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.readline().strip()
-
-    def command_blocking(self, text: str) -> str:
-        assert self.process.stdin is not None
-        self.process.stdin.write(text + "\n")
-        self.process.stdin.flush()
-        answer = self._line()
-        assert answer.startswith("ok"), answer
-        return answer
-
-    async def command(self, text: str) -> str:
-        return await asyncio.to_thread(self.command_blocking, text)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=5)
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
-
-
-@pytest.fixture
-def start_meter(tmp_path: Path) -> Iterator[Callable[..., SimulatedMeter]]:
-    meters: list[SimulatedMeter] = []
-
-    def start(*options: str) -> SimulatedMeter:
-        meter = SimulatedMeter(tmp_path / "meter", *options)
-        meters.append(meter)
-        return meter
-
-    yield start
-    for meter in meters:
-        meter.close()
-
-
-class SystemClock:
-    def now(self) -> HubTime:
-        return HubTime(wall=datetime.now(UTC), monotonic=time.monotonic(), synced=True)
 
 
 class Sink:
@@ -123,38 +60,6 @@ def make_session(port: Path, sink: Sink, **timing: float) -> OneTouchSession:
         reply_timeout_s=timing.get("reply_timeout_s", 0.5),
         redownload_interval_s=timing.get("redownload_interval_s", 60.0),
     )
-
-
-@contextlib.asynccontextmanager
-async def running(session: OneTouchSession) -> AsyncIterator[None]:
-    task = asyncio.create_task(session.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-def run_without_blocking_the_loop(scenario: Callable[[], Awaitable[None]], caplog: pytest.LogCaptureFixture) -> None:
-    """Run in asyncio debug mode, which logs every callback that held the loop too long."""
-
-    async def main() -> None:
-        # Above scheduling hiccups on a busy 2-core box, below any blocking pyserial read (>= 0.3 s here).
-        asyncio.get_running_loop().slow_callback_duration = 0.25
-        await scenario()
-
-    with caplog.at_level(logging.WARNING, logger="asyncio"):
-        asyncio.run(main(), debug=True)
-    slow = [record.getMessage() for record in caplog.records if record.name == "asyncio"]
-    assert not slow, slow
 
 
 def local_to_utc(meter_time: datetime, offset_s: float) -> datetime:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from simulators import SimulatedModem, modem_simulator_fixture  # noqa: F401
 
 from drivers.serial.gsm_modem import GsmModem, ModemTiming
 from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
@@ -23,7 +23,6 @@ from gateway.alerts.sms import (
     sms_text,
     sms_wanted,
 )
-from tests.drivers.test_gsm_modem import SimulatedModem
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 1, 5, 6, 32, tzinfo=UTC)  # 14:32 in Shanghai
@@ -45,13 +44,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Iterator[SimulatedModem]:
-    modem = SimulatedModem(tmp_path)
-    yield modem
-    modem.close()
 
 
 @contextlib.asynccontextmanager

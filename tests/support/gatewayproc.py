@@ -87,7 +87,10 @@ class GatewayProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
+        code = self.proc.wait(20)
+        if code != 0:  # pytest shows this with the failure: the daemon's own account of it
+            print(f"daemon exited with {code}; last log lines:\n" + "\n".join(self.log_text().splitlines()[-40:]))
+        return code
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")

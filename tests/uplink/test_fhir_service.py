@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
-import random
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import devstack
 import pytest
+from uplink_hub import GATEWAY_ID, SECRET, Hub, admin, hub, run
 
-from gateway.store import AsyncOutbox, NewRecord, Priority
+from gateway.store import NewRecord, Priority
 from gateway.uplink.fhir_client import FhirEncoder
 from gateway.uplink.http import post
-from gateway.uplink.service import Uplink
 from gateway.uplink.signing import HmacSha256Signer
 
-GATEWAY_ID = "gw-0001"
-SECRET = "platform-secret-for-tests-0123456789"
 T0 = datetime(2026, 11, 22, 7, 31, 5, tzinfo=UTC)
 RESIDENT = "r-430121-0042"
 
@@ -56,83 +50,13 @@ def alert(n: int, state: str) -> NewRecord:
                                "evidence": {"source": "radar"}, "related_record_ids": []}, priority=Priority.ALERT)
 
 
-def admin(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    with urllib.request.urlopen(urllib.request.Request(url + path, data=data), timeout=5) as answer:
-        result: dict[str, Any] = json.loads(answer.read())
-        return result
-
-
 async def fhir_resources(url: str) -> dict[str, Any]:
     return await asyncio.to_thread(admin, url, "/admin/fhir")
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.05)
-
-
-@dataclass
-class Hub:
-    outbox: AsyncOutbox
-    uplink: Uplink
-    ids: list[str]
-
-    async def settled(self, delivered: int, dead: int = 0, timeout_s: float = 10.0) -> None:
-        async def done() -> bool:
-            stats = await self.outbox.stats()
-            return stats.delivered == delivered and stats.dead == dead and stats.pending == 0
-
-        await until(done, timeout_s)
-
-
-@contextlib.asynccontextmanager
-async def hub(tmp_path: Path, url: str, records: list[NewRecord], **settings: Any) -> AsyncIterator[Hub]:
+def fhir_hub(tmp_path: Path, url: str, records: list[NewRecord], **settings: Any) -> AbstractAsyncContextManager[Hub]:
     """An outbox holding ``records`` and an uplink with the FHIR profile draining it to ``{url}/fhir``."""
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-    accepted = await outbox.accept(records)
-    options: dict[str, Any] = {"timeout_s": 2.0, "backoff_initial_s": 0.05, "backoff_cap_s": 0.2,
-                               "idle_poll_s": 0.05, "rng": random.Random(1)} | settings
-    uplink = Uplink(gateway_id=GATEWAY_ID, base_url=url + "/fhir", secret=SECRET.encode(), outbox=outbox,
-                    clock_synced=lambda: True, encoder=FhirEncoder(), **options)
-    task = asyncio.create_task(uplink.run())
-    try:
-        yield Hub(outbox, uplink, [a.record_id for a in accepted])
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await outbox.close()
-
-
-def run(scenario: Awaitable[None]) -> None:
-    """Run with asyncio's debug checks: a callback that blocks the loop for 50 ms fails the test."""
-
-    async def checked() -> None:
-        asyncio.get_running_loop().slow_callback_duration = 0.05
-        await scenario
-
-    slow: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: slow.append(record) if "Executing" in record.getMessage() else None  # type: ignore[method-assign]
-    logging.getLogger("asyncio").addHandler(handler)
-    try:
-        asyncio.run(checked(), debug=True)
-    finally:
-        logging.getLogger("asyncio").removeHandler(handler)
-    assert not slow, [r.getMessage() for r in slow]
-
-
-@pytest.fixture
-def platform_factory(tmp_path: Path) -> Iterator[Callable[..., devstack.Platform]]:
-    with contextlib.ExitStack() as stack:
-        def start(*extra_args: str) -> devstack.Platform:
-            return stack.enter_context(devstack.platform_server(
-                tmp_path / "platform", GATEWAY_ID, secret=SECRET, extra_args=extra_args))
-        yield start
+    return hub(tmp_path, url + "/fhir", records, encoder=FhirEncoder(), **settings)
 
 
 def observations_by_record(listing: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -145,7 +69,7 @@ def test_every_record_becomes_one_observation_exactly_once(platform_factory: Cal
     records = [blood_pressure(n) for n in range(5)] + [temperature(5), alert(6, "raised")]
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, records, batch_max_records=3) as h:
+        async with fhir_hub(tmp_path, platform.url, records, batch_max_records=3) as h:
             await h.settled(delivered=7)
             listing = await fhir_resources(platform.url)
             by_record = observations_by_record(listing)
@@ -172,7 +96,7 @@ def test_a_retry_after_a_lost_answer_finds_the_observations_and_makes_no_duplica
     platform = platform_factory("--faults", "timeout:count=1,delay_s=2")
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, [blood_pressure(n) for n in range(3)], timeout_s=0.4) as h:
+        async with fhir_hub(tmp_path, platform.url, [blood_pressure(n) for n in range(3)], timeout_s=0.4) as h:
             await h.settled(delivered=3)
         listing = await fhir_resources(platform.url)
         assert sorted(observations_by_record(listing)) == sorted(h.ids)
@@ -188,7 +112,7 @@ def test_an_entry_the_platform_refuses_dead_letters_that_record_only(
     platform = platform_factory("--fhir-reject-code", "8310-5")
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, [blood_pressure(0), temperature(1), blood_pressure(2)]) as h:
+        async with fhir_hub(tmp_path, platform.url, [blood_pressure(0), temperature(1), blood_pressure(2)]) as h:
             await h.settled(delivered=2, dead=1)
             [dead] = await h.outbox.dead_letters()
             assert (dead.record_id, dead.type) == (h.ids[1], "body_temperature")
@@ -204,7 +128,7 @@ def test_an_atomic_server_refuses_the_transaction_and_the_split_finds_the_record
     records = [blood_pressure(0), blood_pressure(1), temperature(2), blood_pressure(3)]
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, records) as h:
+        async with fhir_hub(tmp_path, platform.url, records) as h:
             await h.settled(delivered=3, dead=1)
             [dead] = await h.outbox.dead_letters()
             assert dead.record_id == h.ids[2]
@@ -219,7 +143,7 @@ def test_a_record_the_profile_cannot_map_is_dead_lettered_without_asking_the_pla
     control = stored("blood_glucose", 1, {"value": 5.5, "meal": "unknown", "sample": "control_solution"}, "mmol/L")
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, [blood_pressure(0), control]) as h:
+        async with fhir_hub(tmp_path, platform.url, [blood_pressure(0), control]) as h:
             await h.settled(delivered=1, dead=1)
             [dead] = await h.outbox.dead_letters()
             assert (dead.record_id, dead.reason) == (

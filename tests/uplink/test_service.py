@@ -6,28 +6,24 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import sqlite3
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import devstack
 import pytest
+from uplink_hub import GATEWAY_ID, SECRET, Hub, admin, hub, run, until
 
 from gateway.errors import ConfigError
-from gateway.store import AsyncOutbox, NewRecord, Priority, QueueStats
+from gateway.store import AsyncOutbox, NewRecord, Priority
 from gateway.uplink import Uplink
 from gateway.uplink.batch import build_body
 from gateway.uplink.http import post
 from gateway.uplink.signing import HmacSha256Signer
 
-GATEWAY_ID = "gw-0001"
-SECRET = "platform-secret-for-tests-0123456789"
 T0 = datetime(2026, 11, 22, 7, 31, 5, tzinfo=UTC)
 
 
@@ -42,91 +38,12 @@ def blood_pressure(n: int, **changes: Any) -> NewRecord:
     return NewRecord(str(payload["type"]), Priority.READING, json.dumps(payload), T0 + timedelta(seconds=n))
 
 
-def admin(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    with urllib.request.urlopen(urllib.request.Request(url + path, data=data), timeout=5) as answer:
-        result: dict[str, Any] = json.loads(answer.read())
-        return result
-
-
 async def set_faults(url: str, **faults: Any) -> None:
     await asyncio.to_thread(admin, url, "/admin/faults", faults)
 
 
 async def platform_records(url: str) -> dict[str, Any]:
     return await asyncio.to_thread(admin, url, "/admin/records")
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.05)
-
-
-@dataclass
-class Hub:
-    outbox: AsyncOutbox
-    uplink: Uplink
-    ids: list[str]
-
-    async def stats(self) -> QueueStats:
-        return await self.outbox.stats()
-
-    async def settled(self, delivered: int, dead: int = 0, timeout_s: float = 10.0) -> None:
-        async def done() -> bool:
-            stats = await self.stats()
-            return stats.delivered == delivered and stats.dead == dead and stats.pending == 0
-
-        await until(done, timeout_s)
-
-
-@contextlib.asynccontextmanager
-async def hub(tmp_path: Path, url: str, records: list[NewRecord], *, secret: str = SECRET,
-              clock_synced: bool = True, **settings: Any) -> AsyncIterator[Hub]:
-    """An outbox holding ``records`` and an uplink draining it to ``url`` (fast backoff for tests)."""
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-    accepted = await outbox.accept(records)
-    options: dict[str, Any] = {"timeout_s": 2.0, "backoff_initial_s": 0.05, "backoff_cap_s": 0.2,
-                               "idle_poll_s": 0.05, "rng": random.Random(1)} | settings
-    uplink = Uplink(gateway_id=GATEWAY_ID, base_url=url, secret=secret.encode(), outbox=outbox,
-                    clock_synced=lambda: clock_synced, **options)
-    task = asyncio.create_task(uplink.run())
-    try:
-        yield Hub(outbox, uplink, [a.record_id for a in accepted])
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await outbox.close()
-
-
-def run(scenario: Awaitable[None]) -> None:
-    """Run with asyncio's debug checks: a callback that blocks the loop for 50 ms fails the test."""
-
-    async def checked() -> None:
-        asyncio.get_running_loop().slow_callback_duration = 0.05
-        await scenario
-
-    slow: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: slow.append(record) if "Executing" in record.getMessage() else None  # type: ignore[method-assign]
-    logging.getLogger("asyncio").addHandler(handler)
-    try:
-        asyncio.run(checked(), debug=True)
-    finally:
-        logging.getLogger("asyncio").removeHandler(handler)
-    assert not slow, [r.getMessage() for r in slow]
-
-
-@pytest.fixture
-def platform_factory(tmp_path: Path) -> Iterator[Callable[..., devstack.Platform]]:
-    with contextlib.ExitStack() as stack:
-        def start(*extra_args: str, port: int = 0) -> devstack.Platform:
-            return stack.enter_context(devstack.platform_server(
-                tmp_path / "platform", GATEWAY_ID, secret=SECRET, port=port, extra_args=extra_args))
-        yield start
 
 
 def test_every_record_is_delivered_exactly_once(platform_factory: Callable[..., devstack.Platform],
