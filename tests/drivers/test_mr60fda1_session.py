@@ -115,6 +115,11 @@ def test_a_fall_is_handed_over_before_the_next_frame_is_read(start_radar, caplog
     ]
     # Strictly one event at a time: nothing starts while a fall is being committed.
     phases = [(phase, kind) for phase, kind, _ in events.journal]
+    if phases[-1][0] == "start":
+        # The test stopped the session while it was handing over one more event (a body-movement
+        # report arriving after the second fall): cancelled there, it never ended. Not a second
+        # event started during a commit, which is what is checked below.
+        phases.pop()
     assert all(phases[i][0] == "start" and phases[i + 1] == ("end", phases[i][1]) for i in range(0, len(phases), 2))
     fall_committed = next(t for phase, kind, t in events.journal if phase == "end" and kind is K.FALL)
     presence = next(e for e in events.received if e.kind is K.PRESENCE)
