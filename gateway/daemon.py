@@ -26,7 +26,6 @@ from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.alerts.sms import Language, SmsContact, SmsNotifier
-from gateway.ble_wiring import run_ble
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
@@ -203,6 +202,9 @@ class Daemon:
         ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
         sessions = [(f"device:{d.id}", start_device(d, ctx, self.board)) for d in serial_devices(self.cfg.devices)]
         if ble := ble_devices(self.cfg.devices):
+            # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
+            from gateway.ble_wiring import run_ble  # noqa: PLC0415
+
             for device in ble:
                 self.board.register(device.id, device.driver)
             sessions.append(("ble", run_ble(

@@ -14,8 +14,7 @@ from typing import Any, Protocol
 from drivers.clock import Clock
 from drivers.serial.mr60fda1 import Mr60fda1Session
 from drivers.serial.onetouch import OneTouchSession
-from gateway.ble_wiring import ADVERT_SESSIONS, CONNECTED_SESSIONS
-from gateway.config import DeviceSettings, Transport
+from gateway.config import DRIVER_TRANSPORT, DeviceSettings, Transport
 from gateway.hub import Hub
 from gateway.status import DeviceStatusBoard
 
@@ -56,7 +55,9 @@ SESSIONS: dict[str, SessionFactory] = {
 
 
 def ble_drivers() -> frozenset[str]:
-    return frozenset(CONNECTED_SESSIONS) | frozenset(ADVERT_SESSIONS)
+    """Every BLE driver is served by the one BLE manager (gateway.ble_wiring, imported only when a BLE
+    device is configured: bleak and bthome-ble cost a hub without BLE devices some 20 MB)."""
+    return frozenset(name for name, transport in DRIVER_TRANSPORT.items() if transport is Transport.BLE)
 
 
 NOTIFIER_DRIVERS = frozenset({"gsm-modem"})
