@@ -239,9 +239,10 @@ class Outbox:
     def accept(self, records: Sequence[NewRecord]) -> list[Accepted]:
         """Accept records in one transaction; when this returns, they are on disk.
 
-        A record whose ``dedupe_key`` is already in the outbox is not inserted again:
-        its existing id comes back with ``new=False`` (a key is remembered as long as
-        its row is kept, i.e. until retention prunes it once delivered).
+        A record whose ``dedupe_key`` was ever accepted is not inserted again: its
+        existing id comes back with ``new=False``. Keys outlive their rows (pruned rows
+        leave their key in ``source_keys``), so a device memory downloaded again after
+        retention never uploads a reading twice.
         The budget is checked before the batch, so one batch may overshoot it.
         """
         if not records:
@@ -257,7 +258,9 @@ class Outbox:
             for record, payload, created_us in rows:
                 if record.dedupe_key is not None:
                     existing = conn.execute(
-                        "SELECT record_id FROM records WHERE dedupe_key = ?", (record.dedupe_key,)
+                        "SELECT record_id FROM records WHERE dedupe_key = ?"
+                        " UNION ALL SELECT record_id FROM source_keys WHERE dedupe_key = ? LIMIT 1",
+                        (record.dedupe_key, record.dedupe_key),
                     ).fetchone()
                     if existing is not None:
                         results.append(Accepted(existing[0], new=False))

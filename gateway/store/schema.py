@@ -94,9 +94,32 @@ _V2_ACTIVE_ALERTS = _sql(
     """,
 )
 
+# A device's record identity must outlive the record: a OneTouch meter keeps 500 results and is
+# downloaded whole every time, so once retention prunes a delivered reading its key would look new
+# and the reading would be uploaded a second time under a new id. Pruned keys move here, by trigger,
+# whichever path deletes the row.
+_V3_SOURCE_KEYS = _sql(
+    """
+    CREATE TABLE source_keys (
+        dedupe_key TEXT PRIMARY KEY,
+        record_id  TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TRIGGER records_keep_source_key AFTER DELETE ON records
+    WHEN old.dedupe_key IS NOT NULL
+    BEGIN
+        INSERT OR IGNORE INTO source_keys (dedupe_key, record_id, created_at)
+        VALUES (old.dedupe_key, old.record_id, old.created_at);
+    END
+    """,
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "outbox: records, cursors, motion_snippets", _V1_OUTBOX),
     Migration(2, "active_alerts", _V2_ACTIVE_ALERTS),
+    Migration(3, "source_keys outlive pruned records", _V3_SOURCE_KEYS),
 )
 
 

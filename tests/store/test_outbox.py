@@ -306,6 +306,22 @@ def test_retention_prunes_old_delivered_rows_only(tmp_path: Path, clock: FakeClo
         assert box.record_state(pending) is RecordState.PENDING
 
 
+def test_a_pruned_readings_identity_is_remembered_so_a_redownload_is_not_new(tmp_path: Path,
+                                                                            clock: FakeClock) -> None:
+    # A OneTouch meter keeps 500 results and is downloaded whole each time: a month later the first
+    # ones are long delivered and pruned, yet they come again and must not be uploaded twice.
+    with Outbox.open(tmp_path / "o.db", clock=clock, delivered_retention_s=7 * 86400) as box:
+        first = box.accept([bp(0, key="meter|0")])[0]
+        box.mark_delivered([first.record_id])
+        clock.advance(8 * DAY)
+        assert box.prune().delivered_removed == 1
+        assert box.record_state(first.record_id) is None
+        again = box.accept([bp(0, key="meter|0"), bp(1, key="meter|1")])
+        assert again[0] == Accepted(first.record_id, new=False)
+        assert again[1].new
+        assert [p.record_id for p in box.pending_batch()] == [again[1].record_id]
+
+
 @pytest.mark.parametrize(
     ("db_bytes", "prunable", "expected"),
     [
@@ -410,7 +426,7 @@ def test_reopen_applies_no_migration_twice_and_keeps_records(tmp_path: Path) -> 
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         assert migrate(conn) == []
-        assert conn.execute("SELECT version FROM migrations ORDER BY version").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT version FROM migrations ORDER BY version").fetchall() == [(1,), (2,), (3,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         conn.close()
@@ -600,7 +616,7 @@ class OutboxLifecycle(RuleBasedStateMachine):
         for record_id in delivered:
             del self.state[record_id]
             self.pruned.add(record_id)
-        self.by_dedupe_key = {k: r for k, r in self.by_dedupe_key.items() if r not in delivered}
+        # Keys outlive pruned rows (source_keys): a key accepted once stays known.
 
     @invariant()
     def every_record_is_in_exactly_one_state(self) -> None:
