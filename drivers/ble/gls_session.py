@@ -14,20 +14,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta, tzinfo
 
 from drivers.ble.gls import (
-    RacpNumberOfRecords,
-    RacpRequest,
-    RacpResponse,
-    RacpResponseCode,
     decode_glucose_context,
     decode_glucose_measurement,
-    decode_racp_response,
     glucose_reading,
-    report_all_records,
-    report_records_from,
 )
 from drivers.ble.gls_transfer import GlucoseRecord, GlucoseTransfer, cursor_name, parse_cursor
 from drivers.ble.link import GattLink, require
 from drivers.ble.policy import ConnectionStyle
+from drivers.ble.racp import (
+    RacpNumberOfRecords,
+    RacpRequest,
+    RacpResponse,
+    RacpResponseCode,
+    decode_racp_response,
+    report_all_records,
+    report_records_from,
+)
 from drivers.ble.sessions import CodecComplaints, DeviceTag, Sinks, on_connected
 from drivers.ble.uuids import GLUCOSE_MEASUREMENT, GLUCOSE_MEASUREMENT_CONTEXT, RECORD_ACCESS_CONTROL_POINT
 from drivers.errors import CodecError, DeviceTimeoutError

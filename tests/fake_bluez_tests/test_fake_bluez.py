@@ -39,20 +39,22 @@ from drivers.ble import uuids
 from drivers.ble.bps import BloodPressureMeasurement, PressureUnit, decode_blood_pressure_measurement
 from drivers.ble.datetime_char import BleDateTime
 from drivers.ble.gls import (
+    decode_glucose_measurement,
+)
+from drivers.ble.hts import TemperatureMeasurement, TemperatureSite, TemperatureUnit, decode_temperature_measurement
+from drivers.ble.motion import decode_microbit_accelerometer
+from drivers.ble.plx import ContinuousMeasurement, decode_continuous
+from drivers.ble.racp import (
     RacpNumberOfRecords,
     RacpOpcode,
     RacpResponse,
     RacpResponseCode,
     abort_operation,
-    decode_glucose_measurement,
     decode_racp_response,
     report_all_records,
     report_number_of_records,
     report_records_from,
 )
-from drivers.ble.hts import TemperatureMeasurement, TemperatureSite, TemperatureUnit, decode_temperature_measurement
-from drivers.ble.motion import decode_microbit_accelerometer
-from drivers.ble.plx import ContinuousMeasurement, decode_continuous
 
 SCAN_TIMEOUT_S = 3.0
 

@@ -14,28 +14,30 @@ from drivers.ble.gls import (
     ConcentrationUnit,
     GlucoseContext,
     GlucoseMeasurement,
+    SampleLocation,
+    SampleType,
+    SensorStatus,
+    decode_glucose_context,
+    decode_glucose_measurement,
+    glucose_reading,
+    pair_contexts,
+)
+from drivers.ble.ieee11073 import SpecialValue, SpecialValueError, encode_sfloat, encode_sfloat_special
+from drivers.ble.racp import (
     RacpNumberOfRecords,
     RacpOpcode,
     RacpOperator,
     RacpRequest,
     RacpResponse,
     RacpResponseCode,
-    SampleLocation,
-    SampleType,
-    SensorStatus,
     abort_operation,
-    decode_glucose_context,
-    decode_glucose_measurement,
     decode_racp_request,
     decode_racp_response,
-    glucose_reading,
-    pair_contexts,
     report_all_records,
     report_number_of_records,
     report_number_of_records_from,
     report_records_from,
 )
-from drivers.ble.ieee11073 import SpecialValue, SpecialValueError, encode_sfloat, encode_sfloat_special
 from drivers.errors import CodecError
 from drivers.model import DeviceInfo, Glucose, GlucoseSample, HubTime, MealContext, Reading, ReadingFlag, TimeSource
 

@@ -19,7 +19,8 @@ import numpy.typing as npt
 
 from drivers.ble import uuids
 from drivers.ble.datetime_char import encode_date_time
-from drivers.ble.gls import (
+from drivers.ble.ieee11073 import encode_float, encode_sfloat
+from drivers.ble.racp import (
     RacpNumberOfRecords,
     RacpOpcode,
     RacpOperator,
@@ -28,7 +29,6 @@ from drivers.ble.gls import (
     RacpResponseCode,
     decode_racp_request,
 )
-from drivers.ble.ieee11073 import encode_float, encode_sfloat
 from drivers.errors import CodecError
 from fake_bluez.bluez import (
     Advertisement,
