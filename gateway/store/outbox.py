@@ -26,8 +26,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import sqlite_utils
-
 from gateway.errors import StorageFullError, StoreError
 from gateway.store.api import (
     Accepted,
@@ -42,6 +40,7 @@ from gateway.store.api import (
 )
 from gateway.store.ids import RecordIdFactory
 from gateway.store.schema import migrate
+from gateway.store.sqlite import configure, from_us, store_error, to_us
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +48,15 @@ DEFAULT_BUDGET_BYTES = 512 * 2**20
 DEFAULT_WARN_RATIO = 0.8
 DEFAULT_DELIVERED_RETENTION_S = 30 * 86400
 
-# Another process (the technician's CLI) may hold the write lock briefly; wait
-# for it rather than fail an acceptance.
-_BUSY_TIMEOUT_MS = 5000
-# The WAL counts against the budget, so it is kept to about 1/20 of it:
-# checkpoint after that many pages and truncate the file back to that size.
-_WAL_BUDGET_DIVISOR = 20
-_WAL_PAGES_MIN, _WAL_PAGES_MAX = 4, 1000  # 1000 is SQLite's own default
 # Rows deleted per step while pruning to the budget: the step starts small so a
 # small outbox stops close to its target, and doubles so a 512 MiB one prunes
 # in a few hundred steps.
 _PRUNE_FIRST_STEP_ROWS, _PRUNE_MAX_STEP_ROWS = 8, 4096
 _LAST_ERROR_MAX_CHARS = 500
 
-# Primary result codes (sqlite3.h); extended codes carry them in the low byte.
-_SQLITE_CORRUPT = 11
-_SQLITE_FULL = 13
-_SQLITE_NOTADB = 26
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _to_us(moment: datetime, what: str) -> int:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware UTC datetime, got naive {moment.isoformat()}")
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _from_us(us: int) -> datetime:
-    return datetime.fromtimestamp(us // 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
 
 
 def budget_state(db_bytes: int, budget_bytes: int, warn_ratio: float, *, prunable: bool) -> BudgetState:
@@ -90,23 +66,6 @@ def budget_state(db_bytes: int, budget_bytes: int, warn_ratio: float, *, prunabl
     if db_bytes >= budget_bytes * warn_ratio:
         return BudgetState.WARNING
     return BudgetState.OK
-
-
-def _store_error(path: Path, action: str, exc: sqlite3.Error) -> StoreError:
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    if code == _SQLITE_FULL:
-        return StorageFullError(
-            f"{path}: the disk is full ({action}): free disk space on the hub; "
-            "no accepted record has been lost"
-        )
-    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return StoreError(
-            f"{path} is not a usable outbox database ({exc}; while {action}). It may still hold "
-            f"undelivered records, so it is not replaced automatically: stop the gateway, move it "
-            f"aside (mv {path} {path}.corrupt, with its -wal and -shm files) and start again "
-            "with a new outbox; keep the old file for recovery."
-        )
-    return StoreError(f"{path}: {action} failed: {exc}")
 
 
 def _validated_payload(index: int, record: NewRecord) -> str:
@@ -200,9 +159,9 @@ class Outbox:
         try:
             conn = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
-            raise _store_error(path, "opening the database", exc) from exc
+            raise store_error(path, "opening the database", exc) from exc
         try:
-            _configure(conn, path, budget_bytes)
+            configure(conn, path, budget_bytes)
             applied = migrate(conn)
             outbox = cls(
                 conn,
@@ -214,7 +173,7 @@ class Outbox:
             )
         except sqlite3.Error as exc:
             conn.close()
-            raise _store_error(path, "opening the database", exc) from exc
+            raise store_error(path, "opening the database", exc) from exc
         except BaseException:
             conn.close()
             raise
@@ -248,11 +207,11 @@ class Outbox:
         if not records:
             return []
         rows = [
-            (record, _validated_payload(i, record), _to_us(record.created_at, f"record {i} created_at"))
+            (record, _validated_payload(i, record), to_us(record.created_at, f"record {i} created_at"))
             for i, record in enumerate(records)
         ]
         self._ensure_room()
-        accepted_ms = _to_us(self._clock(), "clock()") // 1000
+        accepted_ms = to_us(self._clock(), "clock()") // 1000
         results: list[Accepted] = []
         with self._write("accepting records") as conn:
             for record, payload, created_us in rows:
@@ -280,13 +239,13 @@ class Outbox:
         samples: bytes,
     ) -> None:
         """Keep raw motion as the evidence of a fall alert; prunable at the budget, after delivered rows."""
-        first_us = _to_us(first_sample_at, "first_sample_at")
+        first_us = to_us(first_sample_at, "first_sample_at")
         if not (math.isfinite(sample_rate_hz) and sample_rate_hz > 0):
             raise ValueError(f"sample_rate_hz must be a positive number, got {sample_rate_hz}")
         if not samples:
             raise ValueError(f"motion snippet for alert {alert_id} has no samples")
         self._ensure_room()
-        now_us = _to_us(self._clock(), "clock()")
+        now_us = to_us(self._clock(), "clock()")
         with self._write("storing a motion snippet") as conn:
             conn.execute(
                 "INSERT INTO motion_snippets (alert_id, device_id, first_sample_at, sample_rate_hz,"
@@ -301,7 +260,7 @@ class Outbox:
                 " FROM motion_snippets WHERE alert_id = ? ORDER BY snippet_id",
                 (alert_id,),
             ).fetchall()
-        return [MotionSnippet(a, d, _from_us(f), r, bytes(s)) for a, d, f, r, s in rows]
+        return [MotionSnippet(a, d, from_us(f), r, bytes(s)) for a, d, f, r, s in rows]
 
     # -- the uplink's side ---------------------------------------------------
 
@@ -335,7 +294,7 @@ class Outbox:
 
     def mark_delivered(self, record_ids: Sequence[str]) -> None:
         """The platform has these records; they stay (marked) until retention prunes them."""
-        now_us = _to_us(self._clock(), "clock()")
+        now_us = to_us(self._clock(), "clock()")
         unique = set(record_ids)
         with self._write("marking records delivered") as conn:
             changed = sum(
@@ -361,7 +320,7 @@ class Outbox:
 
     def mark_dead(self, record_id: str, reason: str) -> None:
         """The platform rejected this record for good: keep it for the technician, never retry it."""
-        now_us = _to_us(self._clock(), "clock()")
+        now_us = to_us(self._clock(), "clock()")
         with self._write("marking a record dead") as conn:
             changed = conn.execute(
                 "UPDATE records SET state = 'dead', dead_reason = ?, dead_at = ?"
@@ -399,7 +358,7 @@ class Outbox:
                 " ORDER BY dead_at, record_id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [DeadLetter(rid, rtype, reason, _from_us(dead_at)) for rid, rtype, reason, dead_at in rows]
+        return [DeadLetter(rid, rtype, reason, from_us(dead_at)) for rid, rtype, reason, dead_at in rows]
 
     def record_state(self, record_id: str) -> RecordState | None:
         """Where a record is; None if the outbox never had it or has pruned it."""
@@ -415,7 +374,7 @@ class Outbox:
         return None if row is None else str(row[0])
 
     def set_cursor(self, name: str, value: str) -> None:
-        now_us = _to_us(self._clock(), "clock()")
+        now_us = to_us(self._clock(), "clock()")
         with self._write("saving a cursor") as conn:
             conn.execute(
                 "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
@@ -424,7 +383,7 @@ class Outbox:
             )
 
     def save_active_alert(self, alert_id: str, alert_json: str) -> None:
-        now_us = _to_us(self._clock(), "clock()")
+        now_us = to_us(self._clock(), "clock()")
         with self._write("saving an active alert") as conn:
             conn.execute(
                 "INSERT INTO active_alerts (alert_id, alert_json, updated_at) VALUES (?, ?, ?)"
@@ -458,7 +417,7 @@ class Outbox:
             pending=counts.get(RecordState.PENDING.value, 0),
             delivered=counts.get(RecordState.DELIVERED.value, 0),
             dead=counts.get(RecordState.DEAD.value, 0),
-            oldest_pending_at=None if oldest is None else _from_us(oldest),
+            oldest_pending_at=None if oldest is None else from_us(oldest),
             pending_alerts=alerts,
             db_bytes=db_bytes,
             budget_bytes=self._budget_bytes,
@@ -470,7 +429,7 @@ class Outbox:
 
         Pending and dead rows are never removed here.
         """
-        cutoff_us = _to_us(self._clock(), "clock()") - self._retention_us
+        cutoff_us = to_us(self._clock(), "clock()") - self._retention_us
         with self._write("pruning delivered records past retention") as conn:
             delivered_removed = conn.execute(
                 "DELETE FROM records WHERE state = 'delivered' AND delivered_at < ?", (cutoff_us,)
@@ -579,7 +538,7 @@ class Outbox:
         try:
             yield
         except sqlite3.Error as exc:
-            raise _store_error(self.path, action, exc) from exc
+            raise store_error(self.path, action, exc) from exc
 
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -603,25 +562,3 @@ class Outbox:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-
-
-def _configure(conn: sqlite3.Connection, path: Path, budget_bytes: int) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
-    db.enable_wal()
-    if db.journal_mode != "wal":
-        log.warning("outbox path=%s: WAL mode unavailable on this filesystem; using journal_mode=%s",
-                    path, db.journal_mode)
-    # A record is accepted when its commit returns, and only then is the device
-    # acknowledged (an RACP sequence advanced, a radar frame consumed), after
-    # which the device may forget the measurement. In WAL mode synchronous=NORMAL
-    # does not fsync the WAL at commit, so a power cut -- the common failure of a
-    # hub on a wall socket -- could roll back a commit the device was already told
-    # about. FULL fsyncs the WAL at every commit: an accepted record survives.
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    page_size: int = conn.execute("PRAGMA page_size").fetchone()[0]
-    wal_pages = min(max(budget_bytes // page_size // _WAL_BUDGET_DIVISOR, _WAL_PAGES_MIN), _WAL_PAGES_MAX)
-    conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
-    conn.execute(f"PRAGMA journal_size_limit = {wal_pages * page_size}")
-
