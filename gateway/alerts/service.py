@@ -25,7 +25,7 @@ from gateway.alerts.model import (
     alert_from_json,
     alert_to_json,
 )
-from gateway.ids import uuid7
+from gateway.store.ids import RecordIdFactory
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.wire import alert_message, alert_record, compact
 
@@ -70,6 +70,7 @@ class AlertService:
         self._clock_synced = clock_synced
         self._listeners = tuple(listeners)
         self._active: dict[str, Alert] = {}
+        self._ids = RecordIdFactory()  # alert ids are UUIDv7 like record ids: time-ordered, never reused
         self._now_mono = now_monotonic
         self._repeat_s = REPEAT_S if repeat_s is None else repeat_s
         self._notified_at: dict[str, float] = {}
@@ -81,7 +82,7 @@ class AlertService:
 
     async def raise_alert(self, *, kind: AlertKind, severity: Severity, resident_id: str, message: Message,
                           evidence: Evidence, related_record_ids: Sequence[str] = ()) -> Alert:
-        alert = Alert(alert_id=uuid7(), kind=kind, severity=severity, state=AlertState.RAISED,
+        alert = Alert(alert_id=self._ids.new_id(), kind=kind, severity=severity, state=AlertState.RAISED,
                       resident_id=resident_id, raised_at=self._now(), message=message,
                       evidence=evidence, related_record_ids=tuple(related_record_ids))
         await self._record(alert)
