@@ -25,8 +25,8 @@ from gateway.alerts.model import (
     alert_from_json,
     alert_to_json,
 )
-from gateway.store.ids import RecordIdFactory
 from gateway.store.api import Accepted, NewRecord, Priority
+from gateway.store.ids import RecordIdFactory
 from gateway.wire import alert_message, alert_record, compact
 
 log = logging.getLogger(__name__)
