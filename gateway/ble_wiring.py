@@ -13,7 +13,7 @@ from datetime import tzinfo
 
 from drivers.ble.gls_session import CursorGet, CursorSet, GlucoseMeterSession
 from drivers.ble.manager import BleManager
-from drivers.ble.motion_session import MICROBIT, THINGY52, MotionSession
+from drivers.ble.motion_session import MICROBIT, THINGY52, MotionSession, Wearable
 from drivers.ble.sessions import (
     AdvertSession,
     BTHomeButtonSession,
@@ -25,11 +25,12 @@ from drivers.ble.sessions import (
 from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, PLX_SPOT_CHECK_MEASUREMENT, TEMPERATURE_MEASUREMENT
 from drivers.clock import Clock
 from drivers.model import DeviceEvent, MotionBlock, Reading
-from gateway.config import DeviceSettings, DriverName, Transport
+from gateway.config import BleNotify, DeviceSettings, DriverName, Transport
 
 log = logging.getLogger(__name__)
 
 STATUS_COMPONENT = "ble"
+DEFAULT_MOTION_HZ = 50.0
 MOTION_BLOCK_SAMPLES = 1
 """Hand every notification to the hub as it arrives: the hub batches for the detector itself and
 flushes early when a fall decision is due (gateway.detect.motion), so batching here would only
@@ -48,28 +49,41 @@ def _tag(device: DeviceSettings) -> DeviceTag:
     return DeviceTag(device_id=device.id, resident_id=device.resident, address=device.address, model=device.driver)
 
 
+def _start_notify(device: DeviceSettings) -> bool:
+    return device.ble_notify is BleNotify.START_NOTIFY
+
+
 def _bps(device: DeviceSettings, c: _Context) -> ConnectedSession:
-    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [BLOOD_PRESSURE_MEASUREMENT])
+    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [BLOOD_PRESSURE_MEASUREMENT],
+                              use_start_notify=_start_notify(device))
 
 
 def _hts(device: DeviceSettings, c: _Context) -> ConnectedSession:
-    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [TEMPERATURE_MEASUREMENT])
+    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [TEMPERATURE_MEASUREMENT],
+                              use_start_notify=_start_notify(device))
 
 
 def _plx(device: DeviceSettings, c: _Context) -> ConnectedSession:
-    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [PLX_SPOT_CHECK_MEASUREMENT], continuous_spo2=True)
+    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [PLX_SPOT_CHECK_MEASUREMENT], continuous_spo2=True,
+                              use_start_notify=_start_notify(device))
 
 
 def _gls(device: DeviceSettings, c: _Context) -> ConnectedSession:
-    return GlucoseMeterSession(_tag(device), c.sinks, c.home_tz, c.cursor_get, c.cursor_set)
+    return GlucoseMeterSession(_tag(device), c.sinks, c.home_tz, c.cursor_get, c.cursor_set,
+                               use_start_notify=_start_notify(device))
+
+
+def _motion(device: DeviceSettings, c: _Context, profile: Wearable) -> ConnectedSession:
+    return MotionSession(_tag(device), c.sinks, profile, sample_rate_hz=device.sample_rate_hz or DEFAULT_MOTION_HZ,
+                         block_size=MOTION_BLOCK_SAMPLES, use_start_notify=_start_notify(device))
 
 
 def _microbit(device: DeviceSettings, c: _Context) -> ConnectedSession:
-    return MotionSession(_tag(device), c.sinks, MICROBIT, block_size=MOTION_BLOCK_SAMPLES)
+    return _motion(device, c, MICROBIT)
 
 
 def _thingy(device: DeviceSettings, c: _Context) -> ConnectedSession:
-    return MotionSession(_tag(device), c.sinks, THINGY52, block_size=MOTION_BLOCK_SAMPLES)
+    return _motion(device, c, THINGY52)
 
 
 CONNECTED_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], ConnectedSession]] = {
@@ -81,7 +95,8 @@ CONNECTED_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], Connec
     DriverName.THINGY_MOTION: _thingy,
 }
 ADVERT_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], AdvertSession]] = {
-    DriverName.BTHOME_BUTTON: lambda device, c: BTHomeButtonSession(_tag(device), c.sinks),
+    DriverName.BTHOME_BUTTON: lambda device, c: BTHomeButtonSession(
+        _tag(device), c.sinks, bytes.fromhex(device.bind_key) if device.bind_key else None),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from gateway.config.locate import KeyPath, Locator
 from gateway.config.schema import (
     DRIVER_TRANSPORT,
+    BleNotify,
     ClockSync,
     DetectSettings,
     DeviceSettings,
@@ -36,6 +37,7 @@ from gateway.errors import ConfigError
 
 __all__ = [
     "DRIVER_TRANSPORT",
+    "BleNotify",
     "ClockSync",
     "ConfigError",
     "DetectSettings",

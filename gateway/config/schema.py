@@ -539,6 +539,17 @@ def _zero_or_at_least_one(value: float) -> tuple[str, str] | None:
 SERIAL_BAUDRATES = (0, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 
+class BleNotify(StrEnum):
+    START_NOTIFY = "start-notify"
+    ACQUIRE_NOTIFY = "acquire-notify"
+
+
+def _sample_rate(rate: float) -> tuple[str, str] | None:
+    if rate and not 25.0 <= rate <= 200.0:
+        return f"{rate} Hz is outside 25-200 Hz, the rates the fall detector works at", "use 0 (50 Hz) or 25-200"
+    return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceSettings:
     """A device the hub talks to, over a serial port or Bluetooth LE."""
@@ -569,6 +580,19 @@ class DeviceSettings:
         "", doc="Id of the resident this device measures (every driver except gsm-modem).", example="r-0001"
     )
     poll_interval_s: float = setting(5.0, doc="Seconds between polls of the device.", min=0.5, max=3600)
+    ble_notify: BleNotify = setting(
+        BleNotify.START_NOTIFY,
+        doc="BLE drivers: how BlueZ delivers notifications. start-notify works with every device; "
+        "acquire-notify (a socket, fewer D-Bus messages) suits streaming wearables whose firmware allows it.",
+    )
+    sample_rate_hz: float = setting(
+        0.0, doc="Wearables (microbit-accel, thingy-motion): accelerometer rate to ask for; 0 means 50.",
+        check=_sample_rate,
+    )
+    bind_key: str = setting(
+        "", doc="bthome-button: the 32-hex-digit key of an encrypted BTHome device; empty for none.",
+        pattern=r"|[0-9A-Fa-f]{32}", form="empty, or 32 hex digits",
+    )
     expect_reading_every_h: float = setting(
         0,
         doc="Measurement devices: warn the family (\"measurement missed\") when no reading came for this "
@@ -606,6 +630,13 @@ class DeviceSettings:
             yield Problem(("port",), "port is for serial drivers", "remove port")
         if not serial and self.baudrate:
             yield Problem(("baudrate",), "baudrate is for serial drivers", "remove baudrate")
+        if self.sample_rate_hz and self.driver not in (DriverName.MICROBIT_ACCEL, DriverName.THINGY_MOTION):
+            yield Problem(("sample_rate_hz",), f"driver {self.driver} streams no accelerometer",
+                          "remove sample_rate_hz")
+        if serial and self.ble_notify is BleNotify.ACQUIRE_NOTIFY:
+            yield Problem(("ble_notify",), "ble_notify is for BLE drivers", "remove ble_notify")
+        if self.bind_key and self.driver is not DriverName.BTHOME_BUTTON:
+            yield Problem(("bind_key",), "bind_key is for bthome-button devices", "remove bind_key")
 
     @rule
     def silence_settings(self) -> Iterator[Problem]:

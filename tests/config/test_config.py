@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.config import (
+    BleNotify,
     ClockSync,
     ConfigError,
     DetectSettings,
@@ -557,3 +558,60 @@ def test_problems_in_a_fleet_document_have_paths_but_no_lines() -> None:
 def test_explicit_client_id_is_kept() -> None:
     config = parse_config(with_lines(l4='[mqtt]\nclient_id = "hub-kitchen"'), "cfg.toml")
     assert config.mqtt.client_id == "hub-kitchen"
+
+
+def test_ble_settings_are_checked_against_the_driver() -> None:
+    base = """
+[gateway]
+id = "gw-1"
+[platform]
+url = "http://127.0.0.1:8480"
+secret_file = "/etc/yiyang/platform.secret"
+[[residents]]
+id = "r-1"
+"""
+    good = parse_config(base + """
+[[devices]]
+id = "band"
+driver = "microbit-accel"
+address = "AA:BB:CC:DD:EE:FF"
+resident = "r-1"
+ble_notify = "acquire-notify"
+sample_rate_hz = 100.0
+[[devices]]
+id = "sos"
+driver = "bthome-button"
+address = "AA:BB:CC:DD:EE:01"
+resident = "r-1"
+bind_key = "231d39c1d7cc1ab1aee224cd096db932"
+""", "good.toml")
+    band, sos = good.devices
+    assert (band.ble_notify, band.sample_rate_hz) == (BleNotify.ACQUIRE_NOTIFY, 100.0)
+    assert sos.bind_key == "231d39c1d7cc1ab1aee224cd096db932"
+    with pytest.raises(ConfigError) as refused:
+        parse_config(base + """
+[[devices]]
+id = "meter"
+driver = "onetouch-ultra2"
+port = "/dev/ttyUSB0"
+resident = "r-1"
+sample_rate_hz = 300.0
+ble_notify = "acquire-notify"
+bind_key = "xyz"
+""", "bad.toml")
+    text = "\n".join(refused.value.problems)
+    assert "300.0 Hz is outside 25-200 Hz" in text
+    assert "devices[0].bind_key" in text
+    with pytest.raises(ConfigError) as misplaced:
+        parse_config(base + """
+[[devices]]
+id = "meter"
+driver = "onetouch-ultra2"
+port = "/dev/ttyUSB0"
+resident = "r-1"
+sample_rate_hz = 100.0
+ble_notify = "acquire-notify"
+""", "misplaced.toml")
+    text = "\n".join(misplaced.value.problems)
+    assert "driver onetouch-ultra2 streams no accelerometer" in text
+    assert "ble_notify is for BLE drivers" in text
