@@ -23,6 +23,7 @@ from gateway import __version__
 from gateway.config import GatewayConfig, load_config
 from gateway.config.check import check_file
 from gateway.daemon import outbox_path, run_until_signalled, status_path
+from gateway.doctor import status_problems
 from gateway.driver_registry import ble_drivers, unsupported_drivers
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import setup_logging
@@ -123,9 +124,6 @@ def _age(ts: datetime) -> str:
     return f"{h}h{m:02d}m{s:02d}s"
 
 
-STALE_AFTER_S = 90.0
-
-
 def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
@@ -143,36 +141,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"PROBLEM: {problem}")
     return EXIT_PROBLEMS if problems else EXIT_OK
-
-
-def status_problems(status: dict[str, object], now: datetime) -> list[str]:
-    problems: list[str] = []
-    updated = datetime.fromisoformat(str(status["updated_at"]))
-    if (now - updated).total_seconds() > STALE_AFTER_S:
-        problems.append(f"status not updated since {updated.isoformat()}: the daemon is stopped or stuck "
-                        "(`systemctl status yiyang`)")
-    if not status.get("clock_synced"):
-        problems.append("hub clock not synchronised: records are marked hub_unsynced; check network time "
-                        "(`timedatectl`)")
-    if not status.get("mqtt_connected"):
-        problems.append("not connected to the MQTT broker: family alerts cannot be delivered "
-                        "(`systemctl status mosquitto`)")
-    queue = status.get("queue", {})
-    assert isinstance(queue, dict)
-    if queue.get("dead"):
-        problems.append(f"{queue['dead']} record(s) rejected by the platform: `yiyang queue --dead 20`")
-    if queue.get("budget_state") not in (None, "ok"):
-        problems.append(f"storage {queue['budget_state']}: the hub has been offline too long or the disk is small")
-    uplink = status.get("uplink", {})
-    assert isinstance(uplink, dict)
-    if uplink.get("consecutive_failures", 0) and uplink.get("last_error"):
-        problems.append(f"uploads failing ({uplink['consecutive_failures']} in a row): {uplink['last_error']}")
-    devices = status.get("devices", {})
-    assert isinstance(devices, dict)
-    for device_id, health in devices.items():
-        if health.get("last_error"):
-            problems.append(f"device {device_id}: {health['last_error']}")
-    return problems
 
 
 def render_status(status: dict[str, object]) -> str:

@@ -14,7 +14,7 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,10 @@ from gateway.clock import ClockSyncMode, SystemClock
 from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
+from gateway.doctor import status_problems
 from gateway.driver_registry import NOTIFIER_DRIVERS, SessionContext, ble_devices, serial_devices, start_device
+from gateway.fleet.commands import CommandService
+from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.sdnotify import notify, watchdog_interval_s
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 SILENCE_CHECK_S = 60.0
 REPEAT_CHECK_S = 5.0
+TEST_ALERT = Message("测试警报：网关到家属的通知链路正常", "Test alert: the path from the hub to the family works")
 RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确认是否起身，请立即查看",
                                 "The hub restarted during a fall's cancel window: check on the resident now")
 STOP_GRACE_S = 10.0
@@ -111,6 +115,7 @@ class Daemon:
         status = StatusPublisher(cfg.gateway.id, status_path(cfg), self.board, outbox, uplink, mqtt,
                                  mqtt.connected.is_set, self.clock.synced, self.started_at)
         mqtt.on_connect(status.schedule)
+        commands = await self._commands(mqtt, outbox, alerts, status)
         mqtt.on_connect(alerts.republish_active)
         await mqtt.start()
         log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
@@ -121,7 +126,7 @@ class Daemon:
                 services = [
                     group.create_task(self._guard("status", status.run())),
                     group.create_task(self._guard("prune", self._every(PRUNE_EVERY_S, outbox.prune))),
-                    group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts))),
+                    group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts, commands))),
                     group.create_task(self._guard("watchdog", self._watchdog())),
                     group.create_task(self._guard("falls", falls.run())),
                     group.create_task(self._guard("repeats", self._every(REPEAT_CHECK_S, alerts.repeat_due))),
@@ -181,7 +186,7 @@ class Daemon:
             host=cfg.host, port=cfg.port, gateway_id=self.cfg.gateway.id, topic_root=cfg.topic_root,
             client_id=cfg.client_id, username=cfg.username or None, password=password, keepalive_s=cfg.keepalive_s,
             tls=_tls_context(self.cfg),
-        ), subscriptions=("alerts/+/ack",))
+        ), subscriptions=("alerts/+/ack", "cmd/+"))
 
     def _uplink(self, secret: bytes, outbox: AsyncOutbox) -> Uplink | None:
         cfg = self.cfg.platform
@@ -229,11 +234,39 @@ class Daemon:
         return modem, SmsNotifier(modem, contacts, _utc_now, tz=self.tz,
                                   max_per_contact_per_hour=cfg.sms.max_per_contact_per_hour)
 
-    async def _inbox(self, mqtt: MqttLink, alerts: AlertService) -> None:
+    async def _inbox(self, mqtt: MqttLink, alerts: AlertService, commands: CommandService) -> None:
         while True:
             msg = await mqtt.receive()
             if msg.topic.startswith("alerts/") and msg.topic.endswith("/ack"):
                 await alerts.handle_ack(msg.topic, msg.payload)
+            elif msg.topic.startswith("cmd/"):
+                await commands.handle(msg.topic, msg.payload)
+
+    async def _commands(self, mqtt: MqttLink, outbox: AsyncOutbox, alerts: AlertService,
+                        status: StatusPublisher) -> CommandService:
+        key_file = self.cfg.fleet.public_key_file
+        key = await asyncio.to_thread(load_public_key, key_file) if key_file else None
+
+        async def ping(_args: Mapping[str, Any]) -> dict[str, Any]:
+            return {"pong": True, "version": __version__, "started_at": self.started_at.isoformat()}
+
+        async def queue(_args: Mapping[str, Any]) -> dict[str, Any]:
+            return (await status.payload())["queue"]  # type: ignore[no-any-return]
+
+        async def doctor(_args: Mapping[str, Any]) -> dict[str, Any]:
+            payload = await status.payload()
+            return {"problems": status_problems(payload, _utc_now()), "status": payload}
+
+        async def test_alert(args: Mapping[str, Any]) -> dict[str, Any]:
+            resident = str(args.get("resident_id") or self.cfg.residents[0].id)
+            alert = await alerts.raise_alert(kind=AlertKind.TEST, severity=Severity.WARNING, resident_id=resident,
+                                             message=TEST_ALERT, evidence={"requested_by": "fleet"})
+            await alerts.resolve(alert.alert_id)
+            return {"alert_id": alert.alert_id}
+
+        return CommandService(gateway_id=self.cfg.gateway.id, public_key=key,
+                              handlers={"ping": ping, "queue": queue, "doctor": doctor, "test-alert": test_alert},
+                              reply=mqtt.publish)
 
     @staticmethod
     async def _every(period_s: float, job: Callable[[], Awaitable[object]]) -> None:

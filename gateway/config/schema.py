@@ -338,6 +338,16 @@ class DetectSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FleetSettings:
+    """The fleet operator: commands over MQTT are accepted only when signed with this key."""
+
+    public_key_file: Path | None = setting(
+        None, doc="The fleet's Ed25519 public key (PEM, or 32 bytes in base64); empty turns commands off.",
+        check=_absolute_path,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertSettings:
     """The alert lifecycle: repeat until someone acknowledges (clinical-thresholds.md)."""
 
@@ -709,6 +719,7 @@ class GatewayConfig:
     storage: StorageSettings = setting(factory=StorageSettings, doc="The outbox's disk budget.")
     detect: DetectSettings = setting(factory=DetectSettings, doc="On-hub detection.")
     alerts: AlertSettings = setting(factory=AlertSettings, doc="Alert repeats.")
+    fleet: FleetSettings = setting(factory=FleetSettings, doc="Fleet commands.")
     thresholds: Thresholds = setting(factory=Thresholds, doc="Default emergency thresholds.")
     residents: tuple[ResidentSettings, ...] = setting(
         doc="Repeat [[residents]] for each person; at least one.", min=1

@@ -1,0 +1,1 @@
+"""The fleet's side of the hub: signed commands (and, later, signed configuration documents)."""

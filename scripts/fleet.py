@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""The fleet operator's tool: make the fleet key pair, send signed commands to a hub over MQTT.
+
+    python scripts/fleet.py keygen --out DIR            # DIR/fleet.key (private, 0600), DIR/fleet.pub
+    python scripts/fleet.py cmd --broker HOST:PORT --gateway gw-0001 --key DIR/fleet.key ping
+    python scripts/fleet.py cmd ... test-alert --arg resident_id=r-0001
+
+The hub installs ``fleet.pub`` as ``[fleet] public_key_file``. Commands are signed as
+gateway/fleet/commands.py describes; the result (``cmd/{name}/result``) is printed as JSON, and the
+exit status is 0 only when the hub answered ``ok``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+)
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.fleet.signing import sign
+
+
+def keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    private = out / "fleet.key"
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    (out / "fleet.pub").write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    print(f"wrote {private} (keep it secret) and {out / 'fleet.pub'} (install on hubs)")
+    return 0
+
+
+def command(args: argparse.Namespace) -> int:
+    key = load_pem_private_key(Path(args.key).read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey), "the fleet key must be Ed25519"
+    cmd_args = dict(item.split("=", 1) for item in args.arg)
+    request_id = args.request_id or str(uuid.uuid4())
+    signed = {"gateway_id": args.gateway, "command": args.name, "request_id": request_id, "args": cmd_args}
+    body = {"request_id": request_id, "args": cmd_args, "signature": sign(signed, key)}
+    hub = f"{args.topic_root}/{args.gateway}"
+    root = f"{hub}/cmd/{args.name}"
+    answer: dict[str, object] = {}
+    done = threading.Event()
+    sent = threading.Event()
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+
+    def on_connect(c: paho.Client, *_: object) -> None:
+        # Results first, then the hub's retained status: a command goes out only once the hub says
+        # it is online (and so subscribed), since commands are not retained.
+        c.subscribe([(f"{root}/result", 1), (f"{hub}/status", 1)])
+
+    def on_message(c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        if not msg.payload:
+            return
+        data = json.loads(msg.payload)
+        if msg.topic == f"{hub}/status":
+            if data.get("state") == "online" and not sent.is_set():
+                sent.set()
+                c.publish(root, json.dumps(body), qos=1)
+        elif data.get("request_id") == request_id:
+            answer.update(data)
+            done.set()
+
+    client.on_connect, client.on_message = on_connect, on_message
+    host, _, port = args.broker.rpartition(":")
+    client.connect(host or "127.0.0.1", int(port))
+    client.loop_start()
+    try:
+        if not done.wait(args.timeout):
+            print(f"no answer from {args.gateway} within {args.timeout} s: is it online (status topic)?",
+                  file=sys.stderr)
+            return 2
+    finally:
+        client.loop_stop()
+    print(json.dumps(answer, ensure_ascii=False, indent=1))
+    return 0 if answer.get("ok") else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="action", required=True)
+    gen = sub.add_parser("keygen", help="make the fleet's Ed25519 key pair")
+    gen.add_argument("--out", required=True)
+    gen.set_defaults(run=keygen)
+    cmd = sub.add_parser("cmd", help="send a signed command and print the hub's answer")
+    cmd.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT")
+    cmd.add_argument("--gateway", required=True)
+    cmd.add_argument("--key", required=True, help="the fleet's private key (PEM)")
+    cmd.add_argument("--topic-root", default="yiyang/v1")
+    cmd.add_argument("--arg", action="append", default=[], help="KEY=VALUE (repeatable)")
+    cmd.add_argument("--request-id", help="reuse an id (to test replay protection)")
+    cmd.add_argument("--timeout", type=float, default=10.0)
+    cmd.add_argument("name", help="ping | queue | doctor | test-alert")
+    cmd.set_defaults(run=command)
+    args = parser.parse_args()
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Signed fleet commands through the broker to the daemon and back (scripts/fleet.py as the operator)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import devstack
+import pytest
+from gatewayproc import GATEWAY_ID, GatewayProcess, write_config
+from mqtt_probe import Probe
+
+FLEET = Path(__file__).resolve().parents[2] / "scripts" / "fleet.py"
+
+
+def fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(FLEET), *args], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+@pytest.mark.timeout(120)
+def test_signed_commands_are_answered_and_everything_else_refused(tmp_path: Path, broker: devstack.Broker) -> None:
+    assert fleet("keygen", "--out", str(tmp_path / "fleet")).returncode == 0
+    assert fleet("keygen", "--out", str(tmp_path / "intruder")).returncode == 0
+    with devstack.platform_server(tmp_path / "platform", GATEWAY_ID) as platform:
+        config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
+                              secret_file=platform.secret_file, broker_port=broker.port, meter_link=None,
+                              extra=f'\n[fleet]\npublic_key_file = "{tmp_path / "fleet" / "fleet.pub"}"\n')
+        gateway = GatewayProcess(config, tmp_path / "daemon.log")
+        probe = Probe(broker.host, broker.port, f"yiyang/v1/{GATEWAY_ID}/events/alert")
+        gateway.start()
+        try:
+            common = ("--broker", f"{broker.host}:{broker.port}", "--gateway", GATEWAY_ID)
+            key = ("--key", str(tmp_path / "fleet" / "fleet.key"))
+            ping = fleet("cmd", *common, *key, "--timeout", "20", "ping")
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            assert '"pong": true' in ping.stdout
+
+            doctor = fleet("cmd", *common, *key, "doctor")
+            assert doctor.returncode == 0, doctor.stdout
+            assert '"problems"' in doctor.stdout
+
+            alert = fleet("cmd", *common, *key, "test-alert")
+            assert alert.returncode == 0, alert.stdout
+            events = probe.wait_for("events/alert", 2)
+            assert [(e["kind"], e["state"]) for e in events] == [("test", "raised"), ("test", "resolved")]
+
+            forged = fleet("cmd", *common, "--key", str(tmp_path / "intruder" / "fleet.key"), "ping")
+            assert forged.returncode == 1
+            assert "bad signature" in forged.stdout
+
+            first = fleet("cmd", *common, *key, "--request-id", "r-42", "queue")
+            assert first.returncode == 0, first.stdout
+            replay = fleet("cmd", *common, *key, "--request-id", "r-42", "queue")
+            assert replay.returncode == 1
+            assert "already answered" in replay.stdout
+
+            unknown = fleet("cmd", *common, *key, "format-disk")
+            assert unknown.returncode == 1
+            assert "unknown command" in unknown.stdout
+        finally:
+            probe.close()
+            assert gateway.stop() == 0
