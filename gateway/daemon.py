@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
 from gateway.alerts.falls import FallResponder
@@ -90,6 +92,8 @@ class Daemon:
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
         secret = await self._secret()
+        fleet_key_file = cfg.fleet.public_key_file
+        fleet_key = await asyncio.to_thread(load_public_key, fleet_key_file) if fleet_key_file else None
         outbox = await self._open_outbox()
         mqtt = await self._mqtt()
         uplink = self._uplink(secret, outbox)
@@ -115,7 +119,7 @@ class Daemon:
         status = StatusPublisher(cfg.gateway.id, status_path(cfg), self.board, outbox, uplink, mqtt,
                                  mqtt.connected.is_set, self.clock.synced, self.started_at)
         mqtt.on_connect(status.schedule)
-        commands = await self._commands(mqtt, outbox, alerts, status)
+        commands = self._commands(mqtt, fleet_key, alerts, status)
         mqtt.on_connect(alerts.republish_active)
         await mqtt.start()
         log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
@@ -242,10 +246,8 @@ class Daemon:
             elif msg.topic.startswith("cmd/"):
                 await commands.handle(msg.topic, msg.payload)
 
-    async def _commands(self, mqtt: MqttLink, outbox: AsyncOutbox, alerts: AlertService,
-                        status: StatusPublisher) -> CommandService:
-        key_file = self.cfg.fleet.public_key_file
-        key = await asyncio.to_thread(load_public_key, key_file) if key_file else None
+    def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
+                  status: StatusPublisher) -> CommandService:
 
         async def ping(_args: Mapping[str, Any]) -> dict[str, Any]:
             return {"pong": True, "version": __version__, "started_at": self.started_at.isoformat()}
