@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from drivers.clock import Clock
 from drivers.serial.mr60fda1 import Mr60fda1Session
 from drivers.serial.onetouch import OneTouchSession
+from drivers.serial.suntech import SuntechNibpSession
 from gateway.config import DRIVER_TRANSPORT, DeviceSettings, Transport
 from gateway.hub import Hub
 from gateway.status import DeviceStatusBoard
@@ -48,9 +49,17 @@ def _mr60fda1(device: DeviceSettings, ctx: SessionContext) -> Session:
                            on_event=ctx.hub.on_event, **kwargs)
 
 
+def _suntech_nibp(device: DeviceSettings, ctx: SessionContext) -> Session:
+    kwargs = {"baudrate": device.baudrate} if device.baudrate else {}
+    return SuntechNibpSession(device_id=device.id, resident_id=device.resident, port=device.port, clock=ctx.clock,
+                              on_readings=ctx.hub.on_readings, on_event=ctx.hub.on_event,
+                              poll_interval_s=device.poll_interval_s, **kwargs)
+
+
 SESSIONS: dict[str, SessionFactory] = {
     "onetouch-ultra2": _onetouch,
     "mr60fda1": _mr60fda1,
+    "suntech-nibp": _suntech_nibp,
 }
 
 
