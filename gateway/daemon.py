@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from drivers.errors import DriverError
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
 from gateway.alerts.falls import FallResponder
@@ -33,8 +34,15 @@ from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
 from gateway.doctor import status_problems
-from gateway.driver_registry import NOTIFIER_DRIVERS, SessionContext, ble_devices, serial_devices, start_device
-from gateway.fleet.commands import CommandService
+from gateway.driver_registry import (
+    NOTIFIER_DRIVERS,
+    Measurable,
+    SessionContext,
+    ble_devices,
+    serial_devices,
+    start_device,
+)
+from gateway.fleet.commands import CommandError, CommandService
 from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
@@ -88,6 +96,7 @@ class Daemon:
         self.clock = SystemClock(ClockSyncMode(cfg.gateway.clock_sync))
         self.board = DeviceStatusBoard()
         self.started_at = _utc_now()
+        self.measurable: dict[str, Measurable] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
@@ -209,7 +218,12 @@ class Daemon:
     def _device_sessions(self, hub: Hub, outbox: AsyncOutbox) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """One session per serial device; all BLE devices share one manager (one scanner per process)."""
         ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
-        sessions = [(f"device:{d.id}", start_device(d, ctx, self.board)) for d in serial_devices(self.cfg.devices)]
+        sessions: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        for device in serial_devices(self.cfg.devices):
+            session = start_device(device, ctx, self.board)
+            if isinstance(session, Measurable):
+                self.measurable[device.id] = session
+            sessions.append((f"device:{device.id}", session.run()))
         if ble := ble_devices(self.cfg.devices):
             # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
             from gateway.ble_wiring import run_ble  # noqa: PLC0415
@@ -239,12 +253,16 @@ class Daemon:
                                   max_per_contact_per_hour=cfg.sms.max_per_contact_per_hour)
 
     async def _inbox(self, mqtt: MqttLink, alerts: AlertService, commands: CommandService) -> None:
+        running: set[asyncio.Task[None]] = set()
         while True:
             msg = await mqtt.receive()
             if msg.topic.startswith("alerts/") and msg.topic.endswith("/ack"):
                 await alerts.handle_ack(msg.topic, msg.payload)
             elif msg.topic.startswith("cmd/"):
-                await commands.handle(msg.topic, msg.payload)
+                # A command may take a minute (a blood-pressure measurement): family acks must not wait.
+                task = asyncio.create_task(commands.handle(msg.topic, msg.payload))
+                running.add(task)
+                task.add_done_callback(running.discard)
 
     def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
                   status: StatusPublisher) -> CommandService:
@@ -266,8 +284,21 @@ class Daemon:
             await alerts.resolve(alert.alert_id)
             return {"alert_id": alert.alert_id}
 
+        async def measure(args: Mapping[str, Any]) -> dict[str, Any]:
+            device_id = str(args.get("device_id", ""))
+            session = self.measurable.get(device_id)
+            if session is None:
+                raise CommandError(f"no device {device_id!r} that can measure on demand; "
+                                   f"have: {', '.join(sorted(self.measurable)) or 'none'}")
+            try:
+                await session.measure_now()
+            except DriverError as exc:
+                raise CommandError(f"{device_id}: {exc}") from exc
+            return {"device_id": device_id, "done": True}
+
         return CommandService(gateway_id=self.cfg.gateway.id, public_key=key,
-                              handlers={"ping": ping, "queue": queue, "doctor": doctor, "test-alert": test_alert},
+                              handlers={"ping": ping, "queue": queue, "doctor": doctor, "test-alert": test_alert,
+                                        "measure": measure},
                               reply=mqtt.publish)
 
     @staticmethod

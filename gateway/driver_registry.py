@@ -6,10 +6,10 @@ A table, not a ladder: adding a device type is one row here plus its driver.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, Protocol
+from typing import Protocol, runtime_checkable
 
 from drivers.clock import Clock
 from drivers.serial.mr60fda1 import Mr60fda1Session
@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 
 class Session(Protocol):
     async def run(self) -> None: ...
+
+
+@runtime_checkable
+class Measurable(Protocol):
+    """A session the hub can ask to measure now (the family doctor's "measure now" command)."""
+
+    async def measure_now(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,8 @@ def _suntech_nibp(device: DeviceSettings, ctx: SessionContext) -> Session:
     kwargs = {"baudrate": device.baudrate} if device.baudrate else {}
     return SuntechNibpSession(device_id=device.id, resident_id=device.resident, port=device.port, clock=ctx.clock,
                               on_readings=ctx.hub.on_readings, on_event=ctx.hub.on_event,
-                              poll_interval_s=device.poll_interval_s, **kwargs)
+                              poll_interval_s=device.poll_interval_s,
+                              schedule_s=device.measure_every_min * 60 or None, **kwargs)
 
 
 SESSIONS: dict[str, SessionFactory] = {
@@ -96,8 +104,7 @@ def ble_devices(devices: tuple[DeviceSettings, ...]) -> list[DeviceSettings]:
     return [d for d in devices if d.transport is Transport.BLE]
 
 
-def start_device(device: DeviceSettings, ctx: SessionContext, board: DeviceStatusBoard) -> Coroutine[Any, Any, None]:
+def start_device(device: DeviceSettings, ctx: SessionContext, board: DeviceStatusBoard) -> Session:
     board.register(device.id, device.driver)
-    session = SESSIONS[device.driver](device, ctx)
     log.info("device session starting device=%s driver=%s", device.id, device.driver)
-    return session.run()
+    return SESSIONS[device.driver](device, ctx)

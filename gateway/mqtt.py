@@ -81,6 +81,8 @@ class MqttLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._pending_suback: int | None = None
 
     def topic(self, suffix: str) -> str:
         return self.root + suffix
@@ -125,9 +127,20 @@ class MqttLink:
             log.warning("mqtt connect refused host=%s port=%s reason=%s", self._s.host, self._s.port, rc)
             return
         log.info("mqtt connected host=%s port=%s", self._s.host, self._s.port)
-        for sub in self._subscriptions:
-            client.subscribe(self.topic(sub), qos=1)
-        self._to_loop(self._connected)
+        if not self._subscriptions:
+            self._to_loop(self._connected)
+            return
+        # "Connected" (and so the retained "online" status) only once the broker has acknowledged our
+        # subscriptions: a fleet tool that sends a command when it sees us online must not lose it.
+        result, mid = client.subscribe([(self.topic(sub), 1) for sub in self._subscriptions])
+        if result != paho.MQTT_ERR_SUCCESS:
+            log.warning("mqtt subscribe failed rc=%s; paho reconnects", result)
+            return
+        self._pending_suback = mid
+
+    def _on_subscribe(self, _c: paho.Client, _u: Any, mid: int, _rc: list[ReasonCode], _p: Any) -> None:
+        if mid == self._pending_suback:
+            self._to_loop(self._connected)
 
     def _connected(self) -> None:
         self.connected.set()

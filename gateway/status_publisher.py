@@ -76,7 +76,8 @@ class StatusPublisher:
 
     async def publish(self) -> None:
         payload = await self.payload()
-        self.mqtt.publish("status", payload, retain=True)
+        if self.mqtt_connected():  # while away, the last will says offline; reconnecting republishes
+            self.mqtt.publish("status", payload, retain=True)
         await asyncio.to_thread(write_status_file, self.path, payload)
 
     def schedule(self) -> None:

@@ -138,42 +138,36 @@ class Meter:
         self.proc.stdin.flush()
 
 
-@contextlib.contextmanager
-def onetouch_meter(workdir: Path, records: int = 3, extra_args: tuple[str, ...] = ()) -> Iterator[Meter]:
+def onetouch_meter(workdir: Path, records: int = 3,
+                   extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Meter]:
     """The OneTouch Ultra 2 simulator serving a pty, linked at ``workdir/meter``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    link = workdir / "meter"
-    with open(workdir / "meter.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(SCRIPTS / "sim_onetouch.py"), "--link", str(link), "--records", str(records),
-             *extra_args],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
-        )
-    try:
-        deadline = time.monotonic() + 10
-        while not link.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"meter simulator did not create {link}")
-            time.sleep(0.05)
-        yield Meter(link, proc)
-    finally:
-        stop_process(proc)
+    return _pty_simulator("sim_onetouch.py", workdir, "meter", ("--records", str(records), *extra_args))
 
 
 @contextlib.contextmanager
-def radar(workdir: Path, extra_args: tuple[str, ...] = ()) -> Iterator[Meter]:
-    """The MR60FDA1 fall radar simulator serving a pty, linked at ``workdir/radar``."""
+def _pty_simulator(script: str, workdir: Path, name: str, extra_args: tuple[str, ...] = ()) -> Iterator[Meter]:
+    """A pty simulator from scripts/, linked at ``workdir/name``, driven through its stdin."""
     workdir.mkdir(parents=True, exist_ok=True)
-    link = workdir / "radar"
-    with open(workdir / "radar.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, str(SCRIPTS / "sim_mr60fda1.py"), "--link", str(link), *extra_args],
+    link = workdir / name
+    with open(workdir / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, str(SCRIPTS / script), "--link", str(link), *extra_args],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 10
         while not link.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"radar simulator did not create {link}")
+                raise RuntimeError(f"{script} did not create {link}")
             time.sleep(0.05)
         yield Meter(link, proc)
     finally:
         stop_process(proc)
+
+
+def radar(workdir: Path, extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Meter]:
+    """The MR60FDA1 fall radar simulator serving a pty, linked at ``workdir/radar``."""
+    return _pty_simulator("sim_mr60fda1.py", workdir, "radar", extra_args)
+
+
+def suntech(workdir: Path, extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Meter]:
+    """The SunTech Advantage NIBP module simulator serving a pty, linked at ``workdir/nibp``."""
+    return _pty_simulator("sim_suntech.py", workdir, "nibp", extra_args)

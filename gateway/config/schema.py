@@ -554,6 +554,12 @@ class BleNotify(StrEnum):
     ACQUIRE_NOTIFY = "acquire-notify"
 
 
+def _measure_every(minutes: float) -> tuple[str, str] | None:
+    if minutes and not 5.0 <= minutes <= 1440.0:
+        return f"{minutes} minutes is outside 5-1440", "use 0 (off) or 5 to 1440 minutes"
+    return None
+
+
 def _sample_rate(rate: float) -> tuple[str, str] | None:
     if rate and not 25.0 <= rate <= 200.0:
         return f"{rate} Hz is outside 25-200 Hz, the rates the fall detector works at", "use 0 (50 Hz) or 25-200"
@@ -590,6 +596,10 @@ class DeviceSettings:
         "", doc="Id of the resident this device measures (every driver except gsm-modem).", example="r-0001"
     )
     poll_interval_s: float = setting(5.0, doc="Seconds between polls of the device.", min=0.5, max=3600)
+    measure_every_min: float = setting(
+        0.0, doc="suntech-nibp: start a measurement this often, in minutes (0: only on demand or at the device).",
+        check=_measure_every,
+    )
     ble_notify: BleNotify = setting(
         BleNotify.START_NOTIFY,
         doc="BLE drivers: how BlueZ delivers notifications. start-notify works with every device; "
@@ -645,6 +655,9 @@ class DeviceSettings:
                           "remove sample_rate_hz")
         if serial and self.ble_notify is BleNotify.ACQUIRE_NOTIFY:
             yield Problem(("ble_notify",), "ble_notify is for BLE drivers", "remove ble_notify")
+        if self.measure_every_min and self.driver is not DriverName.SUNTECH_NIBP:
+            yield Problem(("measure_every_min",), f"driver {self.driver} cannot be told to measure",
+                          "remove measure_every_min")
         if self.bind_key and self.driver is not DriverName.BTHOME_BUTTON:
             yield Problem(("bind_key",), "bind_key is for bthome-button devices", "remove bind_key")
 

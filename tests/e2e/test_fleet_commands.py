@@ -8,7 +8,7 @@ from pathlib import Path
 
 import devstack
 import pytest
-from gatewayproc import GATEWAY_ID, GatewayProcess, write_config
+from gatewayproc import GATEWAY_ID, GatewayProcess, platform_records, wait_until, write_config
 from mqtt_probe import Probe
 
 FLEET = Path(__file__).resolve().parents[2] / "scripts" / "fleet.py"
@@ -61,4 +61,41 @@ def test_signed_commands_are_answered_and_everything_else_refused(tmp_path: Path
             assert "unknown command" in unknown.stdout
         finally:
             probe.close()
+            assert gateway.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_the_doctors_measure_now_starts_a_blood_pressure_measurement(tmp_path: Path,
+                                                                      broker: devstack.Broker) -> None:
+    assert fleet("keygen", "--out", str(tmp_path / "fleet")).returncode == 0
+    with devstack.platform_server(tmp_path / "platform", GATEWAY_ID) as platform, \
+            devstack.suntech(tmp_path / "nibp", ("--measure-s", "2")) as nibp:
+        config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
+                              secret_file=platform.secret_file, broker_port=broker.port, meter_link=None,
+                              extra=f"""
+[fleet]
+public_key_file = "{tmp_path / 'fleet' / 'fleet.pub'}"
+
+[[devices]]
+id = "bp-kiosk"
+driver = "suntech-nibp"
+port = "{nibp.link}"
+resident = "r-0001"
+""")
+        gateway = GatewayProcess(config, tmp_path / "daemon.log")
+        gateway.start()
+        try:
+            nibp.command("result 128 82 71")
+            common = ("--broker", f"{broker.host}:{broker.port}", "--gateway", GATEWAY_ID,
+                      "--key", str(tmp_path / "fleet" / "fleet.key"), "--timeout", "60")
+            measured = fleet("cmd", *common, "--arg", "device_id=bp-kiosk", "measure")
+            assert measured.returncode == 0, measured.stdout + measured.stderr
+            wait_until(lambda: any(r["type"] == "blood_pressure" for r in platform_records(platform.db)), 20,
+                       "the reading at the platform")
+            bp = next(r for r in platform_records(platform.db) if r["type"] == "blood_pressure")
+            assert (bp["values"]["systolic"], bp["values"]["diastolic"]) == (128, 82)  # type: ignore[index]
+            unknown = fleet("cmd", *common, "--arg", "device_id=nope", "measure")
+            assert unknown.returncode == 1
+            assert "bp-kiosk" in unknown.stdout
+        finally:
             assert gateway.stop() == 0
