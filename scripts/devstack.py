@@ -127,7 +127,9 @@ def platform_server(workdir: Path, gateway_id: str, secret: str = "demo-secret-0
 
 
 @dataclass(frozen=True)
-class Meter:
+class PtySimulator:
+    """A running pty simulator (meter, radar, NIBP module): its link and its stdin."""
+
     link: Path
     proc: subprocess.Popen[bytes]
 
@@ -139,13 +141,13 @@ class Meter:
 
 
 def onetouch_meter(workdir: Path, records: int = 3,
-                   extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Meter]:
+                   extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[PtySimulator]:
     """The OneTouch Ultra 2 simulator serving a pty, linked at ``workdir/meter``."""
     return _pty_simulator("sim_onetouch.py", workdir, "meter", ("--records", str(records), *extra_args))
 
 
 @contextlib.contextmanager
-def _pty_simulator(script: str, workdir: Path, name: str, extra_args: tuple[str, ...] = ()) -> Iterator[Meter]:
+def _pty_simulator(script: str, workdir: Path, name: str, extra_args: tuple[str, ...] = ()) -> Iterator[PtySimulator]:
     """A pty simulator from scripts/, linked at ``workdir/name``, driven through its stdin."""
     workdir.mkdir(parents=True, exist_ok=True)
     link = workdir / name
@@ -158,16 +160,16 @@ def _pty_simulator(script: str, workdir: Path, name: str, extra_args: tuple[str,
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{script} did not create {link}")
             time.sleep(0.05)
-        yield Meter(link, proc)
+        yield PtySimulator(link, proc)
     finally:
         stop_process(proc)
 
 
-def radar(workdir: Path, extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Meter]:
+def radar(workdir: Path, extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[PtySimulator]:
     """The MR60FDA1 fall radar simulator serving a pty, linked at ``workdir/radar``."""
     return _pty_simulator("sim_mr60fda1.py", workdir, "radar", extra_args)
 
 
-def suntech(workdir: Path, extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Meter]:
+def suntech(workdir: Path, extra_args: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[PtySimulator]:
     """The SunTech Advantage NIBP module simulator serving a pty, linked at ``workdir/nibp``."""
     return _pty_simulator("sim_suntech.py", workdir, "nibp", extra_args)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from loopcheck import eventually, run_without_blocking_the_loop, running
-from simulators import SimulatorProcess, SystemClock, _starter
+from simulators import SimulatedNibp, SystemClock, start_nibp_fixture  # noqa: F401
 
 from drivers.errors import DeviceUnavailableError
 from drivers.model import BloodPressure, DeviceEvent, DeviceEventKind, DeviceInfo, Reading, TimeSource
@@ -19,19 +19,6 @@ from drivers.serial.suntech import SuntechNibpSession
 K = DeviceEventKind
 DEVICE = DeviceInfo(id="bp-hall", transport="serial", model="SunTech Advantage")
 POLL_INTERVAL_S = 0.3
-
-
-class SimulatedNibp(SimulatorProcess):
-    """scripts/sim_suntech.py: the NIBP module, a measurement sped up to half a second."""
-
-    def __init__(self, link: Path, *options: str) -> None:
-        self.link = link
-        super().__init__("sim_suntech.py", "--link", str(link), "--measure-s", "0.5", *options)
-
-
-@pytest.fixture(name="start_nibp")
-def start_nibp_fixture(tmp_path: Path) -> Iterator[Callable[..., SimulatedNibp]]:
-    yield from _starter(SimulatedNibp, tmp_path / "nibp")
 
 
 @contextlib.contextmanager

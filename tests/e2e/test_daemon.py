@@ -31,14 +31,14 @@ def platform(tmp_path: Path) -> Iterator[devstack.Platform]:
 
 
 @pytest.fixture
-def meter(tmp_path: Path) -> Iterator[devstack.Meter]:
+def meter(tmp_path: Path) -> Iterator[devstack.PtySimulator]:
     with devstack.onetouch_meter(tmp_path / "meter", records=3) as m:
         yield m
 
 
 @pytest.fixture
 def gateway(tmp_path: Path, platform: devstack.Platform, broker: devstack.Broker,
-            meter: devstack.Meter) -> Iterator[GatewayProcess]:
+            meter: devstack.PtySimulator) -> Iterator[GatewayProcess]:
     config = write_config(tmp_path / "gateway.toml", data_dir=tmp_path / "data", platform_url=platform.url,
                           secret_file=platform.secret_file, broker_port=broker.port, meter_link=meter.link)
     # asyncio debug mode logs every callback that holds the loop for more than 100 ms: the
@@ -56,7 +56,7 @@ def readings_at(platform: devstack.Platform) -> list[dict[str, object]]:
 
 def test_readings_reach_the_platform_and_a_low_glucose_alerts_the_family(
         gateway: GatewayProcess, platform: devstack.Platform, broker: devstack.Broker,
-        meter: devstack.Meter) -> None:
+        meter: devstack.PtySimulator) -> None:
     probe = Probe(broker.host, broker.port, f"yiyang/v1/{GATEWAY_ID}/#")
     gateway.start()
     wait_until(lambda: len(readings_at(platform)) == 3, 20, "the meter's 3 readings at the platform")
@@ -90,7 +90,7 @@ def test_readings_reach_the_platform_and_a_low_glucose_alerts_the_family(
 
 
 def test_a_restart_neither_reuploads_nor_skips(gateway: GatewayProcess, platform: devstack.Platform,
-                                                meter: devstack.Meter, tmp_path: Path) -> None:
+                                                meter: devstack.PtySimulator, tmp_path: Path) -> None:
     gateway.start()
     wait_until(lambda: len(readings_at(platform)) == 3, 20, "3 readings at the platform")
     assert gateway.stop() == 0

@@ -85,6 +85,14 @@ class SimulatedRadar(SimulatorProcess):
         super().__init__("sim_mr60fda1.py", "--link", str(link), "--interval", "0.1", *options)
 
 
+class SimulatedNibp(SimulatorProcess):
+    """scripts/sim_suntech.py: the NIBP module, a measurement sped up to half a second."""
+
+    def __init__(self, link: Path, *options: str) -> None:
+        self.link = link
+        super().__init__("sim_suntech.py", "--link", str(link), "--measure-s", "0.5", *options)
+
+
 class SimulatedModem(SimulatorProcess):
     """scripts/sim_gsm_modem.py in ``directory``: the port at ``modem``, what the phones got in ``sms.jsonl``."""
 
@@ -135,6 +143,12 @@ def start_meter_fixture(tmp_path: Path) -> Iterator[Callable[..., SimulatedMeter
 def start_radar_fixture(tmp_path: Path) -> Iterator[Callable[..., SimulatedRadar]]:
     """``start_radar(*options)`` starts the radar simulator at ``tmp_path/radar``; stopped after the test."""
     yield from _starter(SimulatedRadar, tmp_path / "radar")
+
+
+@pytest.fixture(name="start_nibp")
+def start_nibp_fixture(tmp_path: Path) -> Iterator[Callable[..., SimulatedNibp]]:
+    """``start_nibp(*options)`` starts the NIBP module simulator at ``tmp_path/nibp``; stopped after the test."""
+    yield from _starter(SimulatedNibp, tmp_path / "nibp")
 
 
 @pytest.fixture(name="sim")
