@@ -28,6 +28,36 @@ class StorageFullError(StoreError):
     """
 
 
+class DiskFullError(StorageFullError):
+    """The filesystem under the outbox is full (SQLITE_FULL): free disk space on the hub."""
+
+
+class OutboxCorruptError(StoreError):
+    """The outbox file is not a usable SQLite database (damaged page, not a database at all).
+
+    The daemon moves such a file aside and opens a fresh outbox; records keep their ids, so
+    nothing read again from a device is counted twice at the platform.
+    """
+
+
+class OutboxUnavailableError(StoreError):
+    """The outbox cannot be opened or written at all: a read-only or missing data directory,
+    wrong permissions, an I/O error. The daemon keeps running and retries."""
+
+
+class NotDurableError(StoreError):
+    """Records could not be committed; the outbox holds them in memory and retries.
+
+    They are *not* accepted in the durability sense: a driver must not acknowledge them to its
+    device (advance an RACP cursor, forget a meter's memory). ``record_ids`` are the ids they
+    were given, in the order offered, so alerts can still name them.
+    """
+
+    def __init__(self, message: str, record_ids: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.record_ids = record_ids
+
+
 class UplinkError(GatewayError):
     """Talking to the provincial platform failed."""
 

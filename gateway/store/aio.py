@@ -1,9 +1,15 @@
-"""The outbox for asyncio code: every call runs on one dedicated thread.
+"""The outbox for asyncio code: every call runs on one dedicated thread, and storage trouble is survivable.
 
 A commit with ``synchronous=FULL`` waits for an fsync, which on an SD card can
 take tens of milliseconds: far too long for the event loop. The one thread owns
-the SQLite connection (created there, so sqlite3's same-thread check guards
-it), which also serialises every call without a lock.
+the SQLite connection (through :class:`gateway.store.keeper.OutboxKeeper`, which
+also reopens, recovers and moves aside), which also serialises every call without a lock.
+
+When records cannot be committed (disk full, read-only or vanished data directory)
+they are **held in memory**, bounded, and written as soon as the outbox can take
+them; ``accept`` then raises :class:`NotDurableError` naming the ids they were given,
+so an alert can still be published and a driver knows not to acknowledge its device.
+What is held and why is in :attr:`AsyncOutbox.health`.
 
 Cancelling an awaiting caller does not cancel the call already handed to the
 thread: an ``accept`` may still commit. Callers that retry after cancellation
@@ -13,15 +19,18 @@ should give records a ``dedupe_key`` so the retry finds the first copy.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import ParamSpec, Self, TypeVar
+from typing import Self, TypeVar
 
-from gateway.errors import StoreError
+from gateway.errors import NotDurableError, StoreError
 from gateway.store.api import (
     Accepted,
     DeadLetter,
@@ -30,7 +39,10 @@ from gateway.store.api import (
     PruneReport,
     QueueStats,
     RecordState,
+    StorageHealth,
 )
+from gateway.store.ids import RecordIdFactory
+from gateway.store.keeper import OutboxKeeper, corrupt_files
 from gateway.store.outbox import (
     DEFAULT_BUDGET_BYTES,
     DEFAULT_DELIVERED_RETENTION_S,
@@ -39,21 +51,60 @@ from gateway.store.outbox import (
     Outbox,
     utc_now,
 )
+from gateway.store.reserve import DiskReserve
 
-_P = ParamSpec("_P")
+log = logging.getLogger(__name__)
+
 _T = TypeVar("_T")
 
 THREAD_NAME_PREFIX = "outbox-sqlite"
+MAX_HELD_RECORDS = 10_000
+MAX_HELD_BYTES = 16 * 2**20
+"""Memory the hub spends on records it could not store: a few days of a household's readings
+(a handful an hour) with room to spare, and a small share of a Pi's RAM. Past it, records that
+their device still holds (they have a source key and were not acknowledged) are let go first;
+alerts and events never are."""
 
 
 class AsyncOutbox:
-    """:class:`Outbox` with the same methods as coroutines; open with :meth:`open`."""
+    """The outbox with the same methods as :class:`Outbox`, as coroutines; open with :meth:`open` or :meth:`start`."""
 
-    def __init__(self, outbox: Outbox, executor: ThreadPoolExecutor) -> None:
-        self._outbox = outbox
+    def __init__(self, keeper: OutboxKeeper, executor: ThreadPoolExecutor) -> None:
+        self._keeper = keeper
         self._executor = executor
         self._closed = False
-        self.path = outbox.path
+        self.path = keeper.path
+        self._ids = RecordIdFactory()
+        self._held: list[NewRecord] = []
+        self._held_bytes = 0
+        self._held_alert_states: dict[str, str | None] = {}
+        """alert id -> its JSON to save, or None to drop it from the open alerts (latest change wins)."""
+        self._dropped = 0
+        self._write_error: str | None = None
+        self._corrupt_files: tuple[str, ...] = ()
+        self._flush_lock = asyncio.Lock()
+
+    @classmethod
+    async def start(
+        cls,
+        path: Path,
+        *,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        warn_ratio: float = DEFAULT_WARN_RATIO,
+        delivered_retention_s: float = DEFAULT_DELIVERED_RETENTION_S,
+        reserve_bytes: int = 0,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> AsyncOutbox:
+        """The daemon's outbox: never fails to start; an unusable file is reported in :attr:`health`."""
+        opener = functools.partial(Outbox.open, budget_bytes=budget_bytes, warn_ratio=warn_ratio,
+                                   delivered_retention_s=delivered_retention_s, clock=clock)
+        reserve = DiskReserve(Path(path).parent, reserve_bytes) if reserve_bytes else None
+        keeper = OutboxKeeper(Path(path), opener, reserve=reserve, monotonic=monotonic)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME_PREFIX)
+        outbox = cls(keeper, executor)
+        await outbox.maintain()
+        return outbox
 
     @classmethod
     async def open(
@@ -63,35 +114,49 @@ class AsyncOutbox:
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
         warn_ratio: float = DEFAULT_WARN_RATIO,
         delivered_retention_s: float = DEFAULT_DELIVERED_RETENTION_S,
+        reserve_bytes: int = 0,
         clock: Callable[[], datetime] = utc_now,
     ) -> AsyncOutbox:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME_PREFIX)
-        opener = functools.partial(
-            Outbox.open,
-            path,
-            budget_bytes=budget_bytes,
-            warn_ratio=warn_ratio,
-            delivered_retention_s=delivered_retention_s,
-            clock=clock,
-        )
+        """Like :meth:`start`, but raises the StoreError when the outbox cannot be opened now."""
+        outbox = await cls.start(path, budget_bytes=budget_bytes, warn_ratio=warn_ratio,
+                                 delivered_retention_s=delivered_retention_s, reserve_bytes=reserve_bytes,
+                                 clock=clock)
         try:
-            outbox = await asyncio.get_running_loop().run_in_executor(executor, opener)
+            await outbox._call(lambda _box: None)
         except BaseException:
-            executor.shutdown(wait=False)
+            await outbox.close()
             raise
-        return cls(outbox, executor)
+        return outbox
 
-    async def _run(self, method: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    async def _call(self, action: Callable[[Outbox], _T], *, write: bool = False) -> _T:
         if self._closed:
             raise StoreError(f"the outbox {self.path} is closed")
-        call = functools.partial(method, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, self._keeper.call, action)
+        except StoreError as exc:
+            if write:
+                self._note_write_failure(exc)
+            raise
+        if write and self._write_error is not None and not self._held:
+            self._write_error = None
+            log.warning("outbox writable again path=%s", self.path)
+        return result
+
+    def _note_write_failure(self, exc: StoreError) -> None:
+        if self._write_error is None:
+            log.error("outbox write failed path=%s error=%s", self.path, exc)
+        self._write_error = str(exc)
 
     async def close(self) -> None:
         if self._closed:
             return
+        if self._held or self._held_alert_states:
+            await self.flush_held()
+            if self._held:
+                log.error("gateway stopping with records it could not store count=%d path=%s: their devices "
+                          "still hold those with a source key", len(self._held), self.path)
         # Queued behind any call still running, so that call finishes first.
-        await self._run(self._outbox.close)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._keeper.close)
         self._closed = True
         self._executor.shutdown(wait=False)
 
@@ -103,59 +168,172 @@ class AsyncOutbox:
     ) -> None:
         await self.close()
 
+    # -- care and health ---------------------------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Reopen if needed, notice a deleted file, take the disk reserve back, write what is held."""
+        if self._closed:
+            return
+
+        def care(box: Outbox) -> tuple[str, ...]:
+            return tuple(p.name for p in corrupt_files(box.path))
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._keeper.maintain)
+            self._corrupt_files = await self._call(care)
+        except StoreError as exc:
+            self._note_write_failure(exc)
+            return
+        await self.flush_held()
+
+    @property
+    def health(self) -> StorageHealth:
+        return StorageHealth(
+            writable=self._write_error is None and not self._held,
+            last_error=self._write_error,
+            held_records=len(self._held),
+            held_alerts=sum(1 for record in self._held if record.vital),
+            dropped_records=self._dropped,
+            reserve_released=self._keeper.reserve_released,
+            incidents=tuple(self._keeper.incidents),
+            corrupt_files=self._corrupt_files,
+        )
+
+    # -- holding what cannot be stored -------------------------------------------------------------
+
     async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]:
-        return await self._run(self._outbox.accept, records)
+        if self._held:
+            await self.flush_held()
+        if self._held:
+            # Still failing: no second attempt for these, they queue behind the others.
+            held = self._hold(records)
+            raise NotDurableError(f"{len(held)} record(s) held in memory: {self._write_error}", held)
+        try:
+            return await self._call(lambda box: box.accept(records), write=True)
+        except NotDurableError:
+            raise
+        except StoreError as exc:
+            held = self._hold(records)
+            raise NotDurableError(f"{len(held)} record(s) held in memory: {exc}", held) from exc
+
+    async def flush_held(self) -> bool:
+        """Write held records and alert changes; True when nothing is held any more."""
+        async with self._flush_lock:
+            if self._held:
+                batch = list(self._held)
+                try:
+                    await self._call(lambda box: box.accept(batch), write=True)
+                except StoreError:
+                    return False
+                del self._held[: len(batch)]
+                self._held_bytes = sum(len(r.payload_json) for r in self._held)
+                log.warning("held records stored count=%d path=%s", len(batch), self.path)
+            for alert_id, alert_json in list(self._held_alert_states.items()):
+                try:
+                    await self._write_alert_state(alert_id, alert_json)
+                except StoreError:
+                    return False
+                if self._held_alert_states.get(alert_id, "") == alert_json:
+                    del self._held_alert_states[alert_id]
+            if self._write_error is not None and not self._held:
+                self._write_error = None
+                log.warning("outbox writable again path=%s", self.path)
+            return True
+
+    def _hold(self, records: Sequence[NewRecord]) -> tuple[str, ...]:
+        given: list[str] = []
+        for record in records:
+            record_id = record.record_id or self._ids.new_id()
+            self._held.append(dataclasses.replace(record, record_id=record_id))
+            self._held_bytes += len(record.payload_json)
+            given.append(record_id)
+        self._shed()
+        return tuple(given)
+
+    def _shed(self) -> None:
+        while len(self._held) > MAX_HELD_RECORDS or self._held_bytes > MAX_HELD_BYTES:
+            victim = next((i for i, r in enumerate(self._held) if r.dedupe_key is not None), None)
+            if victim is None:
+                victim = next((i for i, r in enumerate(self._held) if not r.vital), None)
+            if victim is None:
+                return  # only alerts and events left: they stay, whatever the bound
+            record = self._held.pop(victim)
+            self._held_bytes -= len(record.payload_json)
+            self._dropped += 1
+            log.error("held record let go (memory bound) record_id=%s type=%s on_device=%s", record.record_id,
+                      record.type, record.dedupe_key is not None)
+
+    # -- the open alerts ---------------------------------------------------------------------------
+
+    async def save_active_alert(self, alert_id: str, alert_json: str) -> None:
+        """Never raises for storage: the change is held and written later (the alert itself is in memory)."""
+        await self._alert_state(alert_id, alert_json)
+
+    async def drop_active_alert(self, alert_id: str) -> None:
+        await self._alert_state(alert_id, None)
+
+    async def _alert_state(self, alert_id: str, alert_json: str | None) -> None:
+        if self._held_alert_states:
+            self._held_alert_states[alert_id] = alert_json
+            await self.flush_held()
+            return
+        try:
+            await self._write_alert_state(alert_id, alert_json)
+        except StoreError:
+            self._held_alert_states[alert_id] = alert_json
+
+    async def _write_alert_state(self, alert_id: str, alert_json: str | None) -> None:
+        if alert_json is None:
+            await self._call(lambda box: box.drop_active_alert(alert_id), write=True)
+        else:
+            await self._call(lambda box: box.save_active_alert(alert_id, alert_json), write=True)
+
+    async def active_alerts(self) -> list[str]:
+        return await self._call(lambda box: box.active_alerts())
+
+    # -- the rest, as they are ---------------------------------------------------------------------
 
     async def add_motion_snippet(
         self, *, alert_id: str, device_id: str, first_sample_at: datetime, sample_rate_hz: float,
         samples: bytes,
     ) -> None:
-        await self._run(
-            self._outbox.add_motion_snippet, alert_id=alert_id, device_id=device_id,
-            first_sample_at=first_sample_at, sample_rate_hz=sample_rate_hz, samples=samples,
-        )
+        await self._call(lambda box: box.add_motion_snippet(
+            alert_id=alert_id, device_id=device_id, first_sample_at=first_sample_at,
+            sample_rate_hz=sample_rate_hz, samples=samples), write=True)
 
     async def motion_snippets(self, alert_id: str) -> list[MotionSnippet]:
-        return await self._run(self._outbox.motion_snippets, alert_id)
+        return await self._call(lambda box: box.motion_snippets(alert_id))
 
     async def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000) -> list[PendingRecord]:
-        return await self._run(self._outbox.pending_batch, max_records=max_records, max_bytes=max_bytes)
+        return await self._call(lambda box: box.pending_batch(max_records=max_records, max_bytes=max_bytes))
 
     async def mark_delivered(self, record_ids: Sequence[str]) -> None:
-        await self._run(self._outbox.mark_delivered, record_ids)
+        await self._call(lambda box: box.mark_delivered(record_ids), write=True)
 
     async def mark_dead(self, record_id: str, reason: str) -> None:
-        await self._run(self._outbox.mark_dead, record_id, reason)
+        await self._call(lambda box: box.mark_dead(record_id, reason), write=True)
 
     async def note_attempt(self, record_ids: Sequence[str], error: str) -> None:
-        await self._run(self._outbox.note_attempt, record_ids, error)
+        await self._call(lambda box: box.note_attempt(record_ids, error), write=True)
 
     async def requeue_dead(self, record_ids: Sequence[str] | None = None) -> int:
-        return await self._run(self._outbox.requeue_dead, record_ids)
+        return await self._call(lambda box: box.requeue_dead(record_ids), write=True)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        return await self._run(self._outbox.dead_letters, limit)
+        return await self._call(lambda box: box.dead_letters(limit))
 
     async def record_state(self, record_id: str) -> RecordState | None:
-        return await self._run(self._outbox.record_state, record_id)
+        return await self._call(lambda box: box.record_state(record_id))
 
     async def stats(self) -> QueueStats:
-        return await self._run(self._outbox.stats)
+        return await self._call(lambda box: box.stats())
 
     async def prune(self) -> PruneReport:
-        return await self._run(self._outbox.prune)
-
-    async def save_active_alert(self, alert_id: str, alert_json: str) -> None:
-        await self._run(self._outbox.save_active_alert, alert_id, alert_json)
-
-    async def drop_active_alert(self, alert_id: str) -> None:
-        await self._run(self._outbox.drop_active_alert, alert_id)
-
-    async def active_alerts(self) -> list[str]:
-        return await self._run(self._outbox.active_alerts)
+        return await self._call(lambda box: box.prune(), write=True)
 
     async def get_cursor(self, name: str) -> str | None:
-        return await self._run(self._outbox.get_cursor, name)
+        return await self._call(lambda box: box.get_cursor(name))
 
     async def set_cursor(self, name: str, value: str) -> None:
-        await self._run(self._outbox.set_cursor, name, value)
+        await self._call(lambda box: box.set_cursor(name, value), write=True)

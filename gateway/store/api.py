@@ -41,6 +41,15 @@ class NewRecord:
     dedupe_key: str | None = None
     """Identity at the source (device id + device record key). A key already in the outbox
     is not accepted again: the existing record's id is returned with ``new=False``."""
+    record_id: str | None = None
+    """An id chosen by the producer (derived from the source identity, see
+    :func:`gateway.store.ids.derived_record_id`); None: the outbox makes a UUIDv7 at commit.
+    An id already in the outbox is not accepted again (``new=False``)."""
+
+    @property
+    def vital(self) -> bool:
+        """Alerts and the events behind them: small, and never refused for the storage budget."""
+        return self.priority <= Priority.EVENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +101,39 @@ class PruneReport:
     snippets_removed: int
     bytes_after: int
     budget_state: BudgetState
+
+
+@dataclass(frozen=True, slots=True)
+class StorageHealth:
+    """What the technician needs to know about the outbox's storage (status, doctor, fleet)."""
+
+    writable: bool
+    last_error: str | None
+    """Why the last write failed, while writes fail."""
+    held_records: int
+    """Records accepted from devices and detectors but not yet on disk (kept in memory)."""
+    held_alerts: int
+    dropped_records: int
+    """Held records let go at the memory bound (their devices still hold them)."""
+    reserve_released: bool
+    incidents: tuple[str, ...]
+    """What happened to the outbox file since the daemon started (corrupt, deleted, disk full)."""
+    corrupt_files: tuple[str, ...]
+    """Outbox files moved aside as corrupt that are still in the data directory."""
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        if not self.writable:
+            found.append(
+                f"STORAGE FAILING: {self.last_error or 'records cannot be written'}; {self.held_records} record(s) "
+                f"({self.held_alerts} alert(s)) held in memory until the disk takes them: alerts still go out"
+            )
+        if self.dropped_records:
+            found.append(f"{self.dropped_records} record(s) let go from memory while storage failed; their devices "
+                         "still hold them and they are read again once the outbox is writable")
+        if self.reserve_released:
+            found.append("the disk filled up and its reserve was used: free disk space on the hub (`df -h`)")
+        found.extend(self.incidents)
+        found.extend(f"corrupt outbox kept as {name}: copy it off for recovery, then delete it"
+                     for name in self.corrupt_files)
+        return found

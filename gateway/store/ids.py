@@ -1,4 +1,5 @@
-"""Record ids: UUIDv7 (RFC 9562), made on the hub when a record is first accepted.
+"""Record ids: UUIDv7 (RFC 9562), made on the hub when a record is first accepted; or, for a
+record read from a device's memory, a name-based UUIDv5 derived from its identity at the device.
 
 Why UUIDv7: the platform deduplicates on ``record_id``, so an id must be unique
 across every hub without coordination (74 random bits), and time-ordered so the
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cache
 
 _VERSION = 0x7
 _VARIANT = 0b10
@@ -84,3 +86,27 @@ class RecordIdFactory:
                 self._last_ms += 1
                 self._last_rand = self._random(_RAND_BITS - 1)
         return uuid7(self._last_ms, self._last_rand)
+
+
+RECORD_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:yiyang:record")
+"""Root of the name-based record ids; each gateway gets its own namespace below it."""
+
+
+@cache
+def gateway_namespace(gateway_id: str) -> uuid.UUID:
+    return uuid.uuid5(RECORD_NAMESPACE, gateway_id)
+
+
+def derived_record_id(gateway_id: str, source_identity: str) -> str:
+    """The id of a record that has an identity at its source (device id + the device's record key).
+
+    Why derived and not random: the hub's memory of what it already took lives in the outbox. A lost
+    or corrupt outbox is replaced by a fresh one, and the meter's whole memory is read again; with
+    ids derived from the record's own identity those readings come back under the same ids, and the
+    platform, which deduplicates on ``record_id``, answers "duplicate" instead of counting them twice.
+    UUIDv5 (RFC 9562, name-based, SHA-1) in a namespace per gateway: the same device id on two hubs
+    never collides, and the text is an ordinary UUID for the platform.
+    """
+    if not source_identity:
+        raise ValueError("a derived record id needs a non-empty source identity")
+    return str(uuid.uuid5(gateway_namespace(gateway_id), source_identity))

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from gateway.errors import StorageFullError, StoreError
+from gateway.errors import OutboxUnavailableError, StorageFullError, StoreError
 from gateway.store.api import (
     Accepted,
     BudgetState,
@@ -39,6 +39,7 @@ from gateway.store.api import (
     RecordState,
 )
 from gateway.store.ids import RecordIdFactory
+from gateway.store.salvage import SalvageReport, salvage
 from gateway.store.schema import migrate
 from gateway.store.sqlite import configure, from_us, store_error, to_us
 
@@ -155,7 +156,10 @@ class Outbox:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the outbox directory {path.parent}: {exc}") from exc
+            raise OutboxUnavailableError(
+                f"cannot create the outbox directory {path.parent}: {exc.strerror}; create it, writable by the "
+                "gateway's user"
+            ) from exc
         try:
             conn = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
@@ -182,8 +186,25 @@ class Outbox:
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                # A connection to a damaged or vanished file may fail to close cleanly; it is gone either way.
+                log.warning("outbox closed with an error path=%s error=%s", self.path, exc)
+
+    def copy_to(self, target: Path) -> None:
+        """Write a consistent copy of the whole database to ``target`` (SQLite's online backup).
+
+        Works on a connection whose file was deleted under it: the open descriptors still
+        reach the data, which is how a deleted outbox is brought back with its content.
+        """
+        with self._translated("copying the outbox"):
+            copy = sqlite3.connect(target, isolation_level=None)
+            try:
+                self._connection().backup(copy)
+            finally:
+                copy.close()
 
     def __enter__(self) -> Self:
         return self
@@ -193,16 +214,22 @@ class Outbox:
     ) -> None:
         self.close()
 
+    def salvage_from(self, damaged: Path) -> SalvageReport:
+        """Copy what still reads cleanly of a corrupt outbox's pending records into this one."""
+        with self._translated("salvaging records from a corrupt outbox"):
+            return salvage(damaged, self._connection())
+
     # -- accepting -----------------------------------------------------------
 
     def accept(self, records: Sequence[NewRecord]) -> list[Accepted]:
         """Accept records in one transaction; when this returns, they are on disk.
 
-        A record whose ``dedupe_key`` was ever accepted is not inserted again: its
-        existing id comes back with ``new=False``. Keys outlive their rows (pruned rows
+        A record whose ``dedupe_key`` (or given ``record_id``) was ever accepted is not inserted
+        again: its existing id comes back with ``new=False``. Keys outlive their rows (pruned rows
         leave their key in ``source_keys``), so a device memory downloaded again after
         retention never uploads a reading twice.
-        The budget is checked before the batch, so one batch may overshoot it.
+        The budget is checked before the batch, so one batch may overshoot it; a batch of alerts
+        and events only is never refused for the budget (the disk itself may still be full).
         """
         if not records:
             return []
@@ -210,21 +237,19 @@ class Outbox:
             (record, _validated_payload(i, record), to_us(record.created_at, f"record {i} created_at"))
             for i, record in enumerate(records)
         ]
-        self._ensure_room()
+        if not all(record.vital for record in records):
+            # Alerts go in even at the budget: they are few and small, and refusing one would
+            # silence an emergency to save a few hundred bytes.
+            self._ensure_room()
         accepted_ms = to_us(self._clock(), "clock()") // 1000
         results: list[Accepted] = []
         with self._write("accepting records") as conn:
             for record, payload, created_us in rows:
-                if record.dedupe_key is not None:
-                    existing = conn.execute(
-                        "SELECT record_id FROM records WHERE dedupe_key = ?"
-                        " UNION ALL SELECT record_id FROM source_keys WHERE dedupe_key = ? LIMIT 1",
-                        (record.dedupe_key, record.dedupe_key),
-                    ).fetchone()
-                    if existing is not None:
-                        results.append(Accepted(existing[0], new=False))
-                        continue
-                record_id = self._ids.new_id(accepted_ms)
+                existing = self._existing_id(conn, record)
+                if existing is not None:
+                    results.append(Accepted(existing, new=False))
+                    continue
+                record_id = record.record_id or self._ids.new_id(accepted_ms)
                 conn.execute(
                     "INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
                     " dedupe_key, size_bytes) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
@@ -233,6 +258,25 @@ class Outbox:
                 )
                 results.append(Accepted(record_id, new=True))
         return results
+
+    @staticmethod
+    def _existing_id(conn: sqlite3.Connection, record: NewRecord) -> str | None:
+        """The id under which the outbox already has this record (by source key or given id), if any."""
+        if record.dedupe_key is not None:
+            row = conn.execute(
+                "SELECT record_id FROM records WHERE dedupe_key = ?"
+                " UNION ALL SELECT record_id FROM source_keys WHERE dedupe_key = ? LIMIT 1",
+                (record.dedupe_key, record.dedupe_key),
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+        if record.record_id is not None:
+            # A given id without a source key is one the hub chose while the disk was failing
+            # (gateway.store.aio holds such records): it is in ``records`` if its commit happened.
+            row = conn.execute("SELECT record_id FROM records WHERE record_id = ?", (record.record_id,)).fetchone()
+            if row is not None:
+                return str(row[0])
+        return None
 
     def add_motion_snippet(
         self, *, alert_id: str, device_id: str, first_sample_at: datetime, sample_rate_hz: float,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from gateway.errors import StorageFullError, StoreError
+from gateway.errors import DiskFullError, OutboxCorruptError, OutboxUnavailableError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +22,14 @@ _BUSY_TIMEOUT_MS = 5000
 
 
 # Primary result codes (sqlite3.h); extended codes carry them in the low byte.
+_SQLITE_PERM = 3
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
 _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
+_UNAVAILABLE_CODES = frozenset({_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CANTOPEN})
 
 
 def to_us(moment: datetime, what: str) -> int:
@@ -39,18 +44,24 @@ def from_us(us: int) -> datetime:
 
 
 def store_error(path: Path, action: str, exc: sqlite3.Error) -> StoreError:
+    """The typed error for a SQLite failure: what went wrong and what to do about it."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     if code == _SQLITE_FULL:
-        return StorageFullError(
+        return DiskFullError(
             f"{path}: the disk is full ({action}): free disk space on the hub; "
             "no accepted record has been lost"
         )
     if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return StoreError(
-            f"{path} is not a usable outbox database ({exc}; while {action}). It may still hold "
-            f"undelivered records, so it is not replaced automatically: stop the gateway, move it "
-            f"aside (mv {path} {path}.corrupt, with its -wal and -shm files) and start again "
-            "with a new outbox; keep the old file for recovery."
+        return OutboxCorruptError(
+            f"{path} is not a usable outbox database ({exc}; while {action}). The running gateway "
+            "moves such a file aside (outbox.sqlite.corrupt-*) and opens a fresh outbox by itself; "
+            "records keep their device-derived ids, so readings downloaded again are not counted twice. "
+            "Keep the moved file for recovery."
+        )
+    if code in _UNAVAILABLE_CODES:
+        return OutboxUnavailableError(
+            f"{path}: {action} failed: {exc}. Check that the data directory exists, is writable by the "
+            f"gateway's user and that its filesystem is mounted read-write (`findmnt -T {path.parent}`)"
         )
     return StoreError(f"{path}: {action} failed: {exc}")
 

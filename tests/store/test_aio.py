@@ -90,11 +90,11 @@ def test_concurrent_callers_are_serialised(tmp_path: Path) -> None:
 
 
 def test_open_errors_reach_the_caller(tmp_path: Path) -> None:
-    corrupt = tmp_path / "o.db"
-    corrupt.write_bytes(b"\x00garbage" * 1000)
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("a file where the data directory should be")
 
     async def scenario() -> None:
-        await AsyncOutbox.open(corrupt)
+        await AsyncOutbox.open(not_a_directory / "o.db")
 
-    with pytest.raises(StoreError, match="move it aside"):
+    with pytest.raises(StoreError, match="cannot create the outbox directory"):
         asyncio.run(scenario())

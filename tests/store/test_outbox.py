@@ -20,6 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from gateway.errors import OutboxCorruptError
 from gateway.store import (
     Accepted,
     BudgetState,
@@ -457,15 +458,15 @@ def test_a_database_from_a_newer_gateway_is_refused(tmp_path: Path) -> None:
         Outbox.open(path)
 
 
-def test_a_corrupt_file_is_refused_with_what_to_do(tmp_path: Path) -> None:
+def test_a_corrupt_file_is_refused_with_what_happens_next(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     path.write_bytes(b"this is not a database, it is an SD card gone bad " * 200)
-    with pytest.raises(StoreError) as caught:
+    with pytest.raises(OutboxCorruptError) as caught:
         Outbox.open(path)
     message = str(caught.value)
     assert str(path) in message
-    assert "move it aside" in message
-    assert path.read_bytes().startswith(b"this is not a database")  # never replaced
+    assert "moves such a file aside" in message
+    assert path.read_bytes().startswith(b"this is not a database")  # the plain Outbox never replaces it
 
 
 def test_a_damaged_page_gives_store_error_not_sqlite_error(tmp_path: Path) -> None:
@@ -478,7 +479,7 @@ def test_a_damaged_page_gives_store_error_not_sqlite_error(tmp_path: Path) -> No
     data = bytearray(path.read_bytes())
     data[4096 * (root_page - 1) : 4096 * root_page] = b"\xa5" * 4096  # the records table's root
     path.write_bytes(bytes(data))
-    with Outbox.open(path) as box, pytest.raises(StoreError, match="move it aside"):
+    with Outbox.open(path) as box, pytest.raises(OutboxCorruptError, match="moves such a file aside"):
         box.pending_batch()
 
 
