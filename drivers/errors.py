@@ -32,3 +32,12 @@ class DeviceUnavailableError(DriverError):
 
 class DeviceTimeoutError(DriverError):
     """The device stopped answering in the middle of an exchange."""
+
+
+class NotAcceptedError(DriverError):
+    """The gateway could not store the records it was handed durably (its disk failed).
+
+    The records are not lost (the gateway keeps what it can in memory), but they are not
+    *accepted*: a session must not acknowledge them to the device (advance an RACP cursor,
+    consider a meter's memory read) and offers them again at its next chance.
+    """

@@ -27,6 +27,7 @@ from gateway.doctor import status_problems
 from gateway.driver_registry import ble_drivers, unsupported_drivers
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import setup_logging
+from gateway.status import fallback_status_path, read_status
 from gateway.store import Outbox
 from gateway.uplink import load_secret
 
@@ -128,11 +129,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     path = status_path(cfg)
-    if not path.exists():
+    status = read_status([path, fallback_status_path(cfg.gateway.id)])
+    if status is None:
         print(f"gateway {cfg.gateway.id}: NOT RUNNING (no status file at {path}); start it with "
               "`systemctl start yiyang` and read `journalctl -u yiyang`")
         return EXIT_PROBLEMS
-    status = json.loads(path.read_text(encoding="utf-8"))
     if args.json:
         print(json.dumps(status, ensure_ascii=False, indent=1))
     problems = status_problems(status, datetime.now(UTC))

@@ -4,6 +4,10 @@ It builds the parts from the validated configuration, hands each its own
 section, runs them as tasks of one TaskGroup on one event loop, and on
 SIGTERM/SIGINT stops the drivers first (nothing new is accepted), then the
 rest, so every accepted record is either uploaded or safely in the outbox.
+
+Every service and device session runs under :func:`gateway.supervisor.supervise`:
+a failure is put on the status board and restarted, never allowed to stop the
+daemon (a hub that stops is a hub that no longer alerts).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,14 +46,16 @@ from gateway.driver_registry import (
     serial_devices,
     start_device,
 )
+from gateway.errors import StoreError
 from gateway.fleet.commands import CommandError, CommandService
 from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.sdnotify import notify, watchdog_interval_s
-from gateway.status import DeviceStatusBoard
+from gateway.status import DeviceStatusBoard, fallback_status_path
 from gateway.status_publisher import StatusPublisher
 from gateway.store.aio import AsyncOutbox
+from gateway.supervisor import supervise
 from gateway.uplink import FhirEncoder, Uplink, load_secret
 
 log = logging.getLogger(__name__)
@@ -57,6 +63,9 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 SILENCE_CHECK_S = 60.0
 REPEAT_CHECK_S = 5.0
+STORAGE_CARE_S = 2.0
+"""How often the outbox is looked after (reopened, checked for deletion, held records written):
+records held while the disk failed reach it within seconds of the disk coming back."""
 TEST_ALERT = Message("测试警报：网关到家属的通知链路正常", "Test alert: the path from the hub to the family works")
 RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确认是否起身，请立即查看",
                                 "The hub restarted during a fall's cancel window: check on the resident now")
@@ -120,13 +129,13 @@ class Daemon:
                               on_confirmed=lambda resident, at: hub.fall_confirmed(resident, at))  # noqa: PLW0108
         silence = SilenceWatch([w for d in cfg.devices if (w := watched_device(d)) is not None],
                                started_at=time.monotonic())
-        hub = Hub(outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board,
+        hub = Hub(gateway_id=cfg.gateway.id, outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board,
                   vitals=VitalsMonitor(cfg.thresholds_for), silence=silence, tz=self.tz, now=_utc_now,
                   now_monotonic=time.monotonic, max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
                   on_accepted=wake_uplink)
 
-        status = StatusPublisher(cfg.gateway.id, status_path(cfg), self.board, outbox, uplink, mqtt,
-                                 mqtt.connected.is_set, self.clock.synced, self.started_at)
+        status = StatusPublisher(cfg.gateway.id, status_path(cfg), fallback_status_path(cfg.gateway.id), self.board,
+                                 outbox, uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at)
         mqtt.on_connect(status.schedule)
         commands = self._commands(mqtt, fleet_key, alerts, status)
         mqtt.on_connect(alerts.republish_active)
@@ -135,20 +144,24 @@ class Daemon:
                  len(cfg.devices), cfg.gateway.data_dir)
         try:
             async with asyncio.TaskGroup() as group:
-                drivers = [group.create_task(coro, name=name) for name, coro in self._device_sessions(hub, outbox)]
-                services = [
-                    group.create_task(self._guard("status", status.run())),
-                    group.create_task(self._guard("prune", self._every(PRUNE_EVERY_S, outbox.prune))),
-                    group.create_task(self._guard("mqtt-inbox", self._inbox(mqtt, alerts, commands))),
-                    group.create_task(self._guard("watchdog", self._watchdog())),
-                    group.create_task(self._guard("falls", falls.run())),
-                    group.create_task(self._guard("repeats", self._every(REPEAT_CHECK_S, alerts.repeat_due))),
-                    group.create_task(self._guard("silence", self._every(SILENCE_CHECK_S, hub.check_silence))),
+                drivers = [group.create_task(self._supervised(name, start), name=name)
+                           for name, start in self._device_sessions(hub, outbox)]
+                service_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+                    ("status", status.run),
+                    ("storage", lambda: self._every(STORAGE_CARE_S, outbox.maintain)),
+                    ("prune", lambda: self._every(PRUNE_EVERY_S, outbox.prune)),
+                    ("mqtt-inbox", lambda: self._inbox(mqtt, alerts, commands)),
+                    ("watchdog", self._watchdog),
+                    ("falls", falls.run),
+                    ("repeats", lambda: self._every(REPEAT_CHECK_S, alerts.repeat_due)),
+                    ("silence", lambda: self._every(SILENCE_CHECK_S, hub.check_silence)),
                 ]
                 if modem is not None:
-                    services.append(group.create_task(self._guard("gsm-modem", modem.run())))
+                    service_jobs.append(("gsm-modem", modem.run))
                 if uplink is not None:
-                    services.append(group.create_task(self._guard("uplink", uplink.run())))
+                    service_jobs.append(("uplink", uplink.run))
+                services = [group.create_task(self._supervised(name, start), name=name)
+                            for name, start in service_jobs]
                 notify("READY=1")
                 log.info("gateway ready")
                 await stop.wait()
@@ -175,17 +188,28 @@ class Daemon:
         return await asyncio.to_thread(load_secret, Path(platform.secret_file)) if platform.enabled else b""
 
     async def _open_outbox(self) -> AsyncOutbox:
+        """The outbox, even when its disk fails now: the daemon starts, holds records in memory and says so."""
         storage = self.cfg.storage
-        return await AsyncOutbox.open(
+        outbox = await AsyncOutbox.start(
             outbox_path(self.cfg),
             budget_bytes=storage.budget_mb * 2**20,
             warn_ratio=storage.warn_percent / 100,
             delivered_retention_s=storage.delivered_retention_days * 86400.0,
+            reserve_bytes=storage.reserve_mb * 2**20,
         )
+        if not outbox.health.writable:
+            log.error("gateway starting without a writable outbox path=%s: alerts still go out, records are held "
+                      "in memory until the data directory can be written", outbox.path)
+        return outbox
 
     @staticmethod
     async def _restore_alerts(alerts: AlertService) -> None:
-        for alert in await alerts.restore():
+        try:
+            restored = await alerts.restore()
+        except StoreError as exc:
+            log.error("open alerts could not be read back after the restart: %s", exc)
+            return
+        for alert in restored:
             # A fall still in its cancel window when the hub went down: nobody can now tell whether
             # the resident got up, and a missed fall is the worst failure there is. Escalate.
             if alert.kind is AlertKind.FALL and alert.severity is not Severity.EMERGENCY:
@@ -215,22 +239,22 @@ class Daemon:
             encoder=FhirEncoder() if fhir else None,
         )
 
-    def _device_sessions(self, hub: Hub, outbox: AsyncOutbox) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    def _device_sessions(self, hub: Hub, outbox: AsyncOutbox) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
         """One session per serial device; all BLE devices share one manager (one scanner per process)."""
         ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
-        sessions: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        sessions: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         for device in serial_devices(self.cfg.devices):
             session = start_device(device, ctx, self.board)
             if isinstance(session, Measurable):
                 self.measurable[device.id] = session
-            sessions.append((f"device:{device.id}", session.run()))
+            sessions.append((f"device:{device.id}", session.run))
         if ble := ble_devices(self.cfg.devices):
             # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
             from gateway.ble_wiring import run_ble  # noqa: PLC0415
 
             for device in ble:
                 self.board.register(device.id, device.driver)
-            sessions.append(("ble", run_ble(
+            sessions.append(("ble", lambda: run_ble(
                 ble, clock=self.clock, tz=self.tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
                 on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
                 report_error=lambda component, message: self.board.error(component, _utc_now(), message),
@@ -307,18 +331,8 @@ class Daemon:
             await job()
             await asyncio.sleep(period_s)
 
-    @staticmethod
-    async def _guard(name: str, coro: Coroutine[Any, Any, None]) -> None:
-        """A service that fails is logged and restarted by nobody: it must not take the others down
-        silently, so the failure is logged with its traceback and re-raised to stop the daemon
-        (systemd restarts it)."""
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("service %s failed; the gateway stops so systemd can restart it", name)
-            raise
+    async def _supervised(self, name: str, start: Callable[[], Awaitable[None]]) -> None:
+        await supervise(name, start, lambda service, text: self.board.problem(f"service:{service}", text))
 
     @staticmethod
     async def _watchdog() -> None:

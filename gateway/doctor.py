@@ -20,8 +20,11 @@ def status_problems(status: dict[str, object], now: datetime) -> list[str]:
     if not status.get("mqtt_connected"):
         problems.append("not connected to the MQTT broker: family alerts cannot be delivered "
                         "(`systemctl status mosquitto`)")
+    problems.extend(str(problem) for problem in _as_list(status.get("problems")))
     queue = status.get("queue", {})
     assert isinstance(queue, dict)
+    if queue.get("unavailable"):
+        problems.append(f"outbox unavailable: {queue['unavailable']}")
     if queue.get("dead"):
         problems.append(f"{queue['dead']} record(s) rejected by the platform: `yiyang queue --dead 20`")
     if queue.get("budget_state") not in (None, "ok"):
@@ -36,3 +39,7 @@ def status_problems(status: dict[str, object], now: datetime) -> list[str]:
         if health.get("last_error"):
             problems.append(f"device {device_id}: {health['last_error']}")
     return problems
+
+
+def _as_list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []

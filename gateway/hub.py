@@ -4,15 +4,22 @@ A batch of readings is first committed to the outbox (that commit is the
 moment of acceptance); only then is it published locally, shown on the status
 board and evaluated by the detector. Readings the outbox already had (a meter's
 memory downloaded again) are neither republished nor re-evaluated.
+
+When the outbox cannot commit (its disk failed), the readings are still published
+and evaluated -- a hypoglycaemia must reach the family whatever the SD card does --
+and the outbox holds them in memory; the driver is told they are not accepted
+(``NotAcceptedError``), so it keeps them on the device and offers them again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
 from typing import Protocol
 
+from drivers.errors import NotAcceptedError
 from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import Evidence
@@ -20,8 +27,10 @@ from gateway.alerts.service import AlertService, Publisher
 from gateway.alerts.silence import SilenceAlerts
 from gateway.detect.silence import SilenceWatch
 from gateway.detect.vital_state import VitalFinding, VitalsMonitor
+from gateway.errors import NotDurableError, StoreError
 from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, NewRecord, Priority
+from gateway.store.ids import derived_record_id
 from gateway.wire import compact, hub_record, local_reading_payload, measurement_values, reading_record
 
 log = logging.getLogger(__name__)
@@ -33,25 +42,31 @@ STATUS_EVENTS = frozenset({DeviceEventKind.BATTERY, DeviceEventKind.LOST, Device
 
 
 SEEN_EVERY_S = 1.0
+EVALUATED_MEMORY = 4096
+"""Record ids already evaluated, remembered so a reading offered again while the disk fails (the
+outbox cannot say it has it) raises no second alert; a few days of a household's readings."""
 
 
 class OutboxWriter(Protocol):
     async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
 
 
-def reading_to_record(reading: Reading, tz: tzinfo) -> NewRecord:
+def reading_to_record(reading: Reading, tz: tzinfo, gateway_id: str) -> NewRecord:
+    """The outbox record of a reading; one from a device's memory gets an id derived from its identity there."""
     dedupe = f"{reading.device.id}|{reading.source_key}" if reading.source_key else None
     return NewRecord(type=reading.type.value, priority=Priority.READING,
                      payload_json=compact(reading_record(reading, tz)),
-                     created_at=reading.received.wall, dedupe_key=dedupe)
+                     created_at=reading.received.wall, dedupe_key=dedupe,
+                     record_id=derived_record_id(gateway_id, dedupe) if dedupe else None)
 
 
 class Hub:
-    def __init__(self, *, outbox: OutboxWriter, alerts: AlertService, publisher: Publisher,
+    def __init__(self, *, gateway_id: str, outbox: OutboxWriter, alerts: AlertService, publisher: Publisher,
                  board: DeviceStatusBoard, vitals: VitalsMonitor, silence: SilenceWatch,
                  tz: tzinfo, now: Callable[[], datetime], now_monotonic: Callable[[], float],
                  max_reading_age_s: float, falls: FallResponder,
                  on_accepted: Callable[[], None] = lambda: None) -> None:
+        self._gateway_id = gateway_id
         self._outbox = outbox
         self._alerts = alerts
         self._publisher = publisher
@@ -66,27 +81,46 @@ class Hub:
         self._max_age_s = max_reading_age_s
         self._on_accepted = on_accepted
         self._falls = falls
+        self._evaluated: OrderedDict[str, None] = OrderedDict()
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         """Accept readings durably, then publish and evaluate the new ones.
 
         Returns only after the commit, so a driver may treat the readings as
         accepted (advance a RACP cursor, consume a frame) once this returns.
+        Raises ``NotAcceptedError`` when the commit failed (after publishing and evaluating).
         """
         if not readings:
             return
-        accepted = await self._outbox.accept([reading_to_record(r, self._tz) for r in readings])
-        self._on_accepted()
-        fresh = [(r, a) for r, a in zip(readings, accepted, strict=True) if a.new]
-        log.info("readings accepted device=%s new=%d already_had=%d", readings[0].device.id,
-                 len(fresh), len(readings) - len(fresh))
+        records = [reading_to_record(r, self._tz, self._gateway_id) for r in readings]
+        failure: NotDurableError | None = None
+        try:
+            accepted = await self._outbox.accept(records)
+        except NotDurableError as exc:
+            failure = exc
+            accepted = [Accepted(record_id, new=True) for record_id in exc.record_ids]
+        else:
+            self._on_accepted()
+        fresh = [(r, a) for r, a in zip(readings, accepted, strict=True)
+                 if a.new and a.record_id not in self._evaluated]
+        log.info("readings accepted device=%s new=%d already_had=%d durable=%s", readings[0].device.id,
+                 len(fresh), len(readings) - len(fresh), failure is None)
         for device_id in {r.device.id for r in readings}:
             self._board.readings(device_id, self._now(), sum(1 for r, _ in fresh if r.device.id == device_id))
         for reading, acc in fresh:
+            self._remember_evaluated(acc.record_id)
             self._publisher.publish(f"readings/{reading.type.value}",
                                     local_reading_payload(reading, self._tz), retain=True)
             await self._evaluate(reading, acc.record_id)
             await self._silence_alerts.apply(self._silence.note_reading(reading.device.id, self._now_mono()))
+        if failure is not None:
+            raise NotAcceptedError(f"the gateway could not store {len(readings)} reading(s) on its disk "
+                                   f"({failure}); keep them on the device") from failure
+
+    def _remember_evaluated(self, record_id: str) -> None:
+        self._evaluated[record_id] = None
+        while len(self._evaluated) > EVALUATED_MEMORY:
+            self._evaluated.popitem(last=False)
 
     async def on_motion(self, block: MotionBlock) -> None:
         """Raw motion is not uploaded: it feeds the fall detector (which keeps a snippet as evidence)."""
@@ -113,7 +147,11 @@ class Hub:
             values["value"] = event.value
         record = hub_record("device_status", resident_id=event.resident_id, device_id=event.device_id,
                             at=event.received.wall, synced=event.received.synced, values=values, tz=self._tz)
-        await self._outbox.accept([NewRecord("device_status", Priority.STATUS, compact(record), event.received.wall)])
+        try:
+            await self._outbox.accept([NewRecord("device_status", Priority.STATUS, compact(record),
+                                                 event.received.wall)])
+        except StoreError:
+            return  # held in memory by the outbox and written when its disk takes it; nothing to acknowledge
         self._on_accepted()
 
     async def _evaluate(self, reading: Reading, record_id: str) -> None:

@@ -32,8 +32,21 @@ class DeviceStatusBoard:
     """Mutable board owned by the hub (one event loop, no locking needed)."""
 
     devices: dict[str, DeviceHealth] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    """The hub's own problems by component (a service restarting, storage failing), for the technician."""
     version: int = 0
     """Bumped on every change, so the status publisher knows when there is news."""
+
+    def problem(self, component: str, text: str | None) -> None:
+        """Put up (or, with None, take down) the problem of one component."""
+        if text is None:
+            if self.problems.pop(component, None) is None:
+                return
+        elif self.problems.get(component) == text:
+            return
+        else:
+            self.problems[component] = text
+        self.version += 1
 
     def register(self, device_id: str, driver: str) -> None:
         self.devices.setdefault(device_id, DeviceHealth(device_id, driver))
@@ -63,6 +76,23 @@ class DeviceStatusBoard:
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
+
+
+def fallback_status_path(gateway_id: str) -> Path:
+    """Where the status file goes when the data directory cannot take it: systemd's runtime
+    directory for the unit (``RuntimeDirectory=yiyang``), else /run/yiyang."""
+    return Path(os.environ.get("RUNTIME_DIRECTORY", "/run/yiyang")) / f"status-{gateway_id}.json"
+
+
+def read_status(paths: list[Path]) -> dict[str, Any] | None:
+    """The freshest readable status among ``paths`` (the data directory's, then the fallback)."""
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return max(found, key=lambda status: str(status.get("updated_at", "")), default=None)
 
 
 def write_status_file(path: Path, payload: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,9 +12,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway import __version__
+from gateway.errors import StoreError
 from gateway.status import DeviceStatusBoard, write_status_file
-from gateway.store.api import QueueStats
+from gateway.store.api import QueueStats, StorageHealth
 from gateway.uplink import Uplink
+
+log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 30.0
 STATUS_NEWS_S = 2.0
@@ -21,6 +25,8 @@ STATUS_NEWS_S = 2.0
 
 class StatsSource(Protocol):
     async def stats(self) -> QueueStats: ...
+    @property
+    def health(self) -> StorageHealth: ...
 
 
 class StatusSink(Protocol):
@@ -40,10 +46,23 @@ def uplink_status(uplink: Uplink | None) -> dict[str, Any]:
     }
 
 
+def queue_status(stats: QueueStats) -> dict[str, Any]:
+    return {
+        "pending": stats.pending, "dead": stats.dead, "delivered": stats.delivered,
+        "pending_alerts": stats.pending_alerts,
+        "oldest_pending_at": stats.oldest_pending_at.isoformat() if stats.oldest_pending_at else None,
+        "db_bytes": stats.db_bytes, "budget_bytes": stats.budget_bytes,
+        "budget_state": stats.budget_state.value,
+    }
+
+
 @dataclass
 class StatusPublisher:
     gateway_id: str
     path: Path
+    """The status file ``yiyang status`` reads (in the data directory)."""
+    fallback_path: Path
+    """Where the file goes when the data directory cannot be written (a runtime directory)."""
     board: DeviceStatusBoard
     outbox: StatsSource
     uplink: Uplink | None
@@ -54,7 +73,12 @@ class StatusPublisher:
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def payload(self) -> dict[str, Any]:
-        stats = await self.outbox.stats()
+        storage = self.outbox.health
+        try:
+            queue: dict[str, Any] = queue_status(await self.outbox.stats())
+        except StoreError as exc:
+            queue = {"unavailable": str(exc)}
+        problems = [*storage.problems(), *self.board.problems.values()]
         return {
             "state": "online",
             "gateway_id": self.gateway_id,
@@ -64,21 +88,25 @@ class StatusPublisher:
             "clock_synced": self.clock_synced(),
             "mqtt_connected": self.mqtt_connected(),
             "devices": self.board.as_json(),
-            "queue": {
-                "pending": stats.pending, "dead": stats.dead, "delivered": stats.delivered,
-                "pending_alerts": stats.pending_alerts,
-                "oldest_pending_at": stats.oldest_pending_at.isoformat() if stats.oldest_pending_at else None,
-                "db_bytes": stats.db_bytes, "budget_bytes": stats.budget_bytes,
-                "budget_state": stats.budget_state.value,
-            },
+            "queue": queue,
+            "storage": {"writable": storage.writable, "held_records": storage.held_records,
+                        "held_alerts": storage.held_alerts, "dropped_records": storage.dropped_records},
             "uplink": uplink_status(self.uplink),
+            "problems": problems,
         }
 
     async def publish(self) -> None:
         payload = await self.payload()
         if self.mqtt_connected():  # while away, the last will says offline; reconnecting republishes
             self.mqtt.publish("status", payload, retain=True)
-        await asyncio.to_thread(write_status_file, self.path, payload)
+        try:
+            await asyncio.to_thread(write_status_file, self.path, payload)
+        except OSError as exc:
+            # A full or read-only data directory: the technician's `yiyang status` must still work.
+            try:
+                await asyncio.to_thread(write_status_file, self.fallback_path, payload)
+            except OSError:
+                log.error("status file not written path=%s error=%s", self.path, exc.strerror)
 
     def schedule(self) -> None:
         """Publish soon (from a callback that cannot await, e.g. after an MQTT reconnect)."""

@@ -15,8 +15,9 @@ Lifecycle, as a small supervisor loop:
 
 The sink returns only once readings are durably committed; keys handed over successfully are
 remembered for the life of the process so a meter left plugged in is not re-sent each download (the
-outbox dedupes by source key anyway). A failing sink propagates: that is the gateway's failure to
-handle, not the meter's.
+outbox dedupes by source key anyway). A sink that could not store them (``NotAcceptedError``: the
+gateway's disk failed) leaves them unremembered: the download counts as incomplete and the meter's
+memory is offered again at the next try.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import CodecError, DeviceTimeoutError, DeviceUnavailableError
+from drivers.errors import CodecError, DeviceTimeoutError, DeviceUnavailableError, NotAcceptedError
 from drivers.model import Reading
 from drivers.serial import onetouch_codec as codec
 from drivers.serial.port import SerialPort
@@ -207,7 +208,8 @@ class OneTouchSession:
         except DeviceUnavailableError:
             await self._hand_over(readings)
             raise
-        await self._hand_over(readings)
+        if not await self._hand_over(readings):
+            return False
         result = parser.result()
         for error in result.errors:
             log.warning(
@@ -265,17 +267,25 @@ class OneTouchSession:
                     )
                 )
 
-    async def _hand_over(self, readings: Sequence[Reading]) -> None:
+    async def _hand_over(self, readings: Sequence[Reading]) -> bool:
+        """Hand new readings to the sink; False when it could not store them (offer them again later)."""
         fresh: dict[str, Reading] = {}
         for reading in readings:
             assert reading.source_key is not None
             if reading.source_key not in self._handed_over:
                 fresh.setdefault(reading.source_key, reading)
         if not fresh:
-            return
+            return True
         # The meter dumps newest first; the outbox wants them in the order they were measured.
         batch = sorted(fresh.values(), key=lambda reading: reading.measured_at)
-        await self._sink(batch)
+        try:
+            await self._sink(batch)
+        except NotAcceptedError as exc:
+            log.warning("meter readings not stored by the gateway device_id=%s count=%d: kept on the meter, "
+                        "offered again at the next download", self._device_id, len(batch))
+            self._update(last_error=f"readings not stored: {exc}")
+            return False
         self._handed_over.update(fresh)
         self._update(readings_handed_over=self._status.readings_handed_over + len(batch))
         log.info("meter readings handed over device_id=%s count=%d", self._device_id, len(batch))
+        return True

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from drivers.clock import Clock
-from drivers.errors import DeviceUnavailableError
+from drivers.errors import DeviceUnavailableError, NotAcceptedError
 from drivers.model import DeviceEvent, DeviceEventKind, DeviceInfo, HubTime, Reading
 from drivers.serial import suntech_codec as codec
 from drivers.serial.port import SerialPort, SerialSettings
@@ -400,7 +400,12 @@ class SuntechNibpSession:
         device = DeviceInfo(id=self._device_id, transport="serial", model=codec.MODEL)
         reading = codec.result_to_reading(result, device, self._resident_id, received)
         if reading is not None:
-            await self._on_readings([reading])
+            try:
+                await self._on_readings([reading])
+            except NotAcceptedError:
+                # The module keeps only its last result and its identity includes when the hub first
+                # read it: offering it again would make a second record. The gateway holds it in memory.
+                log.warning("nibp reading not yet on the gateway's disk device_id=%s", self._device_id)
             log.info("nibp reading handed over device_id=%s origin=%s", self._device_id, origin.value)
             self._update(readings_handed_over=self._status.readings_handed_over + 1, last_result_at=received.wall)
         elif result.error_code is not None:

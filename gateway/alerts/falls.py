@@ -24,6 +24,7 @@ from gateway.alerts.service import AlertService
 from gateway.detect.fall_watch import FallWatch, FallWatchEvent, FallWatchEventKind, activity_from_radar
 from gateway.detect.falls import FallDetection
 from gateway.detect.motion import ACTIVITY_WINDOW_S, MotionTracker
+from gateway.errors import StoreError
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.wire import compact, hub_record, iso
 
@@ -172,7 +173,10 @@ class FallResponder:
         now = self._now_wall()
         record = hub_record(record_type, resident_id=resident_id, device_id=device_id, at=now,
                             synced=self._clock_synced(), values=dict(values), tz=self._tz)
-        await self._outbox.accept([NewRecord(record_type, Priority.EVENT, compact(record), now)])
+        try:
+            await self._outbox.accept([NewRecord(record_type, Priority.EVENT, compact(record), now)])
+        except StoreError:
+            return  # held in memory by the outbox; the alert itself has gone out already
         self._on_stored()
 
     async def _save_snippet(self, alert_id: str, device_id: str) -> None:
@@ -180,9 +184,13 @@ class FallResponder:
         if snippet is None:
             return
         first_at = self._now_wall() - timedelta(seconds=self._now_mono() - snippet.first_sample_monotonic)
-        await self._outbox.add_motion_snippet(alert_id=alert_id, device_id=device_id, first_sample_at=first_at,
-                                              sample_rate_hz=snippet.sample_rate_hz,
-                                              samples=snippet.samples.astype("<f4").tobytes())
+        try:
+            await self._outbox.add_motion_snippet(alert_id=alert_id, device_id=device_id, first_sample_at=first_at,
+                                                  sample_rate_hz=snippet.sample_rate_hz,
+                                                  samples=snippet.samples.astype("<f4").tobytes())
+        except StoreError as exc:
+            # Evidence only, and the largest thing the hub writes: not worth holding in memory.
+            log.error("fall evidence not stored alert_id=%s device=%s error=%s", alert_id, device_id, exc)
 
 
 def _wearable_evidence(d: FallDetection) -> Evidence:

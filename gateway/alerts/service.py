@@ -3,6 +3,9 @@
 An alert is a record first: it is committed to the outbox (where it is sent to
 the platform before any reading), then published on the home broker for the
 family (retained ``alerts/{id}`` while active, every change on ``events/alert``).
+When the outbox cannot commit (a full or failing disk) the alert is published and
+sent by SMS all the same: the outbox holds the record in memory and writes it
+as soon as it can. A storage failure never silences an emergency.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gateway.alerts.model import (
     alert_from_json,
     alert_to_json,
 )
+from gateway.errors import StoreError
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory
 from gateway.wire import alert_message, alert_record, compact
@@ -184,11 +188,16 @@ class AlertService:
 
     async def _record(self, alert: Alert) -> None:
         # Stored first: the platform copy is the one that cannot be lost if the hub dies now.
-        await self._outbox.accept([NewRecord(type="alert", priority=Priority.ALERT,
-                                             payload_json=compact(alert_record(alert, self._tz,
-                                                                                 synced=self._clock_synced())),
-                                             created_at=self._now())])
-        self._on_stored()
+        try:
+            await self._outbox.accept([NewRecord(type="alert", priority=Priority.ALERT,
+                                                 payload_json=compact(alert_record(alert, self._tz,
+                                                                                     synced=self._clock_synced())),
+                                                 created_at=self._now())])
+        except StoreError:
+            log.error("alert not on disk yet alert_id=%s state=%s: published and sent all the same; the outbox "
+                      "holds it in memory", alert.alert_id, alert.state.value)
+        else:
+            self._on_stored()
         if alert.state in ACTIVE_STATES:
             await self._outbox.save_active_alert(alert.alert_id, alert_to_json(alert))
             self._active[alert.alert_id] = alert

@@ -310,6 +310,13 @@ class StorageSettings:
         min=1,
         max=365,
     )
+    reserve_mb: int = setting(
+        8,
+        doc="Disk space, in MiB, held in reserve in the data directory and given back when the disk fills, "
+        "so alerts can still be stored; 0 turns it off.",
+        min=0,
+        max=256,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
