@@ -47,7 +47,8 @@ SessionFactory = Callable[[DeviceSettings, SessionContext], Session]
 
 def _onetouch(device: DeviceSettings, ctx: SessionContext) -> Session:
     return OneTouchSession(device_id=device.id, resident_id=device.resident, port=device.port, clock=ctx.clock,
-                           tz=ctx.tz, sink=ctx.hub.on_readings, poll_interval_s=device.poll_interval_s)
+                           tz=ctx.tz, sink=ctx.hub.on_readings, on_event=ctx.hub.on_event,
+                           poll_interval_s=device.poll_interval_s)
 
 
 def _mr60fda1(device: DeviceSettings, ctx: SessionContext) -> Session:

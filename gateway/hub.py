@@ -137,6 +137,8 @@ class Hub:
         await self._silence_alerts.apply(self._silence.note_seen(event.device_id, self._now_mono()))
         if event.kind is DeviceEventKind.BATTERY and isinstance(event.value, int):
             self._board.battery(event.device_id, event.value)
+        if event.kind in (DeviceEventKind.CONNECTED, DeviceEventKind.LOST):
+            self._board.connected(event.device_id, event.kind is DeviceEventKind.CONNECTED)
         if event.kind in STATUS_EVENTS:
             await self._store_status(event)
         await self._falls.on_event(event)

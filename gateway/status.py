@@ -25,6 +25,8 @@ class DeviceHealth:
     last_error: str | None = None
     last_error_at: datetime | None = None
     battery_percent: int | None = None
+    connected: bool | None = None
+    """Whether the device is there now (on its cable, in range), when its driver says; None: not known."""
 
 
 @dataclass
@@ -61,6 +63,9 @@ class DeviceStatusBoard:
 
     def error(self, device_id: str, at: datetime, message: str) -> None:
         self._update(device_id, last_error=message, last_error_at=at)
+
+    def connected(self, device_id: str, present: bool) -> None:
+        self._update(device_id, connected=present)
 
     def battery(self, device_id: str, percent: int) -> None:
         self._update(device_id, battery_percent=percent)

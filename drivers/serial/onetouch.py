@@ -32,7 +32,7 @@ from typing import TypeVar
 
 from drivers.clock import Clock
 from drivers.errors import CodecError, DeviceTimeoutError, DeviceUnavailableError, NotAcceptedError
-from drivers.model import Reading
+from drivers.model import DeviceEvent, DeviceEventKind, Reading
 from drivers.serial import onetouch_codec as codec
 from drivers.serial.port import SerialPort
 from drivers.serial.supervisor import PortHooks, keep_port_open
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 Sink = Callable[[Sequence[Reading]], Awaitable[None]]
+EventSink = Callable[[DeviceEvent], Awaitable[None]]
 
 COMMAND_ATTEMPTS = 3
 """A one-line reply that fails its checksum is line noise: ask again, a few times."""
@@ -78,6 +79,7 @@ class OneTouchSession:
         clock: Clock,
         tz: tzinfo,
         sink: Sink,
+        on_event: EventSink | None = None,
         poll_interval_s: float = 5.0,
         reply_timeout_s: float = 2.0,
         redownload_interval_s: float = 600.0,
@@ -90,6 +92,7 @@ class OneTouchSession:
         self._clock = clock
         self._tz = tz
         self._sink = sink
+        self._on_event = on_event
         self._poll_interval_s = poll_interval_s
         self._reply_timeout_s = reply_timeout_s
         self._redownload_interval_s = redownload_interval_s
@@ -137,11 +140,13 @@ class OneTouchSession:
                 if self._status.meter_connected:
                     log.info("meter disconnected device_id=%s", self._device_id)
                     self._update(meter_connected=False)
+                    await self._emit(DeviceEventKind.LOST, "the meter stopped answering on its cable")
                 next_download = 0.0
             else:
                 if not self._status.meter_connected or serial != self._status.meter_serial:
                     log.info("meter connected device_id=%s serial=%s", self._device_id, serial)
                     self._update(meter_connected=True, meter_serial=serial)
+                    await self._emit(DeviceEventKind.CONNECTED, None)
                     next_download = 0.0
                 if time.monotonic() >= next_download:
                     complete = await self._download(port, serial)
@@ -151,6 +156,12 @@ class OneTouchSession:
                     else:
                         quick_retries += 1
             await asyncio.sleep(self._poll_interval_s)
+
+    async def _emit(self, kind: DeviceEventKind, detail: str | None) -> None:
+        """Tell the gateway the meter came onto or left its cable (a meter is plugged in to be read)."""
+        if self._on_event is not None:
+            await self._on_event(DeviceEvent(device_id=self._device_id, resident_id=self._resident_id, kind=kind,
+                                             received=self._clock.now(), detail=detail))
 
     async def _probe(self, port: SerialPort) -> str | None:
         """The meter's serial number, or None when no meter answers on the cable."""

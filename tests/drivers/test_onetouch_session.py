@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from loopcheck import eventually, run_without_blocking_the_loop, running
 from simulators import SystemClock, start_meter_fixture  # noqa: F401
 
+from drivers.errors import NotAcceptedError
 from drivers.model import (
     DeviceInfo,
     Glucose,
@@ -203,3 +204,35 @@ def test_a_cable_missing_at_start_is_waited_for(tmp_path, start_meter, caplog):
             await eventually(lambda: len(sink.readings) == 1)
 
     run_without_blocking_the_loop(scenario, caplog)
+
+
+class FailingSink(Sink):
+    """An outbox whose disk fails for the first ``failures`` hand-overs."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.refused = 0
+
+    async def __call__(self, readings: Sequence[Reading]) -> None:
+        if self.refused < self.failures:
+            self.refused += 1
+            raise NotAcceptedError("the gateway's disk is full")
+        await super().__call__(readings)
+
+
+def test_readings_the_gateway_could_not_store_are_offered_again_not_forgotten(start_meter, caplog):
+    meter = start_meter("--records", "3")
+    sink = FailingSink(failures=2)
+    session = make_session(meter.link, sink, redownload_interval_s=60.0)
+
+    async def scenario() -> None:
+        async with running(session):
+            # Two refusals, each counted as an incomplete download and retried at the next poll.
+            await eventually(lambda: len(sink.readings) == 3)
+
+    run_without_blocking_the_loop(scenario, caplog)
+    assert sink.refused == 2
+    assert len(sink.batches) == 1
+    sink.assert_no_duplicates()
+    assert session.status.last_error is None  # a complete download since clears it
