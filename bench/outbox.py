@@ -55,7 +55,7 @@ def _bench_reading(n: int) -> NewRecord:
         received=HubTime(at, 0.0, True),
         source_key=f"GMF600DCY|{n}",
     )
-    return reading_to_record(reading, TZ)
+    return reading_to_record(reading, TZ, "gw-bench")
 
 
 def _reading(n: int) -> NewRecord:

@@ -36,6 +36,7 @@ from drivers.ble.motion_session import MICROBIT, MotionSession
 from drivers.ble.policy import BackoffPolicy, WedgePolicy
 from drivers.ble.sessions import BTHomeButtonSession, DeviceTag, MeasurementSession, Sinks
 from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, PLX_SPOT_CHECK_MEASUREMENT, TEMPERATURE_MEASUREMENT
+from drivers.errors import NotAcceptedError
 from drivers.model import (
     BloodPressure,
     BodyTemperature,
@@ -67,7 +68,7 @@ class Recorder:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
-        await self.outbox.accept([reading_to_record(r, SHANGHAI) for r in readings])
+        await self.outbox.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
         self.readings.extend(readings)
         self.changed.set()
 
@@ -309,3 +310,33 @@ async def test_an_adapter_that_stops_reporting_adverts_is_power_cycled(
         await recorder.until(lambda: len(recorder.readings) == 1)
     assert troubles[0].startswith("Bluetooth adapter hci0 power-cycled: no advertisement for")
     assert ble.status.last_power_cycle_reason is not None
+
+
+async def test_a_meter_whose_records_the_gateway_cannot_store_keeps_its_cursor_and_sends_them_again(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    meter = GlucoseMeter(record_count=20)
+    fake_bluez.add(meter)
+    outbox = recorder.outbox
+    refusals = 0
+    store = recorder.on_readings
+
+    async def disk_full_at_first(readings: Sequence[Reading]) -> None:
+        nonlocal refusals
+        if refusals < 2:
+            refusals += 1
+            recorder.changed.set()
+            raise NotAcceptedError("the gateway's disk is full")
+        await store(readings)
+
+    sinks = Sinks(disk_full_at_first, recorder.on_motion, recorder.on_event)
+    session = GlucoseMeterSession(tag("glucose-kitchen", meter.address, "ble-gls"), sinks, SHANGHAI,
+                                  outbox.get_cursor, outbox.set_cursor)
+    ble = manager(session, backoff=BackoffPolicy(initial_s=0.2, max_s=0.5, after_completed_s=0.5, after_lost_s=0.2))
+    async with running(ble):
+        await recorder.until(lambda: refusals == 1)
+        assert await outbox.get_cursor(cursor_name("glucose-kitchen")) is None  # nothing acknowledged
+        await recorder.until(lambda: len(recorder.readings) == 20)
+    assert refusals == 2
+    assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "20"
+    assert (await outbox.stats()).pending == 20
