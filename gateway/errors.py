@@ -41,3 +41,10 @@ class InboundError(GatewayError):
 
     Drop the message and carry on; the sender is told nothing it could probe with.
     """
+
+
+class BrokerAclError(GatewayError):
+    """The broker ACL cannot be written from these names (a user or topic level Mosquitto would misread).
+
+    Fix the names in the configuration ([mqtt] username, fleet_username, [[contacts]] ids).
+    """
