@@ -272,7 +272,8 @@ class MqttSettings:
     )
     fleet_username: str = setting(
         "fleet", doc="The fleet operator's broker user name: the one identity the broker ACL (`yiyang broker-acl`) "
-        "lets write config/desired and cmd/.", pattern=PERSON_ID, form=PERSON_ID_FORM,
+        "lets write configuration documents (config/desired) and commands (cmd/...).", pattern=PERSON_ID,
+        form=PERSON_ID_FORM,
     )
     password_file: Path | None = setting(
         None, doc="File holding the broker password; empty for none.", check=_absolute_path
