@@ -8,8 +8,8 @@ process against a private Mosquitto, the reference platform and the fake BlueZ. 
 
 - decision latency: from the arrival at the hub of the sample that completes the evidence to the
   alert handed to MQTT (after its outbox commit), as the daemon logs it per alert;
-- broker hop: from that hand-over to a family subscriber receiving ``events/alert`` (both sides read
-  CLOCK_MONOTONIC of this machine);
+- broker hop: from that hand-over to a family subscriber receiving ``residents/{rid}/events/alert``
+  (both sides read CLOCK_MONOTONIC of this machine);
 - end to end: the sum, per alert (target p99 <= 20 ms);
 - daemon CPU per sample while streaming.
 """
@@ -101,7 +101,7 @@ resident = "r-0001"
 
         family = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
         family.on_message = on_message
-        family.on_connect = lambda c, *_: c.subscribe(f"yiyang/v1/{GATEWAY_ID}/events/alert", qos=1)
+        family.on_connect = lambda c, *_: c.subscribe(f"yiyang/v1/{GATEWAY_ID}/residents/+/events/alert", qos=1)
         family.connect(broker.host, broker.port)
         family.loop_start()
         log_path = workdir / "daemon.log"

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from gateway import __version__
+from gateway.broker_acl import acl_for_config
 from gateway.config import GatewayConfig, load_config
 from gateway.config.check import check_file
 from gateway.daemon import outbox_path, run_until_signalled, status_path
@@ -164,6 +165,12 @@ def render_status(status: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def cmd_broker_acl(args: argparse.Namespace) -> int:
+    """The broker's access rules for this hub, its fleet and its family accounts, on stdout."""
+    sys.stdout.write(acl_for_config(_load(args.config)))
+    return EXIT_OK
+
+
 def _ble_cli() -> ModuleType:
     # bleak and bthome-ble are loaded only for the Bluetooth commands, not by `yiyang run` on a
     # hub without BLE devices (about 20 MB of RSS).
@@ -227,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", default=config_default)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    acl = sub.add_parser("broker-acl", help="print the Mosquitto ACL (acl_file) for this hub, the fleet and "
+                                            "each family-app contact, from the configuration")
+    acl.add_argument("--config", default=config_default)
+    acl.set_defaults(func=cmd_broker_acl)
 
     scan = sub.add_parser("scan", help="Bluetooth: what advertises nearby (RSSI, health profiles, configured?)")
     scan.add_argument("--seconds", type=float, default=10.0)

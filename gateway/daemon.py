@@ -27,12 +27,13 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from drivers.errors import DriverError
+from drivers.model import ReadingType
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
-from gateway.alerts.sms import Language, SmsContact, SmsNotifier
+from gateway.alerts.sms import SmsNotifier
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
@@ -47,15 +48,18 @@ from gateway.driver_registry import (
     start_device,
 )
 from gateway.errors import StoreError
+from gateway.family import FamilyLinks, family_accounts, sms_contacts
 from gateway.fleet.commands import CommandError, CommandService
 from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
-from gateway.mqtt import LinkSettings, MqttLink
+from gateway.inbox import Inbox, Route
+from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard, fallback_status_path
 from gateway.status_publisher import StatusPublisher
 from gateway.store.aio import AsyncOutbox
 from gateway.supervisor import supervise
+from gateway.topics import ACK_FILTER, COMMAND_FILTER, INBOX_FILTERS, legacy_retained_topics
 from gateway.uplink import FhirEncoder, Uplink, load_secret
 
 log = logging.getLogger(__name__)
@@ -117,11 +121,15 @@ class Daemon:
         uplink = self._uplink(secret, outbox)
         wake_uplink = uplink.wake if uplink is not None else _nothing
         modem, sms = self._sms(cfg)
+        family = FamilyLinks.of(family_accounts(cfg.contacts, self._resident_ids()))
         alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink,
                               clock_synced=self.clock.synced, listeners=[sms.on_change] if sms else [],
                               repeat_s={Severity.EMERGENCY: cfg.alerts.repeat_emergency_s,
-                                        Severity.URGENT: cfg.alerts.repeat_urgent_s})
+                                        Severity.URGENT: cfg.alerts.repeat_urgent_s},
+                              family=family)
         await self._restore_alerts(alerts)
+        for topic in legacy_retained_topics([a.alert_id for a in alerts.active], [t.value for t in ReadingType]):
+            mqtt.publish(topic, None, retain=True)
         falls = FallResponder(alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now,
                               now_monotonic=time.monotonic, on_stored=wake_uplink, clock_synced=self.clock.synced,
                               cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
@@ -187,6 +195,9 @@ class Daemon:
         platform = self.cfg.platform
         return await asyncio.to_thread(load_secret, Path(platform.secret_file)) if platform.enabled else b""
 
+    def _resident_ids(self) -> list[str]:
+        return [resident.id for resident in self.cfg.residents]
+
     async def _open_outbox(self) -> AsyncOutbox:
         """The outbox, even when its disk fails now: the daemon starts, holds records in memory and says so."""
         storage = self.cfg.storage
@@ -223,7 +234,7 @@ class Daemon:
             host=cfg.host, port=cfg.port, gateway_id=self.cfg.gateway.id, topic_root=cfg.topic_root,
             client_id=cfg.client_id, username=cfg.username or None, password=password, keepalive_s=cfg.keepalive_s,
             tls=_tls_context(self.cfg),
-        ), subscriptions=("alerts/+/ack", "cmd/+"))
+        ), subscriptions=INBOX_FILTERS)
 
     def _uplink(self, secret: bytes, outbox: AsyncOutbox) -> Uplink | None:
         cfg = self.cfg.platform
@@ -262,31 +273,31 @@ class Daemon:
         return sessions
 
     def _sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
+        contacts = sms_contacts(cfg.contacts, self._resident_ids())
         device = next((d for d in cfg.devices if d.driver in NOTIFIER_DRIVERS), None)
         if device is None:
-            if cfg.contacts:
-                log.warning("SMS is OFF: %d contact(s) configured but no gsm-modem device", len(cfg.contacts))
+            if contacts:
+                log.warning("SMS is OFF: %d contact(s) with a phone configured but no gsm-modem device",
+                            len(contacts))
             return None, None
         self.board.register(device.id, device.driver)
         modem = GsmModem(device_id=device.id, port=device.port, baudrate=device.baudrate or 115200)
-        contacts = [SmsContact(c.id, c.phone, Severity(c.sms_min_severity.value), Language(c.language.value))
-                    for c in cfg.contacts]
         if not contacts:
-            log.warning("gsm-modem %s configured but no [[contacts]]: nobody gets SMS", device.id)
+            log.warning("gsm-modem %s configured but no [[contacts]] with a phone: nobody gets SMS", device.id)
         return modem, SmsNotifier(modem, contacts, _utc_now, tz=self.tz,
                                   max_per_contact_per_hour=cfg.sms.max_per_contact_per_hour)
 
-    async def _inbox(self, mqtt: MqttLink, alerts: AlertService, commands: CommandService) -> None:
-        running: set[asyncio.Task[None]] = set()
-        while True:
-            msg = await mqtt.receive()
-            if msg.topic.startswith("alerts/") and msg.topic.endswith("/ack"):
-                await alerts.handle_ack(msg.topic, msg.payload)
-            elif msg.topic.startswith("cmd/"):
-                # A command may take a minute (a blood-pressure measurement): family acks must not wait.
-                task = asyncio.create_task(commands.handle(msg.topic, msg.payload))
-                running.add(task)
-                task.add_done_callback(running.discard)
+    @staticmethod
+    async def _inbox(mqtt: MqttLink, alerts: AlertService, commands: CommandService) -> None:
+        """Family acks and fleet commands (the filters ``_mqtt`` subscribes), each message handled alone."""
+
+        async def ack(message: IncomingMessage) -> None:
+            await alerts.handle_ack(message.topic, message.payload, retained=message.retained)
+
+        async def command(message: IncomingMessage) -> None:
+            await commands.handle(message.topic, message.payload)
+
+        await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True)]).serve(mqtt.receive)
 
     def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
                   status: StatusPublisher) -> CommandService:
@@ -303,6 +314,8 @@ class Daemon:
 
         async def test_alert(args: Mapping[str, Any]) -> dict[str, Any]:
             resident = str(args.get("resident_id") or self.cfg.residents[0].id)
+            if resident not in self._resident_ids():  # it becomes a topic level: only configured ids
+                raise CommandError(f"no resident {resident!r}; have: {', '.join(self._resident_ids())}")
             alert = await alerts.raise_alert(kind=AlertKind.TEST, severity=Severity.WARNING, resident_id=resident,
                                              message=TEST_ALERT, evidence={"requested_by": "fleet"})
             await alerts.resolve(alert.alert_id)

@@ -64,3 +64,17 @@ class UplinkError(GatewayError):
 
 class SecretFileError(GatewayError):
     """The platform secret file is missing, empty or readable by others."""
+
+
+class InboundError(GatewayError):
+    """A message a client sent (over MQTT) was refused before use: too large, too deep or not JSON.
+
+    Drop the message and carry on; the sender is told nothing it could probe with.
+    """
+
+
+class BrokerAclError(GatewayError):
+    """The broker ACL cannot be written from these names (a user or topic level Mosquitto would misread).
+
+    Fix the names in the configuration ([mqtt] username, fleet_username, [[contacts]] ids).
+    """

@@ -31,6 +31,7 @@ from gateway.errors import NotDurableError, StoreError
 from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.store.ids import derived_record_id
+from gateway.topics import reading_topic
 from gateway.wire import compact, hub_record, local_reading_payload, measurement_values, reading_record
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class Hub:
             self._board.readings(device_id, self._now(), sum(1 for r, _ in fresh if r.device.id == device_id))
         for reading, acc in fresh:
             self._remember_evaluated(acc.record_id)
-            self._publisher.publish(f"readings/{reading.type.value}",
+            self._publisher.publish(reading_topic(reading.resident_id, reading.type.value),
                                     local_reading_payload(reading, self._tz), retain=True)
             await self._evaluate(reading, acc.record_id)
             await self._silence_alerts.apply(self._silence.note_reading(reading.device.id, self._now_mono()))

@@ -6,7 +6,7 @@ event loop with ``call_soon_threadsafe``. ``publish`` only queues a packet, so
 it is safe to call from the loop; QoS 1 messages published while the broker is
 away are kept by paho and sent on reconnect.
 
-Topic scheme: mqtt-contract.md, root ``{topic_root}/{gateway_id}/``.
+Topic scheme: docs/mqtt-contract.md and :mod:`gateway.topics`, root ``{topic_root}/{gateway_id}/``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class LinkSettings:
 @dataclass(frozen=True)
 class IncomingMessage:
     topic: str
-    """Topic below the gateway root, e.g. ``alerts/abc/ack``."""
+    """Topic below the gateway root, e.g. ``residents/r-0001/alerts/abc/ack/c-0001``."""
     payload: bytes
     retained: bool
 

@@ -70,7 +70,7 @@ def reading_record(reading: Reading, tz: tzinfo) -> dict[str, Any]:
 
 
 def local_reading_payload(reading: Reading, tz: tzinfo) -> dict[str, Any]:
-    """``readings/{type}`` on the home broker: the record as uploaded, minus device identifiers."""
+    """``residents/{rid}/readings/{type}`` on the home broker: the record as uploaded, minus device identifiers."""
     record = reading_record(reading, tz)
     del record["device"]
     return record
@@ -101,7 +101,7 @@ def alert_record(alert: Alert, tz: tzinfo, *, synced: bool) -> dict[str, Any]:
 
 
 def alert_message(alert: Alert, tz: tzinfo) -> dict[str, Any]:
-    """``alerts/{alert_id}`` and ``events/alert`` payload (mqtt-contract.md)."""
+    """``residents/{rid}/alerts/{alert_id}`` and ``residents/{rid}/events/alert`` payload (docs/mqtt-contract.md)."""
     return {
         "alert_id": alert.alert_id,
         "kind": alert.kind.value,

@@ -80,11 +80,11 @@ def watch_mqtt(host: str, port: int, seen: dict[str, int], stop: threading.Event
             say("family", f"{topic} cleared")
             return
         body = json.loads(msg.payload)
-        if topic == "events/alert":
+        if topic == f"residents/{RESIDENT_ID}/events/alert":
             seen["alerts"] += 1
             say("family", f"ALERT {body['severity'].upper()} {body['kind']} ({body['state']}): {body['message']['zh']}"
                           f" / {body['message']['en']}")
-        elif topic.startswith("readings/"):
+        elif topic.startswith(f"residents/{RESIDENT_ID}/readings/"):
             seen["readings"] += 1
             values = ", ".join(f"{k}={v}" for k, v in body["values"].items())
             say("family", f"reading {body['type']}: {values} {body.get('unit', '')} at {body['measured_at']}")

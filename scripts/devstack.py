@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,16 +67,38 @@ class Broker:
     proc: subprocess.Popen[bytes]
 
 
+def password_file(path: Path, accounts: Mapping[str, str]) -> Path:
+    """A Mosquitto password file for ``{user: password}``, made by ``mosquitto_passwd -b``."""
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    path.write_text("")
+    for user, password in accounts.items():
+        subprocess.run([tool, "-b", str(path), user, password], check=True, capture_output=True, timeout=30)
+    return path
+
+
 @contextlib.contextmanager
-def mosquitto(workdir: Path, port: int = 0) -> Iterator[Broker]:
-    """A private broker on 127.0.0.1 (anonymous, persistence off), stopped on exit."""
+def mosquitto(workdir: Path, port: int = 0, *, acl: str | None = None,
+              accounts: Mapping[str, str] | None = None) -> Iterator[Broker]:
+    """A private broker on 127.0.0.1 (persistence off), stopped on exit.
+
+    Anonymous by default; with ``accounts`` ({user: password}) only those users may connect, and
+    with ``acl`` (acl_file text) each may use only the topics it allows.
+    """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        f"log_dest file {workdir / 'mosquitto.log'}\n"
-    )
+    lines = [f"listener {port} 127.0.0.1", "persistence false", f"log_dest file {workdir / 'mosquitto.log'}"]
+    if os.geteuid() == 0:
+        # Started as root, Mosquitto becomes user "mosquitto", who cannot open files in a private work dir.
+        lines.append("user root")
+    if accounts is None:
+        lines.append("allow_anonymous true")
+    else:
+        lines += ["allow_anonymous false", f"password_file {password_file(workdir / 'passwd', accounts)}"]
+    if acl is not None:
+        (workdir / "acl").write_text(acl)
+        lines.append(f"acl_file {workdir / 'acl'}")
+    conf.write_text("\n".join(lines) + "\n")
     with open(workdir / "mosquitto.stderr", "ab") as err:
         proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err)
     try:

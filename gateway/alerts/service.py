@@ -2,7 +2,8 @@
 
 An alert is a record first: it is committed to the outbox (where it is sent to
 the platform before any reading), then published on the home broker for the
-family (retained ``alerts/{id}`` while active, every change on ``events/alert``).
+family under its resident (retained ``residents/{rid}/alerts/{id}`` while active, every change on
+``residents/{rid}/events/alert``). Acknowledgements come back from the family app (:mod:`.acks`).
 When the outbox cannot commit (a full or failing disk) the alert is published and
 sent by SMS all the same: the outbox holds the record in memory and writes it
 as soon as it can. A storage failure never silences an emergency.
@@ -10,7 +11,6 @@ as soon as it can. A storage failure never silences an emergency.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Protocol
 
+from gateway.alerts.acks import AckOutcome, judge_ack, payload_is_valid
 from gateway.alerts.model import (
     Alert,
     AlertKind,
@@ -29,8 +30,11 @@ from gateway.alerts.model import (
     alert_to_json,
 )
 from gateway.errors import StoreError
+from gateway.family import FamilyLinks
+from gateway.logs import LogBudget, log_id
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory
+from gateway.topics import alert_events_topic, alert_topic, parse_ack_topic
 from gateway.wire import alert_message, alert_record, compact
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,8 @@ class AlertService:
                  clock_synced: Callable[[], bool] = lambda: True,
                  listeners: Sequence[Callable[[Alert], None]] = (),
                  now_monotonic: Callable[[], float] = time.monotonic,
-                 repeat_s: dict[Severity, float] | None = None) -> None:
+                 repeat_s: dict[Severity, float] | None = None,
+                 family: FamilyLinks | None = None) -> None:
         self._outbox = outbox
         self._publisher = publisher
         self._tz = tz
@@ -79,6 +84,8 @@ class AlertService:
         self._repeat_s = REPEAT_S if repeat_s is None else repeat_s
         self._notified_at: dict[str, float] = {}
         """Monotonic time each active alert was last put in front of the family (raise, escalate, repeat)."""
+        self._family = family if family is not None else FamilyLinks({})
+        self._refusals = LogBudget(log)
 
     @property
     def active(self) -> tuple[Alert, ...]:
@@ -147,8 +154,8 @@ class AlertService:
     async def repeat_due(self) -> list[Alert]:
         """Repeat every unacknowledged emergency and urgent alert whose interval has passed.
 
-        Each repeat is a lifecycle change (state ``repeated``): stored, published on
-        ``events/alert`` and handed to the listeners (SMS), like the first time.
+        Each repeat is a lifecycle change (state ``repeated``): stored, published on the
+        resident's ``events/alert`` and handed to the listeners (SMS), like the first time.
         """
         now = self._now_mono()
         repeated: list[Alert] = []
@@ -164,27 +171,34 @@ class AlertService:
                          alert.severity.value)
         return repeated
 
-    async def handle_ack(self, topic: str, payload: bytes) -> None:
-        """``alerts/{alert_id}/ack`` from a family member's app."""
-        parts = topic.split("/")
-        if len(parts) != 3 or parts[0] != "alerts" or parts[2] != "ack":
-            return
-        try:
-            body = json.loads(payload)
-        except ValueError:
-            log.warning("ignored malformed ack topic=%s: expected JSON {\"by\": \"contact id\", ...}", topic)
-            return
-        by = body.get("by") if isinstance(body, dict) else None
-        if not isinstance(by, str) or not by:
-            log.warning("ignored ack without 'by' topic=%s: say which contact acknowledged", topic)
-            return
-        if await self.acknowledge(parts[1], by) is None:
-            log.info("ack for unknown or resolved alert alert_id=%s", parts[1])
+    async def handle_ack(self, topic: str, payload: bytes, *, retained: bool = False) -> AckOutcome:
+        """``residents/{rid}/alerts/{aid}/ack/{contact_id}`` from a family member's app.
+
+        Who acknowledged is the topic's contact id (the broker lets each account write only its own);
+        anything the payload says about it is ignored. Acks are never retained: one that was is
+        cleared once handled, or every reconnect would bring it back.
+        """
+        ack = parse_ack_topic(topic)
+        if ack is None or not payload_is_valid(payload):
+            outcome = AckOutcome.MALFORMED
+        else:
+            outcome = judge_ack(ack, self._active.get(ack.alert_id), self._family)
+            if outcome is AckOutcome.ACKNOWLEDGED:
+                await self.acknowledge(ack.alert_id, ack.contact_id)
+        if retained:
+            self._publisher.publish(topic, None, retain=True)
+        if not outcome.accepted:
+            # Ids only, and only what looks like one: the levels are the sender's choice; the payload is never logged.
+            ids = (ack.resident_id, ack.alert_id, ack.contact_id) if ack else ("-", "-", "-")
+            self._refusals.warning("ack refused reason=%s resident=%s alert_id=%s contact=%s", outcome.value,
+                                   *(log_id(i) for i in ids))
+        return outcome
 
     def republish_active(self) -> None:
         """After a reconnect: make sure the broker holds every active alert."""
         for alert in self._active.values():
-            self._publisher.publish(f"alerts/{alert.alert_id}", alert_message(alert, self._tz), retain=True)
+            self._publisher.publish(alert_topic(alert.resident_id, alert.alert_id), alert_message(alert, self._tz),
+                                    retain=True)
 
     async def _record(self, alert: Alert) -> None:
         # Stored first: the platform copy is the one that cannot be lost if the hub dies now.
@@ -209,7 +223,7 @@ class AlertService:
             self._active.pop(alert.alert_id, None)
             self._notified_at.pop(alert.alert_id, None)
             retained = None  # an empty retained message clears it
-        self._publisher.publish(f"alerts/{alert.alert_id}", retained, retain=True)
-        self._publisher.publish("events/alert", alert_message(alert, self._tz))
+        self._publisher.publish(alert_topic(alert.resident_id, alert.alert_id), retained, retain=True)
+        self._publisher.publish(alert_events_topic(alert.resident_id), alert_message(alert, self._tz))
         for listener in self._listeners:  # e.g. SMS: must not block (it queues)
             listener(alert)

@@ -1,7 +1,8 @@
 """SMS to family contacts: emergency and urgent alerts, and the all clear, when the internet may be down.
 
 Which changes go by SMS (``sms_wanted``): an alert raised or escalated at or above a contact's
-minimum severity; the all clear (resolved) only to contacts who got an SMS about that alert.
+minimum severity, about a resident the contact is linked to; the all clear (resolved) only to
+contacts who got an SMS about that alert.
 Warnings, repeats and acknowledgements never do (the MQTT app carries those). Each contact gets at
 most ``max_per_contact_per_hour`` SMS except emergencies, so a flapping sensor cannot run up the
 family's phone bill or bury the one message that matters. A failed send is retried with backoff.
@@ -55,6 +56,8 @@ class SmsContact:
     """E.164, e.g. +8613800138000."""
     min_severity: Severity = Severity.URGENT
     language: Language = Language.ZH_EN
+    residents: frozenset[str] = frozenset()
+    """The residents this contact is told about; empty: every one."""
 
     def __post_init__(self) -> None:
         if not _E164.fullmatch(self.phone):
@@ -92,6 +95,8 @@ class SmsAttempt:
 
 def sms_wanted(alert: Alert, contact: SmsContact, *, sent_before: bool) -> bool:
     """Whether this alert change goes to this contact by SMS."""
+    if contact.residents and alert.resident_id not in contact.residents:
+        return False  # another resident's health is not this contact's to read
     if alert.state is AlertState.RESOLVED:
         return sent_before
     if alert.state not in SMS_STATES or alert.severity is Severity.WARNING:

@@ -121,6 +121,11 @@ def is_required(field: dataclasses.Field[Any]) -> bool:
     return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
+PERSON_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+"""Resident and contact ids: also MQTT topic levels and (contacts) broker user names, so no / + # or spaces."""
+PERSON_ID_FORM = "letters, digits and _.:-, not starting with a symbol, at most 64 characters"
+
+
 # --- single-value checks ------------------------------------------------------------------------
 
 
@@ -261,7 +266,15 @@ class MqttSettings:
         "127.0.0.1", doc="Broker host name or address.", pattern=r"[^\s/]+", form="a host name or IP address"
     )
     port: int = setting(1883, doc="Broker TCP port.", min=1, max=65535)
-    username: str = setting("", doc="Broker user name; empty for none.")
+    username: str = setting(
+        "", doc="This hub's broker user name, its own identity (`yiyang broker-acl` gives it the hub's topics); "
+        "empty for none.", example="yiyang-gateway",
+    )
+    fleet_username: str = setting(
+        "fleet", doc="The fleet operator's broker user name: the one identity the broker ACL (`yiyang broker-acl`) "
+        "lets write configuration documents (config/desired) and commands (cmd/...).", pattern=PERSON_ID,
+        form=PERSON_ID_FORM,
+    )
     password_file: Path | None = setting(
         None, doc="File holding the broker password; empty for none.", check=_absolute_path
     )
@@ -484,8 +497,8 @@ class ResidentSettings:
     # The pattern keeps out spaces and CJK characters, which is where names would creep in.
     id: str = setting(
         doc="Pseudonymous resident id that the platform maps to a person.",
-        pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
-        form="letters, digits and _.:-, not starting with a symbol, at most 64 characters",
+        pattern=PERSON_ID,
+        form=PERSON_ID_FORM,
         example="r-0001",
     )
     thresholds: Thresholds = setting(
@@ -704,20 +717,36 @@ class SmsLanguage(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContactSettings:
-    """A family member or carer who gets alerts by SMS (the home broker's app users are in the broker ACL)."""
+    """A family member or carer, alerted by SMS, by the family app on the hub's broker, or both."""
 
     id: str = setting(
-        doc="Contact id (logged instead of the number).", pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}",
-        example="c-0001",
+        doc="Contact id (logged instead of the number); with app = true also the broker user name.",
+        pattern=PERSON_ID, form=PERSON_ID_FORM, example="c-0001",
+    )
+    residents: tuple[str, ...] = setting(
+        (), doc="Ids of the residents this contact is told about and may acknowledge alerts of; "
+        "empty means every resident of the hub.",
+        pattern=PERSON_ID, form=PERSON_ID_FORM, example=("r-0001",),
+    )
+    app: bool = setting(
+        False, doc="Has a family-app account on the hub's broker, user name = this contact's id: sees the "
+        "linked residents' alerts and readings and acknowledges their alerts (`yiyang broker-acl` writes "
+        "the broker's rules for it).", example=True,
     )
     phone: str = setting(
-        doc="Phone number in E.164 form: + country code and number.", pattern=r"\+[1-9][0-9]{6,14}",
-        form="E.164, e.g. +8613800138000", example="+8613800138000",
+        "", doc="Phone number for SMS in E.164 form: + country code and number; empty for no SMS.",
+        pattern=r"|\+[1-9][0-9]{6,14}", form="empty, or E.164, e.g. +8613800138000", example="+8613800138000",
     )
     sms_min_severity: SmsMinSeverity = setting(
         SmsMinSeverity.URGENT, doc="Least severe alert sent to this contact by SMS (warnings never go by SMS)."
     )
     language: SmsLanguage = setting(SmsLanguage.ZH_EN, doc="Language of the text: zh, en or zh+en (Chinese first).")
+
+    @rule
+    def told_something(self) -> Iterator[Problem]:
+        if not self.phone and not self.app:
+            yield Problem(("phone",), "this contact is told nothing: no phone for SMS and no app account",
+                          "set phone, or app = true, or remove the contact")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -749,7 +778,7 @@ class GatewayConfig:
     )
     sms: SmsSettings = setting(factory=SmsSettings, doc="SMS alerts through a GSM modem.")
     contacts: tuple[ContactSettings, ...] = setting(
-        (), doc="Repeat [[contacts]] for each person alerted by SMS; the entry below is an example."
+        (), doc="Repeat [[contacts]] for each person alerted (SMS, family app); the entry below is an example."
     )
 
     def thresholds_for(self, resident_id: str) -> Thresholds:
@@ -788,6 +817,31 @@ class GatewayConfig:
             yield Problem(("devices",), f"{len(modems)} gsm-modem devices ({', '.join(modems)}); one is used",
                           "keep one gsm-modem device")
         yield from _duplicates("contacts", [c.id for c in self.contacts], "id")
+
+    @rule
+    def contacts_name_residents(self) -> Iterator[Problem]:
+        residents = {r.id for r in self.residents}
+        for index, contact in enumerate(self.contacts):
+            for position, resident in enumerate(contact.residents):
+                if resident not in residents:
+                    yield Problem(
+                        ("contacts", index, "residents", position),
+                        f"no resident has id {resident!r}",
+                        f"use one of: {', '.join(sorted(residents))}, or add a [[residents]] entry",
+                    )
+
+    @rule
+    def broker_identities_are_distinct(self) -> Iterator[Problem]:
+        # One broker user name, one set of rights: a family account named like the hub or the fleet
+        # would get their rights as well in the ACL.
+        if self.mqtt.username and self.mqtt.username == self.mqtt.fleet_username:
+            yield Problem(("mqtt", "fleet_username"), "the fleet and this hub have the same broker user name",
+                          "give the fleet its own user name")
+        for index, contact in enumerate(self.contacts):
+            if contact.app and contact.id in (self.mqtt.username, self.mqtt.fleet_username):
+                yield Problem(("contacts", index, "id"),
+                              f"{contact.id!r} is also the broker user name of the hub or the fleet",
+                              "give the contact another id")
 
     @rule
     def devices_name_residents(self) -> Iterator[Problem]:

@@ -1,6 +1,6 @@
 """Commands from the fleet operator or a technician over MQTT: ``cmd/{name}`` -> ``cmd/{name}/result``.
 
-Payload (mqtt-contract.md): ``{"request_id", "args": {...}, "signature"}``. The signature is the
+Payload (docs/mqtt-contract.md, "Signed commands"): ``{"request_id", "args": {...}, "signature"}``. The signature is the
 fleet's Ed25519 signature over the canonical JSON of ``{"gateway_id", "command", "request_id",
 "args"}``: naming the hub and the command in what is signed means a captured ``ping`` cannot be
 replayed as another command or at another hub, and a request id is answered once only.

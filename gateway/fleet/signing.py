@@ -1,4 +1,4 @@
-"""Ed25519 signatures over canonical JSON (mqtt-contract.md, "Signed configuration documents").
+"""Ed25519 signatures over canonical JSON (docs/mqtt-contract.md, "Signed configuration documents").
 
 Canonical JSON: keys sorted, no insignificant whitespace, UTF-8: exactly
 ``json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` of the document

@@ -615,3 +615,40 @@ ble_notify = "acquire-notify"
     text = "\n".join(misplaced.value.problems)
     assert "driver onetouch-ultra2 streams no accelerometer" in text
     assert "ble_notify is for BLE drivers" in text
+
+
+def test_family_contacts_link_residents_and_must_be_told_something() -> None:
+    contacts = """
+[mqtt]
+username = "yiyang-gateway"
+
+[[contacts]]
+id = "c-daughter"
+residents = ["r-0001"]
+app = true
+
+[[contacts]]
+id = "c-son"
+phone = "+8613800138000"
+"""
+    config = parse_config(GOOD + contacts, "cfg.toml")
+    daughter, son = config.contacts
+    assert (daughter.residents, daughter.app, daughter.phone) == (("r-0001",), True, "")
+    assert (son.residents, son.app) == ((), False)  # no residents listed: every resident of the hub
+    first = len(GOOD_LINES) + 1
+    assert problems_of(GOOD + contacts.replace('["r-0001"]', '["r-0001", "r-0009"]')
+                       .replace('phone = "+8613800138000"', "")) == [
+        f"cfg.toml:{first + 6}: contacts[0].residents[1]: no resident has id 'r-0009'; "
+        "use one of: r-0001, r-0002, or add a [[residents]] entry",
+        f"cfg.toml:{first + 9}: contacts[1].phone: this contact is told nothing: no phone for SMS and no app "
+        "account; set phone, or app = true, or remove the contact",
+    ]
+
+
+def test_a_family_account_cannot_share_the_hubs_or_the_fleets_broker_name() -> None:
+    text = GOOD + '\n[mqtt]\nusername = "fleet"\n\n[[contacts]]\nid = "yiyang-gw"\napp = true\n'
+    assert [p.split(": ", 2)[1] for p in problems_of(text)] == ["mqtt.fleet_username"]
+    text = GOOD + '\n[mqtt]\nusername = "yiyang-gw"\n\n[[contacts]]\nid = "yiyang-gw"\napp = true\n'
+    assert [p.split(": ", 2)[1] for p in problems_of(text)] == ["contacts[0].id"]
+    sms_only = GOOD + '\n[mqtt]\nusername = "yiyang-gw"\n\n[[contacts]]\nid = "yiyang-gw"\nphone = "+8613800138000"\n'
+    assert parse_config(sms_only, "cfg.toml").contacts[0].id == "yiyang-gw"  # no broker account: no clash

@@ -28,7 +28,7 @@ def test_signed_commands_are_answered_and_everything_else_refused(tmp_path: Path
                               secret_file=platform.secret_file, broker_port=broker.port, meter_link=None,
                               extra=f'\n[fleet]\npublic_key_file = "{tmp_path / "fleet" / "fleet.pub"}"\n')
         gateway = GatewayProcess(config, tmp_path / "daemon.log")
-        probe = Probe(broker.host, broker.port, f"yiyang/v1/{GATEWAY_ID}/events/alert")
+        probe = Probe(broker.host, broker.port, f"yiyang/v1/{GATEWAY_ID}/residents/+/events/alert")
         gateway.start()
         try:
             common = ("--broker", f"{broker.host}:{broker.port}", "--gateway", GATEWAY_ID)

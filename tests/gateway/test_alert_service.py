@@ -12,11 +12,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from mqtt_probe import Probe
 
+from gateway.alerts.acks import AckOutcome
 from gateway.alerts.model import AlertKind, AlertState, Message, Severity
 from gateway.alerts.service import AlertService
+from gateway.family import FamilyLinks
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.store.aio import AsyncOutbox
 from gateway.store.api import NewRecord, Priority
+from gateway.topics import ACK_FILTER
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -37,10 +40,11 @@ async def _wait(predicate, timeout_s: float = 5.0) -> None:  # type: ignore[no-u
 
 async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt(broker, outbox) -> None:  # type: ignore[no-untyped-def]
     probe = Probe(broker.host, broker.port, "yiyang/v1/gw-test/#")
-    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"), subscriptions=("alerts/+/ack",))
+    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"), subscriptions=(ACK_FILTER,))
     await link.start()
     await asyncio.wait_for(link.connected.wait(), 5)
-    service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC))
+    service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
+                           family=FamilyLinks({"c-0001": frozenset({"r-1"})}))
     # An older reading is waiting: the alert must still be uploaded before it.
     await outbox.accept([NewRecord("blood_glucose", Priority.READING, '{"type":"blood_glucose"}',
                                    datetime(2026, 1, 1, tzinfo=UTC))])
@@ -54,28 +58,29 @@ async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt
     stored = json.loads(batch[0].body_json)
     assert stored["values"]["alert_id"] == alert.alert_id
     assert stored["values"]["state"] == "raised"
-    event = probe.wait_for("events/alert")[0]
+    event = probe.wait_for("residents/r-1/events/alert")[0]
     assert event == {"alert_id": alert.alert_id, "kind": "hypoglycaemia", "severity": "emergency",
                      "state": "raised", "resident_id": "r-1", "raised_at": alert.raised_at.astimezone(TZ).isoformat(
                          timespec="milliseconds"), "message": {"zh": "低血糖", "en": "Hypoglycaemia"},
                      "evidence": {"value": 2.5}, "acked_by": None}
     # A family member who connects later still sees the active alert (retained).
-    late = Probe(broker.host, broker.port, f"yiyang/v1/gw-test/alerts/{alert.alert_id}")
-    assert late.wait_for(f"alerts/{alert.alert_id}")[0]["state"] == "raised"
+    late = Probe(broker.host, broker.port, f"yiyang/v1/gw-test/residents/r-1/alerts/{alert.alert_id}")
+    assert late.wait_for(f"residents/r-1/alerts/{alert.alert_id}")[0]["state"] == "raised"
     late.close()
 
-    # The family acknowledges from their app.
-    probe.publish(f"yiyang/v1/gw-test/alerts/{alert.alert_id}/ack", {"by": "c-0001", "at": "now"})
+    # The family acknowledges from their app: who did is the topic's contact id, not the payload's.
+    probe.publish(f"yiyang/v1/gw-test/residents/r-1/alerts/{alert.alert_id}/ack/c-0001",
+                  {"by": "c-9999", "at": "now"})
     msg = await asyncio.wait_for(link.receive(), 5)
-    await service.handle_ack(msg.topic, msg.payload)
+    assert await service.handle_ack(msg.topic, msg.payload, retained=msg.retained) is AckOutcome.ACKNOWLEDGED
     assert service.active[0].state is AlertState.ACKNOWLEDGED
-    events = probe.wait_for("events/alert", 2)
+    events = probe.wait_for("residents/r-1/events/alert", 2)
     assert events[1]["state"] == "acknowledged" and events[1]["acked_by"] == "c-0001"
 
     await service.resolve(alert.alert_id)
     assert service.active == ()
-    probe.wait_for("events/alert", 3)
-    cleared = Probe(broker.host, broker.port, f"yiyang/v1/gw-test/alerts/{alert.alert_id}")
+    probe.wait_for("residents/r-1/events/alert", 3)
+    cleared = Probe(broker.host, broker.port, f"yiyang/v1/gw-test/residents/r-1/alerts/{alert.alert_id}")
     await asyncio.sleep(0.5)
     assert cleared.messages == []  # the empty retained message cleared it
     cleared.close()
@@ -83,18 +88,6 @@ async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt
             if p.type == "alert"] == ["raised", "acknowledged", "resolved"]
     probe.close()
     await link.stop()
-
-
-async def test_malformed_ack_is_ignored_with_a_log_line(outbox, caplog) -> None:  # type: ignore[no-untyped-def]
-    class Sink:
-        def publish(self, *_a: object, **_k: object) -> None:
-            pass
-
-    service = AlertService(outbox=outbox, publisher=Sink(), tz=TZ, now=lambda: datetime.now(UTC))
-    await service.handle_ack("alerts/x/ack", b"not json")
-    await service.handle_ack("alerts/x/ack", b'{"note": "no by"}')
-    assert "malformed ack" in caplog.text
-    assert "without 'by'" in caplog.text
 
 
 async def test_status_goes_offline_by_last_will_when_the_hub_dies(broker) -> None:  # type: ignore[no-untyped-def]
@@ -167,7 +160,7 @@ async def test_open_alerts_survive_a_restart(tmp_path: Path) -> None:
     restored = await second.restore()
     assert restored == [open_one.with_state(AlertState.ACKNOWLEDGED, acked_by="c-1")]
     second.republish_active()
-    assert [s for s, _ in sink.published] == [f"alerts/{open_one.alert_id}"]
+    assert [s for s, _ in sink.published] == [f"residents/r-1/alerts/{open_one.alert_id}"]
     await second.resolve(open_one.alert_id)  # the all-clear still reaches everyone
     assert await box.active_alerts() == []
     await box.close()

@@ -28,6 +28,7 @@ TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 1, 5, 6, 32, tzinfo=UTC)  # 14:32 in Shanghai
 DAUGHTER = SmsContact("daughter", "+8613800138000", Severity.URGENT, Language.ZH)
 NEIGHBOUR = SmsContact("neighbour", "+8613900139000", Severity.EMERGENCY, Language.EN)
+HIS_SON = SmsContact("son", "+8613700137000", residents=frozenset({"r-2"}))  # linked to the other resident only
 FAST = ModemTiming(command_timeout_s=0.5, sms_timeout_s=2.0, reset_settle_s=0.5, health_interval_s=0.3)
 
 
@@ -81,6 +82,8 @@ def phones(sim: SimulatedModem) -> list[tuple[str, str]]:
         (alert(state=AlertState.ACKNOWLEDGED), DAUGHTER, True, False),
         (alert(state=AlertState.RESOLVED), DAUGHTER, True, True),
         (alert(state=AlertState.RESOLVED), DAUGHTER, False, False),
+        (alert(severity=Severity.EMERGENCY), HIS_SON, False, False),  # r-1's alert is not his to read
+        (replace(alert(severity=Severity.EMERGENCY), resident_id="r-2"), HIS_SON, False, True),
     ],
 )
 def test_which_changes_go_by_sms(change, contact, sent_before, wanted):

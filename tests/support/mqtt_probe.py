@@ -17,11 +17,16 @@ class Probe:
     host: str
     port: int
     topic: str = "#"
+    username: str | None = None
+    """A broker account (with ``password``), for brokers that refuse anonymous clients."""
+    password: str | None = None
     messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+        if self.username is not None:
+            self.client.username_pw_set(self.username, self.password)
         subscribed = threading.Event()
         self.client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
         self.client.on_subscribe = lambda *_: subscribed.set()
@@ -47,8 +52,16 @@ class Probe:
             time.sleep(0.05)
         raise AssertionError(f"expected {count} message(s) on *{suffix}, got {self.json_on(suffix)}")
 
-    def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        self.client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
+    def topics(self) -> list[str]:
+        with self.lock:
+            return [t for t, _, _ in self.messages]
+
+    def publish(self, topic: str, payload: dict[str, Any] | bytes, *, retain: bool = False) -> None:
+        """QoS 1, and waits for the broker's PUBACK (which it sends for a message its ACL drops, too)."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        info = self.client.publish(topic, body, qos=1, retain=retain)
+        info.wait_for_publish(5)
+        assert info.is_published(), f"no PUBACK for {topic}"
 
     def close(self) -> None:
         self.client.disconnect()

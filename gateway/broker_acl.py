@@ -1,0 +1,99 @@
+"""The broker's access rules for one hub, as a Mosquitto ``acl_file``, pure (``yiyang broker-acl``).
+
+Three kinds of identity (docs/mqtt-contract.md, "Identities and access"):
+
+- the hub: reads and writes its own tree ``{root}/{gateway_id}/#`` and nothing else;
+- the fleet operator: writes configuration documents and signed commands to any hub, reads everything;
+- each family account (user name = contact id): reads the hub's ``status`` and, for each resident
+  it is linked to, ``residents/{rid}/#``; writes only acknowledgements that carry its own id,
+  ``residents/{rid}/alerts/+/ack/{contact_id}``. Nothing else.
+
+Mosquitto denies whatever no line allows, so what is not written here is refused. Subscribing is not
+checked by Mosquitto 2.0, but every message is checked against ``read`` before it is delivered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from gateway.config.schema import GatewayConfig
+from gateway.errors import BrokerAclError
+from gateway.family import FamilyAccount, family_accounts
+from gateway.topics import STATUS, ack_topic, resident_root
+
+_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
+"""In a user name or topic: Mosquitto reads the ACL line by line and splits on spaces."""
+_WILDCARDS = frozenset("/+#")
+
+HEADER = """\
+# Mosquitto ACL for hub {gateway_id} (docs/mqtt-contract.md, "Identities and access").
+# Generated from the gateway configuration by `yiyang broker-acl`: regenerate it, do not edit it.
+# Whatever no line allows is refused.
+"""
+
+
+def render_acl(gateway_id: str, topic_root: str, hub_user: str, fleet_user: str,
+               contacts: Sequence[FamilyAccount]) -> str:
+    """The ``acl_file`` text; :class:`BrokerAclError` when a name cannot be written safely."""
+    _check_names(gateway_id, topic_root, hub_user, fleet_user, contacts)
+    hub = f"{topic_root}/{gateway_id}"
+    blocks = [
+        HEADER.format(gateway_id=gateway_id),
+        _block("The hub itself: its own tree.", hub_user, [f"topic readwrite {hub}/#"]),
+        _block("The fleet operator: configuration documents and signed commands; reads every hub.", fleet_user, [
+            f"topic write {topic_root}/+/config/desired",
+            f"topic write {topic_root}/+/cmd/#",
+            f"topic read {topic_root}/#",
+        ]),
+    ]
+    for account in contacts:
+        rules = [f"topic read {hub}/{STATUS}"]
+        rules += [f"topic read {hub}/{resident_root(rid)}/#" for rid in account.residents]
+        rules += [f"topic write {hub}/{ack_topic(rid, '+', account.contact_id)}" for rid in account.residents]
+        blocks.append(_block(f"Family contact {account.contact_id}, linked to {', '.join(account.residents)}.",
+                             account.contact_id, rules))
+    return "\n".join(blocks)
+
+
+def acl_for_config(cfg: GatewayConfig) -> str:
+    """The ACL for a validated configuration: the hub is ``[mqtt] username``, the fleet ``fleet_username``."""
+    if not cfg.mqtt.username:
+        raise BrokerAclError("the hub has no broker user name: set [mqtt] username (and password_file) "
+                             "so the broker can tell the hub from family accounts")
+    accounts = family_accounts(cfg.contacts, [r.id for r in cfg.residents])
+    return render_acl(cfg.gateway.id, cfg.mqtt.topic_root, cfg.mqtt.username, cfg.mqtt.fleet_username, accounts)
+
+
+def _block(comment: str, user: str, rules: list[str]) -> str:
+    return "\n".join([f"# {comment}", f"user {user}", *rules, ""])
+
+
+def _check_names(gateway_id: str, topic_root: str, hub_user: str, fleet_user: str,
+                 contacts: Sequence[FamilyAccount]) -> None:
+    for level in topic_root.split("/"):
+        _check_level("topic root level", level)
+    _check_level("gateway id", gateway_id)
+    for user in (hub_user, fleet_user):
+        if not user or _UNSAFE.search(user):
+            raise BrokerAclError(f"broker user name {user!r} is empty or has spaces or control characters")
+    users = [hub_user, fleet_user]
+    for account in contacts:
+        _check_level("contact id", account.contact_id)
+        if not account.residents:
+            raise BrokerAclError(f"family account {account.contact_id} is linked to no resident")
+        for resident in account.residents:
+            _check_level("resident id", resident)
+        users.append(account.contact_id)
+    # Mosquitto merges the rules of a user named twice: a contact named like the fleet would get its rights.
+    seen: set[str] = set()
+    for user in users:
+        if user in seen:
+            raise BrokerAclError(f"broker user name {user!r} is used twice (hub, fleet and contacts need their own)")
+        seen.add(user)
+
+
+def _check_level(what: str, level: str) -> None:
+    if not level or _UNSAFE.search(level) or _WILDCARDS.intersection(level):
+        raise BrokerAclError(f"{what} {level!r} is not a topic level (empty, or has / + # spaces or control "
+                             "characters)")
