@@ -34,3 +34,10 @@ class UplinkError(GatewayError):
 
 class SecretFileError(GatewayError):
     """The platform secret file is missing, empty or readable by others."""
+
+
+class InboundError(GatewayError):
+    """A message from outside (MQTT payload, command) is refused: too large, not UTF-8, too deep or not JSON.
+
+    The message is dropped and the sender answered or logged; the gateway carries on.
+    """
