@@ -67,16 +67,35 @@ class Broker:
     proc: subprocess.Popen[bytes]
 
 
+BROKER_MAX_PACKET_BYTES = 256 * 1024 + 4 * 1024
+"""The biggest packet the test/demo broker takes: a 256 KiB signed configuration document plus its
+header and topic (gateway/mqtt_policy.py MAX_PACKET_BYTES, which scripts/ does not import)."""
+
+
+def mosquitto_conf(port: int, workdir: Path, max_packet_bytes: int = BROKER_MAX_PACKET_BYTES,
+                   extra_conf: str = "") -> str:
+    """The test/demo broker's configuration (production: config/mosquitto-hub.conf.example)."""
+    # max_packet_size, not message_size_limit (Mosquitto 2.0.11 here, whose man page documents both):
+    # max_packet_size is checked against the packet's length field before the payload is read, so a
+    # 200 MB publish costs the broker nothing and its sender is disconnected; message_size_limit
+    # reads the whole message first and only then drops it. 0 leaves the broker unlimited (a test
+    # of the hub's own defences).
+    limit = f"max_packet_size {max_packet_bytes}\n" if max_packet_bytes else ""
+    return (f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{limit}"
+            f"log_dest file {workdir / 'mosquitto.log'}\n{extra_conf}")
+
+
 @contextlib.contextmanager
-def mosquitto(workdir: Path, port: int = 0) -> Iterator[Broker]:
-    """A private broker on 127.0.0.1 (anonymous, persistence off), stopped on exit."""
+def mosquitto(workdir: Path, port: int = 0, max_packet_bytes: int = BROKER_MAX_PACKET_BYTES,
+              extra_conf: str = "") -> Iterator[Broker]:
+    """A private broker on 127.0.0.1 (anonymous, persistence off, packets bounded), stopped on exit.
+
+    ``extra_conf``: more mosquitto.conf lines, e.g. ``max_queued_messages 0`` for a flood test.
+    """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        f"log_dest file {workdir / 'mosquitto.log'}\n"
-    )
+    conf.write_text(mosquitto_conf(port, workdir, max_packet_bytes, extra_conf))
     with open(workdir / "mosquitto.stderr", "ab") as err:
         proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err)
     try:
