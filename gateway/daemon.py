@@ -42,10 +42,12 @@ from gateway.driver_registry import (
     serial_devices,
     start_device,
 )
+from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
 from gateway.fleet.commands import CommandError, CommandService
 from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
 from gateway.mqtt import LinkSettings, MqttLink
+from gateway.mqtt_policy import Subscription
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard
 from gateway.status_publisher import StatusPublisher
@@ -61,6 +63,9 @@ TEST_ALERT = Message("测试警报：网关到家属的通知链路正常", "Tes
 RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确认是否起身，请立即查看",
                                 "The hub restarted during a fall's cancel window: check on the resident now")
 STOP_GRACE_S = 10.0
+FAMILY_ACK_MAX_BYTES = 4 * 1024
+"""An ack is ``{"by", "at", "note"}``: a contact id, a time and a line of text (1,000 Chinese characters
+fit). Anything bigger is dropped by the MQTT link before it is copied off paho's thread."""
 
 
 def outbox_path(cfg: GatewayConfig) -> Path:
@@ -199,7 +204,8 @@ class Daemon:
             host=cfg.host, port=cfg.port, gateway_id=self.cfg.gateway.id, topic_root=cfg.topic_root,
             client_id=cfg.client_id, username=cfg.username or None, password=password, keepalive_s=cfg.keepalive_s,
             tls=_tls_context(self.cfg),
-        ), subscriptions=("alerts/+/ack", "cmd/+"))
+        ), subscriptions=(Subscription("alerts/+/ack", FAMILY_ACK_MAX_BYTES),
+                          Subscription("cmd/+", COMMAND_MAX_BYTES)))
 
     def _uplink(self, secret: bytes, outbox: AsyncOutbox) -> Uplink | None:
         cfg = self.cfg.platform
