@@ -9,7 +9,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 
 def publish_once(host: str, port: int, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1,
-                 timeout_s: float = 30.0) -> bool:
+                 timeout_s: float = 30.0, username: str | None = None, password: str | None = None) -> bool:
     """Connect, publish one message, disconnect. True if the broker acknowledged it; False if it
     refused it by dropping the connection (a broker's max_packet_size does that)."""
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311,
@@ -26,6 +26,8 @@ def publish_once(host: str, port: int, topic: str, payload: bytes, *, retain: bo
         done.set()
 
     client.on_publish, client.on_disconnect = on_publish, on_disconnect
+    if username:
+        client.username_pw_set(username, password)
     client.connect(host, port)
     client.loop_start()
     try:
