@@ -13,6 +13,7 @@ Commands: ``ping``, ``queue`` (outbox statistics), ``doctor`` (the technician's 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.errors import GatewayError, InboundError
 from gateway.fleet.signing import SignatureError, verify
 from gateway.inbound import excerpt, parse_json_bounded
+from gateway.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ MAX_ERROR_CHARS = 300
 """An error answer is for a person at the fleet console: long enough to say why, never a payload echo."""
 ID_CHARS = 64
 """How much of a command name or request id (both chosen by the sender) goes into a log line."""
+REFUSALS_LOGGED = 10
+"""Refused commands logged per minute (then one summary line)."""
 REMEMBERED_REQUESTS = 1000
 """Request ids answered before; enough for a day of fleet traffic to one hub."""
 
@@ -45,12 +49,15 @@ class CommandError(GatewayError):
 
 class CommandService:
     def __init__(self, *, gateway_id: str, public_key: Ed25519PublicKey | None,
-                 handlers: Mapping[str, Handler], reply: Reply) -> None:
+                 handlers: Mapping[str, Handler], reply: Reply, clock: Callable[[], float] = time.monotonic) -> None:
         self._gateway_id = gateway_id
         self._key = public_key
         self._handlers = dict(handlers)
         self._reply = reply
         self._seen: OrderedDict[str, None] = OrderedDict()
+        # Anyone who may write cmd/# can send garbage by the thousand; each is still answered.
+        self._refusals = RateLimitedLog(log, "command refused", per_window=REFUSALS_LOGGED, window_s=60.0,
+                                        clock=clock)
 
     async def handle(self, topic: str, payload: bytes) -> None:
         """``topic`` below the gateway root, e.g. ``cmd/ping``; results are not commands.
@@ -90,8 +97,9 @@ class CommandService:
                                    f"known: {', '.join(sorted(self._handlers))}")
             result = await handler(request["args"])
         except (CommandError, SignatureError) as exc:
-            log.warning("command refused command=%s request_id=%s reason=%s", excerpt(name, ID_CHARS),
-                        excerpt(request_id or "", ID_CHARS), excerpt(str(exc), MAX_ERROR_CHARS))
+            self._refusals.log(logging.WARNING, "command refused command=%s request_id=%s reason=%s",
+                               excerpt(name, ID_CHARS), excerpt(request_id or "", ID_CHARS),
+                               excerpt(str(exc), MAX_ERROR_CHARS))
             return request_id, {"ok": False, "error": excerpt(str(exc), MAX_ERROR_CHARS)}
         except Exception as exc:  # a handler's own bug: answered and logged, never lost in the task
             log.exception("command failed command=%s request_id=%s", excerpt(name, ID_CHARS),

@@ -115,3 +115,19 @@ async def test_sender_chosen_names_and_ids_are_cut_short_in_logs(
     assert len(record.getMessage()) < 600
     [(_, answer)] = replies.sent
     assert answer["error"].startswith("unknown command 'x\\x0ax")
+
+
+async def test_a_flood_of_garbage_commands_is_answered_each_time_but_logged_ten_times_a_minute(
+        replies: Replies, caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    service = CommandService(gateway_id=GATEWAY, public_key=KEY.public_key(), reply=replies,
+                             handlers={"ping": ping}, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="gateway.fleet.commands"):
+        for _ in range(100):
+            await run_as_the_daemon_does(service, "cmd/ping", b"[" * 100)
+        now[0] = 60.0
+        await run_as_the_daemon_does(service, "cmd/ping", b"[" * 100)
+    assert len(replies.sent) == 101
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 12
+    assert messages[10] == "command refused: suppressed=90 more (at most 10 logged per 60 s)"
