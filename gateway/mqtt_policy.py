@@ -20,7 +20,12 @@ MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_PACKET_BYTES = MAX_DOCUMENT_BYTES + 4 * 1024
 """Sent as the MQTT 5 Maximum Packet Size in CONNECT: the broker then never sends us a bigger packet
 (it drops it for us, MQTT 5 section 3.1.2.11.4), so paho never buffers one. The packet is the payload
-plus the fixed header, topic and properties: 4 KiB is room for any topic of ours."""
+plus the fixed header, topic and properties: 4 KiB is room for any topic of ours.
+
+The broker should refuse such packets from publishers too (``max_packet_size`` with this value,
+config/mosquitto-hub.conf.example): Mosquitto 2.0.11 keeps each QoS 1 message it may not send us in
+our in-flight window (20), so twenty of them leave the hub deaf to acks and commands, though still
+connected, until the next reconnect."""
 
 SESSION_EXPIRY_S = 3600
 """MQTT 5 Session Expiry Interval. The broker keeps our subscriptions, and queues the QoS 1 acks and
