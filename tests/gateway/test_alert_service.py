@@ -15,6 +15,7 @@ from mqtt_probe import Probe
 from gateway.alerts.model import AlertKind, AlertState, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.mqtt import LinkSettings, MqttLink
+from gateway.mqtt_policy import Subscription
 from gateway.store.aio import AsyncOutbox
 from gateway.store.api import NewRecord, Priority
 
@@ -37,7 +38,8 @@ async def _wait(predicate, timeout_s: float = 5.0) -> None:  # type: ignore[no-u
 
 async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt(broker, outbox) -> None:  # type: ignore[no-untyped-def]
     probe = Probe(broker.host, broker.port, "yiyang/v1/gw-test/#")
-    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"), subscriptions=("alerts/+/ack",))
+    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"),
+                    subscriptions=(Subscription("alerts/+/ack", 4096),))
     await link.start()
     await asyncio.wait_for(link.connected.wait(), 5)
     service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC))
