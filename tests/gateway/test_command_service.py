@@ -1,4 +1,4 @@
-"""Fleet commands in-process: every command gets an answer, whatever it carried or whatever broke."""
+"""The fleet command service in-process: every command gets an answer, whatever it carried or whatever broke."""
 
 from __future__ import annotations
 
