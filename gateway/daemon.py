@@ -30,6 +30,7 @@ from drivers.errors import DriverError
 from drivers.model import ReadingType
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
+from gateway.alerts.acks import ACK_MAX_BYTES
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
@@ -49,17 +50,19 @@ from gateway.driver_registry import (
 )
 from gateway.errors import StoreError
 from gateway.family import FamilyLinks, family_accounts, sms_contacts
+from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
 from gateway.fleet.commands import CommandError, CommandService
 from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
+from gateway.mqtt_policy import Subscription
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard, fallback_status_path
 from gateway.status_publisher import StatusPublisher
 from gateway.store.aio import AsyncOutbox
 from gateway.supervisor import supervise
-from gateway.topics import ACK_FILTER, COMMAND_FILTER, INBOX_FILTERS, legacy_retained_topics
+from gateway.topics import ACK_FILTER, COMMAND_FILTER, legacy_retained_topics
 from gateway.uplink import FhirEncoder, Uplink, load_secret
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,10 @@ TEST_ALERT = Message("测试警报：网关到家属的通知链路正常", "Tes
 RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确认是否起身，请立即查看",
                                 "The hub restarted during a fall's cancel window: check on the resident now")
 STOP_GRACE_S = 10.0
+
+
+HUB_SUBSCRIPTIONS = (Subscription(ACK_FILTER, ACK_MAX_BYTES), Subscription(COMMAND_FILTER, COMMAND_MAX_BYTES))
+"""What the hub listens to, each with the most a message there may carry (routed by :mod:`gateway.inbox`)."""
 
 
 def outbox_path(cfg: GatewayConfig) -> Path:
@@ -234,7 +241,7 @@ class Daemon:
             host=cfg.host, port=cfg.port, gateway_id=self.cfg.gateway.id, topic_root=cfg.topic_root,
             client_id=cfg.client_id, username=cfg.username or None, password=password, keepalive_s=cfg.keepalive_s,
             tls=_tls_context(self.cfg),
-        ), subscriptions=INBOX_FILTERS)
+        ), subscriptions=HUB_SUBSCRIPTIONS)
 
     def _uplink(self, secret: bytes, outbox: AsyncOutbox) -> Uplink | None:
         cfg = self.cfg.platform

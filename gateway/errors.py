@@ -67,9 +67,9 @@ class SecretFileError(GatewayError):
 
 
 class InboundError(GatewayError):
-    """A message a client sent (over MQTT) was refused before use: too large, too deep or not JSON.
+    """A message from outside (MQTT payload, command) is refused: too large, not UTF-8, too deep or not JSON.
 
-    Drop the message and carry on; the sender is told nothing it could probe with.
+    The message is dropped and the sender answered or logged; the gateway carries on.
     """
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.logs import LogBudget, log_id
+from gateway.logs import RateLimitedLog, log_id
 from gateway.mqtt import IncomingMessage
 from gateway.topics import matches
 
@@ -36,7 +37,8 @@ class Inbox:
     def __init__(self, routes: Sequence[Route]) -> None:
         self._routes = tuple(routes)
         self._running: set[asyncio.Task[None]] = set()
-        self._failures = LogBudget(log)
+        self._failures = RateLimitedLog(log, "inbox message dropped", per_window=10, window_s=60.0,
+                                        clock=time.monotonic)
 
     @property
     def filters(self) -> tuple[str, ...]:
@@ -66,6 +68,6 @@ class Inbox:
         except Exception as exc:  # noqa: BLE001 - the point: one message's failure stays with that message
             # The exception's text may quote the payload: only its type and where it was raised.
             frame = traceback.extract_tb(exc.__traceback__)[-1]
-            self._failures.warning("inbox message dropped topic=%s error=%s at=%s:%s",
+            self._failures.log(logging.WARNING, "inbox message dropped topic=%s error=%s at=%s:%s",
                                    "/".join(log_id(level) for level in message.topic.split("/")),
                                    type(exc).__name__, Path(frame.filename).name, frame.lineno)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
+import threading
 from collections.abc import Callable
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -32,32 +32,55 @@ def setup_logging(level: str = "info", *, stream: object = None) -> None:
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
 
 
-class LogBudget:
-    """At most ``burst`` lines per ``window_s`` for one kind of event; the rest are only counted.
+class RateLimitedLog:
+    """One kind of log line that may repeat without end (a refused connect every 2 s, a flood of
+    poison messages): the first ``per_window`` in each window of ``window_s`` are logged, the rest
+    counted and told in one summary line when the next window opens (or at :meth:`flush`).
 
-    Anything a client can send can be sent a thousand times a second: refusing it must not flood the
-    journal (or the SD card). The count of lines held back is said on the next line let through.
+    The clock is injected (``time.monotonic`` in the gateway, a fake one in tests). Safe to share
+    between paho's network thread and the event loop.
     """
 
-    def __init__(self, logger: logging.Logger, *, burst: int = 10, window_s: float = 60.0,
-                 now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, logger: logging.Logger, what: str, *, per_window: int, window_s: float,
+                 clock: Callable[[], float]) -> None:
+        if per_window < 1 or window_s <= 0:
+            raise ValueError("per_window must be >= 1 and window_s > 0")
         self._log = logger
-        self._burst = burst
+        self._what = what
+        self._per_window = per_window
         self._window_s = window_s
-        self._now = now
-        self._window_start = -window_s
-        self._used = 0
-        self._held_back = 0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window_start: float | None = None
+        self._logged = 0
+        self._suppressed = 0
 
-    def warning(self, msg: str, *args: object) -> None:
-        now = self._now()
-        if now - self._window_start >= self._window_s:
-            self._window_start, self._used = now, 0
-        if self._used >= self._burst:
-            self._held_back += 1
-            return
-        self._used += 1
-        if self._held_back:
-            msg, args = f"{msg} held_back=%d", (*args, self._held_back)
-            self._held_back = 0
-        self._log.warning(msg, *args)
+    @property
+    def suppressed(self) -> int:
+        """Lines held back in the current window, not yet told in a summary."""
+        return self._suppressed
+
+    def log(self, level: int, msg: str, *args: object) -> bool:
+        """Log ``msg % args`` unless this window's allowance is used up; True if it was logged."""
+        with self._lock:
+            now = self._clock()
+            if self._window_start is None or now - self._window_start >= self._window_s:
+                self._summarise(level)
+                self._window_start, self._logged = now, 0
+            if self._logged >= self._per_window:
+                self._suppressed += 1
+                return False
+            self._logged += 1
+        self._log.log(level, msg, *args)
+        return True
+
+    def flush(self, level: int = logging.INFO) -> None:
+        """Tell now how many lines were held back (e.g. when the trouble is over)."""
+        with self._lock:
+            self._summarise(level)
+
+    def _summarise(self, level: int) -> None:
+        if self._suppressed:
+            self._log.log(level, "%s: suppressed=%d more (at most %d logged per %.0f s)", self._what,
+                          self._suppressed, self._per_window, self._window_s)
+            self._suppressed = 0

@@ -16,8 +16,6 @@ ACK_FILTER = "residents/+/alerts/+/ack/+"
 """Family acknowledgements (family -> hub)."""
 COMMAND_FILTER = "cmd/+"
 """Signed fleet commands (fleet -> hub)."""
-INBOX_FILTERS = (ACK_FILTER, COMMAND_FILTER)
-"""What the hub subscribes to; routed in :mod:`gateway.inbox`."""
 
 
 def matches(topic_filter: str, topic: str) -> bool:

@@ -76,18 +76,23 @@ def password_file(path: Path, accounts: Mapping[str, str]) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def mosquitto(workdir: Path, port: int = 0, *, acl: str | None = None,
-              accounts: Mapping[str, str] | None = None) -> Iterator[Broker]:
-    """A private broker on 127.0.0.1 (persistence off), stopped on exit.
+BROKER_MAX_PACKET_BYTES = 256 * 1024 + 4 * 1024
+"""The biggest packet the test/demo broker takes: a 256 KiB signed configuration document plus its
+header and topic (gateway/mqtt_policy.py MAX_PACKET_BYTES, which scripts/ does not import)."""
 
-    Anonymous by default; with ``accounts`` ({user: password}) only those users may connect, and
-    with ``acl`` (acl_file text) each may use only the topics it allows.
-    """
-    port = port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "mosquitto.conf"
+
+def mosquitto_conf(port: int, workdir: Path, max_packet_bytes: int = BROKER_MAX_PACKET_BYTES,
+                   extra_conf: str = "", *, acl: str | None = None,
+                   accounts: Mapping[str, str] | None = None) -> str:
+    """The test/demo broker's configuration (production: config/mosquitto-hub.conf.example)."""
     lines = [f"listener {port} 127.0.0.1", "persistence false", f"log_dest file {workdir / 'mosquitto.log'}"]
+    # max_packet_size, not message_size_limit (Mosquitto 2.0.11 here, whose man page documents both):
+    # max_packet_size is checked against the packet's length field before the payload is read, so a
+    # 200 MB publish costs the broker nothing and its sender is disconnected; message_size_limit
+    # reads the whole message first and only then drops it. 0 leaves the broker unlimited (a test
+    # of the hub's own defences).
+    if max_packet_bytes:
+        lines.append(f"max_packet_size {max_packet_bytes}")
     if os.geteuid() == 0:
         # Started as root, Mosquitto becomes user "mosquitto", who cannot open files in a private work dir.
         lines.append("user root")
@@ -98,7 +103,23 @@ def mosquitto(workdir: Path, port: int = 0, *, acl: str | None = None,
     if acl is not None:
         (workdir / "acl").write_text(acl)
         lines.append(f"acl_file {workdir / 'acl'}")
-    conf.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n" + extra_conf
+
+
+@contextlib.contextmanager
+def mosquitto(workdir: Path, port: int = 0, max_packet_bytes: int = BROKER_MAX_PACKET_BYTES,
+              extra_conf: str = "", *, acl: str | None = None,
+              accounts: Mapping[str, str] | None = None) -> Iterator[Broker]:
+    """A private broker on 127.0.0.1 (persistence off, packets bounded), stopped on exit.
+
+    Anonymous by default; with ``accounts`` ({user: password}) only those users may connect, and
+    with ``acl`` (acl_file text) each may use only the topics it allows.
+    ``extra_conf``: more mosquitto.conf lines, e.g. ``max_queued_messages 0`` for a flood test.
+    """
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(mosquitto_conf(port, workdir, max_packet_bytes, extra_conf, acl=acl, accounts=accounts))
     with open(workdir / "mosquitto.stderr", "ab") as err:
         proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err)
     try:

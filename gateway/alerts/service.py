@@ -31,7 +31,7 @@ from gateway.alerts.model import (
 )
 from gateway.errors import StoreError
 from gateway.family import FamilyLinks
-from gateway.logs import LogBudget, log_id
+from gateway.logs import RateLimitedLog, log_id
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory
 from gateway.topics import alert_events_topic, alert_topic, parse_ack_topic
@@ -85,7 +85,7 @@ class AlertService:
         self._notified_at: dict[str, float] = {}
         """Monotonic time each active alert was last put in front of the family (raise, escalate, repeat)."""
         self._family = family if family is not None else FamilyLinks({})
-        self._refusals = LogBudget(log)
+        self._refusals = RateLimitedLog(log, "ack refused", per_window=10, window_s=60.0, clock=time.monotonic)
 
     @property
     def active(self) -> tuple[Alert, ...]:
@@ -190,8 +190,8 @@ class AlertService:
         if not outcome.accepted:
             # Ids only, and only what looks like one: the levels are the sender's choice; the payload is never logged.
             ids = (ack.resident_id, ack.alert_id, ack.contact_id) if ack else ("-", "-", "-")
-            self._refusals.warning("ack refused reason=%s resident=%s alert_id=%s contact=%s", outcome.value,
-                                   *(log_id(i) for i in ids))
+            self._refusals.log(logging.WARNING, "ack refused reason=%s resident=%s alert_id=%s contact=%s",
+                               outcome.value, *(log_id(i) for i in ids))
         return outcome
 
     def republish_active(self) -> None:

@@ -12,15 +12,18 @@ Commands: ``ping``, ``queue`` (outbox statistics), ``doctor`` (the technician's 
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from gateway.errors import GatewayError, InboundError
 from gateway.fleet.signing import SignatureError, verify
+from gateway.inbound import excerpt, parse_json_bounded
+from gateway.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +31,59 @@ Handler = Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]
 Reply = Callable[[str, dict[str, Any]], None]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_DEPTH = 16
+"""``{"args": {...}}`` is two levels; no command of ours nests its arguments deeper than a few more."""
+MAX_ERROR_CHARS = 300
+"""An error answer is for a person at the fleet console: long enough to say why, never a payload echo."""
+ID_CHARS = 64
+"""How much of a command name or request id (both chosen by the sender) goes into a log line."""
+REFUSALS_LOGGED = 10
+"""Refused commands logged per minute (then one summary line)."""
 REMEMBERED_REQUESTS = 1000
 """Request ids answered before; enough for a day of fleet traffic to one hub."""
 
 
-class CommandError(Exception):
+class CommandError(GatewayError):
     """The command could not run; the message goes back to the requester."""
 
 
 class CommandService:
     def __init__(self, *, gateway_id: str, public_key: Ed25519PublicKey | None,
-                 handlers: Mapping[str, Handler], reply: Reply) -> None:
+                 handlers: Mapping[str, Handler], reply: Reply, clock: Callable[[], float] = time.monotonic) -> None:
         self._gateway_id = gateway_id
         self._key = public_key
         self._handlers = dict(handlers)
         self._reply = reply
         self._seen: OrderedDict[str, None] = OrderedDict()
+        # Anyone who may write cmd/# can send garbage by the thousand; each is still answered.
+        self._refusals = RateLimitedLog(log, "command refused", per_window=REFUSALS_LOGGED, window_s=60.0,
+                                        clock=clock)
 
     async def handle(self, topic: str, payload: bytes) -> None:
-        """``topic`` below the gateway root, e.g. ``cmd/ping``; results are not commands."""
+        """``topic`` below the gateway root, e.g. ``cmd/ping``; results are not commands.
+
+        Never raises: whatever goes wrong (a payload that is not a command, a handler's own bug)
+        is logged and answered ``{"ok": false, "error": ...}``. It runs as a task of its own, and an
+        exception there would only surface as "Task exception was never retrieved", unanswered.
+        """
         parts = topic.split("/")
         if len(parts) != 2 or parts[0] != "cmd":
             return
         name = parts[1]
         request_id, outcome = await self._run(name, payload)
-        self._reply(f"cmd/{name}/result", {"request_id": request_id, **outcome})
+        if not self._send(name, {"request_id": request_id, **outcome}) and outcome["ok"]:
+            # e.g. a handler that returned something JSON cannot hold: the requester still hears.
+            self._send(name, {"request_id": request_id, "ok": False,
+                              "error": "internal error: the result could not be sent"})
+
+    def _send(self, name: str, answer: dict[str, Any]) -> bool:
+        try:
+            self._reply(f"cmd/{name}/result", answer)
+        except Exception:
+            log.exception("command answer not sent command=%s request_id=%s", excerpt(name, ID_CHARS),
+                          excerpt(answer["request_id"] or "", ID_CHARS))
+            return False
+        return True
 
     async def _run(self, name: str, payload: bytes) -> tuple[str | None, dict[str, Any]]:
         request_id: str | None = None
@@ -62,22 +93,28 @@ class CommandService:
             self._authenticate(name, request)
             handler = self._handlers.get(name)
             if handler is None:
-                raise CommandError(f"unknown command {name!r}; known: {', '.join(sorted(self._handlers))}")
+                raise CommandError(f"unknown command '{excerpt(name, ID_CHARS)}'; "
+                                   f"known: {', '.join(sorted(self._handlers))}")
             result = await handler(request["args"])
         except (CommandError, SignatureError) as exc:
-            log.warning("command refused command=%s request_id=%s reason=%s", name, request_id, exc)
-            return request_id, {"ok": False, "error": str(exc)}
-        log.info("command done command=%s request_id=%s", name, request_id)
+            self._refusals.log(logging.WARNING, "command refused command=%s request_id=%s reason=%s",
+                               excerpt(name, ID_CHARS), excerpt(request_id or "", ID_CHARS),
+                               excerpt(str(exc), MAX_ERROR_CHARS))
+            return request_id, {"ok": False, "error": excerpt(str(exc), MAX_ERROR_CHARS)}
+        except Exception as exc:  # a handler's own bug: answered and logged, never lost in the task
+            log.exception("command failed command=%s request_id=%s", excerpt(name, ID_CHARS),
+                          excerpt(request_id or "", ID_CHARS))
+            error = f"internal error ({type(exc).__name__}): {exc}"
+            return request_id, {"ok": False, "error": excerpt(error, MAX_ERROR_CHARS)}
+        log.info("command done command=%s request_id=%s", excerpt(name, ID_CHARS), excerpt(request_id, ID_CHARS))
         return request_id, {"ok": True, "result": result}
 
     @staticmethod
     def _parse(payload: bytes) -> dict[str, Any]:
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            raise CommandError(f"command larger than {MAX_PAYLOAD_BYTES} bytes")
         try:
-            request = json.loads(payload)
-        except ValueError as exc:
-            raise CommandError("command is not JSON: send {\"request_id\", \"args\", \"signature\"}") from exc
+            request = parse_json_bounded(payload, max_bytes=MAX_PAYLOAD_BYTES, max_depth=MAX_DEPTH)
+        except InboundError as exc:
+            raise CommandError(f"command refused: {exc}; send {{\"request_id\", \"args\", \"signature\"}}") from exc
         if not isinstance(request, dict) or not isinstance(request.get("request_id"), str) \
                 or not request["request_id"] or not isinstance(request.get("args", {}), dict):
             raise CommandError("command needs a request_id (string) and args (object)")

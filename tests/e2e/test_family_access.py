@@ -24,11 +24,12 @@ from gateway.alerts.acks import AckOutcome
 from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.broker_acl import render_acl
+from gateway.daemon import HUB_SUBSCRIPTIONS
 from gateway.family import FamilyAccount, FamilyLinks
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.store.aio import AsyncOutbox
-from gateway.topics import ACK_FILTER, COMMAND_FILTER, INBOX_FILTERS
+from gateway.topics import ACK_FILTER, COMMAND_FILTER
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -81,7 +82,7 @@ class Hub:
 async def hub(tmp_path: Path, secured_broker: devstack.Broker) -> AsyncIterator[Hub]:
     outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
     link = MqttLink(LinkSettings(secured_broker.host, secured_broker.port, GW, topic_root=ROOT, username=HUB,
-                                 password=password(HUB)), subscriptions=INBOX_FILTERS)
+                                 password=password(HUB)), subscriptions=HUB_SUBSCRIPTIONS)
     clock = [0.0]
     alerts = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
                           now_monotonic=lambda: clock[0], family=FamilyLinks.of([DAUGHTER, SON]))

@@ -17,6 +17,7 @@ from gateway.alerts.model import AlertKind, AlertState, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.family import FamilyLinks
 from gateway.mqtt import LinkSettings, MqttLink
+from gateway.mqtt_policy import Subscription
 from gateway.store.aio import AsyncOutbox
 from gateway.store.api import NewRecord, Priority
 from gateway.topics import ACK_FILTER
@@ -40,7 +41,7 @@ async def _wait(predicate, timeout_s: float = 5.0) -> None:  # type: ignore[no-u
 
 async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt(broker, outbox) -> None:  # type: ignore[no-untyped-def]
     probe = Probe(broker.host, broker.port, "yiyang/v1/gw-test/#")
-    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"), subscriptions=(ACK_FILTER,))
+    link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"), subscriptions=(Subscription(ACK_FILTER, 4096),))
     await link.start()
     await asyncio.wait_for(link.connected.wait(), 5)
     service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
