@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import logging
 import os
 import runpy
 import sys
@@ -21,8 +22,9 @@ from types import ModuleType
 
 from gateway import __version__
 from gateway.broker_acl import acl_for_config
-from gateway.config import GatewayConfig, load_config
-from gateway.config.check import check_file
+from gateway.config import GatewayConfig, parse_config, read_config_text
+from gateway.config.access import ServiceUser, UnknownUserError
+from gateway.config.preflight import check_host
 from gateway.daemon import outbox_path, run_until_signalled, status_path
 from gateway.doctor import status_problems
 from gateway.driver_registry import ble_drivers, unsupported_drivers
@@ -30,56 +32,68 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.logs import setup_logging
 from gateway.status import fallback_status_path, read_status
 from gateway.store import Outbox
-from gateway.uplink import load_secret
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "/etc/yiyang/gateway.toml"
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
 def _load(path: str) -> GatewayConfig:
-    cfg = load_config(Path(path))
+    return _load_with_text(path)[0]
+
+
+def _load_with_text(path: str) -> tuple[GatewayConfig, str]:
+    text = read_config_text(path)
+    cfg = parse_config(text, path)
     problems = unsupported_drivers(cfg.devices)
     if problems:
-        raise ConfigError(path, problems)
-    return cfg
+        raise ConfigError(path, [f"{path}: {problem}" for problem in problems])
+    return cfg, text
 
 
 def cmd_run(args: argparse.Namespace) -> int:
 
-    cfg = _load(args.config)
+    cfg, text = _load_with_text(args.config)
+    # The same checks as `config check`, as the user the daemon runs as: a missing or open secret or
+    # a bad key stops it here with its key and line, not with a traceback from whichever part opens
+    # the file first. An unusable data_dir does not: the daemon alerts without its disk.
+    host = check_host(cfg, args.config, text, ServiceUser.current())
+    if host.file_problems:
+        raise ConfigError(args.config, list(host.file_problems))
     setup_logging(args.log_level or cfg.gateway.log_level)
+    for problem in host.storage_problems:
+        log.error("starting without usable storage: %s", problem)
+    for warning in host.warnings:
+        log.warning("%s", warning)
     asyncio.run(run_until_signalled(cfg))
     return EXIT_OK
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
 
-    problems = check_file(Path(args.file))
-    if not problems:
-        try:
-            cfg = _load(args.file)
-        except ConfigError as exc:
-            problems = [f"{args.file}: {p}" for p in exc.problems]
-        else:
-            problems = _secret_problems(cfg)
+    try:
+        user = ServiceUser.named(args.user) if args.user else ServiceUser.current()
+    except UnknownUserError as exc:
+        print(f"yiyang: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    warnings: tuple[str, ...] = ()
+    try:
+        cfg, text = _load_with_text(args.file)
+    except ConfigError as exc:
+        problems = list(exc.problems)
+    else:
+        host = check_host(cfg, args.file, text, user)
+        problems, warnings = list(host.problems), host.warnings
     if problems:
         print(f"{args.file}: {len(problems)} problem(s):")
         for problem in problems:
             print(f"  {problem}")
-        return EXIT_PROBLEMS
-    print(f"{args.file}: OK")
-    return EXIT_OK
-
-
-def _secret_problems(cfg: GatewayConfig) -> list[str]:
-
-    if not cfg.platform.enabled:
-        return []
-    try:
-        load_secret(Path(cfg.platform.secret_file))
-    except GatewayError as exc:
-        return [f"platform.secret_file: {exc}"]
-    return []
+    else:
+        print(f"{args.file}: OK")
+    for warning in warnings:
+        print(f"warning: {warning}")
+    return EXIT_PROBLEMS if problems else EXIT_OK
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
@@ -221,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_sub.add_parser("check", help="validate a configuration file; list every problem")
     check.add_argument("file")
+    check.add_argument("--user", help="the user the daemon runs as, whose access to the files and data_dir "
+                                      "is checked (default: the user running this command)")
     check.set_defaults(func=cmd_config_check)
 
     queue = sub.add_parser("queue", help="outbox statistics: pending, delivered, dead, oldest pending age")
@@ -272,7 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        # One line per problem, each naming the file, line and key: one problem is one line.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
         return EXIT_PROBLEMS
     except GatewayError as exc:
         print(f"yiyang: {exc}", file=sys.stderr)

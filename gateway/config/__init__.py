@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.config.locate import KeyPath, Locator
+from gateway.config.nesting import nesting_limit
 from gateway.config.schema import (
     DRIVER_TRANSPORT,
     BleNotify,
@@ -32,6 +33,7 @@ from gateway.config.schema import (
     Transport,
     UplinkProfile,
 )
+from gateway.config.toml_bounds import MAX_CONFIG_BYTES, size_problem, text_problem
 from gateway.config.validate import format_path, format_problem, problem_line, validate
 from gateway.errors import ConfigError
 
@@ -60,6 +62,7 @@ __all__ = [
     "merge_sections",
     "parse_config",
     "parse_config_mapping",
+    "read_config_text",
 ]
 
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
@@ -67,27 +70,49 @@ _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of documen
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     """Read and parse the configuration file (blocking: call it before the loop or in a thread)."""
+    return parse_config(read_config_text(path), os.fspath(path))
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The file's text, refused (ConfigError) when it cannot be read, is not UTF-8 or is too big."""
     source = os.fspath(path)
     try:
         with open(path, "rb") as file:
-            text = file.read().decode("utf-8")
+            # Read one byte past the limit rather than trusting the size: /dev/zero has none.
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         problem = f"{source}: cannot read the file ({reason}); check the path and its permissions"
         raise ConfigError(source, [problem]) from exc
+    too_big = size_problem(len(data))
+    if too_big is not None:
+        raise ConfigError(source, [f"{source}: {too_big}"])
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             source, [f"{source}: byte {exc.start} is not UTF-8; save the file as UTF-8"]
         ) from exc
-    return parse_config(text, source)
 
 
 def parse_config(text: str, source: str) -> GatewayConfig:
-    """Parse TOML text; ``source`` names it in problems (usually the file path)."""
+    """Parse TOML text; ``source`` names it in problems (usually the file path).
+
+    The text is bounded before tomllib reads it (:mod:`gateway.config.toml_bounds`).
+    """
+    # Characters first: there are never more of them than bytes, and counting them copies nothing.
+    too_big = size_problem(len(text)) or size_problem(len(text.encode("utf-8", "surrogatepass")))
+    if too_big is not None:
+        raise ConfigError(source, [f"{source}: {too_big}"])
+    beyond = text_problem(text, nesting_limit(GatewayConfig))
+    if beyond is not None:
+        raise ConfigError(source, [f"{source}:{beyond.line}:{beyond.column}: {beyond.what}; {beyond.todo}"])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [_syntax_problem(source, text, exc)]) from exc
+    except ValueError as exc:  # tomllib lets a few value errors through undecorated; say so plainly
+        raise ConfigError(source, [f"{source}: a value tomllib cannot read ({exc}); correct it"]) from exc
     return parse_config_mapping(data, source, text)
 
 

@@ -26,9 +26,10 @@ DEFAULT_FILE_HEADER = """\
 
 
 def check_file(path: str | os.PathLike[str]) -> list[str]:
-    """Every problem with the file, formatted ``FILE:LINE: key.path: what is wrong; what to do``.
+    """Every problem in the file itself, formatted ``FILE:LINE: key.path: what is wrong; what to do``.
 
-    An empty list means the file is valid.
+    An empty list means the file is valid. What it needs from the hub (the files it names, a
+    writable data_dir) is :func:`gateway.config.preflight.check_host`'s to say.
     """
     try:
         load_config(path)

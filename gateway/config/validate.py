@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.config.locate import KeyPath, Locator
+from gateway.config.nesting import nesting_limit, nesting_problems
 from gateway.config.schema import Problem, Setting, format_bound, is_required, rules_of, setting_of
 
 T = TypeVar("T")
@@ -56,7 +57,14 @@ def _fields(cls: type[Any]) -> tuple[_Field, ...]:
 
 
 def validate(cls: type[T], data: object) -> tuple[T | None, list[Problem]]:
-    """Build ``cls`` from parsed TOML/JSON data; returns the value (None if invalid) and every problem."""
+    """Build ``cls`` from parsed TOML/JSON data; returns the value (None if invalid) and every problem.
+
+    Data nested deeper than the schema allows is refused first, with only those problems: the walk
+    below (and the messages it writes) would otherwise recurse into it.
+    """
+    too_deep = nesting_problems(data, nesting_limit(cls))
+    if too_deep:
+        return None, too_deep
     walker = _Walker()
     value = walker.section(cls, data, (), base=None)
     return value, walker.problems
