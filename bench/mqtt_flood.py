@@ -5,7 +5,7 @@
 Starts a private Mosquitto (scripts/devstack.py, with the test broker's max_packet_size unless
 ``--broker-unlimited``), the reference platform and the gateway daemon (``python -m gateway run``)
 with a fleet key, then for ``--seconds`` publishes what a hostile family account or a broken app
-might send at the hub's own topics (``yiyang/v1/gw-test/cmd/+`` and ``.../alerts/+/ack``):
+might send at the hub's own topics (``yiyang/v1/gw-test/cmd/+`` and ``.../residents/+/alerts/+/ack/+``):
 5,000-deep arrays, a 4 KB deep ack (under the ack size limit, so only the parser can stop it),
 non-UTF-8 bytes, 100 KB commands, retained poison, 1 MB fields and 200 MB messages. Half way, and
 again at the end, it sends a signed ``cmd/ping`` (scripts/fleet.py) and times the answer.
@@ -56,13 +56,13 @@ class Poison:
 
 SMALL_POISON = (
     Poison("deep-cmd", "cmd/ping", DEEP),
-    Poison("deep-ack-10k", "alerts/p1/ack", DEEP, retain=True),
-    Poison("deep-ack", "alerts/p2/ack", b"[" * 2000 + b"]" * 2000),
+    Poison("deep-ack-10k", "residents/r-0001/alerts/p1/ack/c-0001", DEEP, retain=True),
+    Poison("deep-ack", "residents/r-0001/alerts/p2/ack/c-0001", b"[" * 2000 + b"]" * 2000),
     Poison("non-utf8-cmd", "cmd/ping", b"\xff\xfe\xfd" * 100, retain=True),
-    Poison("non-utf8-ack", "alerts/p3/ack", b'{"by": "\xff\xfe"}'),
+    Poison("non-utf8-ack", "residents/r-0001/alerts/p3/ack/c-0001", b'{"by": "\xff\xfe"}'),
     Poison("100k-cmd", "cmd/doctor", b'{"request_id": "' + b"x" * 100_000 + b'"}'),
     Poison("60k-cmd", "cmd/queue", b'{"request_id": "r", "args": {"a": "' + b"y" * 60_000 + b'"}}'),
-    Poison("garbage-ack", "alerts/p4/ack", b"not json at all"),
+    Poison("garbage-ack", "residents/r-0001/alerts/p4/ack/c-0001", b"not json at all"),
 )
 BIG_POISON = (
     Poison("1mb-cmd", "cmd/ping", b'{"request_id": "' + b"z" * 2**20 + b'"}', retain=True),
@@ -186,7 +186,7 @@ def _report(args: argparse.Namespace, flood: Flood, flood_s: float, before: dict
             pings: tuple[float, bool, float, bool, float], alive: bool, exit_code: int) -> None:
     first_ping_s, mid_up, mid_ping_s, end_up, end_ping_s = pings
     mb = 1024
-    print(f"mqtt flood: {flood_s:.1f} s at {ROOT}cmd/+ and {ROOT}alerts/+/ack, broker max_packet_size="
+    print(f"mqtt flood: {flood_s:.1f} s at {ROOT}cmd/+ and {ROOT}residents/+/alerts/+/ack/+, broker max_packet_size="
           f"{'none' if args.broker_unlimited else devstack.BROKER_MAX_PACKET_BYTES}")
     for kind in sorted(flood.sent):
         refused = f" (broker refused {flood.refused[kind]})" if flood.refused[kind] else ""
