@@ -299,10 +299,12 @@ class Daemon:
         """Family acks and fleet commands (the filters ``_mqtt`` subscribes), each message handled alone."""
 
         async def ack(message: IncomingMessage) -> None:
-            await alerts.handle_ack(message.topic, message.payload, retained=message.retained)
+            await alerts.handle_ack(message.topic, None if message.oversized else message.payload,
+                                    retained=message.retained)
 
         async def command(message: IncomingMessage) -> None:
-            await commands.handle(message.topic, message.payload)
+            if not message.oversized:  # no request id to answer to
+                await commands.handle(message.topic, message.payload)
 
         await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True)]).serve(mqtt.receive)
 

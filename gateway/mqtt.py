@@ -92,6 +92,9 @@ class IncomingMessage:
     """Topic below the gateway root, e.g. ``residents/r-0001/alerts/abc/ack/c-0001``."""
     payload: bytes
     retained: bool
+    oversized: bool = False
+    """Bigger than the topic's limit: the payload was not taken (``payload`` is empty). Only a
+    retained one is handed on, so its handler can clear it from the broker."""
 
 
 @dataclass(frozen=True)
@@ -311,8 +314,13 @@ class MqttLink:
             self._dropped_oversized += 1
             self._drop_log.log(logging.WARNING, "mqtt message dropped topic=%s bytes=%d limit=%s retained=%s",
                                excerpt(suffix, TOPIC_CHARS), size, limit, bool(msg.retain))
-            return
-        put = self._inbox.put(IncomingMessage(suffix, bytes(msg.payload), bool(msg.retain)), size)
+            if limit is None or not msg.retain:
+                return
+            # Retained, it would come back at every reconnect: its handler gets the topic, to clear it.
+            message, size = IncomingMessage(suffix, b"", retained=True, oversized=True), 0
+        else:
+            message = IncomingMessage(suffix, bytes(msg.payload), bool(msg.retain))
+        put = self._inbox.put(message, size)
         if put is Put.DROPPED:
             self._drop_log.log(logging.WARNING, "mqtt message dropped topic=%s bytes=%d reason=inbox_full "
                                "dropped_inbox_full=%d", excerpt(suffix, TOPIC_CHARS), size, self._inbox.dropped)

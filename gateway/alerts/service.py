@@ -171,15 +171,16 @@ class AlertService:
                          alert.severity.value)
         return repeated
 
-    async def handle_ack(self, topic: str, payload: bytes, *, retained: bool = False) -> AckOutcome:
+    async def handle_ack(self, topic: str, payload: bytes | None, *, retained: bool = False) -> AckOutcome:
         """``residents/{rid}/alerts/{aid}/ack/{contact_id}`` from a family member's app.
 
         Who acknowledged is the topic's contact id (the broker lets each account write only its own);
         anything the payload says about it is ignored. Acks are never retained: one that was is
-        cleared once handled, or every reconnect would bring it back.
+        cleared once handled, or every reconnect would bring it back. ``payload`` None: it was too
+        big to be taken in (refused, and cleared when retained).
         """
         ack = parse_ack_topic(topic)
-        if ack is None or not payload_is_valid(payload):
+        if ack is None or payload is None or not payload_is_valid(payload):
             outcome = AckOutcome.MALFORMED
         else:
             outcome = judge_ack(ack, self._active.get(ack.alert_id), self._family)
