@@ -132,7 +132,8 @@ async def test_a_retained_poison_message_is_dropped_again_on_every_restart(broke
             await eventually(lambda: link.stats().dropped_oversized == 1, 5, "the retained ack to be dropped")  # noqa: B023
             # Only its topic is handed on (to be cleared by its handler; this test has none): no payload.
             marker = await asyncio.wait_for(link.receive(), 5)
-            assert (marker.topic, marker.payload, marker.retained, marker.oversized) == ("alerts/a1/ack", b"", True, True)
+            assert (marker.topic, marker.payload, marker.retained, marker.oversized) == (
+                "alerts/a1/ack", b"", True, True)
 
 
 @pytest.mark.timeout(120)
