@@ -22,11 +22,10 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.platform_limits import BATCH_MAX_BYTES_RANGE, BATCH_MAX_RECORDS_RANGE
 from gateway.store.api import PendingRecord
 from gateway.uplink.backoff import backoff_delay, parse_retry_after, server_clock_offset
 from gateway.uplink.batch import (
-    MAX_BODY_BYTES,
-    MAX_RECORDS,
     BatchEncoder,
     BatchTooLargeError,
     PlatformAnswerError,
@@ -34,14 +33,13 @@ from gateway.uplink.batch import (
     RecordStatus,
     V1Encoder,
     encode_body,
+    record_bytes_budget,
 )
 from gateway.uplink.http import HttpResponse, Transport, TransportError, post
 from gateway.uplink.signing import HmacSha256Signer, Signer
 
 log = logging.getLogger(__name__)
 
-ENVELOPE_RESERVE_BYTES = 1024
-"""Room for ``sent_at``, the brackets and up to 499 commas around the records' own bytes."""
 CLOCK_OFFSET_TOLERANCE_S = 2.0
 """``Date`` has 1 s resolution and the answer takes a while to arrive: smaller differences are noise."""
 _GATEWAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -157,7 +155,8 @@ class Uplink:
     async def run(self) -> None:
         log.info("uplink started gateway_id=%s url=%s", self._gateway_id, self._url)
         while True:
-            batch = await self._outbox.pending_batch(max_records=self._max_records, max_bytes=self._max_bytes)
+            batch = await self._outbox.pending_batch(max_records=self._max_records,
+                                                     max_bytes=record_bytes_budget(self._max_bytes))
             if not batch:
                 await self._idle()
                 continue
@@ -335,11 +334,10 @@ def _check_settings(*, gateway_id: str, base_url: str, batch_max_records: int, b
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         problems.append(f"base_url {base_url!r}: give the platform's http:// or https:// address without query")
-    if not 1 <= batch_max_records <= MAX_RECORDS:
-        problems.append(f"batch_max_records {batch_max_records}: must be 1..{MAX_RECORDS} (the platform's limit)")
-    if not 1 <= batch_max_bytes <= MAX_BODY_BYTES - ENVELOPE_RESERVE_BYTES:
-        problems.append(f"batch_max_bytes {batch_max_bytes}: must be 1..{MAX_BODY_BYTES - ENVELOPE_RESERVE_BYTES}"
-                        " (the platform's 1 MiB less room for the envelope)")
+    for name, value, (low, high) in (("batch_max_records", batch_max_records, BATCH_MAX_RECORDS_RANGE),
+                                     ("batch_max_bytes", batch_max_bytes, BATCH_MAX_BYTES_RANGE)):
+        if not low <= value <= high:
+            problems.append(f"{name} {value}: must be {low}..{high} (as platform.{name} in the configuration)")
     if timeout_s <= 0:
         problems.append(f"timeout_s {timeout_s}: must be > 0")
     if not 0 < backoff_initial_s <= backoff_cap_s:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -17,6 +18,7 @@ import devstack
 import pytest
 from uplink_hub import GATEWAY_ID, SECRET, Hub, admin, hub, run, until
 
+from gateway.config.schema import PlatformSettings, setting_of
 from gateway.errors import ConfigError
 from gateway.store import AsyncOutbox, NewRecord, Priority
 from gateway.uplink import Uplink
@@ -312,6 +314,48 @@ def test_bad_uplink_settings_are_refused_by_name() -> None:
     assert info.value.problems == [
         "gateway_id 'gw 1/..': use the id the platform issued (1-64 letters, digits, '.', '_', '-')",
         "base_url 'ftp://platform': give the platform's http:// or https:// address without query",
-        "batch_max_records 501: must be 1..500 (the platform's limit)",
-        "batch_max_bytes 2000000: must be 1..1047552 (the platform's 1 MiB less room for the envelope)",
+        "batch_max_records 501: must be 1..500 (as platform.batch_max_records in the configuration)",
+        "batch_max_bytes 2000000: must be 1024..1048576 (as platform.batch_max_bytes in the configuration)",
     ]
+
+
+@pytest.mark.parametrize("name", ["batch_max_records", "batch_max_bytes"])
+def test_the_uplink_accepts_exactly_the_range_the_configuration_documents(name: str) -> None:
+    [field] = [f for f in dataclasses.fields(PlatformSettings) if f.name == name]
+    documented = setting_of(field)
+    assert documented.minimum is not None
+    assert documented.maximum is not None
+    low, high = int(documented.minimum), int(documented.maximum)
+
+    def refused(value: int) -> bool:
+        try:
+            Uplink(gateway_id=GATEWAY_ID, base_url="http://platform", secret=b"x", outbox=None,  # type: ignore[arg-type]
+                   clock_synced=lambda: True, **{name: value})
+        except ConfigError:
+            return True
+        return False
+
+    assert [refused(v) for v in (low - 1, low, high, high + 1)] == [True, False, False, True]
+
+
+def test_the_documented_largest_batch_fills_a_request_to_the_platforms_mib(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    platform = platform_factory()
+    record_bytes = 4096   # 256 of them are exactly 1 MiB of records: the envelope would not fit around them
+
+    def sized(n: int) -> NewRecord:
+        record = blood_pressure(n, device={"id": f"ble:{n:03d}", "model": "", "transport": "ble"})
+        stored_overhead = len('"record_id":"",') + 36   # what the outbox splices in (a UUID)
+        padding = record_bytes - stored_overhead - len(record.payload_json)
+        return blood_pressure(n, device={"id": f"ble:{n:03d}", "model": "x" * padding, "transport": "ble"})
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [sized(n) for n in range(510)], batch_max_bytes=1_048_576) as h:
+            [first] = await h.outbox.pending_batch(max_records=1, max_bytes=1)
+            assert len(first.body_json.encode()) == record_bytes
+            await h.settled(delivered=510)
+            assert h.uplink.status.consecutive_failures == 0
+        # 255 records a request, each body within the 1 MiB: no request refused, no split.
+        assert (await platform_records(platform.url))["upload_requests"] == 2
+
+    run(scenario())
