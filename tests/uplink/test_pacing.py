@@ -1,0 +1,230 @@
+"""The uplink's pacing, splitting and learned batch limit, pure, on a clock the test moves."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from gateway.uplink.batch_limit import GROWTH_AFTER_CLEAN_ROUNDS, BatchLimit, LearnedLimit
+from gateway.uplink.pacing import ERROR_BURST_REQUESTS, ERROR_REQUESTS_PER_MINUTE, ErrorThrottle, ThrottleSettings
+from gateway.uplink.splitting import Bisection, split_budget
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def greedy_requests(throttle: ErrorThrottle, clock: FakeClock, window_s: float) -> int:
+    """Requests a client that sends whenever allowed gets through in ``window_s`` of fake time."""
+    end, sent = clock.now + window_s, 0
+    while True:
+        wait = throttle.wait_s()
+        if clock.now + wait > end:
+            return sent
+        clock.advance(wait)
+        throttle.spend()
+        sent += 1
+
+
+# --- the error throttle -------------------------------------------------------------------------------
+
+
+def test_a_healthy_uplink_is_never_held_back() -> None:
+    clock = FakeClock()
+    throttle = ErrorThrottle(clock)
+    for _ in range(10_000):
+        assert throttle.wait_s() == 0.0
+        throttle.spend()
+
+
+def test_while_errors_last_requests_are_bounded_by_burst_plus_rate() -> None:
+    clock = FakeClock()
+    throttle = ErrorThrottle(clock)
+    throttle.engage()
+    assert greedy_requests(throttle, clock, 0.0) == ERROR_BURST_REQUESTS   # the burst goes at once
+    assert throttle.wait_s() == pytest.approx(60.0 / ERROR_REQUESTS_PER_MINUTE)
+    clock.advance(60.0 / ERROR_REQUESTS_PER_MINUTE)
+    assert throttle.wait_s() == 0.0
+    throttle.spend()
+    # Ten minutes of a platform refusing everything: the sustained rate and nothing more.
+    assert greedy_requests(throttle, clock, 600.0) == pytest.approx(10 * ERROR_REQUESTS_PER_MINUTE, abs=1)
+
+
+def test_the_bound_holds_for_other_settings() -> None:
+    clock = FakeClock()
+    throttle = ErrorThrottle(clock, ThrottleSettings(requests_per_minute=6, burst=3))
+    throttle.engage()
+    assert greedy_requests(throttle, clock, 60.0) == 3 + 6
+
+
+def test_a_flapping_platform_does_not_get_a_fresh_burst_each_time() -> None:
+    clock = FakeClock()
+    throttle = ErrorThrottle(clock)
+    throttle.engage()
+    greedy_requests(throttle, clock, 0.0)
+    throttle.release()            # one clean round ...
+    assert throttle.wait_s() == 0.0
+    for _ in range(100):          # ... whose requests are not counted
+        throttle.spend()
+    clock.advance(1.0)
+    throttle.engage()             # and the next error finds the bucket still nearly empty
+    assert throttle.wait_s() > 0.0
+
+
+def test_a_long_healthy_spell_refills_the_burst() -> None:
+    clock = FakeClock()
+    throttle = ErrorThrottle(clock)
+    throttle.engage()
+    greedy_requests(throttle, clock, 0.0)
+    throttle.release()
+    clock.advance(ERROR_BURST_REQUESTS * 60.0 / ERROR_REQUESTS_PER_MINUTE)
+    throttle.engage()
+    assert greedy_requests(throttle, clock, 0.0) == ERROR_BURST_REQUESTS
+
+
+def test_nonsense_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="requests_per_minute"):
+        ThrottleSettings(requests_per_minute=0)
+    with pytest.raises(ValueError, match="burst"):
+        ThrottleSettings(burst=0)
+
+
+# --- splitting ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RoundResult:
+    requests: int = 0
+    delivered: list[int] = field(default_factory=list)
+    suspects: list[int] = field(default_factory=list)
+    unsent: list[int] = field(default_factory=list)
+
+
+def split_round(items: Sequence[int], refuses: Callable[[Sequence[int]], bool]) -> RoundResult:
+    """One round as the uplink runs it, against a platform that ``refuses`` some parts as a whole."""
+    result = RoundResult()
+    bisection = Bisection(items, split_budget(len(items)))
+    while (part := bisection.next_part()) is not None:
+        result.requests += 1
+        if not refuses(part):
+            result.delivered.extend(part)
+        elif len(part) == 1:
+            result.suspects.extend(part)
+        else:
+            bisection.split(part)
+    result.unsent = bisection.unsent()
+    return result
+
+
+@pytest.mark.parametrize(("records", "budget"), [(1, 2), (2, 4), (3, 6), (4, 6), (5, 8), (100, 16), (500, 20)])
+def test_the_split_budget_is_twice_the_depth_plus_two(records: int, budget: int) -> None:
+    assert split_budget(records) == budget == 2 * math.ceil(math.log2(records)) + 2
+
+
+@pytest.mark.parametrize("records", [1, 2, 3, 7, 64, 100, 500])
+def test_one_bad_record_is_always_isolated_in_one_round_and_the_rest_delivered(records: int) -> None:
+    items = list(range(records))
+    for bad in items:
+        result = split_round(items, lambda part, bad=bad: bad in part)
+        assert result.suspects == [bad]
+        assert sorted(result.delivered) == [i for i in items if i != bad]
+        assert result.unsent == []
+        assert result.requests <= 2 * math.ceil(math.log2(records)) + 1 < split_budget(records)
+
+
+@pytest.mark.parametrize("records", [1, 2, 9, 500])
+def test_a_platform_refusing_everything_gets_the_budget_and_no_more(records: int) -> None:
+    result = split_round(list(range(records)), lambda part: True)
+    assert result.requests == min(split_budget(records), 2 * records - 1)   # a tree of n leaves has 2n-1 parts
+    assert result.delivered == []
+    assert len(result.suspects) + len(result.unsent) == records
+    assert split_round(list(range(500)), lambda part: True).requests == 20     # was 999
+
+
+def test_several_bad_records_are_found_over_rounds_and_nothing_is_lost() -> None:
+    bad = {3, 4, 250, 499}
+    pending = list(range(500))
+    rounds, dead, delivered = 0, set(), set()
+    while pending:
+        rounds += 1
+        result = split_round(pending, lambda part: bool(bad & set(part)))
+        assert result.requests <= split_budget(len(pending))
+        assert set(result.suspects) <= bad
+        dead |= set(result.suspects)
+        delivered |= set(result.delivered)
+        pending = [i for i in pending if i not in dead and i not in delivered]
+    assert dead == bad
+    assert delivered == set(range(500)) - bad
+    assert rounds <= len(bad)
+
+
+def test_unsent_parts_keep_their_order() -> None:
+    bisection = Bisection(list(range(8)), budget=2)
+    first = bisection.next_part()
+    assert first is not None
+    bisection.split(first)
+    assert bisection.next_part() == [0, 1, 2, 3]
+    assert bisection.next_part() is None   # budget spent
+    assert bisection.unsent() == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="single"):
+        bisection.split([1])
+
+
+# --- the learned batch limit ----------------------------------------------------------------------------
+
+CONFIGURED = BatchLimit(records=500, record_bytes=1_000_000)
+
+
+def test_413_halves_what_was_refused_and_never_raises_the_limit() -> None:
+    limit = LearnedLimit.start(CONFIGURED)
+    limit = limit.refused(records=500, record_bytes=200_000)
+    assert limit.current == BatchLimit(250, 100_000)
+    limit = limit.refused(records=100, record_bytes=300_000)
+    assert limit.current == BatchLimit(50, 100_000)
+    # A split part larger than what is now used says nothing new.
+    assert limit.refused(records=250, record_bytes=400_000).current == BatchLimit(50, 100_000)
+
+
+def test_a_single_record_refused_is_that_record_not_the_batch_size() -> None:
+    limit = LearnedLimit.start(CONFIGURED).refused(records=1, record_bytes=2_000_000)
+    assert limit.current == CONFIGURED
+
+
+def test_the_limit_creeps_back_after_sustained_clean_rounds_and_stops_at_the_configuration() -> None:
+    limit = LearnedLimit.start(CONFIGURED).refused(records=500, record_bytes=1_000_000)
+    assert limit.current == BatchLimit(250, 500_000)
+    for _ in range(GROWTH_AFTER_CLEAN_ROUNDS - 1):
+        limit = limit.round_done(clean=True)
+    assert limit.current == BatchLimit(250, 500_000)
+    limit = limit.round_done(clean=False)   # an error starts the count again
+    for _ in range(GROWTH_AFTER_CLEAN_ROUNDS - 1):
+        limit = limit.round_done(clean=True)
+    assert limit.current == BatchLimit(250, 500_000)
+    limit = limit.round_done(clean=True)
+    assert limit.current == CONFIGURED
+    assert not limit.lowered
+    assert limit.round_done(clean=True) == limit
+
+
+def test_a_platform_with_a_smaller_limit_is_probed_rarely() -> None:
+    # The platform takes at most 60 records: after settling, one refused probe per growth period.
+    limit, refused_probes = LearnedLimit.start(CONFIGURED), 0
+    for _ in range(10 * (GROWTH_AFTER_CLEAN_ROUNDS + 1)):
+        if limit.current.records > 60:
+            refused_probes += 1
+            limit = limit.refused(records=limit.current.records, record_bytes=limit.current.record_bytes)
+            limit = limit.round_done(clean=False)
+        else:
+            limit = limit.round_done(clean=True)
+        assert limit.current.records >= 31
+    assert refused_probes <= 3 + 10
