@@ -10,13 +10,12 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import devstack
 import pytest
-from uplink_hub import GATEWAY_ID, SECRET, Hub, admin, hub, run, until
+from uplink_hub import GATEWAY_ID, SECRET, T0, Hub, admin, blood_pressure, hub, run, until
 
 from gateway.config.schema import PlatformSettings, setting_of
 from gateway.errors import ConfigError
@@ -25,19 +24,6 @@ from gateway.uplink import Uplink
 from gateway.uplink.batch import build_body
 from gateway.uplink.http import post
 from gateway.uplink.signing import HmacSha256Signer
-
-T0 = datetime(2026, 11, 22, 7, 31, 5, tzinfo=UTC)
-
-
-def blood_pressure(n: int, **changes: Any) -> NewRecord:
-    payload = {
-        "type": "blood_pressure", "resident_id": "r-430121-0042",
-        "device": {"id": "ble:C4:7C:8D:6A:11:02", "model": "Omron HEM-7155T", "transport": "ble"},
-        "measured_at": (T0 + timedelta(minutes=n)).isoformat(), "received_at": (T0 + timedelta(minutes=n)).isoformat(),
-        "time_source": "device", "values": {"systolic": 120 + n, "diastolic": 80, "mean_arterial": 93, "pulse": 70},
-        "unit": "mmHg", "flags": [],
-    } | changes
-    return NewRecord(str(payload["type"]), Priority.READING, json.dumps(payload), T0 + timedelta(seconds=n))
 
 
 async def set_faults(url: str, **faults: Any) -> None:
