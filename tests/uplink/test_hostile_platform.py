@@ -16,6 +16,8 @@ import devstack
 import pytest
 from uplink_hub import Hub, admin, blood_pressure, hub, run, until
 
+from gateway.cli import render_status
+from gateway.status_publisher import uplink_status
 from gateway.uplink.pacing import ERROR_BURST_REQUESTS, ERROR_REQUESTS_PER_MINUTE
 from gateway.uplink.splitting import split_budget
 
@@ -65,6 +67,7 @@ def test_a_platform_refusing_everything_gets_a_bounded_trickle_and_nobody_is_dea
             assert (stats.pending, stats.delivered, stats.dead) == (100, 0, 0)
             status = h.uplink.status
             assert status.throttled
+            assert uplink_status(h.uplink)["throttled"] is True
             assert status.consecutive_failures >= 1
             assert f"platform refused every request of the batch ({reason}" in (status.last_error or "")
             if fault == "413":
@@ -150,6 +153,10 @@ def test_413_above_a_size_settles_on_a_smaller_batch_and_loses_nothing(
             assert counts["upload_answers"]["413"] == refused
             assert counts["count"] == 400
             assert (h.uplink.status.batch_max_records, h.uplink.status.batch_max_bytes) == learned
+            # What the technician sees (`yiyang status`, the retained MQTT status).
+            published = uplink_status(h.uplink)
+            assert (published["batch_max_records"], published["batch_max_bytes"]) == learned
+            assert f"batch <= {learned[0]} records / {learned[1]} bytes" in render_status({"uplink": published})
             assert (await h.stats()).dead == 0
 
     run(scenario())
