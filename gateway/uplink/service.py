@@ -119,7 +119,8 @@ class Uplink:
     ``encoder`` is the platform profile (default: Platform Upload API v1); with
     :class:`gateway.uplink.fhir_client.FhirEncoder`, ``base_url`` is the FHIR base.
 
-    ``monotonic`` is the clock the error throttle counts on (tests bring their own).
+    ``throttle`` paces requests while errors last (default: the constants of
+    :mod:`gateway.uplink.pacing`); ``monotonic`` is the clock it counts on.
     """
 
     def __init__(
@@ -158,6 +159,7 @@ class Uplink:
         )
         self._outbox = outbox
         self._limit = LearnedLimit.start(BatchLimit(records=batch_max_records, record_bytes=batch_max_bytes))
+        self._monotonic = monotonic
         self._throttle = ErrorThrottle(monotonic, throttle)
         self._throttled_until: datetime | None = None
         self._throttle_logged = False
@@ -196,7 +198,7 @@ class Uplink:
                 await self._idle()
                 continue
             round_ = await self._deliver(batch)
-            self._limit = self._limit.round_done(clean=round_.error is None)
+            self._limit = self._limit.round_done(clean=round_.error is None, now=self._monotonic())
             if round_.error is None:
                 self._succeeded(len(batch))
             else:
@@ -360,7 +362,8 @@ class Uplink:
 
     def _learn_too_large(self, part: Sequence[PendingRecord]) -> None:
         before = self._limit.current
-        self._limit = self._limit.refused(len(part), sum(len(record.body_json.encode()) for record in part))
+        self._limit = self._limit.refused(len(part), sum(len(record.body_json.encode()) for record in part),
+                                          now=self._monotonic())
         if self._limit.current != before:
             log.warning("batch too large for the platform; batch limit lowered records=%d bytes=%d",
                         self._limit.current.records, self._limit.current.record_bytes)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.uplink.batch_limit import GROWTH_AFTER_CLEAN_ROUNDS, BatchLimit, LearnedLimit
+from gateway.uplink.batch_limit import GROWTH_AFTER_CLEAN_ROUNDS, GROWTH_AFTER_S, BatchLimit, LearnedLimit
 from gateway.uplink.pacing import ERROR_BURST_REQUESTS, ERROR_REQUESTS_PER_MINUTE, ErrorThrottle, ThrottleSettings
 from gateway.uplink.splitting import Bisection, split_budget
 
@@ -183,48 +183,62 @@ def test_unsent_parts_keep_their_order() -> None:
 # --- the learned batch limit ----------------------------------------------------------------------------
 
 CONFIGURED = BatchLimit(records=500, record_bytes=1_000_000)
+T = 5000.0   # monotonic seconds
 
 
 def test_413_halves_what_was_refused_and_never_raises_the_limit() -> None:
     limit = LearnedLimit.start(CONFIGURED)
-    limit = limit.refused(records=500, record_bytes=200_000)
+    limit = limit.refused(records=500, record_bytes=200_000, now=T)
     assert limit.current == BatchLimit(250, 100_000)
-    limit = limit.refused(records=100, record_bytes=300_000)
+    limit = limit.refused(records=100, record_bytes=300_000, now=T)
     assert limit.current == BatchLimit(50, 100_000)
     # A split part larger than what is now used says nothing new.
-    assert limit.refused(records=250, record_bytes=400_000).current == BatchLimit(50, 100_000)
+    assert limit.refused(records=250, record_bytes=400_000, now=T).current == BatchLimit(50, 100_000)
 
 
 def test_a_single_record_refused_is_that_record_not_the_batch_size() -> None:
-    limit = LearnedLimit.start(CONFIGURED).refused(records=1, record_bytes=2_000_000)
+    limit = LearnedLimit.start(CONFIGURED).refused(records=1, record_bytes=2_000_000, now=T)
     assert limit.current == CONFIGURED
+
+
+def clean_rounds(limit: LearnedLimit, rounds: int, clock: FakeClock, every_s: float) -> LearnedLimit:
+    for _ in range(rounds):
+        clock.advance(every_s)
+        limit = limit.round_done(clean=True, now=clock.now)
+    return limit
 
 
 def test_the_limit_creeps_back_after_sustained_clean_rounds_and_stops_at_the_configuration() -> None:
-    limit = LearnedLimit.start(CONFIGURED).refused(records=500, record_bytes=1_000_000)
+    clock = FakeClock(T)
+    limit = LearnedLimit.start(CONFIGURED).refused(records=500, record_bytes=1_000_000, now=clock.now)
     assert limit.current == BatchLimit(250, 500_000)
-    for _ in range(GROWTH_AFTER_CLEAN_ROUNDS - 1):
-        limit = limit.round_done(clean=True)
+    # Rounds alone are not enough: a busy hub makes 16 rounds in a second.
+    limit = clean_rounds(limit, 1000, clock, every_s=0.05)
     assert limit.current == BatchLimit(250, 500_000)
-    limit = limit.round_done(clean=False)   # an error starts the count again
-    for _ in range(GROWTH_AFTER_CLEAN_ROUNDS - 1):
-        limit = limit.round_done(clean=True)
+    # Time alone is not enough either: an idle hub has no evidence.
+    clock.advance(GROWTH_AFTER_S)
+    limit = limit.round_done(clean=False, now=clock.now)   # an error starts the count again
+    limit = clean_rounds(limit, GROWTH_AFTER_CLEAN_ROUNDS - 1, clock, every_s=0.05)
     assert limit.current == BatchLimit(250, 500_000)
-    limit = limit.round_done(clean=True)
+    limit = clean_rounds(limit, 1, clock, every_s=0.05)
     assert limit.current == CONFIGURED
     assert not limit.lowered
-    assert limit.round_done(clean=True) == limit
+    assert limit.round_done(clean=True, now=clock.now) == limit
 
 
-def test_a_platform_with_a_smaller_limit_is_probed_rarely() -> None:
-    # The platform takes at most 60 records: after settling, one refused probe per growth period.
+def test_a_platform_with_a_smaller_limit_is_probed_once_per_growth_period() -> None:
+    # A proxy takes at most 60 records; the hub drains a backlog at 20 rounds a second for an hour.
+    clock = FakeClock(T)
     limit, refused_probes = LearnedLimit.start(CONFIGURED), 0
-    for _ in range(10 * (GROWTH_AFTER_CLEAN_ROUNDS + 1)):
+    for _ in range(20 * (3600 + 30)):
+        clock.advance(0.05)
         if limit.current.records > 60:
             refused_probes += 1
-            limit = limit.refused(records=limit.current.records, record_bytes=limit.current.record_bytes)
-            limit = limit.round_done(clean=False)
+            limit = limit.refused(records=limit.current.records, record_bytes=limit.current.record_bytes,
+                                  now=clock.now)
+            limit = limit.round_done(clean=False, now=clock.now)
         else:
-            limit = limit.round_done(clean=True)
+            limit = limit.round_done(clean=True, now=clock.now)
         assert limit.current.records >= 31
-    assert refused_probes <= 3 + 10
+    # Four halvings to get under 60 (500, 250, 125, 62), then one refused probe every ten minutes.
+    assert refused_probes == 4 + int(3600 // GROWTH_AFTER_S)
