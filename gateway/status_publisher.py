@@ -34,21 +34,17 @@ def uplink_status(uplink: Uplink | None) -> dict[str, Any]:
     up = uplink.status
     return {
         "enabled": True,
-        "last_success_at": _iso(up.last_success_at),
+        "last_success_at": up.last_success_at.isoformat() if up.last_success_at else None,
         "last_error": up.last_error,
         "consecutive_failures": up.consecutive_failures,
-        "next_attempt_at": _iso(up.next_attempt_at),
+        "next_attempt_at": up.next_attempt_at.isoformat() if up.next_attempt_at else None,
         # Less than configured once the platform answered 413: a proxy with a smaller body limit.
         "batch_max_records": up.batch_max_records,
         "batch_max_bytes": up.batch_max_bytes,
         "throttled": up.throttled,
-        "throttled_until": _iso(up.throttled_until),
+        "throttled_until": up.throttled_until.isoformat() if up.throttled_until else None,
         "server_clock_offset_s": up.server_clock_offset_s,
     }
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when is not None else None
 
 
 @dataclass
