@@ -1,5 +1,5 @@
-"""The batch size the platform is learned to take: halved on 413, grown back slowly; pure (the
-caller passes the monotonic time).
+"""The batch size the platform is learned to take: lowered after a round with 413, grown back slowly;
+pure (the caller passes the monotonic time).
 
 The configured limits are what the contract promises (500 records, 1 MiB); a real platform may sit
 behind a proxy with a smaller body limit (nginx's ``client_max_body_size`` defaults to 1 MiB of
@@ -10,6 +10,7 @@ starts from the configuration again, which costs one 413.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 GROWTH_AFTER_CLEAN_ROUNDS = 16
@@ -23,55 +24,68 @@ split, a backoff and requests paced by the error throttle. Probing every 17 roun
 drain behind a 64 KiB proxy limit from ~15,000 to ~900 records/s (bench/uplink_faults.py);
 once in ten minutes costs a few seconds an hour."""
 GROWTH_FACTOR = 2
-"""Doubling finds its way back from one record to 500 in nine steps; the halving on a refused
-probe takes it straight back to the size that went through."""
+"""Doubling finds its way back from one record to 500 in nine steps; a refused probe brings it
+straight back to the size that went through."""
 
 
 @dataclass(frozen=True, slots=True)
-class BatchLimit:
+class BatchSize:
     records: int
     record_bytes: int
-    """The records' JSON bytes in one request (as the outbox counts them), before gzip."""
+    """The records' JSON bytes (as the outbox counts them), before gzip."""
 
     def __post_init__(self) -> None:
         if self.records < 1 or self.record_bytes < 1:
-            raise ValueError(f"a batch limit is at least one record and one byte, got {self}")
+            raise ValueError(f"a batch is at least one record and one byte, got {self}")
+
+    def at_most(self, other: BatchSize) -> BatchSize:
+        return BatchSize(min(self.records, other.records), min(self.record_bytes, other.record_bytes))
 
 
 @dataclass(frozen=True, slots=True)
 class LearnedLimit:
     """The limit in use (``current``), never above ``configured``."""
 
-    configured: BatchLimit
-    current: BatchLimit
+    configured: BatchSize
+    current: BatchSize
     clean_rounds: int = 0
     changed_at: float = 0.0
     """Monotonic time the limit was last lowered or grown."""
 
     @classmethod
-    def start(cls, configured: BatchLimit) -> LearnedLimit:
+    def start(cls, configured: BatchSize) -> LearnedLimit:
         return cls(configured=configured, current=configured)
 
     @property
     def lowered(self) -> bool:
         return self.current != self.configured
 
-    def refused(self, records: int, record_bytes: int, now: float) -> LearnedLimit:
-        """A request of ``records`` records (``record_bytes`` bytes) got 413: use half of that from now on.
+    def after_round(self, *, too_large: Sequence[BatchSize], went_through: Sequence[BatchSize], clean: bool,
+                    now: float) -> LearnedLimit:
+        """The limit after a round whose requests of ``too_large`` sizes got 413 and of ``went_through`` sizes 200.
 
-        A single record refused is not about the batch size (it is too large by itself): the
-        limit stays.
+        After a 413, the limit becomes the largest request that went through in the round (the
+        split's halves show what fits), or, if none did, half the smallest one refused. A single
+        record refused is about that record, not the batch size: it teaches nothing. Judging the
+        round as a whole keeps one oversized record, refused again at each step of the split that
+        isolates it, from driving the limit down to one record.
         """
-        if records < 2:
-            return replace(self, clean_rounds=0)
-        current = BatchLimit(records=min(self.current.records, records // 2),
-                             record_bytes=max(1, min(self.current.record_bytes, record_bytes // 2)))
+        refused = [size for size in too_large if size.records > 1]
+        if not refused:
+            return self._grown_after(clean=clean, now=now)
+        if went_through:
+            fits = BatchSize(max(size.records for size in went_through),
+                             max(size.record_bytes for size in went_through))
+        else:
+            smallest = min(refused, key=lambda size: (size.records, size.record_bytes))
+            fits = BatchSize(smallest.records // 2, max(1, smallest.record_bytes // 2))
+        current = self.current.at_most(fits)
         if current == self.current:
             return replace(self, clean_rounds=0)
         return replace(self, current=current, clean_rounds=0, changed_at=now)
 
-    def round_done(self, *, clean: bool, now: float) -> LearnedLimit:
-        """A round ended; after enough clean ones in a row, and long enough, try a larger batch again."""
+    def _grown_after(self, *, clean: bool, now: float) -> LearnedLimit:
+        """After enough clean rounds in a row, and long enough, try a larger batch again."""
         if not clean:
             return replace(self, clean_rounds=0)
         if not self.lowered:
@@ -79,6 +93,6 @@ class LearnedLimit:
         clean_rounds = self.clean_rounds + 1
         if clean_rounds < GROWTH_AFTER_CLEAN_ROUNDS or now - self.changed_at < GROWTH_AFTER_S:
             return replace(self, clean_rounds=clean_rounds)
-        grown = BatchLimit(records=min(self.configured.records, self.current.records * GROWTH_FACTOR),
-                           record_bytes=min(self.configured.record_bytes, self.current.record_bytes * GROWTH_FACTOR))
+        grown = BatchSize(self.current.records * GROWTH_FACTOR,
+                          self.current.record_bytes * GROWTH_FACTOR).at_most(self.configured)
         return replace(self, current=grown, clean_rounds=0, changed_at=now)

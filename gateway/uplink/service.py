@@ -39,7 +39,7 @@ from gateway.uplink.batch import (
     V1Encoder,
     record_bytes_budget,
 )
-from gateway.uplink.batch_limit import BatchLimit, LearnedLimit
+from gateway.uplink.batch_limit import BatchSize, LearnedLimit
 from gateway.uplink.http import HttpResponse, Transport, post
 from gateway.uplink.pacing import ErrorThrottle, ThrottleSettings
 from gateway.uplink.sender import Endpoint, NotAnswered, SignedSender, TooLarge
@@ -106,6 +106,10 @@ class _Round:
     stopped: bool = False
     """An error that ends the round (the platform or the link is unwell, not the batch)."""
     suspects: list[tuple[PendingRecord, _Refusal]] = field(default_factory=list)
+    too_large: list[BatchSize] = field(default_factory=list)
+    """Requests refused as too large (413, or by the encoder)."""
+    went_through: list[BatchSize] = field(default_factory=list)
+    """Requests the platform answered with 200."""
     """Single records the platform refused as a request (400, 413): bad unless *every* request failed."""
 
 
@@ -158,7 +162,7 @@ class Uplink:
             pace=self._pace,
         )
         self._outbox = outbox
-        self._limit = LearnedLimit.start(BatchLimit(records=batch_max_records, record_bytes=batch_max_bytes))
+        self._limit = LearnedLimit.start(BatchSize(records=batch_max_records, record_bytes=batch_max_bytes))
         self._monotonic = monotonic
         self._throttle = ErrorThrottle(monotonic, throttle)
         self._throttled_until: datetime | None = None
@@ -190,19 +194,42 @@ class Uplink:
     async def run(self) -> None:
         log.info("uplink started gateway_id=%s url=%s", self._endpoint.gateway_id, self._endpoint.url)
         while True:
-            limit = self._limit.current
-            batch = await self._outbox.pending_batch(max_records=limit.records,
-                                                     max_bytes=record_bytes_budget(limit.record_bytes))
-            if not batch:
+            parts = await self._next_batch()
+            if not parts:
                 self._drained()
                 await self._idle()
                 continue
-            round_ = await self._deliver(batch)
-            self._limit = self._limit.round_done(clean=round_.error is None, now=self._monotonic())
+            round_ = await self._deliver(parts)
+            self._learn_batch_size(round_)
             if round_.error is None:
-                self._succeeded(len(batch))
+                self._succeeded(sum(map(len, parts)))
             else:
                 await asyncio.sleep(self._failed(round_))
+
+    async def _next_batch(self) -> list[list[PendingRecord]]:
+        """The next batch from the outbox, as the parts its first requests carry (one, usually)."""
+        limit = self._limit.current
+        if limit.records > 1:
+            batch = await self._outbox.pending_batch(max_records=limit.records,
+                                                     max_bytes=record_bytes_budget(limit.record_bytes))
+            return [batch] if batch else []
+        # One record per request: a lone record refused says nothing about whether it or the platform is
+        # at fault, so it would stay pending for ever and block the queue behind it. A second record, in
+        # a request of its own, tells the two apart.
+        batch = await self._outbox.pending_batch(max_records=2,
+                                                 max_bytes=record_bytes_budget(self._limit.configured.record_bytes))
+        return [[record] for record in batch]
+
+    def _learn_batch_size(self, round_: _Round) -> None:
+        before = self._limit.current
+        self._limit = self._limit.after_round(too_large=round_.too_large, went_through=round_.went_through,
+                                              clean=round_.error is None, now=self._monotonic())
+        after = self._limit.current
+        if after.records < before.records or after.record_bytes < before.record_bytes:
+            log.warning("batch too large for the platform; batch limit lowered records=%d bytes=%d",
+                        after.records, after.record_bytes)
+        elif after != before:
+            log.info("trying larger batches again records=%d bytes=%d", after.records, after.record_bytes)
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -253,13 +280,14 @@ class Uplink:
         self._throttled_until = None
         self._throttle.spend()
 
-    async def _deliver(self, batch: Sequence[PendingRecord]) -> _Round:
+    async def _deliver(self, parts: list[list[PendingRecord]]) -> _Round:
         """Send one batch, split within the round's request budget if the platform refuses parts of it."""
         round_ = _Round()
-        sendable = await self._drop_unsendable(batch)
-        if not sendable:
+        sendable = [kept for part in parts if (kept := await self._drop_unsendable(part))]
+        records = sum(map(len, sendable))
+        if not records:
             return round_
-        bisection = Bisection(sendable, split_budget(len(sendable)))
+        bisection = Bisection(sendable, split_budget(records))
         while not round_.stopped and (part := bisection.next_part()) is not None:
             refusal = await self._send_part(part, round_)
             if refusal is None:
@@ -272,7 +300,7 @@ class Uplink:
         unsent = bisection.unsent()
         if unsent and not round_.stopped:
             # The budget is spent: the rest waits for the next round (after a backoff), not for more splits.
-            log.warning("split budget spent records_left=%d requests=%d", len(unsent), split_budget(len(sendable)))
+            log.warning("split budget spent records_left=%d requests=%d", len(unsent), split_budget(records))
             await self._outbox.note_attempt([record.record_id for record in unsent],
                                             f"left for the next round: {round_.error or 'split budget spent'}")
         await self._settle_suspects(round_)
@@ -317,7 +345,7 @@ class Uplink:
         ids = [record.record_id for record in part]
         sent = await self._sender.send(part)
         if isinstance(sent, TooLarge):
-            return await self._too_large_here(part, sent.reason)
+            return await self._too_large_here(part, sent.reason, round_)
         if isinstance(sent, NotAnswered):
             await self._round_failed(round_, ids, sent.error)
             return None
@@ -325,6 +353,7 @@ class Uplink:
         if answer.status == 200:
             try:
                 await self._apply_results(sent.request, answer, round_)
+                round_.went_through.append(_size(part))
             except PlatformAnswerError as exc:
                 await self._round_failed(round_, ids, f"platform answer is not usable: {exc}")
             return None
@@ -333,7 +362,7 @@ class Uplink:
             reason = self._encoder.refusal_reason(answer)
             if answer.status == _TOO_LARGE:
                 reason = f"{TOO_LARGE_REASON}: {reason}"
-                self._learn_too_large(part)
+                round_.too_large.append(_size(part))
             round_.error = f"platform refused a request of {len(part)} record(s): {reason}"
             return _Refusal(answer.status, reason)
         retry_after = None
@@ -348,9 +377,9 @@ class Uplink:
         round_.error, round_.retry_after_s, round_.stopped = error, retry_after_s, True
         await self._outbox.note_attempt(ids, error)
 
-    async def _too_large_here(self, part: Sequence[PendingRecord], reason: str) -> _Refusal | None:
+    async def _too_large_here(self, part: Sequence[PendingRecord], reason: str, round_: _Round) -> _Refusal | None:
         """The encoder could not fit the part in one request: nothing was sent, so this is not the platform's error."""
-        self._learn_too_large(part)
+        round_.too_large.append(_size(part))
         if len(part) > 1:
             return _Refusal(_TOO_LARGE, reason)
         # One record that cannot be encoded within the request limit never will be: certain without asking.
@@ -359,14 +388,6 @@ class Uplink:
                     record.type)
         await self._outbox.mark_dead(record.record_id, f"{TOO_LARGE_REASON}: {reason}")
         return None
-
-    def _learn_too_large(self, part: Sequence[PendingRecord]) -> None:
-        before = self._limit.current
-        self._limit = self._limit.refused(len(part), sum(len(record.body_json.encode()) for record in part),
-                                          now=self._monotonic())
-        if self._limit.current != before:
-            log.warning("batch too large for the platform; batch limit lowered records=%d bytes=%d",
-                        self._limit.current.records, self._limit.current.record_bytes)
 
     async def _apply_results(self, request: PreparedRequest, answer: HttpResponse, round_: _Round) -> None:
         ids = request.record_ids
@@ -385,6 +406,10 @@ class Uplink:
             round_.error = f"platform answered without a result for {len(missing)} record(s)"
             await self._outbox.note_attempt(missing, "platform answered without a result for this record")
         round_.progress = round_.progress or bool(results)
+
+
+def _size(part: Sequence[PendingRecord]) -> BatchSize:
+    return BatchSize(records=len(part), record_bytes=max(1, sum(len(record.body_json.encode()) for record in part)))
 
 
 def _check_settings(*, gateway_id: str, base_url: str, batch_max_records: int, batch_max_bytes: int,

@@ -27,15 +27,15 @@ def split_budget(records: int) -> int:
 class Bisection(Generic[Item]):
     """The parts of one batch still to send, in order, and the requests left to send them.
 
-    ``next_part`` hands out the next part (spending one request of the budget); the caller
-    reports a refused part with ``split``. A refused single item cannot be split: the caller
-    holds it as the suspect.
+    It starts from ``parts`` (usually the whole batch as one part). ``next_part`` hands out the
+    next part (spending one request of the budget); the caller reports a refused part with
+    ``split``. A refused single item cannot be split: the caller holds it as the suspect.
     """
 
-    def __init__(self, items: Sequence[Item], budget: int) -> None:
+    def __init__(self, parts: Sequence[Sequence[Item]], budget: int) -> None:
         if budget < 1:
             raise ValueError(f"budget must be 1 or more, got {budget}")
-        self._stack: list[Sequence[Item]] = [items] if items else []
+        self._stack: list[Sequence[Item]] = [part for part in reversed(parts) if part]
         self._budget = budget
 
     def __repr__(self) -> str:

@@ -164,3 +164,42 @@ def test_413_above_a_size_settles_on_a_smaller_batch_and_loses_nothing(
 
 async def _failed_rounds(h: Hub, rounds: int) -> bool:
     return h.uplink.status.consecutive_failures == rounds
+
+
+def test_one_oversized_record_is_dead_lettered_as_too_large_and_the_batch_size_survives_it(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    platform = platform_factory("--faults", "413:max_bytes=200000")
+    records = [blood_pressure(n) for n in range(100)]
+    records[70] = blood_pressure(70, device={"id": "ble:70", "model": "x" * 300_000, "transport": "ble"})
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, records) as h:
+            await h.settled(delivered=99, dead=1)
+            [dead] = await h.outbox.dead_letters()
+            assert dead.record_id == h.ids[70]
+            assert dead.reason == ('too large for the platform: HTTP 413: '
+                                   '{"error": "body over 200000 bytes after decompression"}')
+            # The split walked down to the big record through ever smaller refused parts; the limit
+            # follows what went through (half the batch), not those parts (which would end at one record).
+            assert h.uplink.status.batch_max_records == 50
+
+    run(scenario())
+
+
+def test_one_record_per_request_still_tells_a_bad_record_from_a_bad_platform(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    platform = platform_factory()
+    # The bad record is first in line; alone in its request it is no evidence of anything, and it
+    # must not hold up the records behind it for ever.
+    records = [blood_pressure(0, values=[1]), blood_pressure(1), blood_pressure(2)]
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, records, batch_max_records=1) as h:
+            await h.settled(delivered=2, dead=1)
+            [dead] = await h.outbox.dead_letters()
+            assert dead.record_id == h.ids[0]
+            assert dead.reason == 'HTTP 400: {"error": "records[0].values must be a JSON dict"}'
+        # Never more than one record a request, as configured.
+        assert (await platform_counts(platform.url))["upload_answers"] == {"400": 1, "200": 2}
+
+    run(scenario())

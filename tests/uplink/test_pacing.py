@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.uplink.batch_limit import GROWTH_AFTER_CLEAN_ROUNDS, GROWTH_AFTER_S, BatchLimit, LearnedLimit
+from gateway.uplink.batch_limit import GROWTH_AFTER_CLEAN_ROUNDS, GROWTH_AFTER_S, BatchSize, LearnedLimit
 from gateway.uplink.pacing import ERROR_BURST_REQUESTS, ERROR_REQUESTS_PER_MINUTE, ErrorThrottle, ThrottleSettings
 from gateway.uplink.splitting import Bisection, split_budget
 
@@ -113,7 +113,7 @@ class RoundResult:
 def split_round(items: Sequence[int], refuses: Callable[[Sequence[int]], bool]) -> RoundResult:
     """One round as the uplink runs it, against a platform that ``refuses`` some parts as a whole."""
     result = RoundResult()
-    bisection = Bisection(items, split_budget(len(items)))
+    bisection = Bisection([items], split_budget(len(items)))
     while (part := bisection.next_part()) is not None:
         result.requests += 1
         if not refuses(part):
@@ -169,61 +169,82 @@ def test_several_bad_records_are_found_over_rounds_and_nothing_is_lost() -> None
 
 
 def test_unsent_parts_keep_their_order() -> None:
-    bisection = Bisection(list(range(8)), budget=2)
+    bisection = Bisection([list(range(8)), [8, 9]], budget=2)
     first = bisection.next_part()
     assert first is not None
     bisection.split(first)
     assert bisection.next_part() == [0, 1, 2, 3]
     assert bisection.next_part() is None   # budget spent
-    assert bisection.unsent() == [4, 5, 6, 7]
+    assert bisection.unsent() == [4, 5, 6, 7, 8, 9]
     with pytest.raises(ValueError, match="single"):
         bisection.split([1])
 
 
 # --- the learned batch limit ----------------------------------------------------------------------------
 
-CONFIGURED = BatchLimit(records=500, record_bytes=1_000_000)
+CONFIGURED = BatchSize(records=500, record_bytes=1_000_000)
 T = 5000.0   # monotonic seconds
 
 
-def test_413_halves_what_was_refused_and_never_raises_the_limit() -> None:
+def after_413(limit: LearnedLimit, too_large: list[BatchSize], went_through: list[BatchSize],
+              now: float = T) -> LearnedLimit:
+    return limit.after_round(too_large=too_large, went_through=went_through, clean=False, now=now)
+
+
+def test_413_settles_on_the_largest_request_that_went_through() -> None:
     limit = LearnedLimit.start(CONFIGURED)
-    limit = limit.refused(records=500, record_bytes=200_000, now=T)
-    assert limit.current == BatchLimit(250, 100_000)
-    limit = limit.refused(records=100, record_bytes=300_000, now=T)
-    assert limit.current == BatchLimit(50, 100_000)
-    # A split part larger than what is now used says nothing new.
-    assert limit.refused(records=250, record_bytes=400_000, now=T).current == BatchLimit(50, 100_000)
+    # A proxy refusing bodies over ~60 kB: 500 and 250 records refused, 125 went through.
+    limit = after_413(limit, [BatchSize(500, 200_000), BatchSize(250, 100_000), BatchSize(250, 100_000)],
+                      [BatchSize(125, 50_000), BatchSize(125, 50_000), BatchSize(124, 49_000)])
+    assert limit.current == BatchSize(125, 50_000)
+    assert limit.changed_at == T
+    # Later evidence never raises it.
+    assert after_413(limit, [BatchSize(125, 50_000)], [BatchSize(400, 900_000)]).current == BatchSize(125, 50_000)
+
+
+def test_413_to_everything_halves_the_smallest_request_refused() -> None:
+    limit = after_413(LearnedLimit.start(CONFIGURED), [BatchSize(500, 200_000), BatchSize(250, 100_000),
+                                                       BatchSize(2, 800), BatchSize(1, 400)], [])
+    assert limit.current == BatchSize(1, 400)
+
+
+def test_one_oversized_record_does_not_drive_the_limit_to_one_record() -> None:
+    # The split walks down to the big record: every part holding it is refused, its siblings go through.
+    big = 900_000
+    refused = [BatchSize(n, big + 400 * (n - 1)) for n in (500, 250, 125, 63, 32, 16, 8, 4, 2, 1)]
+    went = [BatchSize(n, 400 * n) for n in (250, 125, 62, 31, 16, 8, 4, 2, 1)]
+    limit = after_413(LearnedLimit.start(CONFIGURED), refused, went)
+    assert limit.current == BatchSize(250, 100_000)
 
 
 def test_a_single_record_refused_is_that_record_not_the_batch_size() -> None:
-    limit = LearnedLimit.start(CONFIGURED).refused(records=1, record_bytes=2_000_000, now=T)
+    limit = after_413(LearnedLimit.start(CONFIGURED), [BatchSize(1, 2_000_000)], [BatchSize(3, 1200)])
     assert limit.current == CONFIGURED
 
 
 def clean_rounds(limit: LearnedLimit, rounds: int, clock: FakeClock, every_s: float) -> LearnedLimit:
     for _ in range(rounds):
         clock.advance(every_s)
-        limit = limit.round_done(clean=True, now=clock.now)
+        limit = limit.after_round(too_large=[], went_through=[limit.current], clean=True, now=clock.now)
     return limit
 
 
 def test_the_limit_creeps_back_after_sustained_clean_rounds_and_stops_at_the_configuration() -> None:
     clock = FakeClock(T)
-    limit = LearnedLimit.start(CONFIGURED).refused(records=500, record_bytes=1_000_000, now=clock.now)
-    assert limit.current == BatchLimit(250, 500_000)
+    limit = after_413(LearnedLimit.start(CONFIGURED), [BatchSize(500, 1_000_000)], [], now=clock.now)
+    assert limit.current == BatchSize(250, 500_000)
     # Rounds alone are not enough: a busy hub makes 16 rounds in a second.
     limit = clean_rounds(limit, 1000, clock, every_s=0.05)
-    assert limit.current == BatchLimit(250, 500_000)
+    assert limit.current == BatchSize(250, 500_000)
     # Time alone is not enough either: an idle hub has no evidence.
     clock.advance(GROWTH_AFTER_S)
-    limit = limit.round_done(clean=False, now=clock.now)   # an error starts the count again
+    limit = limit.after_round(too_large=[], went_through=[], clean=False, now=clock.now)   # an error: count again
     limit = clean_rounds(limit, GROWTH_AFTER_CLEAN_ROUNDS - 1, clock, every_s=0.05)
-    assert limit.current == BatchLimit(250, 500_000)
+    assert limit.current == BatchSize(250, 500_000)
     limit = clean_rounds(limit, 1, clock, every_s=0.05)
     assert limit.current == CONFIGURED
     assert not limit.lowered
-    assert limit.round_done(clean=True, now=clock.now) == limit
+    assert clean_rounds(limit, 1, clock, every_s=0.05) == limit
 
 
 def test_a_platform_with_a_smaller_limit_is_probed_once_per_growth_period() -> None:
@@ -232,13 +253,14 @@ def test_a_platform_with_a_smaller_limit_is_probed_once_per_growth_period() -> N
     limit, refused_probes = LearnedLimit.start(CONFIGURED), 0
     for _ in range(20 * (3600 + 30)):
         clock.advance(0.05)
-        if limit.current.records > 60:
+        size = limit.current
+        if size.records > 60:
             refused_probes += 1
-            limit = limit.refused(records=limit.current.records, record_bytes=limit.current.record_bytes,
-                                  now=clock.now)
-            limit = limit.round_done(clean=False, now=clock.now)
+            half = BatchSize(size.records // 2, size.record_bytes // 2)
+            went = [half] if half.records <= 60 else []
+            limit = after_413(limit, [size], went, now=clock.now)
         else:
-            limit = limit.round_done(clean=True, now=clock.now)
+            limit = limit.after_round(too_large=[], went_through=[size], clean=True, now=clock.now)
         assert limit.current.records >= 31
-    # Four halvings to get under 60 (500, 250, 125, 62), then one refused probe every ten minutes.
+    # Down to 31 records in four rounds (500, 250, 125, 62 refused), then one refused probe every ten minutes.
     assert refused_probes == 4 + int(3600 // GROWTH_AFTER_S)
