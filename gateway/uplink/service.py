@@ -106,11 +106,11 @@ class _Round:
     stopped: bool = False
     """An error that ends the round (the platform or the link is unwell, not the batch)."""
     suspects: list[tuple[PendingRecord, _Refusal]] = field(default_factory=list)
+    """Single records the platform refused as a request (400, 413): bad unless *every* request failed."""
     too_large: list[BatchSize] = field(default_factory=list)
     """Requests refused as too large (413, or by the encoder)."""
     went_through: list[BatchSize] = field(default_factory=list)
     """Requests the platform answered with 200."""
-    """Single records the platform refused as a request (400, 413): bad unless *every* request failed."""
 
 
 class Uplink:
