@@ -168,6 +168,7 @@ def render_status(status: dict[str, object]) -> str:
         f"  clock synced {status.get('clock_synced')}  mqtt connected {status.get('mqtt_connected')}",
         f"  queue pending {queue.get('pending')} dead {queue.get('dead')} delivered {queue.get('delivered')} "
         f"storage {queue.get('budget_state')}",
+        *_uplink_lines(status.get("uplink", {})),
         "  devices:",
     ]
     devices = status.get("devices", {})
@@ -183,6 +184,19 @@ def cmd_broker_acl(args: argparse.Namespace) -> int:
     """The broker's access rules for this hub, its fleet and its family accounts, on stdout."""
     sys.stdout.write(acl_for_config(_load(args.config)))
     return EXIT_OK
+
+
+def _uplink_lines(uplink: object) -> list[str]:
+    if not isinstance(uplink, dict) or not uplink.get("enabled"):
+        return ["  uplink disabled"]
+    line = (f"  uplink last success {uplink.get('last_success_at') or 'never'}  failed rounds "
+            f"{uplink.get('consecutive_failures', 0)}  batch <= {uplink.get('batch_max_records')} records "
+            f"/ {uplink.get('batch_max_bytes')} bytes")
+    if uplink.get("throttled"):
+        line += "  throttled while errors last"
+    if uplink.get("next_attempt_at"):
+        line += f"  next try {uplink['next_attempt_at']}"
+    return [line]
 
 
 def _ble_cli() -> ModuleType:

@@ -43,6 +43,13 @@ def uplink_status(uplink: Uplink | None) -> dict[str, Any]:
         "last_success_at": up.last_success_at.isoformat() if up.last_success_at else None,
         "last_error": up.last_error,
         "consecutive_failures": up.consecutive_failures,
+        "next_attempt_at": up.next_attempt_at.isoformat() if up.next_attempt_at else None,
+        # Less than configured once the platform answered 413: a proxy with a smaller body limit.
+        "batch_max_records": up.batch_max_records,
+        "batch_max_bytes": up.batch_max_bytes,
+        "throttled": up.throttled,
+        "throttled_until": up.throttled_until.isoformat() if up.throttled_until else None,
+        "server_clock_offset_s": up.server_clock_offset_s,
     }
 
 

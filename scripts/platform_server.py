@@ -9,11 +9,11 @@ in its own SQLite file, and can be told to misbehave at runtime:
         --secret-file secret.txt --gateway-id gw-0001 [--faults 503:count=3,retry_after=2]
 
 Admin endpoints (no auth; it listens on 127.0.0.1 by default):
-    POST /admin/faults  {"mode": "503"|"429"|"500"|"timeout"|"slow"|"401"|"nonsense"|"down"|"ok",
+    POST /admin/faults  {"mode": "503"|"429"|"500"|"timeout"|"slow"|"401"|"400"|"413"|"nonsense"|"down"|"ok",
                          "count": N (requests affected; omitted = until changed),
-                         "retry_after": S, "delay_s": S}
-    GET  /admin/records  {"count": N, "record_ids": [...], "upload_requests": N}
-    GET  /admin/health   {"status": "ok", "faults": {...}, "upload_requests": N}
+                         "retry_after": S, "delay_s": S, "max_bytes": B}
+    GET  /admin/records  {"count": N, "record_ids": [...], "upload_requests": N, "upload_answers": {"200": N, ...}}
+    GET  /admin/health   {"status": "ok", "faults": {...}, "upload_requests": N, "upload_answers": {...}}
 
 FHIR R4 profile: ``POST /fhir`` takes a transaction Bundle (same signature headers, path
 ``/fhir``), validates every resource with the ``fhir.resources`` package (R4B models: the
@@ -28,7 +28,10 @@ Observations with that code. ``GET /admin/fhir`` lists what is stored.
 Fault modes: 503/429/500 answer that status (503/429 with Retry-After if given);
 timeout stores the records and answers only after delay_s (the client has given up:
 its retry must come back as duplicates); slow waits delay_s, then answers normally;
-401 refuses the signature; nonsense answers 200 with unusable bodies and stores
+401 refuses the signature; 400 refuses every request as malformed (a platform that changed
+its API, a proxy that mangles bodies); 413 refuses every request as too large or, with
+max_bytes, every body above max_bytes bytes after decompression (a proxy with a smaller body
+limit than the contract's 1 MiB); nonsense answers 200 with unusable bodies and stores
 nothing; down drops the connection without an answer.
 """
 
@@ -61,7 +64,7 @@ RECORD_TYPES = frozenset({
 })
 # A hub's device may not (yet) be assigned to a resident; every other record is about one.
 TYPES_WITHOUT_RESIDENT = frozenset({"device_status"})
-FAULT_MODES = frozenset({"503", "429", "500", "timeout", "slow", "401", "nonsense", "down", "ok"})
+FAULT_MODES = frozenset({"503", "429", "500", "timeout", "slow", "401", "400", "413", "nonsense", "down", "ok"})
 UUID_LIKE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NONCE = re.compile(r"[0-9a-fA-F]{16,128}")
 PATH = re.compile(r"/v1/gateways/([^/]+)/records")
@@ -88,6 +91,8 @@ class Faults:
     count: int | None = None
     retry_after: float | None = None
     delay_s: float = 30.0
+    max_bytes: int | None = None
+    """Mode 413 only: refuse bodies above this (decompressed) size instead of every request."""
 
     @classmethod
     def from_json(cls, obj: Any) -> Faults:
@@ -95,9 +100,14 @@ class Faults:
             raise ValueError(f"faults need a mode, one of {sorted(FAULT_MODES)}")
         count = obj.get("count")
         retry_after = obj.get("retry_after")
+        max_bytes = obj.get("max_bytes")
         return cls(mode=str(obj["mode"]), count=None if count is None else int(count),
                    retry_after=None if retry_after is None else float(retry_after),
-                   delay_s=float(obj.get("delay_s", 30.0)))
+                   delay_s=float(obj.get("delay_s", 30.0)), max_bytes=None if max_bytes is None else int(max_bytes))
+
+    def body_limit(self, limit: int) -> int:
+        """The body size limit for this request: the server's, or a 413 fault's smaller one."""
+        return min(limit, self.max_bytes) if self.mode == "413" and self.max_bytes is not None else limit
 
     @classmethod
     def from_spec(cls, spec: str) -> Faults:
@@ -125,6 +135,8 @@ class Platform:
         self.faults = Faults.from_spec(args.faults) if args.faults else Faults()
         self.nonces: dict[str, float] = {}
         self.upload_requests = 0
+        self.upload_answers: dict[str, int] = {}
+        """Answers to upload requests by HTTP status: what a hub got, for tests and benchmarks."""
         self.nonsense = itertools.count()
         self.db = sqlite3.connect(args.db, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -156,6 +168,14 @@ class Platform:
                 left = current.count - 1
                 self.faults = Faults() if left <= 0 else replace(current, count=left)
             return current
+
+    def count_answer(self, status: int) -> None:
+        with self.lock:
+            self.upload_answers[str(status)] = self.upload_answers.get(str(status), 0) + 1
+
+    def answers(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.upload_answers)
 
     def check_nonce(self, nonce: str, now: float) -> None:
         with self.lock:
@@ -387,6 +407,8 @@ class Handler(BaseHTTPRequestHandler):
         self.answer_raw(status, data, "application/json", headers)
 
     def answer_raw(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        if self.path == FHIR_PATH or PATH.fullmatch(self.path):
+            self.platform.count_answer(status)
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -402,12 +424,13 @@ class Handler(BaseHTTPRequestHandler):
         platform = self.platform
         if self.path == "/admin/records":
             ids = platform.record_ids()
-            self.answer(200, {"count": len(ids), "record_ids": ids, "upload_requests": platform.upload_requests})
+            self.answer(200, {"count": len(ids), "record_ids": ids, "upload_requests": platform.upload_requests,
+                              "upload_answers": platform.answers()})
         elif self.path == "/admin/fhir":
             self.answer(200, {"resources": self.platform.fhir.listing(), "upload_requests": platform.upload_requests})
         elif self.path == "/admin/health":
             self.answer(200, {"status": "ok", "faults": asdict(platform.faults),
-                              "upload_requests": platform.upload_requests})
+                              "upload_requests": platform.upload_requests, "upload_answers": platform.answers()})
         else:
             self.answer(404, {"error": "no such endpoint"})
 
@@ -426,7 +449,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.apply_fault_before(fault):
             return
         try:
-            results = self.upload(match.group(1))
+            results = self.upload(match.group(1), fault)
         except Refusal as refusal:
             self.answer(refusal.status, {"error": refusal.message})
             return
@@ -439,8 +462,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.apply_fault_before(fault):
             return
         try:
-            answer = self.platform.fhir.transaction(self.read_signed_body(self.platform.fhir_max_bytes,
-                                                                          FHIR_MEDIA_TYPES))
+            answer = self.platform.fhir.transaction(
+                self.read_signed_body(fault.body_limit(self.platform.fhir_max_bytes), FHIR_MEDIA_TYPES))
         except Refusal as refusal:
             self.answer_raw(refusal.status, json.dumps(operation_outcome(refusal.message)).encode(),
                             "application/fhir+json")
@@ -466,7 +489,7 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "slow":
             time.sleep(fault.delay_s)
             return False
-        if mode in ("ok", "timeout"):
+        if mode in ("ok", "timeout") or (mode == "413" and fault.max_bytes is not None):
             return False
         self.drain_body()
         if mode == "down":
@@ -481,7 +504,7 @@ class Handler(BaseHTTPRequestHandler):
         if mode in ("503", "429") and fault.retry_after is not None:
             headers["Retry-After"] = str(round(fault.retry_after))
         message = {"503": "service unavailable", "429": "too many requests", "500": "internal error",
-                   "401": "signature refused"}[mode]
+                   "401": "signature refused", "400": "malformed request", "413": "request too large"}[mode]
         self.answer(int(mode), {"error": message}, headers)
         return True
 
@@ -500,12 +523,12 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if 0 < length <= 4 * self.platform.max_bytes else b""
 
-    def upload(self, path_gateway_id: str) -> list[dict[str, Any]]:
+    def upload(self, path_gateway_id: str, fault: Faults) -> list[dict[str, Any]]:
         platform = self.platform
         if path_gateway_id != platform.gateway_id:
             self.drain_body()
             raise Refusal(401, "unknown gateway id")
-        document = self.read_signed_body(platform.max_bytes, frozenset({"application/json"}))
+        document = self.read_signed_body(fault.body_limit(platform.max_bytes), frozenset({"application/json"}))
         return platform.store(check_shape(document, platform.max_records))
 
     def read_signed_body(self, max_bytes: int, media_types: frozenset[str]) -> Any:
@@ -562,7 +585,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", required=True, help="SQLite file for accepted records")
     parser.add_argument("--secret-file", required=True, type=Path)
     parser.add_argument("--gateway-id", required=True)
-    parser.add_argument("--faults", help="initial fault, MODE[:count=N,retry_after=S,delay_s=S]")
+    parser.add_argument("--faults", help="initial fault, MODE[:count=N,retry_after=S,delay_s=S,max_bytes=B]")
     parser.add_argument("--reject-type", action="append", help="reject this record type (repeatable)")
     parser.add_argument("--clock-offset-s", type=float, default=0.0, help="run the server clock this far ahead")
     parser.add_argument("--window-s", type=float, default=300.0, help="allowed X-Timestamp skew")

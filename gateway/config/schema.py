@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from gateway.config.locate import KeyPath
+from gateway.platform_limits import BATCH_MAX_BYTES_RANGE, BATCH_MAX_RECORDS_RANGE
 
 _SETTING = "yiyang.setting"
 _RULE = "__config_rule__"
@@ -230,9 +231,12 @@ class PlatformSettings:
         "", doc="FHIR R4 base URL (the transaction endpoint); required with profile = fhir-r4.",
         check=_optional_http_url,
     )
-    batch_max_records: int = setting(500, doc="Most records in one upload batch.", min=1, max=500)
+    batch_max_records: int = setting(
+        500, doc="Most records in one upload batch.", min=BATCH_MAX_RECORDS_RANGE[0], max=BATCH_MAX_RECORDS_RANGE[1]
+    )
     batch_max_bytes: int = setting(
-        1_000_000, doc="Most bytes of JSON in one upload batch, before gzip.", min=1024, max=1_048_576
+        1_000_000, doc="Most bytes of JSON in one upload batch, before gzip.",
+        min=BATCH_MAX_BYTES_RANGE[0], max=BATCH_MAX_BYTES_RANGE[1],
     )
     gzip: bool = setting(True, doc="Compress batches with gzip (Content-Encoding: gzip).")
     timeout_s: float = setting(15.0, doc="Seconds to wait for one upload response.", min=1, max=120)

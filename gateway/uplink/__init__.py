@@ -17,6 +17,7 @@ from gateway.uplink.batch import (
 from gateway.uplink.fhir import FhirMappingError
 from gateway.uplink.fhir_client import FhirEncoder
 from gateway.uplink.http import HttpResponse, Transport, TransportError, post
+from gateway.uplink.pacing import ThrottleSettings
 from gateway.uplink.secret import load_secret
 from gateway.uplink.service import AsyncOutboxLike, Uplink, UplinkStatus
 from gateway.uplink.signing import HmacSha256Signer, Signer, new_nonce, sign
@@ -35,6 +36,7 @@ __all__ = [
     "RecordResult",
     "RecordStatus",
     "Signer",
+    "ThrottleSettings",
     "Transport",
     "TransportError",
     "Uplink",

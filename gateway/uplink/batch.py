@@ -20,13 +20,12 @@ from enum import StrEnum
 from typing import Protocol
 
 from gateway.errors import UplinkError
+from gateway.platform_limits import MAX_BODY_BYTES, MAX_RECORDS
 from gateway.store.api import PendingRecord
 from gateway.uplink.http import HttpResponse
 
-MAX_RECORDS = 500
-"""Contract limit per request."""
-MAX_BODY_BYTES = 1024 * 1024
-"""Contract limit per request, before compression (1 MiB)."""
+ENVELOPE_RESERVE_BYTES = 1024
+"""Room for ``sent_at``, the brackets and up to 499 commas around the records' own bytes."""
 MAX_REASON_CHARS = 500
 """A platform's reason is stored with the dead letter; a runaway one must not bloat the outbox."""
 _GZIP_LEVEL = 6
@@ -98,6 +97,15 @@ def build_body(record_texts: Sequence[str], sent_at: str) -> bytes:
             f"request body is {len(body)} bytes; the platform takes at most {MAX_BODY_BYTES} before compression"
         )
     return body
+
+
+def record_bytes_budget(batch_max_bytes: int) -> int:
+    """The records' bytes to ask the outbox for, so that the body around them stays within 1 MiB.
+
+    ``batch_max_bytes`` counts the records' JSON, as a technician thinks of it (up to the
+    platform's 1 MiB); the envelope is ours to make room for.
+    """
+    return max(1, min(batch_max_bytes, MAX_BODY_BYTES - ENVELOPE_RESERVE_BYTES))
 
 
 def encode_body(body: bytes, *, gzip: bool) -> EncodedBody:

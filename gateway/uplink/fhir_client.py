@@ -20,10 +20,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.platform_limits import MAX_RECORDS
 from gateway.store.api import PendingRecord
 from gateway.uplink.batch import (
     MAX_REASON_CHARS,
-    MAX_RECORDS,
     BatchTooLargeError,
     PlatformAnswerError,
     PreparedRequest,

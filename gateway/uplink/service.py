@@ -1,10 +1,16 @@
 """The uplink: drains the outbox to the provincial platform (v1 JSON or the FHIR R4 profile).
 
-One loop: take the next batch from the outbox, sign it, POST it from a worker
-thread, and record what the platform said about each record. The outbox is the
-only queue, so a crash anywhere loses nothing: a record is pending until the
-platform has answered for it by id. What differs between platform profiles (the
-body, the path, reading the answer) is a :class:`BatchEncoder`; the rest is shared.
+One loop of rounds: take the next batch from the outbox (no larger than the platform is learned to
+take), send it (:mod:`gateway.uplink.sender`), and record what the platform said about each record.
+The outbox is the only queue, so a crash anywhere loses nothing: a record is pending until the
+platform has answered for it by id. What differs between platform profiles (the body, the path,
+reading the answer) is a :class:`BatchEncoder`; the rest is shared.
+
+A round that met any error waits (backoff, or the platform's Retry-After) before the next one; a
+batch refused as a whole (400, 413) is split within a request budget
+(:mod:`gateway.uplink.splitting`); 413 lowers the batch limit (:mod:`gateway.uplink.batch_limit`);
+and while errors last every request is paced (:mod:`gateway.uplink.pacing`). A healthy uplink
+sends back to back.
 """
 
 from __future__ import annotations
@@ -22,30 +28,31 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from gateway.platform_limits import BATCH_MAX_BYTES_RANGE, BATCH_MAX_RECORDS_RANGE, MAX_BODY_BYTES, MAX_RECORDS
 from gateway.store.api import PendingRecord
-from gateway.uplink.backoff import backoff_delay, parse_retry_after, server_clock_offset
+from gateway.uplink.backoff import backoff_delay, parse_retry_after
 from gateway.uplink.batch import (
-    MAX_BODY_BYTES,
-    MAX_RECORDS,
     BatchEncoder,
-    BatchTooLargeError,
     PlatformAnswerError,
     PreparedRequest,
     RecordStatus,
     V1Encoder,
-    encode_body,
+    record_bytes_budget,
 )
-from gateway.uplink.http import HttpResponse, Transport, TransportError, post
+from gateway.uplink.batch_limit import BatchSize, LearnedLimit
+from gateway.uplink.http import HttpResponse, Transport, post
+from gateway.uplink.pacing import ErrorThrottle, ThrottleSettings
+from gateway.uplink.sender import Endpoint, NotAnswered, SignedSender, TooLarge
 from gateway.uplink.signing import HmacSha256Signer, Signer
+from gateway.uplink.splitting import Bisection, split_budget
 
 log = logging.getLogger(__name__)
 
-ENVELOPE_RESERVE_BYTES = 1024
-"""Room for ``sent_at``, the brackets and up to 499 commas around the records' own bytes."""
-CLOCK_OFFSET_TOLERANCE_S = 2.0
-"""``Date`` has 1 s resolution and the answer takes a while to arrive: smaller differences are noise."""
 _GATEWAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
+_TOO_LARGE = 413
+TOO_LARGE_REASON = "too large for the platform"
+"""Starts the dead-letter reason of a single record the platform refuses with 413."""
 
 
 class AsyncOutboxLike(Protocol):
@@ -60,29 +67,50 @@ class AsyncOutboxLike(Protocol):
 @dataclass(frozen=True, slots=True)
 class UplinkStatus:
     last_success_at: datetime | None = None
+    """When the platform last took records (a round with errors may still have delivered some)."""
     last_error: str | None = None
     consecutive_failures: int = 0
+    """Rounds in a row that met an error; 0 after a clean round."""
     next_attempt_at: datetime | None = None
     """When the uplink is waiting out a failure: the time of its next try."""
     server_clock_offset_s: float = 0.0
     """Seconds the platform's clock is ahead of ours, as used for ``X-Timestamp``."""
+    batch_max_records: int = MAX_RECORDS
+    """Records per request now: the configured limit, or less since the platform answered 413."""
+    batch_max_bytes: int = MAX_BODY_BYTES
+    """Records' bytes per request now (before gzip): the configured limit, or less since a 413."""
+    throttled: bool = False
+    """Requests are rate-limited because errors last (until a clean round)."""
+    throttled_until: datetime | None = None
+    """Set while a request waits for its turn under that rate limit: when it may go."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Failure:
-    """The platform was not reached or refused the request as a whole; try later."""
+class _Refusal:
+    """The platform (or the encoder, for a body it cannot make small enough) refused a request as a whole."""
 
-    error: str
-    retry_after_s: float | None = None
+    status: int
+    reason: str
+    """As stored with a dead letter."""
 
 
 @dataclass(slots=True)
 class _Round:
-    """One batch's delivery, possibly split into several requests."""
+    """What one batch's requests came to."""
 
     progress: bool = False
-    suspects: list[tuple[PendingRecord, str]] = field(default_factory=list)
+    """The platform answered for at least one record."""
+    error: str | None = None
+    """The round's last error; None: every request went through (a clean round, no wait after it)."""
+    retry_after_s: float | None = None
+    stopped: bool = False
+    """An error that ends the round (the platform or the link is unwell, not the batch)."""
+    suspects: list[tuple[PendingRecord, _Refusal]] = field(default_factory=list)
     """Single records the platform refused as a request (400, 413): bad unless *every* request failed."""
+    too_large: list[BatchSize] = field(default_factory=list)
+    """Requests refused as too large (413, or by the encoder)."""
+    went_through: list[BatchSize] = field(default_factory=list)
+    """Requests the platform answered with 200."""
 
 
 class Uplink:
@@ -94,6 +122,9 @@ class Uplink:
 
     ``encoder`` is the platform profile (default: Platform Upload API v1); with
     :class:`gateway.uplink.fhir_client.FhirEncoder`, ``base_url`` is the FHIR base.
+
+    ``throttle`` paces requests while errors last (default: the constants of
+    :mod:`gateway.uplink.pacing`); ``monotonic`` is the clock it counts on.
     """
 
     def __init__(
@@ -115,37 +146,43 @@ class Uplink:
         signer: Signer | None = None,
         transport: Transport = post,
         encoder: BatchEncoder | None = None,
+        throttle: ThrottleSettings | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         _check_settings(gateway_id=gateway_id, base_url=base_url, batch_max_records=batch_max_records,
                         batch_max_bytes=batch_max_bytes, timeout_s=timeout_s, backoff_initial_s=backoff_initial_s,
                         backoff_cap_s=backoff_cap_s, idle_poll_s=idle_poll_s)
         parts = urlsplit(base_url)
         self._encoder: BatchEncoder = encoder if encoder is not None else V1Encoder()
-        self._path = self._encoder.request_path(parts.path, gateway_id)
-        self._url = f"{parts.scheme}://{parts.netloc}{self._path}"
-        self._gateway_id = gateway_id
-        self._signer: Signer = signer if signer is not None else HmacSha256Signer(gateway_id, secret)
+        path = self._encoder.request_path(parts.path, gateway_id)
+        self._endpoint = Endpoint(gateway_id=gateway_id, url=f"{parts.scheme}://{parts.netloc}{path}", path=path)
+        self._sender = SignedSender(
+            endpoint=self._endpoint, signer=signer if signer is not None else HmacSha256Signer(gateway_id, secret),
+            encoder=self._encoder, transport=transport, gzip=gzip, timeout_s=timeout_s, clock_synced=clock_synced,
+            pace=self._pace,
+        )
         self._outbox = outbox
-        self._clock_synced = clock_synced
-        self._max_records = batch_max_records
-        self._max_bytes = batch_max_bytes
-        self._gzip = gzip
-        self._timeout_s = timeout_s
+        self._limit = LearnedLimit.start(BatchSize(records=batch_max_records, record_bytes=batch_max_bytes))
+        self._monotonic = monotonic
+        self._throttle = ErrorThrottle(monotonic, throttle)
+        self._throttled_until: datetime | None = None
+        self._throttle_logged = False
         self._backoff_initial_s = backoff_initial_s
         self._backoff_cap_s = backoff_cap_s
         self._idle_poll_s = idle_poll_s
         self._rng = rng if rng is not None else random.Random()
-        self._transport = transport
         self._wake = asyncio.Event()
         self._status = UplinkStatus()
-        self._offset_learned_unsynced = False
 
     def __repr__(self) -> str:
-        return f"Uplink(gateway_id={self._gateway_id!r}, url={self._url!r})"
+        return f"Uplink(gateway_id={self._endpoint.gateway_id!r}, url={self._endpoint.url!r})"
 
     @property
     def status(self) -> UplinkStatus:
-        return self._status
+        limit = self._limit.current
+        return replace(self._status, server_clock_offset_s=self._sender.clock_offset_s,
+                       batch_max_records=limit.records, batch_max_bytes=limit.record_bytes,
+                       throttled=self._throttle.engaged, throttled_until=self._throttled_until)
 
     def wake(self) -> None:
         """New records were accepted: look at the outbox now instead of at the next idle poll.
@@ -155,17 +192,44 @@ class Uplink:
         self._wake.set()
 
     async def run(self) -> None:
-        log.info("uplink started gateway_id=%s url=%s", self._gateway_id, self._url)
+        log.info("uplink started gateway_id=%s url=%s", self._endpoint.gateway_id, self._endpoint.url)
         while True:
-            batch = await self._outbox.pending_batch(max_records=self._max_records, max_bytes=self._max_bytes)
-            if not batch:
+            parts = await self._next_batch()
+            if not parts:
+                self._drained()
                 await self._idle()
                 continue
-            failure = await self._deliver(batch)
-            if failure is None:
-                self._succeeded(len(batch))
+            round_ = await self._deliver(parts)
+            self._learn_batch_size(round_)
+            if round_.error is None:
+                self._succeeded(sum(map(len, parts)))
             else:
-                await asyncio.sleep(self._failed(failure))
+                await asyncio.sleep(self._failed(round_))
+
+    async def _next_batch(self) -> list[list[PendingRecord]]:
+        """The next batch from the outbox, as the parts its first requests carry (one, usually)."""
+        limit = self._limit.current
+        if limit.records > 1:
+            batch = await self._outbox.pending_batch(max_records=limit.records,
+                                                     max_bytes=record_bytes_budget(limit.record_bytes))
+            return [batch] if batch else []
+        # One record per request: a lone record refused says nothing about whether it or the platform is
+        # at fault, so it would stay pending for ever and block the queue behind it. A second record, in
+        # a request of its own, tells the two apart.
+        batch = await self._outbox.pending_batch(max_records=2,
+                                                 max_bytes=record_bytes_budget(self._limit.configured.record_bytes))
+        return [[record] for record in batch]
+
+    def _learn_batch_size(self, round_: _Round) -> None:
+        before = self._limit.current
+        self._limit = self._limit.after_round(too_large=round_.too_large, went_through=round_.went_through,
+                                              clean=round_.error is None, now=self._monotonic())
+        after = self._limit.current
+        if after.records < before.records or after.record_bytes < before.record_bytes:
+            log.warning("batch too large for the platform; batch limit lowered records=%d bytes=%d",
+                        after.records, after.record_bytes)
+        elif after != before:
+            log.info("trying larger batches again records=%d bytes=%d", after.records, after.record_bytes)
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -174,25 +238,76 @@ class Uplink:
 
     def _succeeded(self, batch_size: int) -> None:
         if self._status.consecutive_failures:
-            log.info("platform reachable again after %d failed tries", self._status.consecutive_failures)
+            log.info("platform takes records again after failed_rounds=%d", self._status.consecutive_failures)
         log.debug("batch delivered records=%d", batch_size)
-        self._status = replace(self._status, last_success_at=datetime.now(UTC), last_error=None,
-                               consecutive_failures=0, next_attempt_at=None)
+        self._clear_failures()
+        self._status = replace(self._status, last_success_at=datetime.now(UTC))
 
-    def _failed(self, failure: _Failure) -> float:
-        """Record the failure; the seconds to wait before the next try."""
+    def _drained(self) -> None:
+        """Nothing is pending: whatever failed before has been dealt with (delivered or dead-lettered)."""
+        if self._status.consecutive_failures or self._throttle.engaged:
+            log.info("outbox drained after failed_rounds=%d", self._status.consecutive_failures)
+            self._clear_failures()
+
+    def _clear_failures(self) -> None:
+        self._throttle.release()
+        self._throttle_logged = False
+        self._status = replace(self._status, last_error=None, consecutive_failures=0, next_attempt_at=None)
+
+    def _failed(self, round_: _Round) -> float:
+        """Record a round that met an error; the seconds to wait before the next round."""
         failures = self._status.consecutive_failures + 1
-        delay = failure.retry_after_s
+        delay = round_.retry_after_s
         if delay is None:
             delay = backoff_delay(failures, initial=self._backoff_initial_s, cap=self._backoff_cap_s, rng=self._rng)
         log.warning("upload failed error=%r consecutive_failures=%d retry_in_s=%.1f",
-                    failure.error, failures, delay)
-        self._status = replace(self._status, last_error=failure.error, consecutive_failures=failures,
-                               next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay))
+                    round_.error, failures, delay)
+        now = datetime.now(UTC)
+        self._status = replace(self._status, last_error=round_.error, consecutive_failures=failures,
+                               next_attempt_at=now + timedelta(seconds=delay),
+                               last_success_at=now if round_.progress else self._status.last_success_at)
         return delay
 
-    async def _deliver(self, batch: Sequence[PendingRecord]) -> _Failure | None:
-        """Send one batch; None when the platform answered for at least some of it."""
+    async def _pace(self) -> None:
+        """Wait for the error throttle's permission to send a request (none needed while healthy)."""
+        while (wait_s := self._throttle.wait_s()) > 0:
+            if not self._throttle_logged:
+                self._throttle_logged = True
+                log.warning("uplink throttled while errors last requests_per_minute=%g wait_s=%.1f",
+                            self._throttle.settings.requests_per_minute, wait_s)
+            self._throttled_until = datetime.now(UTC) + timedelta(seconds=wait_s)
+            await asyncio.sleep(wait_s)
+        self._throttled_until = None
+        self._throttle.spend()
+
+    async def _deliver(self, parts: list[list[PendingRecord]]) -> _Round:
+        """Send one batch, split within the round's request budget if the platform refuses parts of it."""
+        round_ = _Round()
+        sendable = [kept for part in parts if (kept := await self._drop_unsendable(part))]
+        records = sum(map(len, sendable))
+        if not records:
+            return round_
+        bisection = Bisection(sendable, split_budget(records))
+        while not round_.stopped and (part := bisection.next_part()) is not None:
+            refusal = await self._send_part(part, round_)
+            if refusal is None:
+                continue
+            if len(part) == 1:
+                round_.suspects.append((part[0], refusal))
+            else:
+                log.info("platform refused a batch status=%d records=%d; splitting", refusal.status, len(part))
+                bisection.split(part)
+        unsent = bisection.unsent()
+        if unsent and not round_.stopped:
+            # The budget is spent: the rest waits for the next round (after a backoff), not for more splits.
+            log.warning("split budget spent records_left=%d requests=%d", len(unsent), split_budget(records))
+            await self._outbox.note_attempt([record.record_id for record in unsent],
+                                            f"left for the next round: {round_.error or 'split budget spent'}")
+        await self._settle_suspects(round_)
+        return round_
+
+    async def _drop_unsendable(self, batch: Sequence[PendingRecord]) -> list[PendingRecord]:
+        """The records this profile can send; the others are dead letters (certain without asking)."""
         sendable: list[PendingRecord] = []
         for record in batch:
             reason = self._encoder.unsendable_reason(record)
@@ -202,61 +317,76 @@ class Uplink:
                 log.warning("record cannot be sent, dead-lettered record_id=%s type=%s reason=%r",
                             record.record_id, record.type, reason)
                 await self._outbox.mark_dead(record.record_id, reason)
-        if not sendable:
-            return None
-        round_ = _Round()
-        failure = await self._send_split(sendable, round_)
-        if round_.suspects and not round_.progress:
+        return sendable
+
+    async def _settle_suspects(self, round_: _Round) -> None:
+        if not round_.suspects:
+            return
+        if not round_.progress:
             # No request of the batch got through: a platform or configuration fault is more
             # likely than bad records, so nobody is dead-lettered on that evidence.
-            ids = [record.record_id for record, _ in round_.suspects]
-            if failure is None:
-                failure = _Failure(f"platform refused every request of the batch ({round_.suspects[0][1]}); "
-                                   "check base_url and the platform's API version")
-            await self._outbox.note_attempt(ids, failure.error)
-            return failure
-        for record, reason in round_.suspects:
-            await self._outbox.mark_dead(record.record_id, reason)
-        if failure is None and not round_.progress:
-            return _Failure("platform answered 200 without a result for any record of the batch")
-        return failure
+            if not round_.stopped:   # a 5xx or a dropped link that ended the round says more
+                reason = round_.suspects[0][1].reason
+                round_.error = (f"platform refused every request of the batch ({reason}); "
+                                "check base_url and the platform's API version")
+            await self._outbox.note_attempt([record.record_id for record, _ in round_.suspects],
+                                            round_.error or "refused")
+            return
+        for record, refusal in round_.suspects:
+            log.warning("platform refused a record, dead-lettered record_id=%s type=%s status=%d",
+                        record.record_id, record.type, refusal.status)
+            await self._outbox.mark_dead(record.record_id, refusal.reason)
 
-    async def _send_split(self, records: Sequence[PendingRecord], round_: _Round) -> _Failure | None:
-        """Send ``records``; halve them recursively on 400/413 to isolate the record at fault."""
-        ids = [record.record_id for record in records]
-        sent = await self._send_signed(records)
-        if isinstance(sent, _Failure):
-            await self._outbox.note_attempt(ids, sent.error)
-            return sent
-        request, answer = sent
+    async def _send_part(self, part: Sequence[PendingRecord], round_: _Round) -> _Refusal | None:
+        """Send one part of the batch; the platform's reason if it refused the part as a whole (split it).
+
+        Errors that are not about this part's records end the round (``round_.stopped``).
+        """
+        ids = [record.record_id for record in part]
+        sent = await self._sender.send(part)
+        if isinstance(sent, TooLarge):
+            return await self._too_large_here(part, sent.reason, round_)
+        if isinstance(sent, NotAnswered):
+            await self._round_failed(round_, ids, sent.error)
+            return None
+        answer = sent.answer
         if answer.status == 200:
             try:
-                await self._apply_results(request, answer, round_)
+                await self._apply_results(sent.request, answer, round_)
+                round_.went_through.append(_size(part))
             except PlatformAnswerError as exc:
-                error = f"platform answer is not usable: {exc}"
-                await self._outbox.note_attempt(ids, error)
-                return _Failure(error)
+                await self._round_failed(round_, ids, f"platform answer is not usable: {exc}")
             return None
         if answer.status in self._encoder.split_statuses:
-            return await self._split(records, self._encoder.refusal_reason(answer), round_)
+            self._throttle.engage()
+            reason = self._encoder.refusal_reason(answer)
+            if answer.status == _TOO_LARGE:
+                reason = f"{TOO_LARGE_REASON}: {reason}"
+                round_.too_large.append(_size(part))
+            round_.error = f"platform refused a request of {len(part)} record(s): {reason}"
+            return _Refusal(answer.status, reason)
         retry_after = None
         if answer.status in _RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(answer.headers.get("retry-after"), datetime.now(UTC))
-        error = f"platform answered HTTP {answer.status}"
-        await self._outbox.note_attempt(ids, error)
-        return _Failure(error, retry_after)
+        await self._round_failed(round_, ids, f"platform answered HTTP {answer.status}", retry_after)
+        return None
 
-    async def _split(self, records: Sequence[PendingRecord], reason: str, round_: _Round) -> _Failure | None:
-        if len(records) == 1:
-            round_.suspects.append((records[0], reason))
-            return None
-        # The same bytes would get the same answer: only smaller requests can make progress.
-        half = len(records) // 2
-        log.info("platform refused a batch (%s); splitting records=%d", reason[:40], len(records))
-        for part in (records[:half], records[half:]):
-            failure = await self._send_split(part, round_)
-            if failure is not None:
-                return failure
+    async def _round_failed(self, round_: _Round, ids: list[str], error: str,
+                            retry_after_s: float | None = None) -> None:
+        self._throttle.engage()
+        round_.error, round_.retry_after_s, round_.stopped = error, retry_after_s, True
+        await self._outbox.note_attempt(ids, error)
+
+    async def _too_large_here(self, part: Sequence[PendingRecord], reason: str, round_: _Round) -> _Refusal | None:
+        """The encoder could not fit the part in one request: nothing was sent, so this is not the platform's error."""
+        round_.too_large.append(_size(part))
+        if len(part) > 1:
+            return _Refusal(_TOO_LARGE, reason)
+        # One record that cannot be encoded within the request limit never will be: certain without asking.
+        [record] = part
+        log.warning("record too large for one request, dead-lettered record_id=%s type=%s", record.record_id,
+                    record.type)
+        await self._outbox.mark_dead(record.record_id, f"{TOO_LARGE_REASON}: {reason}")
         return None
 
     async def _apply_results(self, request: PreparedRequest, answer: HttpResponse, round_: _Round) -> None:
@@ -271,59 +401,15 @@ class Uplink:
         answered = {result.record_id for result in results}
         missing = [record_id for record_id in ids if record_id not in answered]
         if missing:
+            # Not this batch's fault, nor a reason to stop: the records stay pending, and the round waits after.
+            self._throttle.engage()
+            round_.error = f"platform answered without a result for {len(missing)} record(s)"
             await self._outbox.note_attempt(missing, "platform answered without a result for this record")
         round_.progress = round_.progress or bool(results)
 
-    async def _send_signed(self, records: Sequence[PendingRecord]) -> tuple[PreparedRequest, HttpResponse] | _Failure:
-        """POST the records; after a 401 that shows our clock is off, correct it and retry once."""
-        # sent_at is the hub's own clock, uncorrected: the platform compares it with its
-        # receipt time to correct records stamped hub_unsynced.
-        sent_at = datetime.now().astimezone().isoformat(timespec="milliseconds")
-        try:
-            request = self._encoder.encode(records, sent_at)
-        except BatchTooLargeError as exc:
-            unsent = PreparedRequest(body=b"", entry_owners=tuple(record.record_id for record in records))
-            return unsent, HttpResponse(status=413, headers={}, body=str(exc).encode())
-        body = encode_body(request.body, gzip=self._gzip)
-        headers = {"Content-Type": self._encoder.content_type, "Accept": self._encoder.accept}
-        if body.content_encoding is not None:
-            headers["Content-Encoding"] = body.content_encoding
-        for first_try in (True, False):
-            self._drop_stale_offset()
-            timestamp_ms = round((time.time() + self._status.server_clock_offset_s) * 1000)
-            signed = {**headers, **self._signer.auth_headers(path=self._path, timestamp_ms=timestamp_ms,
-                                                             body=body.data)}
-            try:
-                answer = await asyncio.to_thread(self._transport, self._url, body.data, signed, self._timeout_s)
-            except TransportError as exc:
-                return _Failure(str(exc))
-            if answer.status != 401:
-                return request, answer
-            if not (first_try and self._learn_server_clock(answer)):
-                break
-        log.error("platform refuses our signature (HTTP 401) gateway_id=%s: the gateway secret or gateway id "
-                  "is wrong, or the clocks disagree (server_clock_offset_s=%.0f)",
-                  self._gateway_id, self._status.server_clock_offset_s)
-        return _Failure("HTTP 401: platform refused the signature or timestamp")
 
-    def _learn_server_clock(self, answer: HttpResponse) -> bool:
-        """Take the platform's clock from a 401's ``Date``; True if that changed our timestamps."""
-        offset = server_clock_offset(answer.headers.get("date"), datetime.now(UTC))
-        if offset is None or abs(offset - self._status.server_clock_offset_s) <= CLOCK_OFFSET_TOLERANCE_S:
-            return False
-        synced = self._clock_synced()
-        log.warning("platform says our clock is off by %.0f s (hub clock %s); signing with the platform's time",
-                    offset, "NTP-synchronised" if synced else "not synchronised")
-        self._offset_learned_unsynced = not synced
-        self._status = replace(self._status, server_clock_offset_s=offset)
-        return True
-
-    def _drop_stale_offset(self) -> None:
-        if self._offset_learned_unsynced and self._clock_synced():
-            log.info("hub clock now synchronised; dropping the platform clock offset of %.0f s",
-                     self._status.server_clock_offset_s)
-            self._offset_learned_unsynced = False
-            self._status = replace(self._status, server_clock_offset_s=0.0)
+def _size(part: Sequence[PendingRecord]) -> BatchSize:
+    return BatchSize(records=len(part), record_bytes=max(1, sum(len(record.body_json.encode()) for record in part)))
 
 
 def _check_settings(*, gateway_id: str, base_url: str, batch_max_records: int, batch_max_bytes: int,
@@ -335,11 +421,10 @@ def _check_settings(*, gateway_id: str, base_url: str, batch_max_records: int, b
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         problems.append(f"base_url {base_url!r}: give the platform's http:// or https:// address without query")
-    if not 1 <= batch_max_records <= MAX_RECORDS:
-        problems.append(f"batch_max_records {batch_max_records}: must be 1..{MAX_RECORDS} (the platform's limit)")
-    if not 1 <= batch_max_bytes <= MAX_BODY_BYTES - ENVELOPE_RESERVE_BYTES:
-        problems.append(f"batch_max_bytes {batch_max_bytes}: must be 1..{MAX_BODY_BYTES - ENVELOPE_RESERVE_BYTES}"
-                        " (the platform's 1 MiB less room for the envelope)")
+    for name, value, (low, high) in (("batch_max_records", batch_max_records, BATCH_MAX_RECORDS_RANGE),
+                                     ("batch_max_bytes", batch_max_bytes, BATCH_MAX_BYTES_RANGE)):
+        if not low <= value <= high:
+            problems.append(f"{name} {value}: must be {low}..{high} (as platform.{name} in the configuration)")
     if timeout_s <= 0:
         problems.append(f"timeout_s {timeout_s}: must be > 0")
     if not 0 < backoff_initial_s <= backoff_cap_s:

@@ -15,14 +15,28 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.store import AsyncOutbox, NewRecord, QueueStats
+from gateway.store import AsyncOutbox, NewRecord, Priority, QueueStats
 from gateway.uplink.service import Uplink
 
 GATEWAY_ID = "gw-0001"
 SECRET = "platform-secret-for-tests-0123456789"
+T0 = datetime(2026, 11, 22, 7, 31, 5, tzinfo=UTC)
+
+
+def blood_pressure(n: int, **changes: Any) -> NewRecord:
+    """The ``n``-th reading of a cuff, a minute apart; ``changes`` replace fields (a bad one, a big one)."""
+    payload = {
+        "type": "blood_pressure", "resident_id": "r-430121-0042",
+        "device": {"id": "ble:C4:7C:8D:6A:11:02", "model": "Omron HEM-7155T", "transport": "ble"},
+        "measured_at": (T0 + timedelta(minutes=n)).isoformat(), "received_at": (T0 + timedelta(minutes=n)).isoformat(),
+        "time_source": "device", "values": {"systolic": 120 + n, "diastolic": 80, "mean_arterial": 93, "pulse": 70},
+        "unit": "mmHg", "flags": [],
+    } | changes
+    return NewRecord(str(payload["type"]), Priority.READING, json.dumps(payload), T0 + timedelta(seconds=n))
 
 
 def admin(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

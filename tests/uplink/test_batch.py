@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.platform_limits import MAX_BODY_BYTES
 from gateway.uplink.batch import (
-    MAX_BODY_BYTES,
+    ENVELOPE_RESERVE_BYTES,
     BadRecordTextError,
     BatchTooLargeError,
     EncodedBody,
@@ -16,6 +17,7 @@ from gateway.uplink.batch import (
     build_body,
     encode_body,
     parse_results,
+    record_bytes_budget,
 )
 
 BP = (
@@ -145,3 +147,12 @@ def test_random_json_never_yields_results(document: object) -> None:
     except PlatformAnswerError:
         return
     assert results == ()
+
+
+def test_the_records_budget_leaves_room_for_the_envelope_only_where_it_is_needed() -> None:
+    assert record_bytes_budget(1_048_576) == 1_048_576 - ENVELOPE_RESERVE_BYTES
+    assert record_bytes_budget(1_000_000) == 1_000_000
+    assert record_bytes_budget(1024) == 1024
+    # 500 records' commas and the envelope around them fit in the reserve.
+    texts = ["{}"] * 500
+    assert len(build_body(texts, "2026-11-22T10:15:00.120+08:00")) - sum(map(len, texts)) <= ENVELOPE_RESERVE_BYTES

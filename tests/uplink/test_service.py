@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import devstack
 import pytest
-from uplink_hub import GATEWAY_ID, SECRET, Hub, admin, hub, run, until
+from uplink_hub import GATEWAY_ID, SECRET, T0, Hub, admin, blood_pressure, hub, run, until
 
+from gateway.config.schema import PlatformSettings, setting_of
 from gateway.errors import ConfigError
 from gateway.store import AsyncOutbox, NewRecord, Priority
 from gateway.uplink import Uplink
 from gateway.uplink.batch import build_body
 from gateway.uplink.http import post
 from gateway.uplink.signing import HmacSha256Signer
-
-T0 = datetime(2026, 11, 22, 7, 31, 5, tzinfo=UTC)
-
-
-def blood_pressure(n: int, **changes: Any) -> NewRecord:
-    payload = {
-        "type": "blood_pressure", "resident_id": "r-430121-0042",
-        "device": {"id": "ble:C4:7C:8D:6A:11:02", "model": "Omron HEM-7155T", "transport": "ble"},
-        "measured_at": (T0 + timedelta(minutes=n)).isoformat(), "received_at": (T0 + timedelta(minutes=n)).isoformat(),
-        "time_source": "device", "values": {"systolic": 120 + n, "diastolic": 80, "mean_arterial": 93, "pulse": 70},
-        "unit": "mmHg", "flags": [],
-    } | changes
-    return NewRecord(str(payload["type"]), Priority.READING, json.dumps(payload), T0 + timedelta(seconds=n))
 
 
 async def set_faults(url: str, **faults: Any) -> None:
@@ -312,6 +300,48 @@ def test_bad_uplink_settings_are_refused_by_name() -> None:
     assert info.value.problems == [
         "gateway_id 'gw 1/..': use the id the platform issued (1-64 letters, digits, '.', '_', '-')",
         "base_url 'ftp://platform': give the platform's http:// or https:// address without query",
-        "batch_max_records 501: must be 1..500 (the platform's limit)",
-        "batch_max_bytes 2000000: must be 1..1047552 (the platform's 1 MiB less room for the envelope)",
+        "batch_max_records 501: must be 1..500 (as platform.batch_max_records in the configuration)",
+        "batch_max_bytes 2000000: must be 1024..1048576 (as platform.batch_max_bytes in the configuration)",
     ]
+
+
+@pytest.mark.parametrize("name", ["batch_max_records", "batch_max_bytes"])
+def test_the_uplink_accepts_exactly_the_range_the_configuration_documents(name: str) -> None:
+    [field] = [f for f in dataclasses.fields(PlatformSettings) if f.name == name]
+    documented = setting_of(field)
+    assert documented.minimum is not None
+    assert documented.maximum is not None
+    low, high = int(documented.minimum), int(documented.maximum)
+
+    def refused(value: int) -> bool:
+        try:
+            Uplink(gateway_id=GATEWAY_ID, base_url="http://platform", secret=b"x", outbox=None,  # type: ignore[arg-type]
+                   clock_synced=lambda: True, **{name: value})
+        except ConfigError:
+            return True
+        return False
+
+    assert [refused(v) for v in (low - 1, low, high, high + 1)] == [True, False, False, True]
+
+
+def test_the_documented_largest_batch_fills_a_request_to_the_platforms_mib(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    platform = platform_factory()
+    record_bytes = 4096   # 256 of them are exactly 1 MiB of records: the envelope would not fit around them
+
+    def sized(n: int) -> NewRecord:
+        record = blood_pressure(n, device={"id": f"ble:{n:03d}", "model": "", "transport": "ble"})
+        stored_overhead = len('"record_id":"",') + 36   # what the outbox splices in (a UUID)
+        padding = record_bytes - stored_overhead - len(record.payload_json)
+        return blood_pressure(n, device={"id": f"ble:{n:03d}", "model": "x" * padding, "transport": "ble"})
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [sized(n) for n in range(510)], batch_max_bytes=1_048_576) as h:
+            [first] = await h.outbox.pending_batch(max_records=1, max_bytes=1)
+            assert len(first.body_json.encode()) == record_bytes
+            await h.settled(delivered=510)
+            assert h.uplink.status.consecutive_failures == 0
+        # 255 records a request, each body within the 1 MiB: no request refused, no split.
+        assert (await platform_records(platform.url))["upload_requests"] == 2
+
+    run(scenario())
