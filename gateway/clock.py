@@ -76,6 +76,10 @@ class SystemClock:
         self._synced = False
         self._reported: bool | None = None
 
+    def set_mode(self, mode: ClockSyncMode) -> None:
+        self._mode = mode
+        self._checked_at = -float("inf")
+
     def synced(self) -> bool:
         if self._mode is ClockSyncMode.ASSUME_SYNCED:
             return True

@@ -57,6 +57,7 @@ from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.mqtt_policy import Subscription
+from gateway.reload import ReloadPlan, plan_reload
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard, fallback_status_path
 from gateway.status_publisher import StatusPublisher
@@ -105,11 +106,22 @@ def _tls_context(cfg: GatewayConfig) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=str(cfg.mqtt.ca_file) if cfg.mqtt.ca_file else None)
 
 
-def _nothing() -> None:
-    pass
+def _repeat_intervals(cfg: GatewayConfig) -> dict[Severity, float]:
+    return {Severity.EMERGENCY: cfg.alerts.repeat_emergency_s, Severity.URGENT: cfg.alerts.repeat_urgent_s}
+
+
+def _family(cfg: GatewayConfig) -> FamilyLinks:
+    return FamilyLinks.of(family_accounts(cfg.contacts, [resident.id for resident in cfg.residents]))
+
+
+def _silence_watch(cfg: GatewayConfig) -> SilenceWatch:
+    return SilenceWatch([w for d in cfg.devices if (w := watched_device(d)) is not None],
+                        started_at=time.monotonic())
 
 
 class Daemon:
+    """The running hub. Built once; :meth:`reload` moves it to a new configuration in place."""
+
     def __init__(self, cfg: GatewayConfig) -> None:
         self.cfg = cfg
         self.tz = ZoneInfo(cfg.gateway.timezone)
@@ -117,40 +129,43 @@ class Daemon:
         self.board = DeviceStatusBoard()
         self.started_at = _utc_now()
         self.measurable: dict[str, Measurable] = {}
+        self.uplink: Uplink | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._device_tasks: dict[str, asyncio.Task[None]] = {}
+        self._uplink_task: asyncio.Task[None] | None = None
+        self._modem_task: asyncio.Task[None] | None = None
+        self._sms: SmsNotifier | None = None
+        self._reload_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
         secret = await self._secret()
         fleet_key_file = cfg.fleet.public_key_file
         fleet_key = await asyncio.to_thread(load_public_key, fleet_key_file) if fleet_key_file else None
-        outbox = await self._open_outbox()
-        mqtt = await self._mqtt()
-        uplink = self._uplink(secret, outbox)
-        wake_uplink = uplink.wake if uplink is not None else _nothing
-        modem, sms = self._sms(cfg)
-        family = FamilyLinks.of(family_accounts(cfg.contacts, self._resident_ids()))
-        alerts = AlertService(outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=wake_uplink,
-                              clock_synced=self.clock.synced, listeners=[sms.on_change] if sms else [],
-                              repeat_s={Severity.EMERGENCY: cfg.alerts.repeat_emergency_s,
-                                        Severity.URGENT: cfg.alerts.repeat_urgent_s},
-                              family=family)
+        self.outbox = outbox = await self._open_outbox()
+        self.mqtt = mqtt = MqttLink(await self._link_settings(cfg), subscriptions=HUB_SUBSCRIPTIONS)
+        self.uplink = self._build_uplink(cfg, secret)
+        self.alerts = alerts = AlertService(
+            outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=self._wake_uplink,
+            clock_synced=self.clock.synced, listeners=[], repeat_s=_repeat_intervals(cfg), family=_family(cfg))
         await self._restore_alerts(alerts)
         for topic in legacy_retained_topics([a.alert_id for a in alerts.active], [t.value for t in ReadingType]):
             mqtt.publish(topic, None, retain=True)
-        falls = FallResponder(alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now,
-                              now_monotonic=time.monotonic, on_stored=wake_uplink, clock_synced=self.clock.synced,
-                              cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
-                              # hub is built below: the lambda looks it up when a fall is confirmed
-                              on_confirmed=lambda resident, at: hub.fall_confirmed(resident, at))  # noqa: PLW0108
-        silence = SilenceWatch([w for d in cfg.devices if (w := watched_device(d)) is not None],
-                               started_at=time.monotonic())
-        hub = Hub(gateway_id=cfg.gateway.id, outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board,
-                  vitals=VitalsMonitor(cfg.thresholds_for), silence=silence, tz=self.tz, now=_utc_now,
-                  now_monotonic=time.monotonic, max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
-                  on_accepted=wake_uplink)
-
-        status = StatusPublisher(cfg.gateway.id, status_path(cfg), fallback_status_path(cfg.gateway.id), self.board,
-                                 outbox, uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at)
+        self.falls = falls = FallResponder(
+            alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now, now_monotonic=time.monotonic,
+            on_stored=self._wake_uplink, clock_synced=self.clock.synced,
+            cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
+            # hub is built below: the lambda looks it up when a fall is confirmed
+            on_confirmed=lambda resident, at: self.hub.fall_confirmed(resident, at))  # noqa: PLW0108
+        # Thresholds are read per reading from the configuration in force: a reload changes them at once.
+        self.hub = Hub(gateway_id=cfg.gateway.id, outbox=outbox, alerts=alerts, publisher=mqtt,
+                             board=self.board, vitals=VitalsMonitor(lambda rid: self.cfg.thresholds_for(rid)),  # noqa: PLW0108
+                             silence=_silence_watch(cfg), tz=self.tz, now=_utc_now, now_monotonic=time.monotonic,
+                             max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
+                             on_accepted=self._wake_uplink)
+        self.status = status = StatusPublisher(
+            cfg.gateway.id, status_path(cfg), fallback_status_path(cfg.gateway.id), self.board, outbox,
+            self.uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at)
         mqtt.on_connect(status.schedule)
         commands = self._commands(mqtt, fleet_key, alerts, status)
         mqtt.on_connect(alerts.republish_active)
@@ -159,8 +174,10 @@ class Daemon:
                  len(cfg.devices), cfg.gateway.data_dir)
         try:
             async with asyncio.TaskGroup() as group:
-                drivers = [group.create_task(self._supervised(name, start), name=name)
-                           for name, start in self._device_sessions(hub, outbox)]
+                self._group = group
+                self._start_sms(cfg)
+                self._start_uplink()
+                self._start_devices(cfg, [d.id for d in serial_devices(cfg.devices)], ble=True)
                 service_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
                     ("status", status.run),
                     ("storage", lambda: self._every(STORAGE_CARE_S, outbox.maintain)),
@@ -169,37 +186,167 @@ class Daemon:
                     ("watchdog", self._watchdog),
                     ("falls", falls.run),
                     ("repeats", lambda: self._every(REPEAT_CHECK_S, alerts.repeat_due)),
-                    ("silence", lambda: self._every(SILENCE_CHECK_S, hub.check_silence)),
+                    ("silence", lambda: self._every(SILENCE_CHECK_S, self.hub.check_silence)),
                 ]
-                if modem is not None:
-                    service_jobs.append(("gsm-modem", modem.run))
-                if uplink is not None:
-                    service_jobs.append(("uplink", uplink.run))
-                services = [group.create_task(self._supervised(name, start), name=name)
-                            for name, start in service_jobs]
+                services = [self._spawn(name, start) for name, start in service_jobs]
                 notify("READY=1")
                 log.info("gateway ready")
                 await stop.wait()
                 notify("STOPPING=1")
                 log.info("gateway stopping: drivers first, then uplink and broker")
+                drivers = list(self._device_tasks.values())
                 for task in drivers:
                     task.cancel()
                 if drivers:
                     await asyncio.wait(drivers, timeout=STOP_GRACE_S)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(status.publish(), 2.0)
-                for task in services:
-                    task.cancel()
+                for service in (*services, self._uplink_task, self._modem_task):
+                    if service is not None:
+                        service.cancel()
         finally:
-            if sms is not None:
-                await sms.aclose()
+            self._group = None
+            if self._sms is not None:
+                await self._sms.aclose()
             await mqtt.stop()
             await outbox.close()
             log.info("gateway stopped")
 
+    # -- reloading in place ------------------------------------------------------------------------
+
+    async def reload(self, new: GatewayConfig) -> ReloadPlan:
+        """Move the running hub to ``new`` (validated): restart only what changed, in this process.
+
+        The outbox, the open alerts and the falls being watched carry on; a device whose settings did
+        not change keeps its connection. Raises what a rebuilt part raises (e.g. an unreadable new
+        secret): the caller (the fleet's apply) then reloads the previous configuration.
+        """
+        async with self._reload_lock:
+            old = self.cfg
+            plan = plan_reload(old, new, notifier_drivers=NOTIFIER_DRIVERS)
+            log.info("reloading configuration changes=%s", "; ".join(plan.describe()) or "none")
+            secret = await self._secret_of(new) if plan.uplink else None
+            settings = await self._link_settings(new) if plan.mqtt else None
+            self.cfg = new
+            if plan.timezone:
+                self.tz = ZoneInfo(new.gateway.timezone)
+            if plan.clock_sync:
+                self.clock.set_mode(ClockSyncMode(new.gateway.clock_sync))
+            if plan.log_level:
+                logging.getLogger().setLevel(new.gateway.log_level.value.upper())
+            await self._reload_devices(old, new, plan)
+            if plan.uplink:
+                await self._cancel(self._uplink_task)
+                self.uplink = self._build_uplink(new, secret or b"")
+                self.status.uplink = self.uplink
+                self._start_uplink()
+            if settings is not None:
+                await self.mqtt.reconfigure(settings)
+            if plan.sms or plan.timezone:
+                await self._cancel(self._modem_task)
+                if self._sms is not None:
+                    await self._sms.aclose()
+                self._start_sms(new)
+            self._retune_alerts(new)
+            self.falls.reconfigure(cancel_window_s=new.detect.fall_cancel_window_s,
+                                   long_lie_s=new.detect.long_lie_s, tz=self.tz)
+            devices_changed = old.devices != new.devices
+            self.hub.reconfigure(max_reading_age_s=new.detect.max_reading_age_s, tz=self.tz,
+                                 silence=_silence_watch(new) if devices_changed else None)
+            if plan.storage:
+                storage = new.storage
+                await self.outbox.set_limits(budget_bytes=storage.budget_mb * 2**20,
+                                             warn_ratio=storage.warn_percent / 100,
+                                             delivered_retention_s=storage.delivered_retention_days * 86400.0,
+                                             reserve_bytes=storage.reserve_mb * 2**20)
+            self.status.schedule()
+            log.info("configuration reloaded")
+            return plan
+
+    async def _reload_devices(self, old: GatewayConfig, new: GatewayConfig, plan: ReloadPlan) -> None:
+        # A new time zone reaches device clocks through their sessions: every session restarts.
+        restart_all = plan.timezone
+        stop = [*plan.serial_removed, *plan.serial_changed]
+        start = [*plan.serial_added, *plan.serial_changed]
+        if restart_all:
+            stop = [d.id for d in serial_devices(old.devices)]
+            start = [d.id for d in serial_devices(new.devices)]
+        for device_id in stop:
+            self.measurable.pop(device_id, None)
+            await self._cancel(self._device_tasks.pop(f"device:{device_id}", None))
+        for device_id in plan.serial_removed:
+            self.board.forget(device_id)
+        ble = plan.ble or restart_all
+        if ble:
+            await self._cancel(self._device_tasks.pop("ble", None))
+            for device in ble_devices(old.devices):
+                if device.id not in {d.id for d in new.devices}:
+                    self.board.forget(device.id)
+        self._start_devices(new, start, ble=ble)
+
+    # -- parts -------------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, start: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        assert self._group is not None, "parts are started while the daemon runs"
+        return self._group.create_task(self._supervised(name, start), name=name)
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None] | None) -> None:
+        if task is None or task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=STOP_GRACE_S)
+
+    def _wake_uplink(self) -> None:
+        if self.uplink is not None:
+            self.uplink.wake()
+
+    def _start_uplink(self) -> None:
+        uplink = self.uplink
+        self._uplink_task = self._spawn("uplink", uplink.run) if uplink is not None else None
+
+    def _start_sms(self, cfg: GatewayConfig) -> None:
+        modem, self._sms = self._build_sms(cfg)
+        self._modem_task = self._spawn("gsm-modem", modem.run) if modem is not None else None
+        self._retune_alerts(cfg)
+
+    def _retune_alerts(self, cfg: GatewayConfig) -> None:
+        self.alerts.reconfigure(repeat_s=_repeat_intervals(cfg), family=_family(cfg), tz=self.tz,
+                                listeners=[self._sms.on_change] if self._sms else [])
+
+    def _start_devices(self, cfg: GatewayConfig, serial_ids: list[str], *, ble: bool) -> None:
+        """Start the sessions of these serial devices, and the BLE manager for every BLE device if ``ble``."""
+        ctx = SessionContext(clock=self.clock, tz=self.tz, hub=self.hub)
+        wanted = set(serial_ids)
+        for device in serial_devices(cfg.devices):
+            if device.id not in wanted:
+                continue
+            session = start_device(device, ctx, self.board)
+            if isinstance(session, Measurable):
+                self.measurable[device.id] = session
+            name = f"device:{device.id}"
+            self._device_tasks[name] = self._spawn(name, session.run)
+        ble_list = ble_devices(cfg.devices)
+        if ble and ble_list:
+            # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
+            from gateway.ble_wiring import run_ble  # noqa: PLC0415
+
+            for device in ble_list:
+                self.board.register(device.id, device.driver)
+            hub, outbox, tz = self.hub, self.outbox, self.tz
+            self._device_tasks["ble"] = self._spawn("ble", lambda: run_ble(
+                ble_list, clock=self.clock, tz=tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
+                on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
+                report_error=lambda component, message: self.board.error(component, _utc_now(), message),
+            ))
+
     async def _secret(self) -> bytes:
         # Refuse to start on a secret others can read, before anything else is touched.
-        platform = self.cfg.platform
+        return await self._secret_of(self.cfg)
+
+    @staticmethod
+    async def _secret_of(cfg: GatewayConfig) -> bytes:
+        platform = cfg.platform
         return await asyncio.to_thread(load_secret, Path(platform.secret_file)) if platform.enabled else b""
 
     def _resident_ids(self) -> list[str]:
@@ -234,53 +381,32 @@ class Daemon:
                 await alerts.escalate(alert.alert_id, severity=Severity.EMERGENCY, message=RESTARTED_DURING_FALL,
                                       evidence={"outcome": "hub_restarted"})
 
-    async def _mqtt(self) -> MqttLink:
-        cfg = self.cfg.mqtt
-        password = await asyncio.to_thread(_read_optional, cfg.password_file)
-        return MqttLink(LinkSettings(
-            host=cfg.host, port=cfg.port, gateway_id=self.cfg.gateway.id, topic_root=cfg.topic_root,
-            client_id=cfg.client_id, username=cfg.username or None, password=password, keepalive_s=cfg.keepalive_s,
-            tls=_tls_context(self.cfg),
-        ), subscriptions=HUB_SUBSCRIPTIONS)
+    @staticmethod
+    async def _link_settings(cfg: GatewayConfig) -> LinkSettings:
+        mqtt = cfg.mqtt
+        password = await asyncio.to_thread(_read_optional, mqtt.password_file)
+        return LinkSettings(
+            host=mqtt.host, port=mqtt.port, gateway_id=cfg.gateway.id, topic_root=mqtt.topic_root,
+            client_id=mqtt.client_id, username=mqtt.username or None, password=password, keepalive_s=mqtt.keepalive_s,
+            tls=_tls_context(cfg),
+        )
 
-    def _uplink(self, secret: bytes, outbox: AsyncOutbox) -> Uplink | None:
-        cfg = self.cfg.platform
-        if not cfg.enabled:
+    def _build_uplink(self, cfg: GatewayConfig, secret: bytes) -> Uplink | None:
+        platform = cfg.platform
+        if not platform.enabled:
             log.warning("platform upload is DISABLED in the configuration: records stay in the outbox")
             return None
-        fhir = cfg.profile is UplinkProfile.FHIR_R4
+        fhir = platform.profile is UplinkProfile.FHIR_R4
         return Uplink(
-            gateway_id=self.cfg.gateway.id, base_url=cfg.fhir_base if fhir else cfg.url, secret=secret,
-            outbox=outbox, clock_synced=self.clock.synced, batch_max_records=cfg.batch_max_records,
-            batch_max_bytes=cfg.batch_max_bytes, gzip=cfg.gzip, timeout_s=cfg.timeout_s,
-            backoff_initial_s=cfg.backoff_initial_s, backoff_cap_s=cfg.backoff_max_s,
+            gateway_id=cfg.gateway.id, base_url=platform.fhir_base if fhir else platform.url, secret=secret,
+            outbox=self.outbox, clock_synced=self.clock.synced, batch_max_records=platform.batch_max_records,
+            batch_max_bytes=platform.batch_max_bytes, gzip=platform.gzip, timeout_s=platform.timeout_s,
+            backoff_initial_s=platform.backoff_initial_s, backoff_cap_s=platform.backoff_max_s,
             encoder=FhirEncoder() if fhir else None,
         )
 
-    def _device_sessions(self, hub: Hub, outbox: AsyncOutbox) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
-        """One session per serial device; all BLE devices share one manager (one scanner per process)."""
-        ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
-        sessions: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-        for device in serial_devices(self.cfg.devices):
-            session = start_device(device, ctx, self.board)
-            if isinstance(session, Measurable):
-                self.measurable[device.id] = session
-            sessions.append((f"device:{device.id}", session.run))
-        if ble := ble_devices(self.cfg.devices):
-            # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
-            from gateway.ble_wiring import run_ble  # noqa: PLC0415
-
-            for device in ble:
-                self.board.register(device.id, device.driver)
-            sessions.append(("ble", lambda: run_ble(
-                ble, clock=self.clock, tz=self.tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
-                on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
-                report_error=lambda component, message: self.board.error(component, _utc_now(), message),
-            )))
-        return sessions
-
-    def _sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
-        contacts = sms_contacts(cfg.contacts, self._resident_ids())
+    def _build_sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
+        contacts = sms_contacts(cfg.contacts, [resident.id for resident in cfg.residents])
         device = next((d for d in cfg.devices if d.driver in NOTIFIER_DRIVERS), None)
         if device is None:
             if contacts:

@@ -84,6 +84,13 @@ class Hub:
         self._falls = falls
         self._evaluated: OrderedDict[str, None] = OrderedDict()
 
+    def reconfigure(self, *, max_reading_age_s: float, silence: SilenceWatch | None, tz: tzinfo) -> None:
+        """New settings from a reloaded configuration; ``silence`` when the watched devices changed."""
+        self._max_age_s = max_reading_age_s
+        self._tz = tz
+        if silence is not None:
+            self._silence = silence
+
     async def on_readings(self, readings: Sequence[Reading]) -> None:
         """Accept readings durably, then publish and evaluate the new ones.
 

@@ -204,6 +204,30 @@ class MqttLink:
         self._client.disconnect()
         self._client.loop_stop()
 
+    async def reconfigure(self, settings: LinkSettings) -> None:
+        """Go over to other broker settings (host, credentials, TLS, topic root) in the running process.
+
+        The old session says offline and ends; a new paho client connects with the new settings
+        (paho cannot change TLS on a client it made). What matters on the new broker is republished
+        by the on-connect hooks: status, the active alerts, the last fleet report.
+        """
+        running = self._loop is not None
+        if running:
+            await self.stop()
+        self._s = settings
+        self.root = f"{settings.topic_root}/{settings.gateway_id}/"
+        self._reconnect_cap_s = reconnect_cap_s(settings.host)
+        self._failures_since_connected = 0
+        self.connected.clear()
+        self._client = self._make_client()
+        log.info("mqtt reconfigured host=%s port=%s", settings.host, settings.port)
+        if running:
+            await self.start()
+
+    @property
+    def settings(self) -> LinkSettings:
+        return self._s
+
     def publish(self, suffix: str, payload: dict[str, Any] | None, *, qos: int = 1, retain: bool = False) -> None:
         """Queue a message; ``None`` publishes an empty payload (clears a retained topic)."""
         body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode()
@@ -290,7 +314,9 @@ class MqttLink:
                         ",".join(refused))
         self._to_loop(self._connected)
 
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+    def _on_disconnect(self, client: paho.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if client is not self._client:
+            return  # the client a reconfigure replaced: its goodbye is not ours
         if rc.is_failure:
             self._connect_log.log(logging.WARNING, "mqtt connection lost reason=%s; reconnecting within %d s",
                                   rc, self._reconnect_cap_s)

@@ -53,6 +53,11 @@ class DeviceStatusBoard:
     def register(self, device_id: str, driver: str) -> None:
         self.devices.setdefault(device_id, DeviceHealth(device_id, driver))
 
+    def forget(self, device_id: str) -> None:
+        """A device removed from the configuration: no longer shown (nor reported silent)."""
+        if self.devices.pop(device_id, None) is not None:
+            self.version += 1
+
     def seen(self, device_id: str, at: datetime) -> None:
         self._update(device_id, last_seen=at)
 

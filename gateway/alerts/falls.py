@@ -80,6 +80,12 @@ class FallResponder:
         self._motion = MotionTracker()
         self._pending: dict[str, _Pending] = {}   # by resident
 
+    def reconfigure(self, *, cancel_window_s: float, long_lie_s: float, tz: tzinfo) -> None:
+        """New windows from a reloaded configuration; a fall already being watched keeps its own."""
+        self._cancel_window_s = cancel_window_s
+        self._long_lie_s = long_lie_s
+        self._tz = tz
+
     async def on_motion(self, block: MotionBlock) -> None:
         outcome = self._motion.feed(block)
         for detection, impact_mono, decided_mono in zip(outcome.detections, outcome.impact_monotonic,

@@ -91,6 +91,14 @@ class AlertService:
     def active(self) -> tuple[Alert, ...]:
         return tuple(self._active.values())
 
+    def reconfigure(self, *, repeat_s: dict[Severity, float], family: FamilyLinks, tz: tzinfo,
+                    listeners: Sequence[Callable[[Alert], None]]) -> None:
+        """New settings from a reloaded configuration; open alerts, their repeats and acks carry on."""
+        self._repeat_s = repeat_s
+        self._family = family
+        self._tz = tz
+        self._listeners = tuple(listeners)
+
     async def raise_alert(self, *, kind: AlertKind, severity: Severity, resident_id: str, message: Message,
                           evidence: Evidence, related_record_ids: Sequence[str] = ()) -> Alert:
         alert = Alert(alert_id=self._ids.new_id(), kind=kind, severity=severity, state=AlertState.RAISED,

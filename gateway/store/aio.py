@@ -84,6 +84,25 @@ class AsyncOutbox:
         self._corrupt_files: tuple[str, ...] = ()
         self._flush_lock = asyncio.Lock()
 
+    @staticmethod
+    def _opener(budget_bytes: int, warn_ratio: float, delivered_retention_s: float,
+                clock: Callable[[], datetime]) -> Callable[[Path], Outbox]:
+        return functools.partial(Outbox.open, budget_bytes=budget_bytes, warn_ratio=warn_ratio,
+                                 delivered_retention_s=delivered_retention_s, clock=clock)
+
+    async def set_limits(self, *, budget_bytes: int, warn_ratio: float, delivered_retention_s: float,
+                         reserve_bytes: int, clock: Callable[[], datetime] = utc_now) -> None:
+        """New storage settings from a reloaded configuration, on the open outbox and for every reopen."""
+        opener = self._opener(budget_bytes, warn_ratio, delivered_retention_s, clock)
+        reserve = DiskReserve(self.path.parent, reserve_bytes) if reserve_bytes else None
+
+        def apply(box: Outbox) -> None:
+            box.set_limits(budget_bytes=budget_bytes, warn_ratio=warn_ratio,
+                           delivered_retention_s=delivered_retention_s)
+
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(self._keeper.reconfigure, opener, reserve, apply))
+
     @classmethod
     async def start(
         cls,
@@ -97,8 +116,7 @@ class AsyncOutbox:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> AsyncOutbox:
         """The daemon's outbox: never fails to start; an unusable file is reported in :attr:`health`."""
-        opener = functools.partial(Outbox.open, budget_bytes=budget_bytes, warn_ratio=warn_ratio,
-                                   delivered_retention_s=delivered_retention_s, clock=clock)
+        opener = cls._opener(budget_bytes, warn_ratio, delivered_retention_s, clock)
         reserve = DiskReserve(Path(path).parent, reserve_bytes) if reserve_bytes else None
         keeper = OutboxKeeper(Path(path), opener, reserve=reserve, monotonic=monotonic)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME_PREFIX)

@@ -89,6 +89,15 @@ class OutboxKeeper:
         if self._reserve is not None and self._reserve.ensure():
             self._reserve_released = False
 
+    def reconfigure(self, opener: Opener, reserve: DiskReserve | None, apply: Callable[[Outbox], None]) -> None:
+        """New storage settings: ``apply`` them to the open outbox; ``opener`` for the next (re)open."""
+        self._opener = opener
+        if self._reserve is not None and (reserve is None or reserve.size_bytes != self._reserve.size_bytes):
+            self._reserve.release_quietly()
+        self._reserve = reserve
+        if self._outbox is not None:
+            apply(self._outbox)
+
     @property
     def is_open(self) -> bool:
         return self._outbox is not None

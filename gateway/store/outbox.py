@@ -193,6 +193,12 @@ class Outbox:
                 # A connection to a damaged or vanished file may fail to close cleanly; it is gone either way.
                 log.warning("outbox closed with an error path=%s error=%s", self.path, exc)
 
+    def set_limits(self, *, budget_bytes: int, warn_ratio: float, delivered_retention_s: float) -> None:
+        """New storage settings from a reloaded configuration; they apply from the next write and prune."""
+        self._budget_bytes = budget_bytes
+        self._warn_ratio = warn_ratio
+        self._retention_us = round(delivered_retention_s * 1_000_000)
+
     def copy_to(self, target: Path) -> None:
         """Write a consistent copy of the whole database to ``target`` (SQLite's online backup).
 

@@ -64,6 +64,10 @@ class DiskReserve:
         log.info("disk reserve held path=%s bytes=%d", self.path, self.size_bytes)
         return True
 
+    def release_quietly(self) -> None:
+        """Give the reserve back because the configuration changed its size (not an emergency)."""
+        self.path.unlink(missing_ok=True)
+
     def release(self) -> bool:
         """Give the reserve back to the filesystem; True if there was one to give."""
         try:
