@@ -52,6 +52,7 @@ from gateway.errors import StoreError
 from gateway.family import FamilyLinks, family_accounts, sms_contacts
 from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
 from gateway.fleet.commands import CommandError, CommandService
+from gateway.fleet.health import HealthResult, HealthTargets, check_health, probe_record
 from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
@@ -262,6 +263,25 @@ class Daemon:
             self.status.schedule()
             log.info("configuration reloaded")
             return plan
+
+    async def check_health(self, old: GatewayConfig, new: GatewayConfig, *, grace_s: float, version: int,
+                           broker_was_connected: bool) -> HealthResult:
+        """After :meth:`reload` from ``old`` to ``new``: is the hub still well (gateway.fleet.health)?"""
+        plan = plan_reload(old, new, notifier_drivers=NOTIFIER_DRIVERS)
+        uplink = self.uplink
+        targets = HealthTargets(
+            broker_connected=self.mqtt.connected, accept=self.outbox.accept, record_state=self.outbox.record_state,
+            wake_uplink=self._wake_uplink,
+            uplink_error=lambda: uplink.status.last_error if uplink is not None else None,
+            uplink_success_at=lambda: uplink.status.last_success_at if uplink is not None else None,
+            serial_ports={d.id: d.port for d in serial_devices(new.devices)},
+        )
+        probe = None
+        if new.platform.enabled:
+            probe = probe_record(gateway_id=new.gateway.id, version=version, at=_utc_now(),
+                                 synced=self.clock.synced(), tz=self.tz)
+        return await check_health(plan, targets, grace_s=grace_s, broker_was_connected=broker_was_connected,
+                                  probe=probe)
 
     async def _reload_devices(self, old: GatewayConfig, new: GatewayConfig, plan: ReloadPlan) -> None:
         # A new time zone reaches device clocks through their sessions: every session restarts.

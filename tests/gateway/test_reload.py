@@ -147,3 +147,36 @@ async def test_a_meter_added_removed_and_a_platform_moved_in_the_running_process
             assert "m-1" not in daemon.board.devices
     assert os.getpid() == pid
     assert not running.task.done()
+
+
+@pytest.mark.timeout(120)
+async def test_health_after_a_reload_sees_a_dead_platform_and_a_missing_port(
+        tmp_path: Path, running: Running, broker: devstack.Broker, platform: devstack.Platform) -> None:
+    daemon = running.daemon
+    await asyncio.wait_for(daemon.mqtt.connected.wait(), 10)
+    before = daemon.cfg
+
+    # A good change first: the probe record reaches the platform, the broker is there.
+    stricter = dataclasses.replace(before, platform=dataclasses.replace(before.platform, timeout_s=3.0))
+    await daemon.reload(stricter)
+    good = await daemon.check_health(before, stricter, grace_s=10, version=7, broker_was_connected=True)
+    assert good.ok, good.reasons
+    probes = [r for r in platform_records(platform.db) if r["type"] == "device_status"]
+    assert [p["values"] for p in probes] == [{"event": "configuration_applied", "version": 7}]
+
+    # A platform nobody answers at, and a meter on a port that does not exist.
+    dead = dataclasses.replace(stricter, platform=dataclasses.replace(stricter.platform,
+                                                                      url=f"http://127.0.0.1:{devstack.free_port()}"))
+    broken = parse_config(
+        BASE.format(data=tmp_path / "data", url=dead.platform.url, secret=platform.secret_file, port=broker.port)
+        + meter("m-9", tmp_path / "no-such-port"), "broken.toml")
+    await daemon.reload(broken)
+    bad = await daemon.check_health(stricter, broken, grace_s=3, version=8, broker_was_connected=True)
+    assert not bad.ok
+    assert len(bad.reasons) == 2
+    assert bad.reasons[0].startswith("the platform did not accept an upload within the grace period")
+    assert bad.reasons[1].startswith(f"device m-9: its port {tmp_path / 'no-such-port'} did not open")
+
+    # Back to the good configuration: the held probe of version 8 reaches the platform that is there.
+    await daemon.reload(stricter)
+    await eventually(lambda: len([r for r in platform_records(platform.db) if r["type"] == "device_status"]) == 2)
