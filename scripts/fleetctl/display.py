@@ -75,6 +75,7 @@ class ProgressPrinter:
         self._tty = out.isatty() if tty is None else tty
         self._timeout_s = timeout_s
         self._logged_at = -LOG_EVERY_S
+        self._last_logged = ""
 
     def __call__(self, progress: Progress) -> None:
         lines = []
@@ -88,9 +89,11 @@ class ProgressPrinter:
             self._out.write("\r\x1b[K" + "".join(line + "\n" for line in lines))
             self._out.write(status_line(progress) + ("\n" if progress.done else ""))
         else:
+            line = status_line(progress)
             due = progress.elapsed_s - self._logged_at >= LOG_EVERY_S
-            if lines or due or progress.done:
-                lines.append(status_line(progress))
-                self._logged_at = progress.elapsed_s
+            # The final line repeats the last one when nothing changed since: a log needs it once.
+            if lines or due or (progress.done and line != self._last_logged):
+                lines.append(line)
+                self._logged_at, self._last_logged = progress.elapsed_s, line
             self._out.write("".join(line + "\n" for line in lines))
         self._out.flush()

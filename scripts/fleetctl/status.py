@@ -115,10 +115,11 @@ def summary_line(statuses: Sequence[HubStatus]) -> str:
         key = status.report.status.value if status.report else ("unreadable" if status.problem else "no report")
         by_status[key] = by_status.get(key, 0) + 1
         if status.report is not None:
-            version = _number(status.report.applied_version)
+            applied = status.report.applied_version
+            version = "none" if applied is None else f"v{applied}"
             by_version[version] = by_version.get(version, 0) + 1
     statuses_text = ", ".join(f"{count} {name}" for name, count in sorted(by_status.items()))
-    versions_text = ", ".join(f"v{version}: {count}" for version, count in
+    versions_text = ", ".join(f"{version}: {count}" for version, count in
                               sorted(by_version.items(), key=lambda item: (-item[1], item[0])))
     return f"{len(statuses)} hubs: {statuses_text or 'none'}" + (f"; applied {versions_text}" if versions_text else "")
 
