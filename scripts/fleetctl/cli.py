@@ -148,6 +148,8 @@ def _request(args: argparse.Namespace, saved: RolloutState | None) -> RolloutReq
     if saved is not None:
         return request_from_state(saved, hubs=hubs, config=config, version=args.version, fleet_public_key=fleet_key,
                                   topic_root=args.topic_root, **given)
+    if config is None and fleet_key is not None:
+        config = {}  # a key rotation alone changes no section
     if hubs is None or config is None:
         raise UsageError(f"{args.state} does not exist yet: a new rollout needs --hubs and --body")
     def chosen(name: str) -> float:
