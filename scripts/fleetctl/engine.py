@@ -30,12 +30,11 @@ from fleetctl.reports import Report, parse_report
 from fleetctl.request import RolloutRequest, choose_version, highest_versions, resume_problems
 from fleetctl.rollout import (
     Counts,
-    Finished,
-    Halted,
     HubRecord,
     Phase,
     RolloutState,
     SendWave,
+    Wait,
     confirm_sent,
     counts,
     expire,
@@ -64,10 +63,13 @@ way to us (a full per-client queue: Mosquitto's max_queued_messages) is not wait
 @dataclass(frozen=True, slots=True)
 class Listening:
     """How long to take in retained messages after subscribing: MQTT has no end-of-retained marker,
-    so until nothing has come for ``quiet_s``, at most ``max_s``."""
+    so until nothing has come for ``quiet_s``. A broker sends them right behind the SUBACK, so a
+    pause means the end; ``max_s`` only bounds a stream that never pauses (a province's documents
+    over a slow link), and cutting it short is safe: a version chosen too low is refused by the
+    hubs that saw a higher one, and that halts the rollout at its canaries."""
 
     quiet_s: float = 0.5
-    max_s: float = 5.0
+    max_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,9 @@ class RolloutEngine:
         self._listening = listening
         self._started = clock()
         self._unreadable: set[str] = set()
+        self._changed_at = self._started
+        """When a report last changed the rollout (or a wave went out): the resync counts from it."""
+        self._resync_every = RESYNC_AFTER_S
 
     def prepare(self, request: RolloutRequest, saved: RolloutState | None = None) -> RolloutState:
         """A new rollout (nothing sent; the version chosen against what the broker holds), or ``saved``
@@ -159,38 +164,46 @@ class RolloutEngine:
             self._publish(state, resend)
             state = confirm_sent(state)
             self._save(state)
-        last_change = self._clock()
-        resync_every = RESYNC_AFTER_S
+        self._changed_at, self._resync_every = self._clock(), RESYNC_AFTER_S
         while True:
-            now = self._clock()
-            state, late = expire(state, now)
+            state, late = expire(state, self._clock())
             if late:
                 self._save(state)
                 self._notify(state, answered=late)
             step = next_step(state)
             if isinstance(step, SendWave):
-                state = send_wave(state, now)
-                self._save(state)
-                self._publish(state, step.hubs)
-                state = confirm_sent(state)
-                self._save(state)
-                self._notify(state, sent=step.hubs)
-                last_change, resync_every = self._clock(), RESYNC_AFTER_S
-            elif isinstance(step, Halted | Finished):
+                state = self._send(state, step)
+            elif isinstance(step, Wait):
+                state = self._await(state, step)
+            else:
                 self._notify(state, done=True)
                 return RolloutResult(state)
-            else:
-                wake = min(step.until, now + PROGRESS_EVERY_S, last_change + resync_every)
-                messages = self._link.receive(wake - now)
-                now = self._clock()
-                state, answered = record_reports(state, self._reports(state, messages), now)
-                if answered:
-                    self._save(state)
-                    last_change, resync_every = now, RESYNC_AFTER_S
-                elif now >= last_change + resync_every:
-                    self._link.subscribe(fleet_filter(state.topic_root, REPORTED))
-                    last_change, resync_every = now, min(2 * resync_every, RESYNC_MAX_S)
-                self._notify(state, answered=answered)
+
+    def _send(self, state: RolloutState, step: SendWave) -> RolloutState:
+        state = send_wave(state, self._clock())
+        self._save(state)
+        self._publish(state, step.hubs)
+        state = confirm_sent(state)
+        self._save(state)
+        self._notify(state, sent=step.hubs)
+        self._changed_at, self._resync_every = self._clock(), RESYNC_AFTER_S
+        return state
+
+    def _await(self, state: RolloutState, step: Wait) -> RolloutState:
+        """Take the reports that come until the first timeout, the next progress tick or a resync."""
+        now = self._clock()
+        wake = min(step.until, now + PROGRESS_EVERY_S, self._changed_at + self._resync_every)
+        messages = self._link.receive(wake - now)
+        now = self._clock()
+        state, answered = record_reports(state, self._reports(state, messages), now)
+        if answered:
+            self._save(state)
+            self._changed_at, self._resync_every = now, RESYNC_AFTER_S
+        elif now >= self._changed_at + self._resync_every:
+            self._link.subscribe(fleet_filter(state.topic_root, REPORTED))
+            self._changed_at, self._resync_every = now, min(2 * self._resync_every, RESYNC_MAX_S)
+        self._notify(state, answered=answered)
+        return state
 
     def _new(self, request: RolloutRequest, signer: str, retained: Sequence[Message]) -> RolloutState:
         version = choose_version(request.version, highest_versions(retained, request.topic_root), request.hubs)
