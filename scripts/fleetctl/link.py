@@ -191,8 +191,8 @@ class MqttLink:
 @contextmanager
 def connected(broker: BrokerAddress) -> Iterator[MqttLink]:
     link = MqttLink(broker)
-    link.connect()
-    try:
+    try:  # a refused connect leaves paho's thread retrying: it is stopped here too
+        link.connect()
         yield link
     finally:
         link.close()

@@ -25,6 +25,7 @@ from fleetctl.engine import Progress, push_config
 from fleetctl.link import BrokerAddress
 from fleetctl.request import RolloutRequest
 
+from gateway.broker_acl import render_acl
 from gateway.fleet.signing import load_public_key
 
 FLEET = Path(__file__).resolve().parents[2] / "scripts" / "fleet.py"
@@ -149,3 +150,25 @@ def test_a_different_document_for_the_same_state_file_is_refused(operator: Path,
     assert refused.returncode == 2
     assert "the state file is another rollout: it was signed with another key" in refused.stderr
     assert "its document body differs" in refused.stderr
+
+
+@pytest.mark.timeout(60)
+def test_the_fleet_account_is_all_a_rollout_needs(operator: Path, tmp_path: Path) -> None:
+    """A broker that admits only known accounts, with the ACL `yiyang broker-acl` writes for the fleet."""
+    acl = render_acl("gw-sim-0001", ROOT, "hub", "fleet", []) + f"\nuser sims\ntopic readwrite {ROOT}/#\n"
+    accounts = {"fleet": "fleet-secret", "sims": "sims-secret"}
+    (operator / "fleet.password").write_text("fleet-secret\n")
+    (operator / "wrong.password").write_text("guess\n")
+    (operator / "three.txt").write_text("\n".join(HUBS[:3]) + "\n")
+    public = load_public_key(operator / "keys" / "fleet.pub")
+    with devstack.mosquitto(tmp_path / "acl-broker", acl=acl, accounts=accounts) as broker, \
+            SimulatedFleet(broker.host, broker.port, public, HUBS[:3], account=("sims", "sims-secret")):
+        push = ("config", "push", "--broker", f"{broker.host}:{broker.port}", "--username", "fleet",
+                "--key", str(operator / "keys" / "fleet.key"), "--state", str(operator / "rollout.json"),
+                "--hubs", str(operator / "three.txt"), "--body", str(operator / "change.toml"), "--canary", "1")
+        refused = fleet(*push, "--password-file", str(operator / "wrong.password"))
+        assert refused.returncode == 1
+        assert "refused us" in refused.stderr
+        done = fleet(*push, "--password-file", str(operator / "fleet.password"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Every hub applied it." in done.stdout

@@ -114,11 +114,14 @@ class HubLogic:
 class HubGroup:
     """Some hubs on one MQTT connection, each subscribed to its own config/desired."""
 
-    def __init__(self, host: str, port: int, hubs: Sequence[HubLogic], journal: Journal, root: str = ROOT) -> None:
+    def __init__(self, host: str, port: int, hubs: Sequence[HubLogic], journal: Journal, root: str = ROOT,
+                 account: tuple[str, str] | None = None) -> None:
         self.hubs = {f"{root}/{hub.gateway_id}/config/desired": hub for hub in hubs}
         self._root = root
         self._journal = journal
         self._client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        if account is not None:
+            self._client.username_pw_set(*account)
         self._client.max_inflight_messages_set(100)
         subscribed = threading.Event()
         self._client.on_connect = lambda c, *_: c.subscribe([(topic, 1) for topic in self.hubs])
@@ -147,10 +150,12 @@ class HubGroup:
 
 
 class SimulatedFleet:
-    """``hubs`` simulated hubs (``gw-sim-0001``...), all ``applied`` except those in ``outcomes``."""
+    """Simulated hubs with ``ids``, all ``applied`` except those in ``outcomes``; ``account`` is the
+    broker user and password they connect with, if the broker wants one."""
 
     def __init__(self, host: str, port: int, key: Ed25519PublicKey, ids: Iterable[str],
-                 outcomes: dict[str, str] | None = None, per_client: int = 1, root: str = ROOT) -> None:
+                 outcomes: dict[str, str] | None = None, per_client: int = 1, root: str = ROOT,
+                 account: tuple[str, str] | None = None) -> None:
         self.journal = Journal()
         outcomes = outcomes or {}
         self.hubs = [HubLogic(hub, key, outcome=outcomes.get(hub, "applied"),
@@ -159,7 +164,8 @@ class SimulatedFleet:
         self._groups: list[HubGroup] = []
         try:
             for start in range(0, len(self.hubs), per_client):
-                self._groups.append(HubGroup(host, port, self.hubs[start : start + per_client], self.journal, root))
+                group = self.hubs[start : start + per_client]
+                self._groups.append(HubGroup(host, port, group, self.journal, root, account))
         except BaseException:
             self.close()
             raise
