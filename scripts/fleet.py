@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""The fleet operator's tool: make the fleet key pair, send signed commands to a hub over MQTT.
+"""The fleet operator's tool: make the fleet key pair, send signed commands, roll out configurations.
 
     python scripts/fleet.py keygen --out DIR            # DIR/fleet.key (private, 0600), DIR/fleet.pub
     python scripts/fleet.py cmd --broker HOST:PORT --gateway gw-0001 --key DIR/fleet.key ping
     python scripts/fleet.py cmd ... test-alert --arg resident_id=r-0001
+    python scripts/fleet.py config push --broker HOST:PORT --key DIR/fleet.key --hubs hubs.txt \
+        --body change.toml --state rollout.json        # in waves; re-run to resume
+    python scripts/fleet.py config status --broker HOST:PORT [--hubs hubs.txt] [--json]
 
 The hub installs ``fleet.pub`` as ``[fleet] public_key_file``. Commands are signed as
 gateway/fleet/commands.py describes; the result (``cmd/{name}/result``) is printed as JSON, and the
-exit status is 0 only when the hub answered ``ok``.
+exit status is 0 only when the hub answered ``ok``. Configuration rollouts: scripts/fleetctl/ and
+README.md, "Fleet operator"; ``config push`` exits 0 when every hub applied the document, 1 when
+the rollout halted or some hub did not apply it, 2 for wrong input (nothing published).
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.fleet.signing import sign
+# Run from a checkout: its own gateway package (and scripts/fleetctl), not whichever one the
+# virtualenv happens to have installed.
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from fleetctl.cli import add_config_commands  # noqa: E402
+from fleetctl.errors import FleetToolError  # noqa: E402
+
+from gateway.fleet.signing import sign  # noqa: E402
 
 
 def keygen(args: argparse.Namespace) -> int:
@@ -109,8 +121,18 @@ def main() -> int:
     cmd.add_argument("--timeout", type=float, default=10.0)
     cmd.add_argument("name", help="ping | queue | doctor | test-alert")
     cmd.set_defaults(run=command)
+    config = sub.add_parser("config", help="roll out signed configuration documents; see the fleet's reports")
+    add_config_commands(config)
     args = parser.parse_args()
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except FleetToolError as exc:
+        print(f"fleet.py: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        if getattr(args, "state", None):
+            print(f"\ninterrupted: {args.state} holds the rollout; run the same command to resume", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
