@@ -118,7 +118,7 @@ def check_effective(local: LocalConfig, source: str, user: ServiceUser) -> Effec
         problems.extend(f"{label}: {error.path}: {error.message}" for error in report.errors[1:])
         notes.append(f"fleet: version {state.applied_version} no longer fits {source}: {report.errors[0].message}")
     notes.append(describe_fleet(status_fields(settled.state)))
-    last = settled.state.last_report
+    last = state.last_report  # as on disk: a rollback at start is already a note of its own
     if last is not None and last.status is not ReportStatus.APPLIED and last.version != state.applied_version:
         first = f": {last.errors[0].path}: {last.errors[0].message}" if last.errors else ""
         notes.append(f"fleet: last document, version {last.version}, {last.status.value}{first}")
