@@ -124,13 +124,19 @@ class FleetStateFile:
                 os.close(fd)
             os.replace(temporary, self.path)
             temporary = None
-            _fsync_directory(directory)
         except OSError as exc:
             raise FleetStateError(f"{self.path}: cannot write the fleet state ({exc.strerror or exc}); check that "
                                   f"{directory} is writable and the disk has space") from exc
         finally:
             if temporary is not None:
                 Path(temporary).unlink(missing_ok=True)
+        try:
+            _fsync_directory(directory)
+        except OSError as exc:
+            # The new state is in place and is what every reader sees; only whether the rename survives
+            # a power cut is unconfirmed. Raising would make the caller act as if the old state were
+            # still there, which it no longer is.
+            log.warning("fleet state directory not synced path=%s error=%s", directory, exc.strerror)
 
     def _move_aside(self, reason: str) -> None:
         stem = f"{self.path.name}{CORRUPT_SUFFIX}{self._wall().strftime('%Y%m%dT%H%M%SZ')}"
