@@ -29,7 +29,7 @@ from gateway.daemon import outbox_path, run_until_signalled, status_path
 from gateway.doctor import status_problems
 from gateway.driver_registry import ble_drivers, unsupported_drivers
 from gateway.errors import ConfigError, GatewayError
-from gateway.fleet.effective import check_effective, read_local, start_from
+from gateway.fleet.effective import check_effective, effective_source, read_local, start_from
 from gateway.fleet.report import effective_view
 from gateway.fleet.state import describe_fleet
 from gateway.logs import setup_logging
@@ -68,8 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg, fleet = start_from(local)
     if not args.log_level and cfg.gateway.log_level != local.config.gateway.log_level:
         setup_logging(cfg.gateway.log_level)
-    source = args.config if fleet.applied_version is None else f"{args.config} with fleet version " \
-        f"{fleet.applied_version}"
+    source = effective_source(args.config, fleet)
     _refuse_unsupported_drivers(cfg, source)
     # The same checks as `config check`, as the user the daemon runs as: a missing or open secret or
     # a bad key stops it here with its key and line, not with a traceback from whichever part opens

@@ -122,6 +122,12 @@ def check_effective(local: LocalConfig, source: str, user: ServiceUser) -> Effec
     if last is not None and last.status is not ReportStatus.APPLIED and last.version != state.applied_version:
         first = f": {last.errors[0].path}: {last.errors[0].message}" if last.errors else ""
         notes.append(f"fleet: last document, version {last.version}, {last.status.value}{first}")
-    applied = settled.state.applied_version
-    label = source if applied is None else f"{source} with fleet version {applied}"
-    return EffectiveCheck(settled.config, label, applied is not None, tuple(notes), tuple(problems), ())
+    return EffectiveCheck(settled.config, effective_source(source, settled.state), bool(settled.state.overlay),
+                          tuple(notes), tuple(problems), ())
+
+
+def effective_source(source: str, state: FleetState) -> str:
+    """How a problem names the effective configuration: the file, or the file with the fleet's version."""
+    if not state.overlay:
+        return source
+    return f"{source} with fleet version {state.applied_version}"
