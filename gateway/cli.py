@@ -29,6 +29,9 @@ from gateway.daemon import outbox_path, run_until_signalled, status_path
 from gateway.doctor import status_problems
 from gateway.driver_registry import ble_drivers, unsupported_drivers
 from gateway.errors import ConfigError, GatewayError
+from gateway.fleet.effective import check_effective, effective_source, read_local, start_from
+from gateway.fleet.report import effective_view
+from gateway.fleet.state import describe_fleet
 from gateway.logs import setup_logging
 from gateway.status import fallback_status_path, read_status
 from gateway.store import Outbox
@@ -46,27 +49,38 @@ def _load(path: str) -> GatewayConfig:
 def _load_with_text(path: str) -> tuple[GatewayConfig, str]:
     text = read_config_text(path)
     cfg = parse_config(text, path)
+    _refuse_unsupported_drivers(cfg, path)
+    return cfg, text
+
+
+def _refuse_unsupported_drivers(cfg: GatewayConfig, source: str) -> None:
     problems = unsupported_drivers(cfg.devices)
     if problems:
-        raise ConfigError(path, [f"{path}: {problem}" for problem in problems])
-    return cfg, text
+        raise ConfigError(source, [f"{source}: {problem}" for problem in problems])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
 
-    cfg, text = _load_with_text(args.config)
+    local, text = read_local(args.config)
+    setup_logging(args.log_level or local.config.gateway.log_level)
+    # The effective configuration: the local file with what the fleet applied, a trial the hub
+    # restarted in rolled back (gateway.fleet.effective). Its logs go out in the local file's level.
+    cfg, fleet = start_from(local)
+    if not args.log_level and cfg.gateway.log_level != local.config.gateway.log_level:
+        setup_logging(cfg.gateway.log_level)
+    source = effective_source(args.config, fleet)
+    _refuse_unsupported_drivers(cfg, source)
     # The same checks as `config check`, as the user the daemon runs as: a missing or open secret or
     # a bad key stops it here with its key and line, not with a traceback from whichever part opens
     # the file first. An unusable data_dir does not: the daemon alerts without its disk.
-    host = check_host(cfg, args.config, text, ServiceUser.current())
+    host = check_host(cfg, source, text if not fleet.overlay else None, ServiceUser.current())
     if host.file_problems:
         raise ConfigError(args.config, list(host.file_problems))
-    setup_logging(args.log_level or cfg.gateway.log_level)
     for problem in host.storage_problems:
         log.error("starting without usable storage: %s", problem)
     for warning in host.warnings:
         log.warning("%s", warning)
-    asyncio.run(run_until_signalled(cfg))
+    asyncio.run(run_until_signalled(cfg, local))
     return EXIT_OK
 
 
@@ -77,20 +91,35 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     except UnknownUserError as exc:
         print(f"yiyang: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    warnings: tuple[str, ...] = ()
+    warnings: list[str] = []
+    notes: tuple[str, ...] = ()
+    cfg: GatewayConfig | None = None
     try:
-        cfg, text = _load_with_text(args.file)
+        local, text = read_local(args.file)
+        # What `run` would start with: the file and what the fleet applied (gateway.fleet.effective).
+        effective = check_effective(local, args.file, user)
+        cfg, notes = effective.config, effective.notes
+        _refuse_unsupported_drivers(cfg, effective.source)
     except ConfigError as exc:
         problems = list(exc.problems)
     else:
-        host = check_host(cfg, args.file, text, user)
-        problems, warnings = list(host.problems), host.warnings
+        host = check_host(cfg, effective.source, None if effective.from_fleet else text, user)
+        problems = [*effective.problems, *host.problems]
+        warnings = [*effective.warnings, *host.warnings]
+    if args.effective and not problems and cfg is not None:
+        # stdout is the JSON alone, for a pipe; what a technician reads goes to stderr.
+        print(json.dumps(effective_view(cfg), ensure_ascii=False, indent=1))
+        for line in (*notes, *(f"warning: {warning}" for warning in warnings)):
+            print(line, file=sys.stderr)
+        return EXIT_OK
     if problems:
         print(f"{args.file}: {len(problems)} problem(s):")
         for problem in problems:
             print(f"  {problem}")
     else:
         print(f"{args.file}: OK")
+    for note in notes:
+        print(note)
     for warning in warnings:
         print(f"warning: {warning}")
     return EXIT_PROBLEMS if problems else EXIT_OK
@@ -169,8 +198,11 @@ def render_status(status: dict[str, object]) -> str:
         f"  queue pending {queue.get('pending')} dead {queue.get('dead')} delivered {queue.get('delivered')} "
         f"storage {queue.get('budget_state')}",
         *_uplink_lines(status.get("uplink", {})),
-        "  devices:",
     ]
+    fleet = status.get("fleet")
+    if isinstance(fleet, dict):  # gateway.fleet.state.status_fields, from the daemon's status payload
+        lines.append(f"  {describe_fleet(fleet)}")
+    lines.append("  devices:")
     devices = status.get("devices", {})
     assert isinstance(devices, dict)
     for device_id, health in sorted(devices.items()):
@@ -247,10 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_sub.add_parser("check", help="validate a configuration file; list every problem")
+    check = config_sub.add_parser(
+        "check", help="validate a configuration file, with what the fleet applied; list every problem")
     check.add_argument("file")
     check.add_argument("--user", help="the user the daemon runs as, whose access to the files and data_dir "
                                       "is checked (default: the user running this command)")
+    check.add_argument("--effective", action="store_true",
+                       help="print the effective configuration (the file with what the fleet applied) as JSON")
     check.set_defaults(func=cmd_config_check)
 
     queue = sub.add_parser("queue", help="outbox statistics: pending, delivered, dead, oldest pending age")

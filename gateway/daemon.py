@@ -52,12 +52,16 @@ from gateway.errors import StoreError
 from gateway.family import FamilyLinks, family_accounts, sms_contacts
 from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
 from gateway.fleet.commands import CommandError, CommandService
-from gateway.fleet.health import HealthResult, HealthTargets, check_health, probe_record
+from gateway.fleet.health import HealthTargets, check_health, probe_record
+from gateway.fleet.overlay import LocalConfig
+from gateway.fleet.service import ConfigDocumentService, HealthResult
 from gateway.fleet.signing import load_public_key
+from gateway.fleet.state import status_fields
+from gateway.fleet.statefile import FleetStateFile, state_path
 from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
-from gateway.mqtt_policy import Subscription
+from gateway.mqtt_policy import MAX_PACKET_BYTES, Subscription
 from gateway.reload import ReloadPlan, plan_reload
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard, fallback_status_path
@@ -81,7 +85,12 @@ RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确�
 STOP_GRACE_S = 10.0
 
 
-HUB_SUBSCRIPTIONS = (Subscription(ACK_FILTER, ACK_MAX_BYTES), Subscription(COMMAND_FILTER, COMMAND_MAX_BYTES))
+CONFIG_DESIRED = "config/desired"
+CONFIG_REPORTED = "config/reported"
+HUB_SUBSCRIPTIONS = (Subscription(ACK_FILTER, ACK_MAX_BYTES), Subscription(COMMAND_FILTER, COMMAND_MAX_BYTES),
+                     # Up to what the broker's packet limit lets through, not the 256 KiB a document may
+                     # have: one a little over is then refused by the document path, with a report.
+                     Subscription(CONFIG_DESIRED, MAX_PACKET_BYTES))
 """What the hub listens to, each with the most a message there may carry (routed by :mod:`gateway.inbox`)."""
 
 
@@ -123,8 +132,10 @@ def _silence_watch(cfg: GatewayConfig) -> SilenceWatch:
 class Daemon:
     """The running hub. Built once; :meth:`reload` moves it to a new configuration in place."""
 
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, local: LocalConfig | None = None) -> None:
+        """``local``: the hub's own configuration file, when the fleet may configure it (``yiyang run``)."""
         self.cfg = cfg
+        self._local = local
         self.tz = ZoneInfo(cfg.gateway.timezone)
         self.clock = SystemClock(ClockSyncMode(cfg.gateway.clock_sync))
         self.board = DeviceStatusBoard()
@@ -137,6 +148,8 @@ class Daemon:
         self._modem_task: asyncio.Task[None] | None = None
         self._sms: SmsNotifier | None = None
         self._reload_lock = asyncio.Lock()
+        self._broker_was_connected = False
+        self.fleet: ConfigDocumentService | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
@@ -164,10 +177,14 @@ class Daemon:
                              silence=_silence_watch(cfg), tz=self.tz, now=_utc_now, now_monotonic=time.monotonic,
                              max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
                              on_accepted=self._wake_uplink)
+        self.fleet = fleet = await self._fleet_service(fleet_key)
         self.status = status = StatusPublisher(
             cfg.gateway.id, status_path(cfg), fallback_status_path(cfg.gateway.id), self.board, outbox,
-            self.uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at)
+            self.uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at,
+            fleet=(lambda: status_fields(fleet.state)) if fleet is not None else None)
         mqtt.on_connect(status.schedule)
+        if fleet is not None:
+            mqtt.on_connect(fleet.publish_last_report)
         commands = self._commands(mqtt, fleet_key, alerts, status)
         mqtt.on_connect(alerts.republish_active)
         await mqtt.start()
@@ -183,7 +200,7 @@ class Daemon:
                     ("status", status.run),
                     ("storage", lambda: self._every(STORAGE_CARE_S, outbox.maintain)),
                     ("prune", lambda: self._every(PRUNE_EVERY_S, outbox.prune)),
-                    ("mqtt-inbox", lambda: self._inbox(mqtt, alerts, commands)),
+                    ("mqtt-inbox", lambda: self._inbox(mqtt, alerts, commands, fleet)),
                     ("watchdog", self._watchdog),
                     ("falls", falls.run),
                     ("repeats", lambda: self._every(REPEAT_CHECK_S, alerts.repeat_due)),
@@ -274,7 +291,7 @@ class Daemon:
             wake_uplink=self._wake_uplink,
             uplink_error=lambda: uplink.status.last_error if uplink is not None else None,
             uplink_success_at=lambda: uplink.status.last_success_at if uplink is not None else None,
-            serial_ports={d.id: d.port for d in serial_devices(new.devices)},
+            serial_ports={d.id: (i, d.port) for i, d in enumerate(new.devices) if d in serial_devices(new.devices)},
         )
         probe = None
         if new.platform.enabled:
@@ -440,9 +457,36 @@ class Daemon:
         return modem, SmsNotifier(modem, contacts, _utc_now, tz=self.tz,
                                   max_per_contact_per_hour=cfg.sms.max_per_contact_per_hour)
 
+    async def _fleet_service(self, installed: Ed25519PublicKey | None) -> ConfigDocumentService | None:
+        """The fleet's configuration documents (gateway.fleet.service), when the hub has its file to fall back on."""
+        if self._local is None:
+            return None
+        mqtt = self.mqtt
+        service = ConfigDocumentService(
+            local=self._local, store=FleetStateFile(state_path(Path(self.cfg.gateway.data_dir))),
+            reload=self._reload_for_fleet, health_check=self._fleet_health,
+            publish_report=lambda report: mqtt.publish(CONFIG_REPORTED, report, retain=True),
+            installed_key=lambda: installed)
+        await service.resume()  # `yiyang run` settled a trial already; this only reads the state back
+        return service
+
+    async def _reload_for_fleet(self, new: GatewayConfig) -> None:
+        self._broker_was_connected = self.mqtt.connected.is_set()
+        await self.reload(new)
+
+    async def _fleet_health(self, old: GatewayConfig, new: GatewayConfig) -> HealthResult:
+        fleet = self.fleet
+        trial = fleet.state.trial if fleet is not None else None
+        # A second less than the service's own deadline: the checks then say which one failed.
+        grace_s = max(1.0, old.fleet.apply_grace_s - 1.0)
+        return await self.check_health(old, new, grace_s=grace_s, version=trial.version if trial else 0,
+                                       broker_was_connected=self._broker_was_connected)
+
     @staticmethod
-    async def _inbox(mqtt: MqttLink, alerts: AlertService, commands: CommandService) -> None:
-        """Family acks and fleet commands (the filters ``_mqtt`` subscribes), each message handled alone."""
+    async def _inbox(mqtt: MqttLink, alerts: AlertService, commands: CommandService,
+                     fleet: ConfigDocumentService | None) -> None:
+        """Family acks, fleet commands and configuration documents (the filters the link subscribes),
+        each message handled alone."""
 
         async def ack(message: IncomingMessage) -> None:
             await alerts.handle_ack(message.topic, None if message.oversized else message.payload,
@@ -452,7 +496,14 @@ class Daemon:
             if not message.oversized:  # no request id to answer to
                 await commands.handle(message.topic, message.payload)
 
-        await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True)]).serve(mqtt.receive)
+        async def document(message: IncomingMessage) -> None:
+            # Too big to be taken in: refused by size before anything else, like the service would.
+            if fleet is not None and not message.oversized and message.payload:
+                await fleet.handle(message.payload)
+
+        # A document's trial can take the whole grace period: acks and commands must not wait for it.
+        await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True),
+                     Route(CONFIG_DESIRED, document, background=True)]).serve(mqtt.receive)
 
     def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
                   status: StatusPublisher) -> CommandService:
@@ -513,11 +564,11 @@ class Daemon:
             await asyncio.sleep(interval)
 
 
-async def run_until_signalled(cfg: GatewayConfig) -> None:
+async def run_until_signalled(cfg: GatewayConfig, local: LocalConfig | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    await Daemon(cfg).run(stop)
+    await Daemon(cfg, local).run(stop)
     log.info("ran for %.0f s", time.monotonic() - started)

@@ -95,8 +95,9 @@ class Subscription:
     max_payload_bytes: int
 
     def __post_init__(self) -> None:
-        if not 0 < self.max_payload_bytes <= MAX_DOCUMENT_BYTES:
-            raise ValueError(f"{self.topic_filter}: max_payload_bytes must be 1..{MAX_DOCUMENT_BYTES}, "
+        # Nothing bigger than the packet we told the broker we take can arrive anyway.
+        if not 0 < self.max_payload_bytes <= MAX_PACKET_BYTES:
+            raise ValueError(f"{self.topic_filter}: max_payload_bytes must be 1..{MAX_PACKET_BYTES}, "
                              f"not {self.max_payload_bytes}")
         if not self.topic_filter or self.topic_filter.startswith("/"):
             raise ValueError(f"topic filter {self.topic_filter!r} must be relative to the gateway root")

@@ -77,6 +77,8 @@ class StatusPublisher:
     mqtt_connected: Callable[[], bool]
     clock_synced: Callable[[], bool]
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    fleet: Callable[[], dict[str, Any]] | None = None
+    """The fleet configuration in force (gateway.fleet.state.status_fields), when the fleet manages it."""
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def payload(self) -> dict[str, Any]:
@@ -100,6 +102,7 @@ class StatusPublisher:
                         "held_alerts": storage.held_alerts, "dropped_records": storage.dropped_records},
             "uplink": uplink_status(self.uplink),
             "problems": problems,
+            **({"fleet": self.fleet()} if self.fleet is not None else {}),
         }
 
     async def publish(self) -> None:

@@ -363,11 +363,18 @@ class DetectSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FleetSettings:
-    """The fleet operator: commands over MQTT are accepted only when signed with this key."""
+    """The fleet operator: commands and configuration documents over MQTT are accepted only when signed
+    with this key."""
 
     public_key_file: Path | None = setting(
-        None, doc="The fleet's Ed25519 public key (PEM, or 32 bytes in base64); empty turns commands off.",
+        None, doc="The fleet's Ed25519 public key (PEM, or 32 bytes in base64); empty turns commands and "
+        "remote configuration off.",
         check=_absolute_path,
+    )
+    apply_grace_s: float = setting(
+        120.0, doc="Seconds a configuration from the fleet has to pass the hub's health checks (broker, "
+        "platform, devices) before it is rolled back; the running configuration's value applies.",
+        min=10, max=600,
     )
 
 
@@ -772,7 +779,7 @@ class GatewayConfig:
     storage: StorageSettings = setting(factory=StorageSettings, doc="The outbox's disk budget.")
     detect: DetectSettings = setting(factory=DetectSettings, doc="On-hub detection.")
     alerts: AlertSettings = setting(factory=AlertSettings, doc="Alert repeats.")
-    fleet: FleetSettings = setting(factory=FleetSettings, doc="Fleet commands.")
+    fleet: FleetSettings = setting(factory=FleetSettings, doc="Fleet commands and remote configuration.")
     thresholds: Thresholds = setting(factory=Thresholds, doc="Default emergency thresholds.")
     residents: tuple[ResidentSettings, ...] = setting(
         doc="Repeat [[residents]] for each person; at least one.", min=1

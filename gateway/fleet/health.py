@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from gateway.errors import NotDurableError, StoreError
+from gateway.fleet.service import HealthResult
 from gateway.reload import ReloadPlan
 from gateway.store.api import NewRecord, Priority, RecordState
 from gateway.store.ids import RecordIdFactory
@@ -37,13 +38,11 @@ POLL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
-class HealthResult:
-    ok: bool
-    reasons: tuple[str, ...] = ()
+class Finding:
+    """One failed check: the setting at fault (a key path) and why."""
 
-    @property
-    def reason(self) -> str | None:
-        return "; ".join(self.reasons) if self.reasons else None
+    path: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,36 +55,38 @@ class HealthTargets:
     wake_uplink: Callable[[], None]
     uplink_error: Callable[[], str | None]
     uplink_success_at: Callable[[], datetime | None]
-    serial_ports: dict[str, str]
-    """Device id -> port of every serial device the new configuration has."""
+    serial_ports: dict[str, tuple[int, str]]
+    """Device id -> (index in ``devices``, port) of every serial device the new configuration has."""
 
 
 async def check_health(plan: ReloadPlan, targets: HealthTargets, *, grace_s: float, broker_was_connected: bool,
                        probe: NewRecord | None) -> HealthResult:
     """Run the checks the plan calls for, concurrently, each within ``grace_s``."""
     deadline = time.monotonic() + grace_s
-    checks: list[Awaitable[str | None]] = []
+    checks: list[Awaitable[Finding | None]] = []
     if plan.mqtt or broker_was_connected:
         checks.append(_broker(targets.broker_connected, deadline))
     if plan.uplink and probe is not None:
         checks.append(_platform(targets, probe, deadline))
-    checks.extend(_port(device_id, targets.serial_ports[device_id], deadline)
-                  for device_id in plan.serial_to_check if device_id in targets.serial_ports)
-    reasons = tuple(reason for reason in await asyncio.gather(*checks) if reason is not None)
-    if reasons:
-        log.warning("configuration health check failed reasons=%s", "; ".join(reasons))
-    return HealthResult(ok=not reasons, reasons=reasons)
+    checks.extend(_port(device_id, index, port, deadline) for device_id, (index, port) in targets.serial_ports.items()
+                  if device_id in plan.serial_to_check)
+    found = [finding for finding in await asyncio.gather(*checks) if finding is not None]
+    if not found:
+        return HealthResult(ok=True)
+    reason = "; ".join(f"{finding.path}: {finding.reason}" for finding in found)
+    log.warning("configuration health check failed reasons=%s", reason)
+    return HealthResult(ok=False, reason=reason, path=found[0].path)
 
 
-async def _broker(connected: asyncio.Event, deadline: float) -> str | None:
+async def _broker(connected: asyncio.Event, deadline: float) -> Finding | None:
     try:
         await asyncio.wait_for(connected.wait(), max(0.0, deadline - time.monotonic()))
     except TimeoutError:
-        return "the MQTT broker was not reachable within the grace period"
+        return Finding("mqtt", "the MQTT broker was not reachable within the grace period")
     return None
 
 
-async def _platform(targets: HealthTargets, probe: NewRecord, deadline: float) -> str | None:
+async def _platform(targets: HealthTargets, probe: NewRecord, deadline: float) -> Finding | None:
     started = datetime.now().astimezone()
     record_id: str | None = None
     try:
@@ -104,7 +105,8 @@ async def _platform(targets: HealthTargets, probe: NewRecord, deadline: float) -
             return None
         await asyncio.sleep(POLL_S)
     error = targets.uplink_error()
-    return f"the platform did not accept an upload within the grace period ({error or 'no answer'})"
+    return Finding("platform", f"the platform did not accept an upload within the grace period "
+                               f"({error or 'no answer'})")
 
 
 async def _delivered(targets: HealthTargets, record_id: str) -> bool:
@@ -114,14 +116,13 @@ async def _delivered(targets: HealthTargets, record_id: str) -> bool:
         return False
 
 
-async def _port(device_id: str, port: str, deadline: float) -> str | None:
-    last = "not tried"
+async def _port(device_id: str, index: int, port: str, deadline: float) -> Finding | None:
     while True:
-        last = await asyncio.to_thread(_try_open, port)
-        if last == "ok":
+        outcome = await asyncio.to_thread(_try_open, port)
+        if outcome == "ok":
             return None
         if time.monotonic() >= deadline:
-            return f"device {device_id}: its port {port} did not open ({last})"
+            return Finding(f"devices[{index}].port", f"device {device_id}: {port} did not open ({outcome})")
         await asyncio.sleep(POLL_S)
 
 

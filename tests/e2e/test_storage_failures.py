@@ -18,7 +18,15 @@ from typing import Any
 
 import devstack
 import pytest
-from gatewayproc import GATEWAY_ID, GatewayProcess, platform_records, wait_until, write_config
+from gatewayproc import (
+    GATEWAY_ID,
+    GatewayProcess,
+    platform_records,
+    status_of,
+    take_meter_off_and_on,
+    wait_until,
+    write_config,
+)
 from mqtt_probe import Probe
 from tmpfs import fill, remount, tmpfs
 
@@ -49,26 +57,6 @@ def readings_at(platform: devstack.Platform) -> list[dict[str, Any]]:
 def measurements(platform: devstack.Platform) -> Counter[tuple[str, float]]:
     """What the platform holds, by content: a reading stored twice under two ids counts 2 here."""
     return Counter((r["measured_at"], r["values"]["value"]) for r in readings_at(platform))
-
-
-def status_of(data_dir: Path) -> dict[str, Any]:
-    return read_status([data_dir / "status.json", fallback_status_path(GATEWAY_ID)]) or {}
-
-
-def meter_connected(data_dir: Path) -> bool | None:
-    device = status_of(data_dir).get("devices", {}).get(DEVICE, {})
-    connected = device.get("connected")
-    return None if connected is None else bool(connected)
-
-
-def take_meter_off_and_on(meter: devstack.PtySimulator, data_dir: Path, *, mg_dl: int) -> float:
-    """The resident measures with the meter off its cable, then plugs it in; returns when it went back on."""
-    meter.command("mute")
-    wait_until(lambda: meter_connected(data_dir) is False, 15, "the gateway to see the meter leave its cable")
-    meter.command(f"add {mg_dl}")
-    plugged_in = time.monotonic()
-    meter.command("unmute")
-    return plugged_in
 
 
 def wait_for_hypo_alert(probe: Probe, since: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from gateway.mqtt_inbox import BoundedInbox, Put
 from gateway.mqtt_policy import (
     LOCAL_RECONNECT_MAX_S,
     MAX_DOCUMENT_BYTES,
+    MAX_PACKET_BYTES,
     REMOTE_RECONNECT_MAX_S,
     Subscription,
     is_local_host,
@@ -45,9 +46,10 @@ def test_each_topic_gets_its_subscriptions_limit_and_strangers_none() -> None:
     assert payload_limit(SUBSCRIPTIONS, "alerts/0192f") is None
 
 
-def test_subscriptions_refuse_limits_beyond_the_biggest_document() -> None:
+def test_subscriptions_refuse_limits_beyond_the_biggest_packet() -> None:
+    assert Subscription("config/desired", MAX_PACKET_BYTES).max_payload_bytes > MAX_DOCUMENT_BYTES
     with pytest.raises(ValueError, match="max_payload_bytes"):
-        Subscription("cmd/+", MAX_DOCUMENT_BYTES + 1)
+        Subscription("cmd/+", MAX_PACKET_BYTES + 1)
     with pytest.raises(ValueError, match="relative"):
         Subscription("/cmd/+", 10)
 

@@ -160,7 +160,7 @@ async def test_health_after_a_reload_sees_a_dead_platform_and_a_missing_port(
     stricter = dataclasses.replace(before, platform=dataclasses.replace(before.platform, timeout_s=3.0))
     await daemon.reload(stricter)
     good = await daemon.check_health(before, stricter, grace_s=10, version=7, broker_was_connected=True)
-    assert good.ok, good.reasons
+    assert good.ok, good.reason
     probes = [r for r in platform_records(platform.db) if r["type"] == "device_status"]
     assert [p["values"] for p in probes] == [{"event": "configuration_applied", "version": 7}]
 
@@ -173,9 +173,10 @@ async def test_health_after_a_reload_sees_a_dead_platform_and_a_missing_port(
     await daemon.reload(broken)
     bad = await daemon.check_health(stricter, broken, grace_s=3, version=8, broker_was_connected=True)
     assert not bad.ok
-    assert len(bad.reasons) == 2
-    assert bad.reasons[0].startswith("the platform did not accept an upload within the grace period")
-    assert bad.reasons[1].startswith(f"device m-9: its port {tmp_path / 'no-such-port'} did not open")
+    assert bad.path == "platform"
+    platform_part, port_part = bad.reason.split("; ")
+    assert platform_part.startswith("platform: the platform did not accept an upload within the grace period")
+    assert port_part.startswith(f"devices[0].port: device m-9: {tmp_path / 'no-such-port'} did not open")
 
     # Back to the good configuration: the held probe of version 8 reaches the platform that is there.
     await daemon.reload(stricter)

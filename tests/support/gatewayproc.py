@@ -130,3 +130,27 @@ def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def status_of(data_dir: Path) -> dict[str, Any]:
+    """The daemon's status as `yiyang status` reads it (the data directory's file, or the runtime fallback)."""
+    from gateway.status import fallback_status_path, read_status  # noqa: PLC0415 (the gateway under test)
+
+    return read_status([data_dir / "status.json", fallback_status_path(GATEWAY_ID)]) or {}
+
+
+def meter_connected(data_dir: Path, device_id: str = "glucose-kitchen") -> bool | None:
+    connected = status_of(data_dir).get("devices", {}).get(device_id, {}).get("connected")
+    return None if connected is None else bool(connected)
+
+
+def take_meter_off_and_on(meter: Any, data_dir: Path, *, mg_dl: int, device_id: str = "glucose-kitchen") -> float:
+    """The resident measures with the meter off its cable, then plugs it back in (a new download);
+    returns the monotonic time it went back on."""
+    meter.command("mute")
+    wait_until(lambda: meter_connected(data_dir, device_id) is False, 15,
+               "the gateway to see the meter leave its cable")
+    meter.command(f"add {mg_dl}")
+    plugged_in = time.monotonic()
+    meter.command("unmute")
+    return plugged_in
