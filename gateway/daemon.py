@@ -268,15 +268,16 @@ class Daemon:
             sessions.append((f"device:{device.id}", session.run))
         if ble := ble_devices(self.cfg.devices):
             # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
-            from gateway.ble_wiring import run_ble  # noqa: PLC0415
+            from gateway.ble_wiring import BleDevices  # noqa: PLC0415
 
             for device in ble:
                 self.board.register(device.id, device.driver)
-            sessions.append(("ble", lambda: run_ble(
+            ble_hub = BleDevices(
                 ble, clock=self.clock, tz=self.tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
                 on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
                 report_error=lambda component, message: self.board.error(component, _utc_now(), message),
-            )))
+            )
+            sessions.append(("ble", ble_hub.run))
         return sessions
 
     def _sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
