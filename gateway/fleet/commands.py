@@ -20,10 +20,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.errors import GatewayError, InboundError
+from gateway.errors import InboundError
+from gateway.fleet.errors import CommandError
 from gateway.fleet.signing import SignatureError, verify
 from gateway.inbound import excerpt, parse_json_bounded
 from gateway.logs import RateLimitedLog
+
+__all__ = ["CommandError", "CommandService", "Handler", "Reply"]
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +44,6 @@ REFUSALS_LOGGED = 10
 """Refused commands logged per minute (then one summary line)."""
 REMEMBERED_REQUESTS = 1000
 """Request ids answered before; enough for a day of fleet traffic to one hub."""
-
-
-class CommandError(GatewayError):
-    """The command could not run; the message goes back to the requester."""
 
 
 class CommandService:

@@ -1,0 +1,10 @@
+"""The fleet side's errors (under gateway.errors.GatewayError, the package's one root)."""
+
+from __future__ import annotations
+
+from gateway.errors import GatewayError
+
+
+class CommandError(GatewayError):
+    """The command could not run, or was refused; the message goes back to the requester."""
+
