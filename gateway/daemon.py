@@ -50,8 +50,9 @@ from gateway.driver_registry import (
 )
 from gateway.errors import StoreError
 from gateway.family import FamilyLinks, family_accounts, sms_contacts
+from gateway.fleet.answered import AnsweredRequests
 from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
-from gateway.fleet.commands import CommandError, CommandService
+from gateway.fleet.commands import Command, CommandError, CommandService
 from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
@@ -89,6 +90,10 @@ def outbox_path(cfg: GatewayConfig) -> Path:
 
 def status_path(cfg: GatewayConfig) -> Path:
     return Path(cfg.gateway.data_dir) / "status.json"
+
+
+def answered_commands_path(cfg: GatewayConfig) -> Path:
+    return Path(cfg.gateway.data_dir) / "fleet" / "commands.json"
 
 
 def _utc_now() -> datetime:
@@ -152,7 +157,7 @@ class Daemon:
         status = StatusPublisher(cfg.gateway.id, status_path(cfg), fallback_status_path(cfg.gateway.id), self.board,
                                  outbox, uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at)
         mqtt.on_connect(status.schedule)
-        commands = self._commands(mqtt, fleet_key, alerts, status)
+        commands = await self._commands(mqtt, fleet_key, alerts, status)
         mqtt.on_connect(alerts.republish_active)
         await mqtt.start()
         log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
@@ -309,8 +314,8 @@ class Daemon:
 
         await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True)]).serve(mqtt.receive)
 
-    def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
-                  status: StatusPublisher) -> CommandService:
+    async def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
+                        status: StatusPublisher) -> CommandService:
 
         async def ping(_args: Mapping[str, Any]) -> dict[str, Any]:
             return {"pong": True, "version": __version__, "started_at": self.started_at.isoformat()}
@@ -343,10 +348,14 @@ class Daemon:
                 raise CommandError(f"{device_id}: {exc}") from exc
             return {"device_id": device_id, "done": True}
 
-        return CommandService(gateway_id=self.cfg.gateway.id, public_key=key,
-                              handlers={"ping": ping, "queue": queue, "doctor": doctor, "test-alert": test_alert,
-                                        "measure": measure},
-                              reply=mqtt.publish)
+        answered = await AnsweredRequests.load(answered_commands_path(self.cfg), now=_utc_now(),
+                                               clock_synced=self.clock.synced())
+        # test-alert rings the family's phones and measure inflates a cuff: not run on an unchecked age.
+        commands = {"ping": Command(ping, repeatable=True), "queue": Command(queue, repeatable=True),
+                    "doctor": Command(doctor, repeatable=True), "test-alert": Command(test_alert, repeatable=False),
+                    "measure": Command(measure, repeatable=False)}
+        return CommandService(gateway_id=self.cfg.gateway.id, public_key=key, commands=commands,
+                              reply=mqtt.publish, answered=answered, now=_utc_now, clock_synced=self.clock.synced)
 
     @staticmethod
     async def _every(period_s: float, job: Callable[[], Awaitable[object]]) -> None:

@@ -6,7 +6,9 @@
     python scripts/fleet.py cmd ... test-alert --arg resident_id=r-0001
 
 The hub installs ``fleet.pub`` as ``[fleet] public_key_file``. Commands are signed as
-gateway/fleet/commands.py describes; the result (``cmd/{name}/result``) is printed as JSON, and the
+gateway/fleet/commands.py describes, ``issued_at`` (now, with this machine's UTC offset) included:
+the hub refuses a command older than ten minutes or more than two ahead of its clock, so keep this
+machine's clock right. The result (``cmd/{name}/result``) is printed as JSON, and the
 exit status is 0 only when the hub answered ``ok``.
 """
 
@@ -18,6 +20,7 @@ import os
 import sys
 import threading
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -52,8 +55,10 @@ def command(args: argparse.Namespace) -> int:
     assert isinstance(key, Ed25519PrivateKey), "the fleet key must be Ed25519"
     cmd_args = dict(item.split("=", 1) for item in args.arg)
     request_id = args.request_id or str(uuid.uuid4())
-    signed = {"gateway_id": args.gateway, "command": args.name, "request_id": request_id, "args": cmd_args}
-    body = {"request_id": request_id, "args": cmd_args, "signature": sign(signed, key)}
+    issued_at = datetime.now().astimezone().isoformat(timespec="seconds")
+    signed = {"gateway_id": args.gateway, "command": args.name, "request_id": request_id, "issued_at": issued_at,
+              "args": cmd_args}
+    body = {"request_id": request_id, "issued_at": issued_at, "args": cmd_args, "signature": sign(signed, key)}
     hub = f"{args.topic_root}/{args.gateway}"
     root = f"{hub}/cmd/{args.name}"
     answer: dict[str, object] = {}

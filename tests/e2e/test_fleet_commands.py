@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import devstack
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from gatewayproc import GATEWAY_ID, GatewayProcess, platform_records, wait_until, write_config
 from mqtt_probe import Probe
+from mqtt_publisher import publish_once
+
+from gateway.fleet.signing import sign
 
 FLEET = Path(__file__).resolve().parents[2] / "scripts" / "fleet.py"
 
@@ -99,3 +106,56 @@ resident = "r-0001"
             assert "bp-kiosk" in unknown.stdout
         finally:
             assert gateway.stop() == 0
+
+
+@pytest.mark.timeout(150)
+def test_a_command_replayed_after_a_restart_is_refused_and_a_retained_one_is_not_run_again(
+        tmp_path: Path, broker: devstack.Broker) -> None:
+    assert fleet("keygen", "--out", str(tmp_path / "fleet")).returncode == 0
+    hub = f"yiyang/v1/{GATEWAY_ID}"
+    with devstack.platform_server(tmp_path / "platform", GATEWAY_ID) as platform:
+        config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
+                              secret_file=platform.secret_file, broker_port=broker.port, meter_link=None,
+                              extra=f'\n[fleet]\npublic_key_file = "{tmp_path / "fleet" / "fleet.pub"}"\n')
+        gateway = GatewayProcess(config, tmp_path / "daemon.log")
+        # Sees what the fleet tool sends and what the hub answers: a captured command to replay.
+        probe = Probe(broker.host, broker.port, f"{hub}/cmd/#")
+        gateway.start()
+        try:
+            common = ("--broker", f"{broker.host}:{broker.port}", "--gateway", GATEWAY_ID,
+                      "--key", str(tmp_path / "fleet" / "fleet.key"), "--timeout", "20")
+            first = fleet("cmd", *common, "--request-id", "r-queue-1", "queue")
+            assert first.returncode == 0, first.stdout + first.stderr
+            [captured] = [payload for topic, payload, _ in probe.messages if topic == f"{hub}/cmd/queue"]
+
+            # A command left retained on the broker (a fleet tool's mistake): run once ...
+            key = load_pem_private_key((tmp_path / "fleet" / "fleet.key").read_bytes(), password=None)
+            assert isinstance(key, Ed25519PrivateKey)
+            issued_at = datetime.now(UTC).isoformat()
+            document = {"gateway_id": GATEWAY_ID, "command": "ping", "request_id": "r-retained",
+                        "issued_at": issued_at, "args": {}}
+            retained = json.dumps({"request_id": "r-retained", "issued_at": issued_at, "args": {},
+                                   "signature": sign(document, key)}).encode()
+            assert publish_once(broker.host, broker.port, f"{hub}/cmd/ping", retained, retain=True)
+            answers = probe.wait_for("cmd/ping/result", 1, timeout_s=20)
+            assert [(a["request_id"], a["ok"]) for a in answers] == [("r-retained", True)]
+
+            assert gateway.stop() == 0
+            gateway.start()
+            # ... and after the restart the broker hands it over again on subscribe: refused.
+            answers = probe.wait_for("cmd/ping/result", 2, timeout_s=30)
+            assert (answers[1]["request_id"], answers[1]["ok"]) == ("r-retained", False)
+            assert answers[1]["error"] == "request r-retained was already answered (replay?)"
+
+            # The captured queue command, byte for byte, within its ten minutes: refused by its id.
+            assert publish_once(broker.host, broker.port, f"{hub}/cmd/queue", captured)
+            answers = probe.wait_for("cmd/queue/result", 2, timeout_s=20)
+            assert (answers[1]["request_id"], answers[1]["ok"]) == ("r-queue-1", False)
+            assert "already answered" in answers[1]["error"]
+        finally:
+            publish_once(broker.host, broker.port, f"{hub}/cmd/ping", b"", retain=True)
+            probe.close()
+            assert gateway.stop() == 0
+    log = gateway.log_text()
+    assert log.count("command done command=ping request_id=r-retained") == 1
+    assert log.count("command done command=queue request_id=r-queue-1") == 1
