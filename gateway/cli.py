@@ -61,12 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     host = check_host(cfg, args.config, text, ServiceUser.current())
     if host.file_problems:
         raise ConfigError(args.config, list(host.file_problems))
-    setup_logging(args.log_level or cfg.gateway.log_level)
+    ring = setup_logging(args.log_level or cfg.gateway.log_level)
     for problem in host.storage_problems:
         log.error("starting without usable storage: %s", problem)
     for warning in host.warnings:
         log.warning("%s", warning)
-    asyncio.run(run_until_signalled(cfg))
+    asyncio.run(run_until_signalled(cfg, ring))
     return EXIT_OK
 
 

@@ -18,15 +18,14 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from drivers.errors import DriverError
 from drivers.model import ReadingType
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
@@ -35,14 +34,15 @@ from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.alerts.sms import SmsNotifier
+from gateway.ble_scan import HubScan
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
-from gateway.doctor import status_problems
 from gateway.driver_registry import (
     NOTIFIER_DRIVERS,
     Measurable,
+    Resyncable,
     SessionContext,
     ble_devices,
     serial_devices,
@@ -52,10 +52,12 @@ from gateway.errors import StoreError
 from gateway.family import FamilyLinks, family_accounts, sms_contacts
 from gateway.fleet.answered import AnsweredRequests
 from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
-from gateway.fleet.commands import Command, CommandError, CommandService
+from gateway.fleet.commands import CommandService
+from gateway.fleet.handlers import CommandParts, fleet_commands
 from gateway.fleet.signing import load_public_key
 from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
+from gateway.log_ring import LogRing
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.mqtt_policy import Subscription
 from gateway.sdnotify import notify, watchdog_interval_s
@@ -74,7 +76,6 @@ REPEAT_CHECK_S = 5.0
 STORAGE_CARE_S = 2.0
 """How often the outbox is looked after (reopened, checked for deletion, held records written):
 records held while the disk failed reach it within seconds of the disk coming back."""
-TEST_ALERT = Message("测试警报：网关到家属的通知链路正常", "Test alert: the path from the hub to the family works")
 RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确认是否起身，请立即查看",
                                 "The hub restarted during a fall's cancel window: check on the resident now")
 STOP_GRACE_S = 10.0
@@ -114,14 +115,32 @@ def _nothing() -> None:
     pass
 
 
+@dataclass
+class DeviceSessions:
+    """The device sessions the daemon runs, and what the fleet's commands may ask of them."""
+
+    jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+    measurable: dict[str, Measurable] = field(default_factory=dict)
+    resyncable: dict[str, Resyncable] = field(default_factory=dict)
+    scan: HubScan = field(default_factory=HubScan)
+    """The fleet's BLE scan: a scanner of its own unless the BLE manager runs one."""
+
+    def add(self, device_id: str, session: object) -> None:
+        if isinstance(session, Measurable):
+            self.measurable[device_id] = session
+        if isinstance(session, Resyncable):
+            self.resyncable[device_id] = session
+
+
 class Daemon:
-    def __init__(self, cfg: GatewayConfig) -> None:
+    def __init__(self, cfg: GatewayConfig, log_ring: LogRing | None = None) -> None:
+        """``log_ring``: the in-memory log lines installed by gateway.logs.setup_logging (the fleet's ``logs``)."""
         self.cfg = cfg
         self.tz = ZoneInfo(cfg.gateway.timezone)
         self.clock = SystemClock(ClockSyncMode(cfg.gateway.clock_sync))
         self.board = DeviceStatusBoard()
         self.started_at = _utc_now()
-        self.measurable: dict[str, Measurable] = {}
+        self.log_ring = log_ring
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
@@ -157,7 +176,8 @@ class Daemon:
         status = StatusPublisher(cfg.gateway.id, status_path(cfg), fallback_status_path(cfg.gateway.id), self.board,
                                  outbox, uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at)
         mqtt.on_connect(status.schedule)
-        commands = await self._commands(mqtt, fleet_key, alerts, status)
+        devices = self._device_sessions(hub, outbox)
+        commands = await self._commands(mqtt, fleet_key, alerts, status, devices)
         mqtt.on_connect(alerts.republish_active)
         await mqtt.start()
         log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
@@ -165,7 +185,7 @@ class Daemon:
         try:
             async with asyncio.TaskGroup() as group:
                 drivers = [group.create_task(self._supervised(name, start), name=name)
-                           for name, start in self._device_sessions(hub, outbox)]
+                           for name, start in devices.jobs]
                 service_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
                     ("status", status.run),
                     ("storage", lambda: self._every(STORAGE_CARE_S, outbox.maintain)),
@@ -262,15 +282,14 @@ class Daemon:
             encoder=FhirEncoder() if fhir else None,
         )
 
-    def _device_sessions(self, hub: Hub, outbox: AsyncOutbox) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+    def _device_sessions(self, hub: Hub, outbox: AsyncOutbox) -> DeviceSessions:
         """One session per serial device; all BLE devices share one manager (one scanner per process)."""
         ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
-        sessions: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        sessions = DeviceSessions()
         for device in serial_devices(self.cfg.devices):
             session = start_device(device, ctx, self.board)
-            if isinstance(session, Measurable):
-                self.measurable[device.id] = session
-            sessions.append((f"device:{device.id}", session.run))
+            sessions.add(device.id, session)
+            sessions.jobs.append((f"device:{device.id}", session.run))
         if ble := ble_devices(self.cfg.devices):
             # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
             from gateway.ble_wiring import BleDevices  # noqa: PLC0415
@@ -282,7 +301,11 @@ class Daemon:
                 on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
                 report_error=lambda component, message: self.board.error(component, _utc_now(), message),
             )
-            sessions.append(("ble", ble_hub.run))
+            for device_id, ble_session in ble_hub.sessions.items():
+                sessions.add(device_id, ble_session)
+            # The fleet's scan listens to the manager's scanner: a second one in this process would be refused.
+            sessions.scan = HubScan(ble_hub.tap, ble_hub.scanning)
+            sessions.jobs.append(("ble", ble_hub.run))
         return sessions
 
     def _sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
@@ -315,46 +338,17 @@ class Daemon:
         await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True)]).serve(mqtt.receive)
 
     async def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
-                        status: StatusPublisher) -> CommandService:
-
-        async def ping(_args: Mapping[str, Any]) -> dict[str, Any]:
-            return {"pong": True, "version": __version__, "started_at": self.started_at.isoformat()}
-
-        async def queue(_args: Mapping[str, Any]) -> dict[str, Any]:
-            return (await status.payload())["queue"]  # type: ignore[no-any-return]
-
-        async def doctor(_args: Mapping[str, Any]) -> dict[str, Any]:
-            payload = await status.payload()
-            return {"problems": status_problems(payload, _utc_now()), "status": payload}
-
-        async def test_alert(args: Mapping[str, Any]) -> dict[str, Any]:
-            resident = str(args.get("resident_id") or self.cfg.residents[0].id)
-            if resident not in self._resident_ids():  # it becomes a topic level: only configured ids
-                raise CommandError(f"no resident {resident!r}; have: {', '.join(self._resident_ids())}")
-            alert = await alerts.raise_alert(kind=AlertKind.TEST, severity=Severity.WARNING, resident_id=resident,
-                                             message=TEST_ALERT, evidence={"requested_by": "fleet"})
-            await alerts.resolve(alert.alert_id)
-            return {"alert_id": alert.alert_id}
-
-        async def measure(args: Mapping[str, Any]) -> dict[str, Any]:
-            device_id = str(args.get("device_id", ""))
-            session = self.measurable.get(device_id)
-            if session is None:
-                raise CommandError(f"no device {device_id!r} that can measure on demand; "
-                                   f"have: {', '.join(sorted(self.measurable)) or 'none'}")
-            try:
-                await session.measure_now()
-            except DriverError as exc:
-                raise CommandError(f"{device_id}: {exc}") from exc
-            return {"device_id": device_id, "done": True}
-
-        answered = await AnsweredRequests.load(answered_commands_path(self.cfg), now=_utc_now(),
+                        status: StatusPublisher, devices: DeviceSessions) -> CommandService:
+        cfg = self.cfg
+        answered = await AnsweredRequests.load(answered_commands_path(cfg), now=_utc_now(),
                                                clock_synced=self.clock.synced())
-        # test-alert rings the family's phones and measure inflates a cuff: not run on an unchecked age.
-        commands = {"ping": Command(ping, repeatable=True), "queue": Command(queue, repeatable=True),
-                    "doctor": Command(doctor, repeatable=True), "test-alert": Command(test_alert, repeatable=False),
-                    "measure": Command(measure, repeatable=False)}
-        return CommandService(gateway_id=self.cfg.gateway.id, public_key=key, commands=commands,
+        parts = CommandParts(
+            version=__version__, started_at=self.started_at, now=_utc_now, status=status, alerts=alerts,
+            resident_ids=tuple(self._resident_ids()), measurable=devices.measurable, resyncable=devices.resyncable,
+            log_ring=self.log_ring, scan=devices.scan,
+            ble_addresses={d.address: d.id for d in cfg.devices if d.address},
+        )
+        return CommandService(gateway_id=cfg.gateway.id, public_key=key, commands=fleet_commands(parts),
                               reply=mqtt.publish, answered=answered, now=_utc_now, clock_synced=self.clock.synced)
 
     @staticmethod
@@ -377,11 +371,11 @@ class Daemon:
             await asyncio.sleep(interval)
 
 
-async def run_until_signalled(cfg: GatewayConfig) -> None:
+async def run_until_signalled(cfg: GatewayConfig, log_ring: LogRing | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    await Daemon(cfg).run(stop)
+    await Daemon(cfg, log_ring).run(stop)
     log.info("ran for %.0f s", time.monotonic() - started)

@@ -14,6 +14,7 @@ A hub whose clock is not synchronised cannot check ages: it then runs only the c
 ``repeatable`` (harmless to run twice), refuses the others until NTP has set its clock, and says
 in each answer that only the request id guarded it.
 
+What each command does lives in gateway.fleet.handlers; this module only decides whether to run it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ import devstack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from gatewayproc import GATEWAY_ID, GatewayProcess, platform_records, wait_until, write_config
+from gatewayproc import GATEWAY_ID, GatewayProcess, outbox_rows, platform_records, wait_until, write_config
 from mqtt_probe import Probe
 from mqtt_publisher import publish_once
 
@@ -105,6 +106,61 @@ resident = "r-0001"
             assert unknown.returncode == 1
             assert "bp-kiosk" in unknown.stdout
         finally:
+            assert gateway.stop() == 0
+
+
+# The simulator's first results (mg/dL) and the same in mmol/L as the hub stores them.
+METER_VALUES = (81, 105, 176, 63, 142, 98, 250, 45)
+
+
+def values_in(lines: list[str]) -> list[str]:
+    """Any meter value standing as a number of its own in the lines' messages."""
+    numbers = {str(v) for v in METER_VALUES} | {f"{v / 18.016:.1f}" for v in METER_VALUES} \
+        | {f"{v / 18.016:.2f}" for v in METER_VALUES}
+    messages = [line.split(": ", 1)[1] for line in lines]
+    return [n for m in messages for n in re.findall(r"(?<![\w.:/-])\d+(?:\.\d+)?(?![\w.:/-])", m) if n in numbers]
+
+
+@pytest.mark.timeout(150)
+def test_resync_and_logs_over_mqtt_through_the_running_daemon(tmp_path: Path, broker: devstack.Broker) -> None:
+    assert fleet("keygen", "--out", str(tmp_path / "fleet")).returncode == 0
+    with devstack.platform_server(tmp_path / "platform", GATEWAY_ID) as platform, \
+            devstack.onetouch_meter(tmp_path / "meter", records=8) as meter:
+        config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
+                              secret_file=platform.secret_file, broker_port=broker.port, meter_link=meter.link,
+                              extra=f'\n[fleet]\npublic_key_file = "{tmp_path / "fleet" / "fleet.pub"}"\n')
+        gateway = GatewayProcess(config, tmp_path / "daemon.log")
+        probe = Probe(broker.host, broker.port, f"yiyang/v1/{GATEWAY_ID}/residents/+/events/alert")
+        gateway.start()
+        try:
+            wait_until(lambda: "meter downloaded device_id=glucose-kitchen records=8" in gateway.log_text(), 30,
+                       "the meter's 8 readings stored")
+            common = ("--broker", f"{broker.host}:{broker.port}", "--gateway", GATEWAY_ID,
+                      "--key", str(tmp_path / "fleet" / "fleet.key"), "--timeout", "30")
+            # Measured now, on a meter left on its cable: its next download of its own is ten minutes away.
+            meter.command("add 45")
+            resynced = fleet("cmd", *common, "--arg", "device_id=glucose-kitchen", "resync")
+            assert resynced.returncode == 0, resynced.stdout
+            [device] = json.loads(resynced.stdout)["result"]["devices"]
+            assert device["device_id"] == "glucose-kitchen"
+            assert device["when"].startswith("at the next poll")
+            # The whole memory comes again: the new reading is stored, the eight others are not twice.
+            alert = probe.wait_for("events/alert", timeout_s=20)[0]
+            assert (alert["kind"], alert["evidence"]["value"]) == ("hypoglycaemia", 2.5)
+            assert "readings accepted device=glucose-kitchen new=1 already_had=8" in gateway.log_text()
+            assert sum(1 for row in outbox_rows(tmp_path / "data") if row[1] == "blood_glucose") == 9
+
+            answered = fleet("cmd", *common, "--arg", "lines=1000", "logs")
+            assert answered.returncode == 0, answered.stdout + answered.stderr
+            result = json.loads(answered.stdout)["result"]
+            lines = result["lines"]
+            assert any("readings accepted device=glucose-kitchen new=8" in line for line in lines), lines
+            assert any("alert raised" in line and "kind=hypoglycaemia" in line for line in lines), lines
+            assert values_in(lines) == []  # around two downloads and an alert: ids and counts only
+            assert result["returned"] == len(lines) <= 1000
+            assert len(answered.stdout.encode()) < 260 * 1024
+        finally:
+            probe.close()
             assert gateway.stop() == 0
 
 
