@@ -18,8 +18,8 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -115,21 +115,21 @@ def _nothing() -> None:
     pass
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class DeviceSessions:
     """The device sessions the daemon runs, and what the fleet's commands may ask of them."""
 
-    jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
-    measurable: dict[str, Measurable] = field(default_factory=dict)
-    resyncable: dict[str, Resyncable] = field(default_factory=dict)
-    scan: HubScan = field(default_factory=HubScan)
-    """The fleet's BLE scan: a scanner of its own unless the BLE manager runs one."""
+    jobs: tuple[tuple[str, Callable[[], Awaitable[None]]], ...]
+    measurable: Mapping[str, Measurable]
+    resyncable: Mapping[str, Resyncable]
+    scan: HubScan
+    """The fleet's BLE scan: through the BLE manager's scanner when there is one."""
 
-    def add(self, device_id: str, session: object) -> None:
-        if isinstance(session, Measurable):
-            self.measurable[device_id] = session
-        if isinstance(session, Resyncable):
-            self.resyncable[device_id] = session
+    @classmethod
+    def of(cls, jobs: Sequence[tuple[str, Callable[[], Awaitable[None]]]], sessions: Mapping[str, object],
+           scan: HubScan) -> DeviceSessions:
+        return cls(tuple(jobs), {i: s for i, s in sessions.items() if isinstance(s, Measurable)},
+                   {i: s for i, s in sessions.items() if isinstance(s, Resyncable)}, scan)
 
 
 class Daemon:
@@ -285,28 +285,27 @@ class Daemon:
     def _device_sessions(self, hub: Hub, outbox: AsyncOutbox) -> DeviceSessions:
         """One session per serial device; all BLE devices share one manager (one scanner per process)."""
         ctx = SessionContext(clock=self.clock, tz=self.tz, hub=hub)
-        sessions = DeviceSessions()
+        jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        sessions: dict[str, object] = {}
         for device in serial_devices(self.cfg.devices):
-            session = start_device(device, ctx, self.board)
-            sessions.add(device.id, session)
-            sessions.jobs.append((f"device:{device.id}", session.run))
-        if ble := ble_devices(self.cfg.devices):
-            # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
-            from gateway.ble_wiring import BleDevices  # noqa: PLC0415
+            session = sessions[device.id] = start_device(device, ctx, self.board)
+            jobs.append((f"device:{device.id}", session.run))
+        if not (ble := ble_devices(self.cfg.devices)):
+            return DeviceSessions.of(jobs, sessions, HubScan())
+        # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
+        from gateway.ble_wiring import BleDevices  # noqa: PLC0415
 
-            for device in ble:
-                self.board.register(device.id, device.driver)
-            ble_hub = BleDevices(
-                ble, clock=self.clock, tz=self.tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
-                on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
-                report_error=lambda component, message: self.board.error(component, _utc_now(), message),
-            )
-            for device_id, ble_session in ble_hub.sessions.items():
-                sessions.add(device_id, ble_session)
-            # The fleet's scan listens to the manager's scanner: a second one in this process would be refused.
-            sessions.scan = HubScan(ble_hub.tap, ble_hub.scanning)
-            sessions.jobs.append(("ble", ble_hub.run))
-        return sessions
+        for device in ble:
+            self.board.register(device.id, device.driver)
+        ble_hub = BleDevices(
+            ble, clock=self.clock, tz=self.tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
+            on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
+            report_error=lambda component, message: self.board.error(component, _utc_now(), message),
+        )
+        sessions.update(ble_hub.sessions)
+        jobs.append(("ble", ble_hub.run))
+        # The fleet's scan listens to the manager's scanner: a second one in this process would be refused.
+        return DeviceSessions.of(jobs, sessions, HubScan(ble_hub.tap, ble_hub.scanning))
 
     def _sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
         contacts = sms_contacts(cfg.contacts, self._resident_ids())
