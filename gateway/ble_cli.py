@@ -13,51 +13,20 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import tomlkit
-from bleak import BleakScanner
-from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakError
 from tomlkit.exceptions import TOMLKitError
 
-from drivers.ble import uuids
 from drivers.ble.agent import PairingError, PairingRequest, PairingRequestKind
 from drivers.ble.agent import pair as pair_device
 from drivers.ble.policy import normalize_address
+from gateway.ble_scan import BleScanError, Sighting, Sightings, own_scanner
 from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
 
 PROGRESS_EVERY_S = 1.0
-
-# Advertised service UUID -> the driver that serves it (what to pass to bind_device).
-SERVICE_DRIVERS: dict[str, str] = {
-    uuids.BLOOD_PRESSURE_SERVICE: "ble-bps",
-    uuids.GLUCOSE_SERVICE: "ble-gls",
-    uuids.PULSE_OXIMETER_SERVICE: "ble-plx",
-    uuids.HEALTH_THERMOMETER_SERVICE: "ble-hts",
-    uuids.MICROBIT_ACCELEROMETER_SERVICE: "microbit-accel",
-    uuids.THINGY_MOTION_SERVICE: "thingy-motion",
-}
-SERVICE_DATA_DRIVERS: dict[str, str] = {uuids.BTHOME_SERVICE_DATA: "bthome-button"}
-
-
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    address: str
-    name: str | None
-    rssi: int
-    drivers: tuple[str, ...]
-
-
-def drivers_for(service_uuids: Sequence[str], service_data_uuids: Sequence[str]) -> tuple[str, ...]:
-    """The gateway drivers an advertisement says the device speaks."""
-    found = [SERVICE_DRIVERS[u.lower()] for u in service_uuids if u.lower() in SERVICE_DRIVERS]
-    found += [SERVICE_DATA_DRIVERS[u.lower()] for u in service_data_uuids if u.lower() in SERVICE_DATA_DRIVERS]
-    return tuple(dict.fromkeys(found))
 
 
 def format_sightings(sightings: Sequence[Sighting], configured: Mapping[str, str]) -> str:
@@ -75,38 +44,23 @@ def format_sightings(sightings: Sequence[Sighting], configured: Mapping[str, str
 async def scan(duration_s: float, configured: dict[str, str], out: TextIO) -> int:
     """Scan for ``duration_s`` seconds, printing progress, then a table of what advertises nearby.
 
-    ``configured`` maps the addresses already in the configuration to their device ids.
+    ``configured`` maps the addresses already in the configuration to their device ids. A process of
+    its own: its discovery session sits beside the daemon's, which it does not disturb.
     """
-    seen: dict[str, Sighting] = {}
-
-    def on_advert(device: BLEDevice, advert: AdvertisementData) -> None:
-        address = device.address.upper()
-        seen[address] = Sighting(
-            address=address,
-            name=advert.local_name or device.name,
-            rssi=advert.rssi,
-            drivers=drivers_for(advert.service_uuids, list(advert.service_data)),
-        )
-
-    scanner = BleakScanner(detection_callback=on_advert, scanning_mode="active")
+    seen = Sightings()
     try:
-        await scanner.start()
-    except (BleakError, OSError, EOFError) as exc:
-        print(f"cannot scan: {exc}", file=out)
-        print("check that bluetoothd runs and the adapter is powered (bluetoothctl show)", file=out)
+        async with own_scanner(seen.on_advert):
+            elapsed = 0.0
+            while elapsed < duration_s:
+                step = min(PROGRESS_EVERY_S, duration_s - elapsed)
+                await asyncio.sleep(step)
+                elapsed += step
+                print(f"scanning... {elapsed:.0f}/{duration_s:.0f} s: {len(seen.all())} devices, {seen.health} health",
+                      file=out)
+    except BleScanError as exc:
+        print(str(exc), file=out)
         return 1
-    try:
-        elapsed = 0.0
-        while elapsed < duration_s:
-            step = min(PROGRESS_EVERY_S, duration_s - elapsed)
-            await asyncio.sleep(step)
-            elapsed += step
-            health = sum(1 for s in seen.values() if s.drivers)
-            print(f"scanning... {elapsed:.0f}/{duration_s:.0f} s: {len(seen)} devices, {health} health", file=out)
-    finally:
-        with contextlib.suppress(BleakError, OSError, EOFError):
-            await scanner.stop()
-    print(format_sightings(list(seen.values()), configured), file=out)
+    print(format_sightings(seen.all(), configured), file=out)
     return 0
 
 

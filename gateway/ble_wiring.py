@@ -1,7 +1,10 @@
-"""Builds the BLE manager from the configured BLE devices; the daemon calls :func:`run_ble`.
+"""Builds the BLE side of the hub from the configured BLE devices; the daemon runs :meth:`BleDevices.run`.
 
-A table maps each BLE driver name to the session that serves it; the manager then owns the
-one scanner and every connection for the life of the daemon.
+A table maps each BLE driver name to the session that serves it. The sessions are built once, so
+the fleet can reach them (a glucose meter's ``resync``) and what they were asked outlives a restart
+of the manager; the manager, which owns the one scanner and every connection, is built afresh each
+time the supervisor starts it. Its adverts are also passed to :attr:`BleDevices.tap`, which the
+fleet's ``scan`` listens to instead of starting a second scanner (gateway.ble_scan says why).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from drivers.ble.sessions import (
 from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, PLX_SPOT_CHECK_MEASUREMENT, TEMPERATURE_MEASUREMENT
 from drivers.clock import Clock
 from drivers.model import DeviceEvent, MotionBlock, Reading
+from gateway.ble_scan import AdvertTap
 from gateway.config import BleNotify, DeviceSettings, DriverName, Transport
 
 log = logging.getLogger(__name__)
@@ -100,51 +104,59 @@ ADVERT_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], AdvertSes
 }
 
 
-def build_manager(
-    devices: Sequence[DeviceSettings],
-    *,
-    clock: Clock,
-    tz: tzinfo,
-    sinks: Sinks,
-    cursor_get: CursorGet,
-    cursor_set: CursorSet,
-    report_error: Callable[[str, str], None],
-) -> BleManager:
-    """The manager for the BLE devices among ``devices`` (others are ignored)."""
-    context = _Context(sinks, tz, cursor_get, cursor_set)
-    ble = [d for d in devices if d.transport is Transport.BLE]
-    unsupported = [d.id for d in ble if d.driver not in CONNECTED_SESSIONS and d.driver not in ADVERT_SESSIONS]
-    if unsupported:
-        raise ValueError(f"no BLE session for devices {', '.join(unsupported)}; update the gateway")
-    return BleManager(
-        [CONNECTED_SESSIONS[d.driver](d, context) for d in ble if d.driver in CONNECTED_SESSIONS],
-        [ADVERT_SESSIONS[d.driver](d, context) for d in ble if d.driver in ADVERT_SESSIONS],
-        clock=clock,
-        on_adapter_trouble=lambda message: report_error(STATUS_COMPONENT, message),
-    )
+class BleDevices:
+    """The configured BLE devices' sessions, and the manager that serves them while :meth:`run` runs."""
 
+    def __init__(
+        self,
+        devices: Sequence[DeviceSettings],
+        *,
+        clock: Clock,
+        tz: tzinfo,
+        on_readings: Callable[[Sequence[Reading]], Awaitable[None]],
+        on_motion: Callable[[MotionBlock], Awaitable[None]],
+        on_event: Callable[[DeviceEvent], Awaitable[None]],
+        cursor_get: CursorGet,
+        cursor_set: CursorSet,
+        report_error: Callable[[str, str], None],
+    ) -> None:
+        """Sessions for the BLE devices among ``devices`` (others are ignored)."""
+        sinks = Sinks(on_readings=on_readings, on_motion=on_motion, on_event=on_event)
+        context = _Context(sinks, tz, cursor_get, cursor_set)
+        ble = [d for d in devices if d.transport is Transport.BLE]
+        unsupported = [d.id for d in ble if d.driver not in CONNECTED_SESSIONS and d.driver not in ADVERT_SESSIONS]
+        if unsupported:
+            raise ValueError(f"no BLE session for devices {', '.join(unsupported)}; update the gateway")
+        self._clock = clock
+        self._report_error = report_error
+        self._connected = [CONNECTED_SESSIONS[d.driver](d, context) for d in ble if d.driver in CONNECTED_SESSIONS]
+        self._advertised = [ADVERT_SESSIONS[d.driver](d, context) for d in ble if d.driver in ADVERT_SESSIONS]
+        self.tap = AdvertTap()
+        self._manager: BleManager | None = None
 
-async def run_ble(
-    devices: Sequence[DeviceSettings],
-    *,
-    clock: Clock,
-    tz: tzinfo,
-    on_readings: Callable[[Sequence[Reading]], Awaitable[None]],
-    on_motion: Callable[[MotionBlock], Awaitable[None]],
-    on_event: Callable[[DeviceEvent], Awaitable[None]],
-    cursor_get: Callable[[str], Awaitable[str | None]],
-    cursor_set: Callable[[str, str], Awaitable[None]],
-    report_error: Callable[[str, str], None],
-) -> None:
-    """Run every configured BLE device until cancelled (the daemon starts it when any is configured)."""
-    manager = build_manager(
-        devices,
-        clock=clock,
-        tz=tz,
-        sinks=Sinks(on_readings=on_readings, on_motion=on_motion, on_event=on_event),
-        cursor_get=cursor_get,
-        cursor_set=cursor_set,
-        report_error=report_error,
-    )
-    log.info("BLE starting devices=%d", sum(d.transport is Transport.BLE for d in devices))
-    await manager.run()
+    @property
+    def sessions(self) -> dict[str, ConnectedSession | AdvertSession]:
+        """Every session by device id."""
+        sessions: dict[str, ConnectedSession | AdvertSession] = {s.tag.device_id: s for s in self._connected}
+        sessions.update({s.tag.device_id: s for s in self._advertised})
+        return sessions
+
+    def scanning(self) -> bool:
+        """Whether the manager's scanner runs now (it stops while the adapter is power-cycled)."""
+        return self._manager is not None and self._manager.status.scanning
+
+    async def run(self) -> None:
+        """Run every configured BLE device until cancelled (the daemon starts it when any is configured)."""
+        manager = BleManager(
+            self._connected,
+            self._advertised,
+            clock=self._clock,
+            on_adapter_trouble=lambda message: self._report_error(STATUS_COMPONENT, message),
+            on_any_advert=self.tap,
+        )
+        self._manager = manager
+        log.info("BLE starting devices=%d", len(self.sessions))
+        try:
+            await manager.run()
+        finally:
+            self._manager = None

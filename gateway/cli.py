@@ -62,12 +62,12 @@ def _refuse_unsupported_drivers(cfg: GatewayConfig, source: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
 
     local, text = read_local(args.config)
-    setup_logging(args.log_level or local.config.gateway.log_level)
+    ring = setup_logging(args.log_level or local.config.gateway.log_level)
     # The effective configuration: the local file with what the fleet applied, a trial the hub
     # restarted in rolled back (gateway.fleet.effective). Its logs go out in the local file's level.
     cfg, fleet = start_from(local)
     if not args.log_level and cfg.gateway.log_level != local.config.gateway.log_level:
-        setup_logging(cfg.gateway.log_level)
+        ring = setup_logging(cfg.gateway.log_level)
     source = effective_source(args.config, fleet)
     _refuse_unsupported_drivers(cfg, source)
     # The same checks as `config check`, as the user the daemon runs as: a missing or open secret or
@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("starting without usable storage: %s", problem)
     for warning in host.warnings:
         log.warning("%s", warning)
-    asyncio.run(run_until_signalled(cfg, local))
+    asyncio.run(run_until_signalled(cfg, local, ring))
     return EXIT_OK
 
 

@@ -18,15 +18,13 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from drivers.errors import DriverError
 from drivers.model import ReadingType
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
@@ -35,14 +33,15 @@ from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.alerts.sms import SmsNotifier
+from gateway.ble_scan import HubScan, ScanReport
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
-from gateway.doctor import status_problems
 from gateway.driver_registry import (
     NOTIFIER_DRIVERS,
     Measurable,
+    Resyncable,
     SessionContext,
     ble_devices,
     serial_devices,
@@ -50,8 +49,10 @@ from gateway.driver_registry import (
 )
 from gateway.errors import StoreError
 from gateway.family import FamilyLinks, family_accounts, sms_contacts
+from gateway.fleet.answered import AnsweredRequests
 from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
-from gateway.fleet.commands import CommandError, CommandService
+from gateway.fleet.commands import CommandService
+from gateway.fleet.handlers import CommandParts, fleet_commands
 from gateway.fleet.health import HealthTargets, check_health, probe_record
 from gateway.fleet.overlay import LocalConfig
 from gateway.fleet.service import ConfigDocumentService, HealthResult
@@ -60,6 +61,7 @@ from gateway.fleet.state import status_fields
 from gateway.fleet.statefile import FleetStateFile, state_path
 from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
+from gateway.log_ring import LogRing
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.mqtt_policy import MAX_PACKET_BYTES, Subscription
 from gateway.reload import ReloadPlan, plan_reload
@@ -79,7 +81,6 @@ REPEAT_CHECK_S = 5.0
 STORAGE_CARE_S = 2.0
 """How often the outbox is looked after (reopened, checked for deletion, held records written):
 records held while the disk failed reach it within seconds of the disk coming back."""
-TEST_ALERT = Message("测试警报：网关到家属的通知链路正常", "Test alert: the path from the hub to the family works")
 RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确认是否起身，请立即查看",
                                 "The hub restarted during a fall's cancel window: check on the resident now")
 STOP_GRACE_S = 10.0
@@ -100,6 +101,10 @@ def outbox_path(cfg: GatewayConfig) -> Path:
 
 def status_path(cfg: GatewayConfig) -> Path:
     return Path(cfg.gateway.data_dir) / "status.json"
+
+
+def answered_commands_path(cfg: GatewayConfig) -> Path:
+    return Path(cfg.gateway.data_dir) / "fleet" / "commands.json"
 
 
 def _utc_now() -> datetime:
@@ -132,15 +137,20 @@ def _silence_watch(cfg: GatewayConfig) -> SilenceWatch:
 class Daemon:
     """The running hub. Built once; :meth:`reload` moves it to a new configuration in place."""
 
-    def __init__(self, cfg: GatewayConfig, local: LocalConfig | None = None) -> None:
-        """``local``: the hub's own configuration file, when the fleet may configure it (``yiyang run``)."""
+    def __init__(self, cfg: GatewayConfig, local: LocalConfig | None = None, log_ring: LogRing | None = None) -> None:
+        """``local``: the hub's own configuration file, when the fleet may configure it (``yiyang run``);
+        ``log_ring``: the in-memory log lines installed by gateway.logs.setup_logging (the fleet's ``logs``)."""
         self.cfg = cfg
         self._local = local
+        self.log_ring = log_ring
         self.tz = ZoneInfo(cfg.gateway.timezone)
         self.clock = SystemClock(ClockSyncMode(cfg.gateway.clock_sync))
         self.board = DeviceStatusBoard()
         self.started_at = _utc_now()
         self.measurable: dict[str, Measurable] = {}
+        self.resyncable: dict[str, Resyncable] = {}
+        self._scan = HubScan()
+        """The fleet's BLE scan: through the BLE manager's scanner when there is one."""
         self.uplink: Uplink | None = None
         self._group: asyncio.TaskGroup | None = None
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
@@ -185,7 +195,7 @@ class Daemon:
         mqtt.on_connect(status.schedule)
         if fleet is not None:
             mqtt.on_connect(fleet.publish_last_report)
-        commands = self._commands(mqtt, fleet_key, alerts, status)
+        self.commands = commands = await self._commands(mqtt, fleet_key)
         mqtt.on_connect(alerts.republish_active)
         await mqtt.start()
         log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
@@ -277,6 +287,7 @@ class Daemon:
                                              warn_ratio=storage.warn_percent / 100,
                                              delivered_retention_s=storage.delivered_retention_days * 86400.0,
                                              reserve_bytes=storage.reserve_mb * 2**20)
+            self.commands.replace_commands(fleet_commands(self._command_parts()))
             self.status.schedule()
             log.info("configuration reloaded")
             return plan
@@ -310,6 +321,7 @@ class Daemon:
             start = [d.id for d in serial_devices(new.devices)]
         for device_id in stop:
             self.measurable.pop(device_id, None)
+            self.resyncable.pop(device_id, None)
             await self._cancel(self._device_tasks.pop(f"device:{device_id}", None))
         for device_id in plan.serial_removed:
             self.board.forget(device_id)
@@ -317,6 +329,8 @@ class Daemon:
         if ble:
             await self._cancel(self._device_tasks.pop("ble", None))
             for device in ble_devices(old.devices):
+                self.measurable.pop(device.id, None)
+                self.resyncable.pop(device.id, None)
                 if device.id not in {d.id for d in new.devices}:
                     self.board.forget(device.id)
         self._start_devices(new, start, ble=ble)
@@ -359,23 +373,37 @@ class Daemon:
             if device.id not in wanted:
                 continue
             session = start_device(device, ctx, self.board)
-            if isinstance(session, Measurable):
-                self.measurable[device.id] = session
+            self._track(device.id, session)
             name = f"device:{device.id}"
             self._device_tasks[name] = self._spawn(name, session.run)
+        if not ble:
+            return
         ble_list = ble_devices(cfg.devices)
-        if ble and ble_list:
-            # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
-            from gateway.ble_wiring import run_ble  # noqa: PLC0415
+        if not ble_list:
+            self._scan = HubScan()
+            return
+        # Loaded only with BLE devices configured: bleak and bthome-ble cost some 20 MB of RSS.
+        from gateway.ble_wiring import BleDevices  # noqa: PLC0415
 
-            for device in ble_list:
-                self.board.register(device.id, device.driver)
-            hub, outbox, tz = self.hub, self.outbox, self.tz
-            self._device_tasks["ble"] = self._spawn("ble", lambda: run_ble(
-                ble_list, clock=self.clock, tz=tz, on_readings=hub.on_readings, on_motion=hub.on_motion,
-                on_event=hub.on_event, cursor_get=outbox.get_cursor, cursor_set=outbox.set_cursor,
-                report_error=lambda component, message: self.board.error(component, _utc_now(), message),
-            ))
+        for device in ble_list:
+            self.board.register(device.id, device.driver)
+        ble_hub = BleDevices(
+            ble_list, clock=self.clock, tz=self.tz, on_readings=self.hub.on_readings, on_motion=self.hub.on_motion,
+            on_event=self.hub.on_event, cursor_get=self.outbox.get_cursor, cursor_set=self.outbox.set_cursor,
+            report_error=lambda component, message: self.board.error(component, _utc_now(), message),
+        )
+        for device_id, ble_session in ble_hub.sessions.items():
+            self._track(device_id, ble_session)
+        self._device_tasks["ble"] = self._spawn("ble", ble_hub.run)
+        # The fleet's scan listens to the manager's scanner: a second one in this process would be refused.
+        self._scan = HubScan(ble_hub.tap, ble_hub.scanning)
+
+    def _track(self, device_id: str, session: object) -> None:
+        """What the fleet's commands may ask of a session: measure now, read its memory again."""
+        if isinstance(session, Measurable):
+            self.measurable[device_id] = session
+        if isinstance(session, Resyncable):
+            self.resyncable[device_id] = session
 
     async def _secret(self) -> bytes:
         # Refuse to start on a secret others can read, before anything else is touched.
@@ -505,44 +533,28 @@ class Daemon:
         await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True),
                      Route(CONFIG_DESIRED, document, background=True)]).serve(mqtt.receive)
 
-    def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
-                  status: StatusPublisher) -> CommandService:
+    async def _commands(self, mqtt: MqttLink, installed_key: Ed25519PublicKey | None) -> CommandService:
+        cfg = self.cfg
+        answered = await AnsweredRequests.load(answered_commands_path(cfg), now=_utc_now(),
+                                               clock_synced=self.clock.synced())
+        fleet = self.fleet
+        return CommandService(gateway_id=cfg.gateway.id, public_key=installed_key,
+                              # The fleet's key follows a rotation a configuration document carried.
+                              key_source=fleet.current_key if fleet is not None else None,
+                              commands=fleet_commands(self._command_parts()), reply=mqtt.publish,
+                              answered=answered, now=_utc_now, clock_synced=self.clock.synced)
 
-        async def ping(_args: Mapping[str, Any]) -> dict[str, Any]:
-            return {"pong": True, "version": __version__, "started_at": self.started_at.isoformat()}
+    def _command_parts(self) -> CommandParts:
+        cfg = self.cfg
+        return CommandParts(
+            version=__version__, started_at=self.started_at, now=_utc_now, status=self.status, alerts=self.alerts,
+            resident_ids=tuple(self._resident_ids()), measurable=self.measurable, resyncable=self.resyncable,
+            log_ring=self.log_ring, scan=self._scan_now,
+            ble_addresses={d.address: d.id for d in cfg.devices if d.address},
+        )
 
-        async def queue(_args: Mapping[str, Any]) -> dict[str, Any]:
-            return (await status.payload())["queue"]  # type: ignore[no-any-return]
-
-        async def doctor(_args: Mapping[str, Any]) -> dict[str, Any]:
-            payload = await status.payload()
-            return {"problems": status_problems(payload, _utc_now()), "status": payload}
-
-        async def test_alert(args: Mapping[str, Any]) -> dict[str, Any]:
-            resident = str(args.get("resident_id") or self.cfg.residents[0].id)
-            if resident not in self._resident_ids():  # it becomes a topic level: only configured ids
-                raise CommandError(f"no resident {resident!r}; have: {', '.join(self._resident_ids())}")
-            alert = await alerts.raise_alert(kind=AlertKind.TEST, severity=Severity.WARNING, resident_id=resident,
-                                             message=TEST_ALERT, evidence={"requested_by": "fleet"})
-            await alerts.resolve(alert.alert_id)
-            return {"alert_id": alert.alert_id}
-
-        async def measure(args: Mapping[str, Any]) -> dict[str, Any]:
-            device_id = str(args.get("device_id", ""))
-            session = self.measurable.get(device_id)
-            if session is None:
-                raise CommandError(f"no device {device_id!r} that can measure on demand; "
-                                   f"have: {', '.join(sorted(self.measurable)) or 'none'}")
-            try:
-                await session.measure_now()
-            except DriverError as exc:
-                raise CommandError(f"{device_id}: {exc}") from exc
-            return {"device_id": device_id, "done": True}
-
-        return CommandService(gateway_id=self.cfg.gateway.id, public_key=key,
-                              handlers={"ping": ping, "queue": queue, "doctor": doctor, "test-alert": test_alert,
-                                        "measure": measure},
-                              reply=mqtt.publish)
+    async def _scan_now(self, seconds: float) -> ScanReport:
+        return await self._scan(seconds)  # the scan of the BLE devices in force now (a reload may change them)
 
     @staticmethod
     async def _every(period_s: float, job: Callable[[], Awaitable[object]]) -> None:
@@ -564,11 +576,12 @@ class Daemon:
             await asyncio.sleep(interval)
 
 
-async def run_until_signalled(cfg: GatewayConfig, local: LocalConfig | None = None) -> None:
+async def run_until_signalled(cfg: GatewayConfig, local: LocalConfig | None = None,
+                              log_ring: LogRing | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    await Daemon(cfg, local).run(stop)
+    await Daemon(cfg, local, log_ring).run(stop)
     log.info("ran for %.0f s", time.monotonic() - started)

@@ -33,6 +33,21 @@ class Measurable(Protocol):
     async def measure_now(self) -> None: ...
 
 
+@runtime_checkable
+class Resyncable(Protocol):
+    """A session that can be asked for its device's stored records again (the fleet's ``resync``).
+
+    ``resync`` only asks: the records come when the device is next read, which ``resync_when``
+    says in words for the fleet's answer (a BLE meter must advertise first, a cabled one is polled).
+    The records the hub already holds come again and the outbox drops them (their source keys).
+    """
+
+    @property
+    def resync_when(self) -> str: ...
+
+    async def resync(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class SessionContext:
     """What every device session may be given: the hub clock and time zone, and the hub's sinks."""

@@ -12,6 +12,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from gateway.log_ring import DATE_FORMAT, LogRing
+
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _ID = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
 
@@ -21,15 +23,18 @@ def log_id(value: str) -> str:
     return value if _ID.fullmatch(value) else "<invalid>"
 
 
-def setup_logging(level: str = "info", *, stream: object = None) -> None:
+def setup_logging(level: str = "info", *, stream: object = None) -> LogRing:
+    """The journal's stream handler and the in-memory ring the fleet's ``logs`` command reads."""
     handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
-    handler.setFormatter(logging.Formatter(FORMAT, datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(logging.Formatter(FORMAT, datefmt=DATE_FORMAT))
+    ring = LogRing()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler, ring]
     root.setLevel(level.upper())
     # paho and bleak are chatty at debug; their warnings still come through.
     for noisy in ("paho", "bleak", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    return ring
 
 
 class RateLimitedLog:

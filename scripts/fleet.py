@@ -3,14 +3,22 @@
 
     python scripts/fleet.py keygen --out DIR            # DIR/fleet.key (private, 0600), DIR/fleet.pub
     python scripts/fleet.py cmd --broker HOST:PORT --gateway gw-0001 --key DIR/fleet.key ping
+    python scripts/fleet.py cmd ... queue | doctor
     python scripts/fleet.py cmd ... test-alert --arg resident_id=r-0001
+    python scripts/fleet.py cmd ... measure --arg device_id=bp-kiosk
+    python scripts/fleet.py cmd ... logs [--arg lines=300]          # default 100, at most 1000
+    python scripts/fleet.py cmd ... scan [--arg seconds=20]         # default 10, at most 60
+    python scripts/fleet.py cmd ... resync [--arg device_id=glucose-kitchen]   # default: every meter
     python scripts/fleet.py config push --broker HOST:PORT --key DIR/fleet.key --hubs hubs.txt \
         --body change.toml --state rollout.json        # in waves; re-run to resume
     python scripts/fleet.py config status --broker HOST:PORT [--hubs hubs.txt] [--json]
 
 The hub installs ``fleet.pub`` as ``[fleet] public_key_file``. Commands are signed as
-gateway/fleet/commands.py describes; the result (``cmd/{name}/result``) is printed as JSON, and the
-exit status is 0 only when the hub answered ``ok``. Configuration rollouts: scripts/fleetctl/ and
+gateway/fleet/commands.py describes, ``issued_at`` (now, with this machine's UTC offset) included:
+the hub refuses a command older than ten minutes or more than two ahead of its clock, so keep this
+machine's clock right. The result (``cmd/{name}/result``) is printed as JSON, and the exit status is
+0 only when the hub answered ``ok``. A scan answers after its seconds: the wait for the answer
+(``--timeout``, default 10 s) is that much longer for it. Configuration rollouts: scripts/fleetctl/ and
 README.md, "Fleet operator"; ``config push`` exits 0 when every hub applied the document, 1 when
 the rollout halted or some hub did not apply it, 2 for wrong input (nothing published).
 """
@@ -23,6 +31,7 @@ import os
 import sys
 import threading
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -64,8 +73,10 @@ def command(args: argparse.Namespace) -> int:
     assert isinstance(key, Ed25519PrivateKey), "the fleet key must be Ed25519"
     cmd_args = dict(item.split("=", 1) for item in args.arg)
     request_id = args.request_id or str(uuid.uuid4())
-    signed = {"gateway_id": args.gateway, "command": args.name, "request_id": request_id, "args": cmd_args}
-    body = {"request_id": request_id, "args": cmd_args, "signature": sign(signed, key)}
+    issued_at = datetime.now().astimezone().isoformat(timespec="seconds")
+    signed = {"gateway_id": args.gateway, "command": args.name, "request_id": request_id, "issued_at": issued_at,
+              "args": cmd_args}
+    body = {"request_id": request_id, "issued_at": issued_at, "args": cmd_args, "signature": sign(signed, key)}
     hub = f"{args.topic_root}/{args.gateway}"
     root = f"{hub}/cmd/{args.name}"
     answer: dict[str, object] = {}
@@ -95,14 +106,23 @@ def command(args: argparse.Namespace) -> int:
     client.connect(host or "127.0.0.1", int(port))
     client.loop_start()
     try:
-        if not done.wait(args.timeout):
-            print(f"no answer from {args.gateway} within {args.timeout} s: is it online (status topic)?",
+        timeout = args.timeout + (_scan_seconds(cmd_args) if args.name == "scan" else 0.0)
+        if not done.wait(timeout):
+            print(f"no answer from {args.gateway} within {timeout:g} s: is it online (status topic)?",
                   file=sys.stderr)
             return 2
     finally:
         client.loop_stop()
     print(json.dumps(answer, ensure_ascii=False, indent=1))
     return 0 if answer.get("ok") else 1
+
+
+def _scan_seconds(cmd_args: dict[str, str]) -> float:
+    """How long the hub scans before it answers (its default when not given; the hub checks the bounds)."""
+    try:
+        return float(cmd_args.get("seconds", 10.0))
+    except ValueError:
+        return 0.0
 
 
 def main() -> int:
@@ -119,7 +139,7 @@ def main() -> int:
     cmd.add_argument("--arg", action="append", default=[], help="KEY=VALUE (repeatable)")
     cmd.add_argument("--request-id", help="reuse an id (to test replay protection)")
     cmd.add_argument("--timeout", type=float, default=10.0)
-    cmd.add_argument("name", help="ping | queue | doctor | test-alert")
+    cmd.add_argument("name", help="ping | queue | doctor | logs | scan | resync | test-alert | measure")
     cmd.set_defaults(run=command)
     config = sub.add_parser("config", help="roll out signed configuration documents; see the fleet's reports")
     add_config_commands(config)

@@ -5,6 +5,11 @@ injected callables, and is advanced only after the sink returned, i.e. after the
 committed. Records are committed in chunks during the download, so a meter that drops the link
 mid-transfer (Accu-Chek does when a strip goes in) keeps what was committed; the next visit asks
 for "records >= last committed + 1" and gets the rest, nothing twice and nothing skipped.
+
+:meth:`GlucoseMeterSession.resync` (the fleet's ``resync``) makes the next download ask for every
+stored record instead: the way to recover records the cursor has stepped over, e.g. after a meter's
+sequence numbers started again from 1 (battery out, factory reset) while the cursor stayed high.
+The records the gateway already holds come again and are dropped there (their source keys).
 """
 
 from __future__ import annotations
@@ -81,6 +86,22 @@ class GlucoseMeterSession:
         self._racp_timeout_s = racp_timeout_s
         self._cursor = cursor_name(tag.device_id)
         self._complain = CodecComplaints(tag.device_id)
+        self._resync = False
+
+    @property
+    def resync_when(self) -> str:
+        return ("at its next connection, when the meter next advertises (after a measurement, or when it is "
+                "switched on): it is asked for every stored record, and the ones the hub holds are dropped")
+
+    async def resync(self) -> None:
+        """Ask for every stored record at the next connection, not only those after the cursor.
+
+        The flag covers a download running now (its commits would overwrite the cursor); clearing
+        the cursor covers a restart before the meter comes back.
+        """
+        self._resync = True
+        await self._cursor_set(self._cursor, "")
+        log.info("resync requested device=%s: all records at the next connection", self.tag.device_id)
 
     async def run(self, link: GattLink) -> None:
         offset = await on_connected(link, self.tag, self._sinks, self._home_tz)
@@ -91,7 +112,10 @@ class GlucoseMeterSession:
         if link.offers(GLUCOSE_MEASUREMENT_CONTEXT):
             await link.subscribe(GLUCOSE_MEASUREMENT_CONTEXT)
         await link.subscribe(RECORD_ACCESS_CONTROL_POINT)
-        last = parse_cursor(await self._cursor_get(self._cursor))
+        last = None if self._resync else parse_cursor(await self._cursor_get(self._cursor))
+        # From here the cursor carries a resync's progress: a meter that hangs up halfway goes on
+        # from what was committed next time, instead of starting over at every visit.
+        self._resync = False
         transfer = GlucoseTransfer(after_sequence=last)
         if last is None or last == 0xFFFF:
             response = await self._download(link, report_all_records(), transfer, offset)

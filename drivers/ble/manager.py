@@ -96,7 +96,11 @@ class BleManager:
         client_class: type[BleakClient] = BleakClientWithServiceCache,
         connect_attempts: int = 4,
         watch_interval_s: float = 1.0,
+        on_any_advert: Callable[[BLEDevice, AdvertisementData], None] | None = None,
     ) -> None:
+        """``on_any_advert`` hears every advert the scanner reports, configured device or not: the
+        hub's one scanner serves a technician's scan too (a second scanner in this process would share
+        its D-Bus connection, and BlueZ keeps one discovery session per connection)."""
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self._clock = clock
@@ -108,6 +112,7 @@ class BleManager:
         self._client_class = client_class
         self._connect_attempts = connect_attempts
         self._watch_interval_s = watch_interval_s
+        self._on_any_advert = on_any_advert
         self._slots = asyncio.Semaphore(max_connections)
         self._devices: dict[str, _Device] = {}
         for session in connected:
@@ -239,6 +244,11 @@ class BleManager:
     def _on_advert(self, ble_device: BLEDevice, advertisement: AdvertisementData) -> None:
         received = self._clock.now()
         self._health = advert_seen(self._health, received.monotonic)
+        if self._on_any_advert is not None:
+            try:
+                self._on_any_advert(ble_device, advertisement)
+            except Exception:  # a listener's bug must not stop the scanner the devices depend on
+                log.exception("advert listener failed address=%s", ble_device.address)
         device = self._devices.get(ble_device.address.upper())
         if device is None:
             return

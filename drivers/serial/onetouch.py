@@ -18,6 +18,10 @@ remembered for the life of the process so a meter left plugged in is not re-sent
 outbox dedupes by source key anyway). A sink that could not store them (``NotAcceptedError``: the
 gateway's disk failed) leaves them unremembered: the download counts as incomplete and the meter's
 memory is offered again at the next try.
+
+:meth:`OneTouchSession.resync` (the fleet's ``resync``) brings the next download forward to the
+next poll and offers the meter's whole memory again, forgetting what was handed over: the gateway's
+outbox keeps what it already has once (source keys) and takes what it lost.
 """
 
 from __future__ import annotations
@@ -98,6 +102,19 @@ class OneTouchSession:
         self._redownload_interval_s = redownload_interval_s
         self._handed_over: set[str] = set()
         self._status = OneTouchStatus()
+        self._resync = False
+
+    @property
+    def resync_when(self) -> str:
+        if self._status.meter_connected:
+            return f"at the next poll (within {self._poll_interval_s:g} s): the meter is on its cable"
+        return (f"when the meter is next on its cable (polled every {self._poll_interval_s:g} s); "
+                "it is not there now")
+
+    async def resync(self) -> None:
+        """Download the meter again at the next poll that finds it, offering every record once more."""
+        self._resync = True
+        log.info("resync requested device_id=%s: download at the next poll", self._device_id)
 
     @property
     def status(self) -> OneTouchStatus:
@@ -147,6 +164,10 @@ class OneTouchSession:
                     log.info("meter connected device_id=%s serial=%s", self._device_id, serial)
                     self._update(meter_connected=True, meter_serial=serial)
                     await self._emit(DeviceEventKind.CONNECTED, None)
+                    next_download = 0.0
+                if self._resync:
+                    self._resync = False
+                    self._handed_over.clear()
                     next_download = 0.0
                 if time.monotonic() >= next_download:
                     complete = await self._download(port, serial)

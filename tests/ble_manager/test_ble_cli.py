@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ble_cli import Sighting, bind_device, drivers_for, format_sightings
+from gateway.ble_cli import bind_device, format_sightings
+from gateway.ble_scan import Sighting, drivers_for
 from gateway.config import DriverName, load_config
 from gateway.errors import ConfigError
 

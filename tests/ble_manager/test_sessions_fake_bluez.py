@@ -239,6 +239,62 @@ async def test_a_meter_that_drops_mid_transfer_keeps_what_was_committed_and_send
     assert [bytes(r.encode()) for r in meter.racp_requests[:2]] == [b"\x01\x01", b"\x01\x03\x01\x1a\x00"]
 
 
+def glucose_session(meter: GlucoseMeter, recorder: Recorder) -> GlucoseMeterSession:
+    outbox = recorder.outbox
+    return GlucoseMeterSession(
+        tag("glucose-kitchen", meter.address, "ble-gls"), recorder.sinks, SHANGHAI, outbox.get_cursor, outbox.set_cursor
+    )
+
+
+REVISITS = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=0.3)
+"""The fake meter advertises all the time: a new visit every 0.3 s."""
+ALL_RECORDS = b"\x01\x01"
+
+
+async def test_a_resync_has_the_meter_send_every_record_again_and_the_outbox_keeps_each_once(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    meter = GlucoseMeter(record_count=50)
+    fake_bluez.add(meter)
+    session = glucose_session(meter, recorder)
+    outbox = recorder.outbox
+    async with running(manager(session, backoff=REVISITS)):
+        await recorder.until(lambda: len(recorder.readings) == 50)
+        await recorder.until(lambda: len(meter.racp_requests) >= 2)  # a visit asking only for new records
+        assert bytes(meter.racp_requests[1].encode()) == b"\x01\x03\x01\x33\x00"
+        await session.resync()
+        assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == ""  # kept across a restart too
+        await recorder.until(lambda: len(recorder.readings) == 100, timeout_s=20.0)
+    assert [bytes(r.encode()) for r in meter.racp_requests].count(ALL_RECORDS) == 2
+    assert [r.source_key for r in recorder.readings[50:]] == [r.source_key for r in recorder.readings[:50]]
+    stats = await outbox.stats()
+    assert stats.pending == 50  # sent again, stored once
+    assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "50"
+
+
+async def test_a_resync_recovers_the_records_of_a_meter_whose_numbering_started_again(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    meter = GlucoseMeter(record_count=50)
+    fake_bluez.add(meter)
+    session = glucose_session(meter, recorder)
+    async with running(manager(session, backoff=REVISITS)):
+        await recorder.until(lambda: len(recorder.readings) == 50)
+        # Batteries out: the meter's memory is gone and its sequence numbers start at 1 again.
+        meter.records.clear()
+        meter.add_record(3.4, datetime(2024, 7, 1, 7, 0), meal=3)
+        meter.add_record(8.9, datetime(2024, 7, 1, 9, 30), meal=2)
+        asked = len(meter.racp_requests)
+        await recorder.until(lambda: len(meter.racp_requests) >= asked + 2)
+        assert len(recorder.readings) == 50  # asked for ">= 51": the two new records are never seen
+        await session.resync()
+        await recorder.until(lambda: len(recorder.readings) == 52)
+    assert [r.measurement for r in recorder.readings[50:]] == [
+        Glucose(mmol_l=3.4, meal=MealContext.FASTING), Glucose(mmol_l=8.9, meal=MealContext.POSTPRANDIAL)]
+    assert await recorder.outbox.get_cursor(cursor_name("glucose-kitchen")) == "2"
+    assert (await recorder.outbox.stats()).pending == 52
+
+
 async def test_a_bthome_button_press_becomes_one_event(fake_bluez: FakeBluez, recorder: Recorder) -> None:
     button = BTHomeButton(battery_percent=87)
     fake_bluez.add(button)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,6 +23,8 @@ from drivers.model import (
     mg_dl_to_mmol_l,
 )
 from drivers.serial.onetouch import OneTouchSession
+from gateway.hub import reading_to_record
+from gateway.store import AsyncOutbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SERIAL = "SIM00001Y"
@@ -49,7 +51,7 @@ class Sink:
         assert len(keys) == len(set(keys)), keys
 
 
-def make_session(port: Path, sink: Sink, **timing: float) -> OneTouchSession:
+def make_session(port: Path, sink: Callable[[Sequence[Reading]], Awaitable[None]], **timing: float) -> OneTouchSession:
     return OneTouchSession(
         device_id="meter-1",
         resident_id="resident-7",
@@ -236,3 +238,35 @@ def test_readings_the_gateway_could_not_store_are_offered_again_not_forgotten(st
     assert len(sink.batches) == 1
     sink.assert_no_duplicates()
     assert session.status.last_error is None  # a complete download since clears it
+
+
+def test_a_resync_downloads_the_meter_again_at_the_next_poll_and_the_outbox_keeps_each_reading_once(
+        start_meter, caplog, tmp_path):
+    meter = start_meter("--records", "3")
+    batches: list[list[str]] = []
+
+    async def scenario() -> None:
+        async with await AsyncOutbox.open(tmp_path / "outbox.sqlite") as outbox:
+
+            async def into_the_outbox(readings: Sequence[Reading]) -> None:
+                await outbox.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
+                batches.append([str(r.source_key) for r in readings])
+
+            # The next download of its own would come in an hour: only the resync brings it forward.
+            session = make_session(meter.link, into_the_outbox, redownload_interval_s=3600.0)
+            async with running(session):
+                await eventually(lambda: session.status.last_download is not None)
+                first = session.status.last_download
+                assert "at the next poll (within 0.1 s)" in session.resync_when
+                await session.resync()
+                await eventually(lambda: session.status.last_download != first)
+            assert (await outbox.stats()).pending == 3
+
+    run_without_blocking_the_loop(scenario, caplog)
+    assert len(batches) == 2
+    assert batches[1] == batches[0]  # the whole memory offered again, and stored once (pending above)
+
+
+def test_a_resync_with_no_meter_on_the_cable_says_it_waits_for_one(tmp_path):
+    session = make_session(tmp_path / "meter", Sink())
+    assert session.resync_when == ("when the meter is next on its cable (polled every 0.1 s); it is not there now")

@@ -454,3 +454,31 @@ async def test_standalone_process_is_driven_over_stdin(fake_bluez_bus: str) -> N
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def _discovery(bus: MessageBus, member: str) -> Message:
+    reply = await bus.call(Message(destination="org.bluez", path=ADAPTER_PATH, interface="org.bluez.Adapter1",
+                                   member=member))
+    assert reply is not None
+    return reply
+
+
+async def test_each_bus_client_holds_one_discovery_session_as_bluetoothd_does(
+    fake_bluez: FakeBluez, fake_bluez_bus: str
+) -> None:
+    # A second scanner in the same process shares bleak's one D-Bus connection: refused, as
+    # bluetoothd refuses a second StartDiscovery from one sender (src/adapter.c, start_discovery).
+    async with BleakScanner():
+        with pytest.raises(BleakDBusError, match="InProgress"):
+            await BleakScanner().start()
+        # Another process (another bus connection) has a session of its own beside ours ...
+        other = await MessageBus(bus_address=fake_bluez_bus).connect()
+        try:
+            assert (await _discovery(other, "StartDiscovery")).message_type is MessageType.METHOD_RETURN
+            assert len(fake_bluez.discovery_sessions) == 2
+            # ... and ending it leaves ours discovering.
+            assert (await _discovery(other, "StopDiscovery")).message_type is MessageType.METHOD_RETURN
+            assert fake_bluez.discovering
+        finally:
+            other.disconnect()
+    assert not fake_bluez.discovering

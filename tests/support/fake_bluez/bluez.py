@@ -780,6 +780,11 @@ class FakeBluez:
     async def _start_discovery(self, msg: Message) -> Reply:
         if not self.powered:
             raise bluez_error(BluezError.NOT_READY, "Resource Not Ready")
+        # bluetoothd keys discovery sessions on the D-Bus sender, one each (src/adapter.c: "Every
+        # client can only start one discovery"): two scanners in one process share a connection,
+        # so the second is refused, and either one's StopDiscovery would end the other's scan.
+        if (msg.sender or "") in self.discovery_sessions:
+            raise bluez_error(BluezError.IN_PROGRESS, "Operation already in progress")
         was_discovering = self.discovering
         self.discovery_sessions.add(msg.sender or "")
         if not was_discovering:
