@@ -391,7 +391,8 @@ class Uplink:
 
     async def _apply_results(self, request: PreparedRequest, answer: HttpResponse, round_: _Round) -> None:
         ids = request.record_ids
-        results = self._encoder.parse_answer(answer, request)
+        # A 500-entry answer (a FHIR transaction-response Bundle) is parsed off the loop too.
+        results = await asyncio.to_thread(self._encoder.parse_answer, answer, request)
         delivered = [r.record_id for r in results if r.status in (RecordStatus.ACCEPTED, RecordStatus.DUPLICATE)]
         if delivered:
             await self._outbox.mark_delivered(delivered)
