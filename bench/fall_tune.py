@@ -1,48 +1,57 @@
-"""Fit the fall detector's model and judge it by nested leave-one-subject-out cross-validation.
+"""Fit the fall detector's two models and judge them by nested leave-one-subject-out cross-validation.
 
     python bench/fall_tune.py --data /path/to/sisfall_dev_acc.npz [--rates 50 200]
 
-Only the logistic model (weights, bias) and its decision threshold are fitted; the windows in
-``gateway.detect.fall_model.FallParams`` are physically motivated and fixed. Candidates from every
-rate in ``--rates`` are pooled so one model serves all wearables.
+Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 4 + 2
+numbers. The windows and gates in ``gateway.detect.fall_model.FallParams`` are physically motivated
+and fixed. Candidates from every rate in ``--rates`` are pooled so one model serves all wearables.
 
-Training labels (candidate level): an impact candidate in a fall trial within ``POSITIVE_TOLERANCE_S``
-of the trial's largest |a| is a fall; every candidate in an ADL trial is not; other candidates in fall
-trials (a stumble before, rolling after) are left out of training because their truth is unknown.
+Each wearer's upright is learnt the way the hub learns it, by streaming that person's walking
+(SisFall D01, 100 s) through the detector's ``UprightLearner``; no label is involved.
 
-Honest figures (``nested_loso``): for each subject in turn, the model is fitted on the *other*
-subjects and the threshold chosen by an inner leave-one-subject-out run over those other subjects
-only (``choose_threshold``); the held-out subject is then scored once. Nothing about the scored
-subject, not even which threshold works for it, reaches its own model. This script prints the model
+Training labels (candidate level, per kind): a candidate in a fall trial within
+``POSITIVE_TOLERANCE_S`` of the trial's largest |a| is a fall; every candidate in an ADL trial is not;
+other candidates in fall trials (a stumble before, rolling after) are left out of training because
+their truth is unknown. Each model only sees the candidates that pass its gates.
+
+Honest figures (``nested_loso``): for each subject in turn, the models are fitted on the *other*
+subjects and the thresholds chosen by an inner leave-one-subject-out run over those other subjects
+only (``choose_thresholds``); the held-out subject is then scored once. Nothing about the scored
+subject, not even which threshold works for it, reaches its own model. This script prints the models
 fitted on all subjects (to paste into ``fall_model.py``); ``bench/falls.py`` prints the report.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from gateway.detect.fall_model import DEFAULT_PARAMS, FEATURE_SCALES, FallParams
-from gateway.detect.falls import ImpactCandidates
+from gateway.detect.fall_evidence import FallCandidates, FallEvidence
+from gateway.detect.fall_model import DEFAULT_PARAMS, FallKind, FallParams, LogisticModel
+from gateway.detect.falls import admissible
 from gateway.detect.features import decimate
+from gateway.detect.posture import UprightLearner
 
 SISFALL_RATE_HZ = 200.0
 COUNTS_PER_G = 256.0
 POSITIVE_TOLERANCE_S = 1.0
+KINDS = (FallKind.IMPACT, FallKind.LOW_ENERGY)
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
-"""Decision thresholds the inner cross-validation chooses from."""
+"""Decision thresholds the inner cross-validation chooses from, for each kind."""
 FALSE_ALARM_BUDGET_PER_H = 0.1
-"""The threshold rule, fixed before looking at any outer figure: the most sensitive threshold whose
-inner cross-validation stays within this many false alarms per ADL hour (the issue's target); ties go
-to the higher threshold. If none does, the one with the fewest false alarms."""
+"""The threshold rule, fixed before looking at any outer figure: the most sensitive pair of thresholds
+whose inner cross-validation stays within this many false alarms per ADL hour (the issue's target);
+ties go to fewer false alarms, then to higher thresholds. If no pair does, the fewest false alarms."""
 L2_PENALTY = 1.0
 """Ridge on the standardised weights: with ~1000 positives it barely matters, it only keeps the
 Newton steps finite when the classes are almost separable."""
+WALKING_TRIAL = "D01"
 
 
 @dataclass(frozen=True)
@@ -85,43 +94,55 @@ def load_trials(path: Path, rate_hz: float) -> list[Trial]:
     return trials
 
 
-@dataclass(frozen=True)
-class Event:
-    """One point where the detector decides: a candidate with its model inputs (None: gated out)."""
-
-    impact_index: int
-    decided_index: int
-    features: tuple[float, ...] | None
+Uprights = Mapping[tuple[str, float], np.ndarray | None]
 
 
-def trial_events(trial: Trial, params: FallParams = DEFAULT_PARAMS) -> list[Event]:
+def learn_uprights(trials: Sequence[Trial]) -> dict[tuple[str, float], np.ndarray | None]:
+    """Each subject's upright at each rate, learnt from their walking trial as the hub would."""
+    uprights: dict[tuple[str, float], np.ndarray | None] = {}
+    for trial in trials:
+        if trial.activity == WALKING_TRIAL:
+            learner = UprightLearner(trial.sample_rate_hz)
+            learner.feed(0, trial.samples)
+            uprights[(trial.subject, trial.sample_rate_hz)] = learner.upright
+    return uprights
+
+
+def upright_of(trial: Trial, uprights: Uprights | None) -> np.ndarray | None:
+    return None if uprights is None else uprights.get((trial.subject, trial.sample_rate_hz))
+
+
+def trial_evidence(trial: Trial, params: FallParams = DEFAULT_PARAMS,
+                   uprights: Uprights | None = None) -> list[FallEvidence]:
     # Block-size invariance (tested) lets the bench feed whole trials at once.
-    events = []
-    for cand in ImpactCandidates(trial.sample_rate_hz, params).process(trial.samples):
-        gated = cand.posture_change_deg < params.posture_gate_deg
-        events.append(Event(cand.impact_index, cand.decided_index, None if gated else cand.features()))
-    return events
+    return FallCandidates(trial.sample_rate_hz, params, upright_of(trial, uprights)).process(trial.samples)
 
 
 @dataclass(frozen=True)
 class Table:
-    """The gated events of many trials as arrays, for fitting and fast threshold sweeps."""
+    """One kind's admissible candidates of many trials as arrays, for fitting and fast threshold sweeps."""
 
-    x: np.ndarray         # (n, k) features divided by FEATURE_SCALES
-    label: np.ndarray     # 1 fall impact, 0 ADL, -1 unknown (fall trial, not the impact)
+    x: np.ndarray         # (n, k) model inputs divided by the model's scales
+    label: np.ndarray     # 1 fall, 0 ADL, -1 unknown (fall trial, not the impact)
     trial: np.ndarray     # index into the trial list
     impact: np.ndarray
     decided: np.ndarray
+    offsets: np.ndarray   # rows of trial n are offsets[n]:offsets[n + 1]
+
+    def rows(self, n: int) -> slice:
+        return slice(int(self.offsets[n]), int(self.offsets[n + 1]))
 
 
-def build_table(trials: Sequence[Trial], events: Sequence[Sequence[Event]]) -> Table:
-    rows, labels, owners, impacts, decided = [], [], [], [], []
-    for n, (trial, evs) in enumerate(zip(trials, events, strict=True)):
+def build_table(trials: Sequence[Trial], evidence: Sequence[Sequence[FallEvidence]], kind: FallKind,
+                params: FallParams = DEFAULT_PARAMS) -> Table:
+    model = params.model(kind)
+    rows, labels, owners, impacts, decided, offsets = [], [], [], [], [], [0]
+    for n, (trial, found) in enumerate(zip(trials, evidence, strict=True)):
         truth = trial.impact_index
-        for ev in evs:
-            if ev.features is None:
+        for ev in found:
+            if ev.kind is not kind or not admissible(params, ev):
                 continue
-            rows.append(np.array(ev.features) / np.array(FEATURE_SCALES))
+            rows.append(np.array(ev.values(model.features)) / np.array(model.scales))
             if not trial.is_fall:
                 labels.append(0)
             elif abs(ev.impact_index - truth) <= POSITIVE_TOLERANCE_S * trial.sample_rate_hz:
@@ -131,8 +152,15 @@ def build_table(trials: Sequence[Trial], events: Sequence[Sequence[Event]]) -> T
             owners.append(n)
             impacts.append(ev.impact_index)
             decided.append(ev.decided_index)
-    return Table(np.array(rows).reshape(-1, len(FEATURE_SCALES)), np.array(labels), np.array(owners, dtype=int),
-                 np.array(impacts, dtype=int), np.array(decided, dtype=int))
+        offsets.append(len(owners))
+    return Table(np.array(rows).reshape(-1, len(model.features)), np.array(labels, dtype=int),
+                 np.array(owners, dtype=int), np.array(impacts, dtype=int), np.array(decided, dtype=int),
+                 np.array(offsets))
+
+
+def build_tables(trials: Sequence[Trial], evidence: Sequence[Sequence[FallEvidence]],
+                 params: FallParams = DEFAULT_PARAMS) -> dict[FallKind, Table]:
+    return {kind: build_table(trials, evidence, kind, params) for kind in KINDS}
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, penalty: float = L2_PENALTY) -> np.ndarray:
@@ -152,70 +180,105 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, penalty: float = L2_PENALTY) -> n
     return beta
 
 
-def logits(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.asarray(beta[0] + x @ beta[1:])
-
-
 def fit_rows(table: Table, rows: np.ndarray) -> np.ndarray:
     known = rows & (table.label >= 0)
+    if len(set(table.label[known])) < 2:  # e.g. no low-energy candidate at all before any upright is learnt
+        return np.array([-np.inf, *np.zeros(table.x.shape[1])])
     return fit_logistic(table.x[known], table.label[known].astype(np.float64))
+
+
+def refit(model: LogisticModel, beta: np.ndarray, threshold: float) -> LogisticModel:
+    return replace(model, bias=round(float(beta[0]), 3), weights=tuple(round(float(w), 3) for w in beta[1:]),
+                   threshold=threshold)
+
+
+def with_models(base: FallParams, betas: Mapping[FallKind, np.ndarray],
+                thresholds: Mapping[FallKind, float]) -> FallParams:
+    return replace(base, impact=refit(base.impact, betas[FallKind.IMPACT], thresholds[FallKind.IMPACT]),
+                   low_energy=refit(base.low_energy, betas[FallKind.LOW_ENERGY], thresholds[FallKind.LOW_ENERGY]))
+
+
+def model_scores(tables: Mapping[FallKind, Table], params: FallParams) -> dict[FallKind, np.ndarray]:
+    """Logits of every candidate under the given models (fitted as rounded in ``params``)."""
+    return {kind: params.model(kind).bias + table.x @ np.array(params.model(kind).weights)
+            for kind, table in tables.items()}
 
 
 @dataclass(frozen=True)
 class TrialOutcome:
     trial: Trial
-    detections: tuple[tuple[int, int], ...]   # (impact_index, decided_index) of each detection
+    detections: tuple[tuple[int, int, FallKind], ...]   # (impact_index, decided_index, kind)
+
+    def nearest(self) -> tuple[int, int, FallKind] | None:
+        """The detection nearest the trial's largest |a|."""
+        if not self.detections:
+            return None
+        return min(self.detections, key=lambda d: abs(d[0] - self.trial.impact_index))
 
     @property
     def delay_s(self) -> float | None:
         """decided - impact for the detection nearest the trial's largest |a|."""
-        if not self.detections:
+        nearest = self.nearest()
+        if nearest is None:
             return None
-        _impact, decided = min(self.detections, key=lambda d: abs(d[0] - self.trial.impact_index))
-        return (decided - self.trial.impact_index) / self.trial.sample_rate_hz
+        return (nearest[1] - self.trial.impact_index) / self.trial.sample_rate_hz
 
 
-def decide(trial: Trial, table: Table, rows: np.ndarray, scores: np.ndarray, threshold: float,
-           refractory_s: float) -> TrialOutcome:
-    """What FallDetector reports for this trial, from its events' scores (same refractory rule)."""
-    fired = rows[scores[rows] >= threshold]
-    fired = fired[np.lexsort((table.impact[fired], table.decided[fired]))]
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def decide(trials: Sequence[Trial], n: int, tables: Mapping[FallKind, Table], scores: Mapping[FallKind, np.ndarray],
+           thresholds: Mapping[FallKind, float], refractory_s: float) -> TrialOutcome:
+    """What FallDetector reports for trial ``n``, from its candidates' scores (same refractory rule)."""
+    fired: list[tuple[int, int, FallKind]] = []
+    for kind, table in tables.items():
+        rows = table.rows(n)
+        hit = np.flatnonzero(scores[kind][rows] >= logit(thresholds[kind])) + rows.start
+        fired.extend((int(table.impact[i]), int(table.decided[i]), kind) for i in hit)
+    fired.sort(key=lambda d: (d[1], d[0]))
+    trial = trials[n]
     refractory = round(refractory_s * trial.sample_rate_hz)
     until = -1
     found = []
-    for i in fired:
-        if table.impact[i] >= until:
-            found.append((int(table.impact[i]), int(table.decided[i])))
-            until = int(table.impact[i]) + refractory
+    for impact, decided, kind in fired:
+        if impact >= until:
+            found.append((impact, decided, kind))
+            until = impact + refractory
     return TrialOutcome(trial, tuple(found))
 
 
-def sweep(trials: Sequence[Trial], table: Table, trial_ids: np.ndarray, scores: np.ndarray,
-          refractory_s: float) -> list[tuple[float, float, int]]:
-    """(threshold, sensitivity, false alarms) for every threshold of THRESHOLDS, on these trials."""
-    logit_of = {p: math.log(p / (1 - p)) for p in THRESHOLDS}
-    in_set = np.isin(table.trial, trial_ids)
-    falls = [n for n in trial_ids if trials[n].is_fall]
-    best = np.full(len(trials), -np.inf)
-    np.maximum.at(best, table.trial[in_set], scores[in_set])
-    adl_rows = np.flatnonzero(in_set & (table.label == 0) & (scores >= min(logit_of.values())))
-    by_trial: dict[int, np.ndarray] = {}
-    for n in np.unique(table.trial[adl_rows]):
-        by_trial[int(n)] = adl_rows[table.trial[adl_rows] == n]
-    results = []
-    for p, z in logit_of.items():
-        sens = float(np.mean(best[falls] >= z)) if falls else math.nan
-        alarms = sum(len(decide(trials[n], table, rows, scores, z, refractory_s).detections)
-                     for n, rows in by_trial.items())
-        results.append((p, sens, alarms))
-    return results
+Curve = list[tuple[dict[FallKind, float], float, int]]
 
 
-def choose_threshold(results: Sequence[tuple[float, float, int]], adl_hours: float) -> float:
-    within = [r for r in results if r[2] <= FALSE_ALARM_BUDGET_PER_H * adl_hours]
+def sweep(trials: Sequence[Trial], tables: Mapping[FallKind, Table], trial_ids: np.ndarray,
+          scores: Mapping[FallKind, np.ndarray], refractory_s: float) -> Curve:
+    """(thresholds, sensitivity, false alarms) on these trials, for every pair of THRESHOLDS."""
+    falls = np.array([n for n in trial_ids if trials[n].is_fall], dtype=int)
+    best = {}
+    suspects: set[int] = set()
+    for kind, table in tables.items():
+        best[kind] = np.full(len(trials), -np.inf)
+        chosen = np.isin(table.trial, trial_ids)
+        np.maximum.at(best[kind], table.trial[chosen], scores[kind][chosen])
+        alarming = chosen & (table.label == 0) & (scores[kind] >= logit(min(THRESHOLDS)))
+        suspects.update(int(n) for n in table.trial[alarming])
+    curve: Curve = []
+    for pair in itertools.product(THRESHOLDS, repeat=len(KINDS)):
+        thresholds = dict(zip(KINDS, pair, strict=True))
+        detected = np.zeros(len(falls), dtype=bool)
+        for kind in KINDS:
+            detected |= best[kind][falls] >= logit(thresholds[kind])
+        alarms = sum(len(decide(trials, n, tables, scores, thresholds, refractory_s).detections) for n in suspects)
+        curve.append((thresholds, float(detected.mean()) if len(falls) else math.nan, alarms))
+    return curve
+
+
+def choose_thresholds(curve: Curve, adl_hours: float) -> dict[FallKind, float]:
+    within = [c for c in curve if c[2] <= FALSE_ALARM_BUDGET_PER_H * adl_hours]
     if within:
-        return max(within, key=lambda r: (r[1], r[0]))[0]
-    return min(results, key=lambda r: (r[2], -r[0]))[0]
+        return max(within, key=lambda c: (c[1], -c[2], sum(c[0].values())))[0]
+    return min(curve, key=lambda c: (c[2], -sum(c[0].values())))[0]
 
 
 @dataclass(frozen=True)
@@ -229,15 +292,20 @@ def subjects_of(trials: Sequence[Trial]) -> np.ndarray:
     return np.array([t.subject for t in trials])
 
 
-def loso_scores(trials: Sequence[Trial], table: Table, subjects: Iterable[str]) -> np.ndarray:
-    """Out-of-fold logits for the events of ``subjects``, each from a model fitted on the others."""
-    owner = subjects_of(trials)[table.trial] if len(table.trial) else np.array([], dtype=str)
+def loso_scores(trials: Sequence[Trial], tables: Mapping[FallKind, Table],
+                subjects: Iterable[str]) -> dict[FallKind, np.ndarray]:
+    """Out-of-fold logits for the candidates of ``subjects``, each from models fitted on the others."""
+    subject = subjects_of(trials)
     chosen = list(subjects)
-    scores = np.full(len(table.trial), -np.inf)
-    for s in chosen:
-        train = np.isin(owner, chosen) & (owner != s)
-        test = owner == s
-        scores[test] = logits(fit_rows(table, train), table.x[test])
+    scores = {}
+    for kind, table in tables.items():
+        owner = subject[table.trial]
+        scores[kind] = np.full(len(owner), -np.inf)
+        for s in chosen:
+            train = np.isin(owner, chosen) & (owner != s)
+            test = owner == s
+            beta = fit_rows(table, train)
+            scores[kind][test] = beta[0] + table.x[test] @ beta[1:]
     return scores
 
 
@@ -245,39 +313,43 @@ def adl_hours(trials: Sequence[Trial], ids: Iterable[int]) -> float:
     return sum(trials[n].duration_s for n in ids if not trials[n].is_fall) / 3600.0
 
 
-def nested_loso(trials: Sequence[Trial], table: Table, base: FallParams = DEFAULT_PARAMS) -> list[FoldResult]:
-    """Leave one subject out; the threshold comes from an inner leave-one-subject-out on the rest."""
+def nested_loso(trials: Sequence[Trial], tables: Mapping[FallKind, Table],
+                base: FallParams = DEFAULT_PARAMS) -> list[FoldResult]:
+    """Leave one subject out; the thresholds come from an inner leave-one-subject-out on the rest."""
     subject = subjects_of(trials)
-    owner = subject[table.trial]
     folds = []
     for held_out in sorted(set(subject)):
-        train_subjects = sorted(set(subject) - {held_out})
         train_ids = np.flatnonzero(subject != held_out)
-        inner = loso_scores(trials, table, train_subjects)
-        curve = sweep(trials, table, train_ids, inner, base.refractory_s)
-        threshold = choose_threshold(curve, adl_hours(trials, train_ids))
-        beta = fit_rows(table, owner != held_out)
-        params = replace(base, bias=round(float(beta[0]), 3), weights=tuple(round(float(w), 3) for w in beta[1:]),
-                         decision_threshold=threshold)
-        test = owner == held_out
-        scores = np.full(len(owner), -np.inf)
-        scores[test] = logits(beta, table.x[test])
-        z = math.log(threshold / (1 - threshold))
-        outcomes = [decide(trials[n], table, np.flatnonzero(table.trial == n), scores, z, base.refractory_s)
+        inner = loso_scores(trials, tables, sorted(set(subject) - {held_out}))
+        thresholds = choose_thresholds(sweep(trials, tables, train_ids, inner, base.refractory_s),
+                                       adl_hours(trials, train_ids))
+        betas = {kind: fit_rows(table, subject[table.trial] != held_out) for kind, table in tables.items()}
+        params = with_models(base, betas, thresholds)
+        scores = model_scores(tables, params)
+        outcomes = [decide(trials, int(n), tables, scores, thresholds, base.refractory_s)
                     for n in np.flatnonzero(subject == held_out)]
         folds.append(FoldResult(held_out, params, outcomes))
     return folds
 
 
-def fit_all(trials: Sequence[Trial], table: Table, base: FallParams = DEFAULT_PARAMS) -> FallParams:
-    """The shipped model: weights from every subject, threshold from one leave-one-subject-out run."""
-    subject = subjects_of(trials)
-    scores = loso_scores(trials, table, sorted(set(subject)))
+def fit_all(trials: Sequence[Trial], tables: Mapping[FallKind, Table], base: FallParams = DEFAULT_PARAMS) -> FallParams:
+    """The shipped models: weights from every subject, thresholds from one leave-one-subject-out run."""
+    scores = loso_scores(trials, tables, sorted(set(subjects_of(trials))))
     ids = np.arange(len(trials))
-    threshold = choose_threshold(sweep(trials, table, ids, scores, base.refractory_s), adl_hours(trials, ids))
-    beta = fit_rows(table, np.ones(len(table.trial), dtype=bool))
-    return replace(base, bias=round(float(beta[0]), 3), weights=tuple(round(float(w), 3) for w in beta[1:]),
-                   decision_threshold=threshold)
+    thresholds = choose_thresholds(sweep(trials, tables, ids, scores, base.refractory_s), adl_hours(trials, ids))
+    betas = {kind: fit_rows(table, np.ones(len(table.trial), dtype=bool)) for kind, table in tables.items()}
+    return with_models(base, betas, thresholds)
+
+
+def load(path: Path, rates: Sequence[float], params: FallParams = DEFAULT_PARAMS, warm: bool = True,
+         ) -> tuple[list[Trial], dict[FallKind, Table], Uprights | None]:
+    """Trials at every rate, each wearer's upright (``warm``) and the candidate tables."""
+    trials: list[Trial] = []
+    for rate in rates:
+        trials.extend(load_trials(path, rate))
+    uprights = learn_uprights(trials) if warm else None
+    tables = build_tables(trials, [trial_evidence(t, params, uprights) for t in trials], params)
+    return trials, tables, uprights
 
 
 def main() -> None:
@@ -285,16 +357,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="SisFall-format .npz archive (200 Hz int16)")
     parser.add_argument("--rates", type=float, nargs="+", default=[50.0, 200.0])
     args = parser.parse_args()
-
-    trials: list[Trial] = []
-    for rate in args.rates:
-        trials.extend(load_trials(args.data, rate))
-    table = build_table(trials, [trial_events(t) for t in trials])
-    final = fit_all(trials, table)
+    trials, tables, _ = load(args.data, args.rates)
+    final = fit_all(trials, tables)
     print(f"fitted on all subjects at {args.rates} Hz, paste into gateway/detect/fall_model.py:")
-    print(f"    weights: tuple[float, ...] = {final.weights}")
-    print(f"    bias: float = {final.bias}")
-    print(f"    decision_threshold: float = {final.decision_threshold}")
+    for kind in KINDS:
+        model = final.model(kind)
+        print(f"  {kind}: weights={model.weights}, bias={model.bias}, threshold={model.threshold}")
+        print(f"    {model.describe()}")
 
 
 if __name__ == "__main__":
