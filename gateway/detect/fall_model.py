@@ -1,76 +1,162 @@
-"""The fall detector's parameters: physically motivated windows, a posture gate and a 3-feature logistic model.
+"""The fall detector's parameters: physically motivated windows and gates, and two small logistic models.
 
-Every window is in seconds so one parameter set serves wearables at 25-200 Hz. The logistic weights
-were fitted by ``bench/fall_tune.py`` on the SisFall development split (waist sensor, 50 Hz and 200 Hz
-pooled) and the decision threshold chosen from its leave-subjects-out cross-validation curve; rerun it
-to reproduce them.
+Every window is in seconds so one parameter set serves wearables at 25-200 Hz. The two models are
+fitted by ``bench/fall_tune.py`` on a SisFall archive (waist sensor, 50 Hz and 200 Hz pooled), their
+thresholds chosen by leave-one-subject-out cross-validation; rerun it to reproduce them and
+``bench/falls.py`` to see how they do on people they were not fitted on.
 
-Post-impact stillness is reported as evidence but is deliberately not a model input: on SisFall it
-would *reward* movement after the impact (people lying down on purpose lie stiller than people who
-fell), which would lower the confidence exactly for the unconscious faller who cannot move.
+Two kinds of fall, two decisions:
+
+- ``IMPACT``: a hard fall, judged 1.5 s after the impact on the impact itself (peak |a|, the
+  descent before it) and the trunk having turned towards lying (posture change).
+- ``LOW_ENERGY``: a fall with little impact (fainting from a chair, slumping while getting up or
+  sitting down, sliding down a table), judged 3.5 s after its largest |a| on where the trunk ended:
+  far from the wearer's upright, much further than it started, after a disturbed moment.
+
+Post-fall stillness and the descent speed are reported as evidence but are deliberately not model
+inputs. On SisFall stillness would buy a few falls, because the actors lay still after falling and
+moved after lying down on purpose; it would lower the confidence exactly for the elder who struggles
+on the floor. The descent speed from |a| added nothing once the tilt was known (its weight came out
+near zero and it did not move the cross-validated figures), and its calibration depends on each
+sensor's offset (up to 0.15 g on the ADXL345).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 
-# Feature order of the logistic model; each is divided by its scale first so the weights are
-# comparable in size and readable: a weight is "log-odds per typical unit of that evidence".
-# descent_g is the std of |a| in the second before the impact: the drop towards free fall and the
-# swing back that a fall has and rolling over in bed does not.
-FEATURE_NAMES: tuple[str, ...] = ("peak_g", "descent_g", "posture_change_deg")
-FEATURE_SCALES: tuple[float, ...] = (1.0, 0.1, 90.0)
+
+class FallKind(StrEnum):
+    IMPACT = "impact"
+    LOW_ENERGY = "low_energy"
+
+
+@dataclass(frozen=True, slots=True)
+class LogisticModel:
+    """confidence = 1 / (1 + exp(-(bias + sum(weight * feature / scale)))); a fall at >= threshold.
+
+    Features are named after the evidence they read (``FallEvidence`` attributes). Each is divided by
+    its scale first, so a weight reads "log-odds per typical unit of that evidence".
+    """
+
+    features: tuple[str, ...]
+    scales: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if not len(self.features) == len(self.scales) == len(self.weights):
+            raise ValueError(f"LogisticModel needs one scale and one weight per feature {self.features}, "
+                             f"got {len(self.scales)} scales and {len(self.weights)} weights")
+        if not all(s > 0.0 for s in self.scales):
+            raise ValueError(f"LogisticModel scales must be positive, got {self.scales}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"LogisticModel threshold must be in (0, 1), got {self.threshold}")
+
+    def logit(self, values: Sequence[float]) -> float:
+        return self.bias + sum(w * v / s for w, v, s in zip(self.weights, values, self.scales, strict=True))
+
+    def confidence(self, values: Sequence[float]) -> float:
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, self.logit(values)))))
+
+    def describe(self) -> str:
+        terms = " ".join(f"{w:+.2f}*{name}/{s:g}" for name, s, w in zip(self.features, self.scales, self.weights,
+                                                                         strict=True))
+        return f"fall if sigmoid({self.bias:+.2f} {terms}) >= {self.threshold:g}"
+
+
+IMPACT_MODEL = LogisticModel(
+    features=("peak_g", "descent_g", "posture_change_deg"),
+    scales=(1.0, 0.1, 90.0),
+    weights=(1.269, 2.203, 2.636),
+    bias=-8.79,
+    threshold=0.99,
+)
+"""peak_g: the impact; descent_g: std of |a| in the second before it (the drop towards free fall and
+the swing back); posture_change_deg: trunk direction before vs after."""
+
+LOW_ENERGY_MODEL = LogisticModel(
+    features=("variability_g", "tilt_gain_deg", "tilt_after_deg"),
+    scales=(0.1, 90.0, 90.0),
+    weights=(1.583, 5.063, 2.225),
+    bias=-9.245,
+    threshold=0.97,
+)
+"""variability_g: std of smoothed |a| over the second around the peak (SisFall's magnitude
+variability, the family of features that lost least on elderly subjects); tilt_gain_deg: how much
+further from upright the trunk ended than it started; tilt_after_deg: how far from upright it ended."""
 
 
 @dataclass(frozen=True, slots=True)
 class FallParams:
-    """Windows and thresholds of the detector (defaults are the tuned ones)."""
+    """Windows, gates and models of the detector (defaults are the tuned ones)."""
 
     smoothing_cutoff_hz: float = 10.0
     """Common bandwidth for all sampling rates: impacts at 200 Hz would otherwise look sharper
     (higher peaks) than the same impact sampled at 25 Hz."""
     smoothing_span_s: float = 0.2
     candidate_g: float = 1.8
-    """A smoothed |a| peak below this is not an impact worth examining (walking peaks ~1.3-1.6 g)."""
+    """A smoothed |a| peak below this is not an impact worth judging as a hard fall (walking peaks
+    ~1.3-1.6 g)."""
+    low_energy_g: float = 1.4
+    """Lower trigger for low-energy falls: every SisFall fall peaks above 1.7 g; this leaves room for
+    cushioned falls. The posture evidence, not the peak, carries these."""
     peak_half_window_s: float = 0.5
-    """An impact is the largest |a| within this distance on either side (one candidate per fall)."""
+    """A candidate is the largest |a| within this distance on either side (one candidate per fall)."""
     free_fall_window_s: float = 1.0
-    """Free fall (|a| well below 1 g) is looked for in this window just before the impact."""
+    """Free fall (|a| well below 1 g), the descent std and speed are measured in this window before the peak."""
     free_fall_g: float = 0.6
     """Below this the body is falling; above it ``free_fall_min_g`` is reported as None."""
+    variability_half_window_s: float = 0.5
+    """``variability_g`` is the std of |a| within this distance of the peak."""
     pre_posture_s: tuple[float, float] = (-2.0, -1.0)
-    """Window before the impact whose mean acceleration gives the upright gravity direction."""
+    """Window before the peak whose mean acceleration is the trunk's direction before the event."""
+    before_window_s: tuple[float, float] = (-5.0, -1.0)
+    """The trunk's posture before the event is its most upright second in this window: a slow slump
+    from a chair starts well before its impact, and someone turning over in bed was lying throughout."""
     post_window_s: tuple[float, float] = (0.5, 1.4)
-    """Window after the impact for resting posture and stillness; its end is the decision delay."""
+    """Window after the impact for the hard-fall posture and stillness; its end is the decision delay."""
+    lying_window_s: tuple[float, float] = (1.5, 3.5)
+    """Window after the peak where a low-energy faller has come to rest; its end is that decision's delay."""
     posture_gate_deg: float = 45.0
-    """A fall ends lying down: impacts after which the trunk turned less than this are not falls
-    (jumps, stumbles, sitting down), whatever the model says. The model then only has to tell falls
-    from other big posture changes (lying down quickly, rolling over in bed)."""
+    """A hard fall ends lying down: impacts after which the trunk turned less than this are not judged
+    (jumps, stumbles, sitting down hard)."""
+    lying_before_deg: float = 60.0
+    """Tilt from the learnt upright above which the wearer was already lying before: turning over in
+    bed is not a fall. (Falls out of bed are not covered: SisFall has none to learn them from.)"""
+    lying_deg: float = 50.0
+    """A low-energy fall ends at least this far from upright (sitting is ~20-40 degrees)."""
+    tilt_gain_deg: float = 30.0
+    """... and at least this much further from upright than it started (not a recliner sitter settling)."""
+    screen_deg: float = 30.0
+    """A peak whose trunk is within this of upright 1.4 s later is not followed up as a low-energy fall
+    (walking steps); keeps the pending list and its CPU small."""
     refractory_s: float = 10.0
-    """After a detection, impacts within this time belong to the same fall (bounces, getting up)."""
+    """After a detection, candidates within this time belong to the same fall (bounces, getting up)."""
     max_gap_s: float = 0.25
     """A gap longer than this starts a fresh window instead of splicing unrelated data."""
-    weights: tuple[float, ...] = (1.998, 1.983, 2.477)
-    bias: float = -11.153
-    decision_threshold: float = 0.9
+    impact: LogisticModel = field(default=IMPACT_MODEL)
+    low_energy: LogisticModel = field(default=LOW_ENERGY_MODEL)
 
     def __post_init__(self) -> None:
-        if len(self.weights) != len(FEATURE_NAMES):
-            raise ValueError(f"FallParams.weights needs {len(FEATURE_NAMES)} values, got {len(self.weights)}")
-        if not self.pre_posture_s[0] < self.pre_posture_s[1] <= 0.0:
-            raise ValueError(f"FallParams.pre_posture_s must be an increasing window before 0: {self.pre_posture_s}")
-        if not 0.0 <= self.post_window_s[0] < self.post_window_s[1]:
-            raise ValueError(f"FallParams.post_window_s must be an increasing window after 0: {self.post_window_s}")
-        if not 0.0 < self.decision_threshold < 1.0:
-            raise ValueError(f"FallParams.decision_threshold must be in (0, 1), got {self.decision_threshold}")
+        for name in ("pre_posture_s", "before_window_s"):
+            window = getattr(self, name)
+            if not window[0] < window[1] <= 0.0:
+                raise ValueError(f"FallParams.{name} must be an increasing window before 0: {window}")
+        for name in ("post_window_s", "lying_window_s"):
+            window = getattr(self, name)
+            if not 0.0 <= window[0] < window[1]:
+                raise ValueError(f"FallParams.{name} must be an increasing window after 0: {window}")
+        if not self.low_energy_g <= self.candidate_g:
+            raise ValueError(f"FallParams.low_energy_g ({self.low_energy_g}) must not exceed candidate_g "
+                             f"({self.candidate_g}): hard-fall candidates are found among low-energy ones")
 
-    def confidence(self, features: tuple[float, ...]) -> float:
-        """Logistic probability that an impact with these features is a fall (0 below the posture gate)."""
-        if features[FEATURE_NAMES.index("posture_change_deg")] < self.posture_gate_deg:
-            return 0.0
-        z = self.bias + sum(w * f / s for w, f, s in zip(self.weights, features, FEATURE_SCALES, strict=True))
-        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+    def model(self, kind: FallKind) -> LogisticModel:
+        return self.impact if kind is FallKind.IMPACT else self.low_energy
 
 
 DEFAULT_PARAMS = FallParams()

@@ -28,6 +28,19 @@ def lowpass_taps(cutoff_hz: float, sample_rate_hz: float, span_s: float) -> Floa
     return np.asarray(taps / taps.sum(), dtype=np.float64)
 
 
+def frames(x: FloatArray, width: int) -> FloatArray:
+    """Read-only view of every run of ``width`` consecutive rows of ``x``: shape (n - width + 1, *rest, width).
+
+    What ``sliding_window_view`` returns, built directly: the detector calls this on every block and
+    numpy's general version costs several microseconds of Python per call.
+    """
+    x = np.ascontiguousarray(x)
+    count = x.shape[0] - width + 1
+    view: FloatArray = np.ndarray((count, *x.shape[1:], width), x.dtype, x, 0, (*x.strides, x.strides[0]))
+    view.flags.writeable = False
+    return view
+
+
 def filter_same(samples: npt.ArrayLike, taps: FloatArray) -> FloatArray:
     """Zero-phase-aligned FIR of an (n, k) signal: output[t] is centred on input[t], edges replicated."""
     x = np.asarray(samples, dtype=np.float64)

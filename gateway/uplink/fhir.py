@@ -161,6 +161,7 @@ UNIT_BY_EVIDENCE: dict[str, Unit] = {
     "stillness_g": Unit("[g]", "g"),
     "free_fall_min_g": Unit("[g]", "g"),
     "posture_change_deg": Unit("deg", "degree"),
+    "tilt_after_deg": Unit("deg", "degree"),
     "detection_delay_s": Unit("s", "s"),
     "cancel_window_s": Unit("s", "s"),
     "confidence": Unit("1", "1"),

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic import DAILY_ACTIVITIES, FALLS, scenario
 
-from gateway.detect.fall_model import FallParams
+from gateway.detect.fall_model import FallKind, FallParams, LogisticModel
 from gateway.detect.falls import FallDetection, FallDetector
 
 RATES = (25.0, 50.0, 100.0, 200.0)
@@ -44,7 +44,8 @@ def test_synthetic_fall_is_detected_once_soon_after_impact(name: str, rate: floa
     assert detection.free_fall_min_g < 0.5
     assert 80.0 < detection.posture_change_deg < 100.0
     assert detection.stillness_g < 0.05
-    assert detection.descent_g > 0.2
+    assert detection.evidence.descent_g > 0.2
+    assert detection.kind is FallKind.IMPACT
     assert detection.sample_rate_hz == rate
 
 
@@ -208,7 +209,13 @@ def test_nan_gap_is_refused() -> None:
 
 
 def test_bad_params_are_refused() -> None:
-    with pytest.raises(ValueError, match="weights needs 3 values"):
-        FallParams(weights=(1.0,))
+    with pytest.raises(ValueError, match="one scale and one weight per feature"):
+        LogisticModel(("peak_g", "descent_g"), (1.0, 0.1), (1.0,), 0.0, 0.9)
+    with pytest.raises(ValueError, match="threshold must be in"):
+        LogisticModel(("peak_g",), (1.0,), (1.0,), 0.0, 1.0)
     with pytest.raises(ValueError, match="post_window_s"):
         FallParams(post_window_s=(1.0, 0.5))
+    with pytest.raises(ValueError, match="before_window_s"):
+        FallParams(before_window_s=(-1.0, -2.0))
+    with pytest.raises(ValueError, match="low_energy_g"):
+        FallParams(low_energy_g=2.0, candidate_g=1.8)

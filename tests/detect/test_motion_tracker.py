@@ -24,9 +24,10 @@ def blocks(samples: np.ndarray, size: int, t0: float = 100.0) -> list[MotionBloc
     return out
 
 
+@pytest.mark.parametrize("name", ["forward_fall", "slump_from_chair"])
 @pytest.mark.parametrize("size", [1, 3, 10, 25])
-def test_the_detection_comes_back_with_the_block_holding_the_deciding_sample(size: int) -> None:
-    fall = scenario("forward_fall", RATE).samples.astype(np.float32)
+def test_the_detection_comes_back_with_the_block_holding_the_deciding_sample(size: int, name: str) -> None:
+    fall = scenario(name, RATE).samples.astype(np.float32)
     reference = FallDetector(RATE).process(fall)
     assert len(reference) == 1
     decided = reference[0].decided_index
@@ -64,3 +65,18 @@ def test_snippet_keeps_the_last_seconds_of_raw_samples() -> None:
     assert snippet.samples.shape == (500, 3)  # SNIPPET_S = 10 s at 50 Hz
     np.testing.assert_allclose(snippet.samples[-len(fall):], fall.astype(np.float32))
     assert tracker.snippet("other") is None
+
+
+def test_a_new_rate_keeps_the_upright_learnt_at_the_old_one() -> None:
+    tracker = MotionTracker()
+    for block in blocks(scenario("walking", RATE).samples, 10):
+        tracker.feed(block)
+    learnt = tracker._streams["band"].detector.upright
+    assert learnt is not None
+
+    slower = scenario("standing", 25.0).samples[:5].astype(np.float32)
+    tracker.feed(MotionBlock("band", "r-1", slower, 25.0, HubTime(datetime(2026, 1, 1, tzinfo=UTC), 500.0, True)))
+
+    stream = tracker._streams["band"]
+    assert stream.rate_hz == 25.0
+    np.testing.assert_array_equal(stream.detector.upright, learnt)  # type: ignore[arg-type]

@@ -93,6 +93,7 @@ async def test_fall_alerts_at_once_then_escalates_after_the_cancel_window_and_on
     raised = probe.json_on("events/alert")[0]
     assert raised["evidence"]["source"] == "wearable"
     assert raised["evidence"]["peak_g"] > 2.5
+    assert raised["evidence"]["kind"] == "impact"
     # The fall record and the raw evidence are stored.
     pending = await outbox.pending_batch()
     assert [p.type for p in pending] == ["alert", "fall"]

@@ -23,6 +23,8 @@ FACE_DOWN = (0.0, 0.0, -1.0)     # fell forward: gravity now reads along the fro
 FACE_UP = (0.0, 0.0, 1.0)        # fell backward
 ON_SIDE = (1.0, 0.0, 0.0)        # fell sideways
 SEATED = (0.0, -0.94, 0.34)      # trunk leaning back ~20 degrees in a chair
+ARMCHAIR = (0.0, -0.57, 0.82)    # sunk deep into an armchair: ~55 degrees back, like SisFall's SE08
+BENT = (0.0, -0.26, -0.97)       # bent forward ~75 degrees to pick something up
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,69 @@ def jumping(tl: _Timeline) -> float | None:
     return None
 
 
+LEARNING_WALK_S = 16.0
+"""The detector trusts an upright after 10 s of walking; an event's "before" reaches 5 s back."""
+
+
+def _walk_to_chair(tl: _Timeline) -> _Timeline:
+    """Long enough a walk for the detector to learn the wearer's upright, then sitting down."""
+    tl.walk(LEARNING_WALK_S).turn(1.0, SEATED, scale=0.8)
+    tl.pulse(0.5, width_s=0.12)
+    return tl.turn(0.2, SEATED).hold(3.0)
+
+
+def slump_from_chair(tl: _Timeline) -> float | None:
+    """Fainting from a chair: the trunk tips over while the hip slides off the seat, onto the floor."""
+    _walk_to_chair(tl).turn(0.6, FACE_DOWN, scale=0.3)   # the hip drops off the seat, the trunk tips over
+    impact = tl.pulse(1.6, width_s=0.15)                 # hip and shoulder meet the floor
+    tl.turn(0.15, FACE_DOWN).hold(6.0)
+    return impact
+
+
+def slide_off_chair_sideways(tl: _Timeline) -> float | None:
+    _walk_to_chair(tl).turn(0.6, ON_SIDE, scale=0.5)
+    impact = tl.pulse(1.6, width_s=0.15)
+    tl.turn(0.15, ON_SIDE).hold(6.0)
+    return impact
+
+
+def sitting_down_hard(tl: _Timeline) -> float | None:
+    tl.walk(LEARNING_WALK_S).turn(0.5, SEATED, scale=0.4)
+    tl.pulse(2.0, width_s=0.1)                  # dropping onto the seat
+    tl.turn(0.1, SEATED).hold(6.0)
+    return None
+
+
+def sinking_into_armchair(tl: _Timeline) -> float | None:
+    tl.walk(LEARNING_WALK_S).turn(0.8, ARMCHAIR, scale=0.5)
+    tl.pulse(1.5, width_s=0.12)
+    tl.turn(0.2, ARMCHAIR).hold(6.0)
+    return None
+
+
+def lying_down_on_bed_quickly(tl: _Timeline) -> float | None:
+    """Sitting on the bed's edge, then lying back in one go: the trunk turns 70 degrees, the hip stays."""
+    _walk_to_chair(tl).turn(0.8, FACE_UP, scale=0.8)
+    tl.pulse(0.8, width_s=0.2)                  # back and head meet the mattress
+    tl.turn(0.2, FACE_UP).hold(6.0)
+    return None
+
+
+def picking_something_up(tl: _Timeline) -> float | None:
+    tl.walk(LEARNING_WALK_S).turn(1.0, BENT, scale=0.9)
+    tl.pulse(0.6, width_s=0.15)                 # a hand on the knee to steady the trunk
+    tl.turn(0.2, BENT).hold(1.5).turn(1.0, UPRIGHT, scale=1.1).walk(6.0)
+    return None
+
+
+def turning_over_in_bed_after_a_walk(tl: _Timeline) -> float | None:
+    """As ``rolling_over_in_bed``, by a wearer whose upright the detector has learnt."""
+    _walk_to_chair(tl).turn(2.5, FACE_UP).hold(4.0).turn(0.8, ON_SIDE, scale=0.9)
+    tl.pulse(1.2, width_s=0.15)
+    tl.turn(0.1, ON_SIDE).hold(6.0)
+    return None
+
+
 Generator = Callable[[_Timeline], "float | None"]
 
 FALLS: dict[str, Generator] = {
@@ -192,12 +257,31 @@ DAILY_ACTIVITIES: dict[str, Generator] = {
     "rolling_over_in_bed": rolling_over_in_bed,
     "stumbling": stumbling,
     "jumping": jumping,
+    "sitting_down_hard": sitting_down_hard,
+    "sinking_into_armchair": sinking_into_armchair,
+    "lying_down_on_bed_quickly": lying_down_on_bed_quickly,
+    "picking_something_up": picking_something_up,
+    "turning_over_in_bed_after_a_walk": turning_over_in_bed_after_a_walk,
 }
+LOW_ENERGY_FALLS: dict[str, Generator] = {
+    "slump_from_chair": slump_from_chair,
+    "slide_off_chair_sideways": slide_off_chair_sideways,
+}
+"""Falls too soft for the impact path, after a walk long enough to learn the wearer's upright."""
+
+
+def rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
+    """The matrix turning vectors by ``degrees`` about ``axis`` (Rodrigues): a sensor clipped on askew
+    reads ``samples @ rotation(...).T``."""
+    k = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    theta = np.radians(degrees)
+    return np.asarray(np.eye(3) + np.sin(theta) * cross + (1 - np.cos(theta)) * cross @ cross)
 
 
 def scenario(name: str, sample_rate_hz: float, seed: int = 1) -> Scenario:
     """Render the named scenario at ``sample_rate_hz``."""
-    generator = FALLS.get(name) or DAILY_ACTIVITIES[name]
+    generator = FALLS.get(name) or LOW_ENERGY_FALLS.get(name) or DAILY_ACTIVITIES[name]
     tl = _Timeline(seed)
     impact = generator(tl)
-    return Scenario(name, tl.render(sample_rate_hz), sample_rate_hz, impact, name in FALLS)
+    return Scenario(name, tl.render(sample_rate_hz), sample_rate_hz, impact, impact is not None)
