@@ -18,8 +18,9 @@ need_root() {
 }
 
 # mosquitto: the local MQTT broker (family alerts, demo, tests); socat: pty pairs for serial tests;
-# dbus: a private bus for the emulated BlueZ; libsystemd-dev + pkg-config: build systemd-python.
-DEB_PACKAGES=(mosquitto socat dbus libsystemd-dev pkg-config gcc python3-dev python3-venv tzdata)
+# dbus: a private bus for the emulated BlueZ; libsystemd-dev + pkg-config: build systemd-python;
+# fonts-noto-cjk: the Chinese titles of `yiyang report` (matplotlib's own fonts have no CJK glyphs).
+DEB_PACKAGES=(mosquitto socat dbus libsystemd-dev pkg-config gcc python3-dev python3-venv tzdata fonts-noto-cjk)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
