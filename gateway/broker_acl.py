@@ -5,8 +5,8 @@ Three kinds of identity (docs/mqtt-contract.md, "Identities and access"):
 - the hub: reads and writes its own tree ``{root}/{gateway_id}/#`` and nothing else;
 - the fleet operator: writes configuration documents and signed commands to any hub, reads everything;
 - each family account (user name = contact id): reads the hub's ``status`` and, for each resident
-  it is linked to, ``residents/{rid}/#``; writes only acknowledgements that carry its own id,
-  ``residents/{rid}/alerts/+/ack/{contact_id}``. Nothing else.
+  it is linked to, ``residents/{rid}/#``; writes only replies to alerts that carry its own id,
+  ``residents/{rid}/alerts/+/ack/{contact_id}`` and ``.../snooze/{contact_id}``. Nothing else.
 
 Mosquitto denies whatever no line allows, so what is not written here is refused. Subscribing is not
 checked by Mosquitto 2.0, but every message is checked against ``read`` before it is delivered.
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from gateway.config.schema import GatewayConfig
 from gateway.errors import BrokerAclError
 from gateway.family import FamilyAccount, family_accounts
-from gateway.topics import STATUS, ack_topic, resident_root
+from gateway.topics import STATUS, ack_topic, resident_root, snooze_topic
 
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
 """In a user name or topic: Mosquitto reads the ACL line by line and splits on spaces."""
@@ -50,7 +50,8 @@ def render_acl(gateway_id: str, topic_root: str, hub_user: str, fleet_user: str,
     for account in contacts:
         rules = [f"topic read {hub}/{STATUS}"]
         rules += [f"topic read {hub}/{resident_root(rid)}/#" for rid in account.residents]
-        rules += [f"topic write {hub}/{ack_topic(rid, '+', account.contact_id)}" for rid in account.residents]
+        rules += [f"topic write {hub}/{reply(rid, '+', account.contact_id)}" for rid in account.residents
+                  for reply in (ack_topic, snooze_topic)]
         blocks.append(_block(f"Family contact {account.contact_id}, linked to {', '.join(account.residents)}.",
                              account.contact_id, rules))
     return "\n".join(blocks)

@@ -30,7 +30,8 @@ from drivers.errors import DriverError
 from drivers.model import ReadingType
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
-from gateway.alerts.acks import ACK_MAX_BYTES
+from gateway.alerts.acks import ACK_MAX_BYTES, SNOOZE_MAX_BYTES
+from gateway.alerts.contacts import Roster
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
@@ -49,7 +50,7 @@ from gateway.driver_registry import (
     start_device,
 )
 from gateway.errors import StoreError
-from gateway.family import FamilyLinks, family_accounts, sms_contacts
+from gateway.family import roster_of
 from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
 from gateway.fleet.commands import CommandError, CommandService
 from gateway.fleet.health import HealthResult, HealthTargets, check_health, probe_record
@@ -64,7 +65,7 @@ from gateway.status import DeviceStatusBoard, fallback_status_path
 from gateway.status_publisher import StatusPublisher
 from gateway.store.aio import AsyncOutbox
 from gateway.supervisor import supervise
-from gateway.topics import ACK_FILTER, COMMAND_FILTER, legacy_retained_topics
+from gateway.topics import ACK_FILTER, COMMAND_FILTER, SNOOZE_FILTER, legacy_retained_topics
 from gateway.uplink import FhirEncoder, Uplink, load_secret
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确�
 STOP_GRACE_S = 10.0
 
 
-HUB_SUBSCRIPTIONS = (Subscription(ACK_FILTER, ACK_MAX_BYTES), Subscription(COMMAND_FILTER, COMMAND_MAX_BYTES))
+HUB_SUBSCRIPTIONS = (Subscription(ACK_FILTER, ACK_MAX_BYTES), Subscription(SNOOZE_FILTER, SNOOZE_MAX_BYTES),
+                     Subscription(COMMAND_FILTER, COMMAND_MAX_BYTES))
 """What the hub listens to, each with the most a message there may carry (routed by :mod:`gateway.inbox`)."""
 
 
@@ -111,8 +113,8 @@ def _repeat_intervals(cfg: GatewayConfig) -> dict[Severity, float]:
     return {Severity.EMERGENCY: cfg.alerts.repeat_emergency_s, Severity.URGENT: cfg.alerts.repeat_urgent_s}
 
 
-def _family(cfg: GatewayConfig) -> FamilyLinks:
-    return FamilyLinks.of(family_accounts(cfg.contacts, [resident.id for resident in cfg.residents]))
+def _roster(cfg: GatewayConfig) -> Roster:
+    return roster_of(cfg.contacts, [resident.id for resident in cfg.residents])
 
 
 def _silence_watch(cfg: GatewayConfig) -> SilenceWatch:
@@ -148,7 +150,8 @@ class Daemon:
         self.uplink = self._build_uplink(cfg, secret)
         self.alerts = alerts = AlertService(
             outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=self._wake_uplink,
-            clock_synced=self.clock.synced, listeners=[], repeat_s=_repeat_intervals(cfg), family=_family(cfg))
+            clock_synced=self.clock.synced, listeners=[], repeat_s=_repeat_intervals(cfg), roster=_roster(cfg),
+            escalate_after_s=cfg.alerts.escalate_after_s)
         await self._restore_alerts(alerts)
         for topic in legacy_retained_topics([a.alert_id for a in alerts.active], [t.value for t in ReadingType]):
             mqtt.publish(topic, None, retain=True)
@@ -186,7 +189,7 @@ class Daemon:
                     ("mqtt-inbox", lambda: self._inbox(mqtt, alerts, commands)),
                     ("watchdog", self._watchdog),
                     ("falls", falls.run),
-                    ("repeats", lambda: self._every(REPEAT_CHECK_S, alerts.repeat_due)),
+                    ("repeats", lambda: self._every(REPEAT_CHECK_S, alerts.follow_up)),
                     ("silence", lambda: self._every(SILENCE_CHECK_S, self.hub.check_silence)),
                 ]
                 services = [self._spawn(name, start) for name, start in service_jobs]
@@ -331,8 +334,9 @@ class Daemon:
         self._retune_alerts(cfg)
 
     def _retune_alerts(self, cfg: GatewayConfig) -> None:
-        self.alerts.reconfigure(repeat_s=_repeat_intervals(cfg), family=_family(cfg), tz=self.tz,
-                                listeners=[self._sms.on_change] if self._sms else [])
+        self.alerts.reconfigure(repeat_s=_repeat_intervals(cfg), roster=_roster(cfg), tz=self.tz,
+                                listeners=[self._sms.on_change] if self._sms else [],
+                                escalate_after_s=cfg.alerts.escalate_after_s)
 
     def _start_devices(self, cfg: GatewayConfig, serial_ids: list[str], *, ble: bool) -> None:
         """Start the sessions of these serial devices, and the BLE manager for every BLE device if ``ble``."""
@@ -426,7 +430,7 @@ class Daemon:
         )
 
     def _build_sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
-        contacts = sms_contacts(cfg.contacts, [resident.id for resident in cfg.residents])
+        contacts = [contact for contact in _roster(cfg) if contact.phone]
         device = next((d for d in cfg.devices if d.driver in NOTIFIER_DRIVERS), None)
         if device is None:
             if contacts:
@@ -442,17 +446,22 @@ class Daemon:
 
     @staticmethod
     async def _inbox(mqtt: MqttLink, alerts: AlertService, commands: CommandService) -> None:
-        """Family acks and fleet commands (the filters ``_mqtt`` subscribes), each message handled alone."""
+        """Family acks and snoozes, fleet commands (the filters ``_mqtt`` subscribes), each handled alone."""
 
         async def ack(message: IncomingMessage) -> None:
             await alerts.handle_ack(message.topic, None if message.oversized else message.payload,
                                     retained=message.retained)
 
+        async def snooze(message: IncomingMessage) -> None:
+            await alerts.handle_snooze(message.topic, None if message.oversized else message.payload,
+                                       retained=message.retained)
+
         async def command(message: IncomingMessage) -> None:
             if not message.oversized:  # no request id to answer to
                 await commands.handle(message.topic, message.payload)
 
-        await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True)]).serve(mqtt.receive)
+        await Inbox([Route(ACK_FILTER, ack), Route(SNOOZE_FILTER, snooze),
+                     Route(COMMAND_FILTER, command, background=True)]).serve(mqtt.receive)
 
     def _commands(self, mqtt: MqttLink, key: Ed25519PublicKey | None, alerts: AlertService,
                   status: StatusPublisher) -> CommandService:

@@ -20,7 +20,7 @@ from drivers.model import (
     SpO2,
     TimeSource,
 )
-from gateway.alerts.model import Alert
+from gateway.alerts.model import Alert, AlertChange
 
 
 def iso(ts: datetime, tz: tzinfo) -> str:
@@ -112,7 +112,15 @@ def alert_message(alert: Alert, tz: tzinfo) -> dict[str, Any]:
         "message": {"zh": alert.message.zh, "en": alert.message.en},
         "evidence": alert.evidence,
         "acked_by": alert.acked_by,
+        "tier": alert.tier,
+        "told": list(alert.told),
+        "snoozed_until": {contact: iso(until, tz) for contact, until in alert.snoozed_until.items()},
     }
+
+
+def alert_event(change: AlertChange, tz: tzinfo) -> dict[str, Any]:
+    """``residents/{rid}/events/alert``: the alert as changed, and the contacts this change is for (``notify``)."""
+    return {**alert_message(change.alert, tz), "notify": list(change.notify)}
 
 
 def hub_record(record_type: str, *, resident_id: str, device_id: str, at: datetime, synced: bool,

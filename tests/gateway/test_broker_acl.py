@@ -63,6 +63,7 @@ user c-0001
 topic read yiyang/v1/gw-0042/status
 topic read yiyang/v1/gw-0042/residents/r-0001/#
 topic write yiyang/v1/gw-0042/residents/r-0001/alerts/+/ack/c-0001
+topic write yiyang/v1/gw-0042/residents/r-0001/alerts/+/snooze/c-0001
 
 # Family contact c-0002, linked to r-0001, r-0002.
 user c-0002
@@ -70,7 +71,9 @@ topic read yiyang/v1/gw-0042/status
 topic read yiyang/v1/gw-0042/residents/r-0001/#
 topic read yiyang/v1/gw-0042/residents/r-0002/#
 topic write yiyang/v1/gw-0042/residents/r-0001/alerts/+/ack/c-0002
+topic write yiyang/v1/gw-0042/residents/r-0001/alerts/+/snooze/c-0002
 topic write yiyang/v1/gw-0042/residents/r-0002/alerts/+/ack/c-0002
+topic write yiyang/v1/gw-0042/residents/r-0002/alerts/+/snooze/c-0002
 """
 
 
