@@ -55,6 +55,8 @@ from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
 from gateway.fleet.commands import CommandError, CommandService
 from gateway.fleet.health import HealthResult, HealthTargets, check_health, probe_record
 from gateway.fleet.signing import load_public_key
+from gateway.homeassistant.discovery import readings_by_resident
+from gateway.homeassistant.publisher import DiscoveryPublisher
 from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
@@ -151,7 +153,7 @@ class Daemon:
         self.alerts = alerts = AlertService(
             outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=self._wake_uplink,
             clock_synced=self.clock.synced, listeners=[], repeat_s=_repeat_intervals(cfg), roster=_roster(cfg),
-            escalate_after_s=cfg.alerts.escalate_after_s)
+            escalate_after_s=cfg.alerts.escalate_after_s, residents=[r.id for r in cfg.residents])
         await self._restore_alerts(alerts)
         for topic in legacy_retained_topics([a.alert_id for a in alerts.active], [t.value for t in ReadingType]):
             mqtt.publish(topic, None, retain=True)
@@ -173,6 +175,9 @@ class Daemon:
         mqtt.on_connect(status.schedule)
         commands = self._commands(mqtt, fleet_key, alerts, status)
         mqtt.on_connect(alerts.republish_active)
+        self.homeassistant = DiscoveryPublisher(mqtt, outbox)
+        await self._configure_homeassistant(cfg)
+        mqtt.on_connect(self.homeassistant.connected)
         await mqtt.start()
         log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
                  len(cfg.devices), cfg.gateway.data_dir)
@@ -252,6 +257,7 @@ class Daemon:
                     await self._sms.aclose()
                 self._start_sms(new)
             self._retune_alerts(new)
+            await self._configure_homeassistant(new)
             self.falls.reconfigure(cancel_window_s=new.detect.fall_cancel_window_s,
                                    long_lie_s=new.detect.long_lie_s, tz=self.tz)
             devices_changed = old.devices != new.devices
@@ -266,6 +272,12 @@ class Daemon:
             self.status.schedule()
             log.info("configuration reloaded")
             return plan
+
+    async def _configure_homeassistant(self, cfg: GatewayConfig) -> None:
+        """Home Assistant's discovery configs for this configuration (published again at every reload)."""
+        await self.homeassistant.configure(
+            cfg.homeassistant, gateway_id=cfg.gateway.id, hub_root=self.mqtt.root.rstrip("/"), version=__version__,
+            residents=readings_by_resident([r.id for r in cfg.residents], cfg.devices))
 
     async def check_health(self, old: GatewayConfig, new: GatewayConfig, *, grace_s: float, version: int,
                            broker_was_connected: bool) -> HealthResult:
@@ -336,7 +348,7 @@ class Daemon:
     def _retune_alerts(self, cfg: GatewayConfig) -> None:
         self.alerts.reconfigure(repeat_s=_repeat_intervals(cfg), roster=_roster(cfg), tz=self.tz,
                                 listeners=[self._sms.on_change] if self._sms else [],
-                                escalate_after_s=cfg.alerts.escalate_after_s)
+                                escalate_after_s=cfg.alerts.escalate_after_s, residents=[r.id for r in cfg.residents])
 
     def _start_devices(self, cfg: GatewayConfig, serial_ids: list[str], *, ble: bool) -> None:
         """Start the sessions of these serial devices, and the BLE manager for every BLE device if ``ble``."""

@@ -135,6 +135,8 @@ def broker_problems(cfg: GatewayConfig, users: Sequence[str], acl: str | None, f
                         f"mosquitto_passwd {files.password_file} {cfg.mqtt.username} (its password as in [mqtt] "
                         "password_file)")
     ours = {c.id for c in cfg.contacts if c.app} | {cfg.mqtt.username, cfg.mqtt.fleet_username}
+    if cfg.homeassistant.discovery:
+        ours.add(cfg.homeassistant.username)
     problems += [f"broker user {user} in {files.password_file} is no family-app contact of this hub: "
                  f"yiyang family remove {user}" for user in users if user not in ours]
     if cfg.mqtt.username:

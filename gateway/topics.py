@@ -46,6 +46,11 @@ def alert_events_topic(resident_id: str) -> str:
     return f"{resident_root(resident_id)}/events/alert"
 
 
+def alert_summary_topic(resident_id: str) -> str:
+    """Whether the resident has an open alert, retained: one topic a dashboard can show as one state."""
+    return f"{resident_root(resident_id)}/alert_summary"
+
+
 def reading_topic(resident_id: str, reading_type: str) -> str:
     """The resident's last reading of a type, retained."""
     return f"{resident_root(resident_id)}/readings/{reading_type}"

@@ -45,8 +45,15 @@ from gateway.errors import StoreError
 from gateway.logs import RateLimitedLog, log_id
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory
-from gateway.topics import ReplyTopic, alert_events_topic, alert_topic, parse_ack_topic, parse_snooze_topic
-from gateway.wire import alert_event, alert_message, alert_record, compact
+from gateway.topics import (
+    ReplyTopic,
+    alert_events_topic,
+    alert_summary_topic,
+    alert_topic,
+    parse_ack_topic,
+    parse_snooze_topic,
+)
+from gateway.wire import alert_event, alert_message, alert_record, alert_summary, compact
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +92,8 @@ class AlertService:
                  listeners: Sequence[Listener] = (),
                  now_monotonic: Callable[[], float] = time.monotonic,
                  repeat_s: dict[Severity, float] | None = None,
-                 roster: Roster | None = None, escalate_after_s: float = ESCALATE_AFTER_S) -> None:
+                 roster: Roster | None = None, escalate_after_s: float = ESCALATE_AFTER_S,
+                 residents: Sequence[str] = ()) -> None:
         self._outbox = outbox
         self._publisher = publisher
         self._tz = tz
@@ -99,6 +107,8 @@ class AlertService:
         self._repeat_s = REPEAT_S if repeat_s is None else repeat_s
         self._roster = roster if roster is not None else Roster()
         self._escalate_after_s = escalate_after_s
+        self._residents = tuple(residents)
+        """The hub's residents: each has a retained alert summary, also with no alert open."""
         # Monotonic times, per active alert: the wall times in the Alert are for a restart and the family.
         self._notified_at: dict[str, float] = {}
         """When each active alert was last put in front of the family (raise, escalate, repeat)."""
@@ -113,16 +123,22 @@ class AlertService:
         return tuple(self._active.values())
 
     def reconfigure(self, *, repeat_s: dict[Severity, float], roster: Roster, tz: tzinfo,
-                    listeners: Sequence[Listener], escalate_after_s: float) -> None:
+                    listeners: Sequence[Listener], escalate_after_s: float, residents: Sequence[str]) -> None:
         """New settings from a reloaded configuration; open alerts, their repeats, tiers and acks carry on.
 
-        Contacts added to a tier an open alert has not reached yet are told when it gets there.
+        Contacts added to a tier an open alert has not reached yet are told when it gets there. A
+        resident no longer configured and with no alert open has its summary cleared.
         """
         self._repeat_s = repeat_s
         self._roster = roster
         self._tz = tz
         self._listeners = tuple(listeners)
         self._escalate_after_s = escalate_after_s
+        gone = set(self._residents) - set(residents) - {a.resident_id for a in self._active.values()}
+        self._residents = tuple(residents)
+        for resident in sorted(gone):
+            self._publisher.publish(alert_summary_topic(resident), None, retain=True)
+        self._publish_summaries()
 
     async def raise_alert(self, *, kind: AlertKind, severity: Severity, resident_id: str, message: Message,
                           evidence: Evidence, related_record_ids: Sequence[str] = ()) -> Alert:
@@ -316,10 +332,20 @@ class AlertService:
                                what, outcome.value, *(log_id(i) for i in ids))
 
     def republish_active(self) -> None:
-        """After a reconnect: make sure the broker holds every active alert."""
+        """After a reconnect: make sure the broker holds every active alert, and each resident's summary."""
         for alert in self._active.values():
             self._publisher.publish(alert_topic(alert.resident_id, alert.alert_id), alert_message(alert, self._tz),
                                     retain=True)
+        self._publish_summaries()
+
+    def _publish_summaries(self) -> None:
+        residents = dict.fromkeys([*self._residents, *(a.resident_id for a in self._active.values())])
+        for resident in residents:
+            self._publish_summary(resident)
+
+    def _publish_summary(self, resident_id: str) -> None:
+        self._publisher.publish(alert_summary_topic(resident_id),
+                                alert_summary(resident_id, tuple(self._active.values())), retain=True)
 
     async def _record(self, alert: Alert, *, notify: tuple[str, ...]) -> None:
         # Stored first: the platform copy is the one that cannot be lost if the hub dies now.
@@ -351,5 +377,6 @@ class AlertService:
         change = AlertChange(alert, notify)
         self._publisher.publish(alert_topic(alert.resident_id, aid), retained, retain=True)
         self._publisher.publish(alert_events_topic(alert.resident_id), alert_event(change, self._tz))
+        self._publish_summary(alert.resident_id)
         for listener in self._listeners:  # e.g. SMS: must not block (it queues)
             listener(change)

@@ -378,6 +378,26 @@ class FleetSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HomeAssistantSettings:
+    """Home Assistant on the hub's broker: one device per resident, found by MQTT discovery."""
+
+    discovery: bool = setting(
+        False, doc="Publish Home Assistant MQTT discovery configs (retained): per resident, sensors of the latest "
+        "readings its devices take, an \"alert active\" binary sensor, available while the hub is online."
+    )
+    prefix: str = setting(
+        "homeassistant", doc="Home Assistant's discovery prefix (its MQTT integration's setting).",
+        pattern=r"[^#+/\x00\s]+(/[^#+/\x00\s]+)*",
+        form="topic levels separated by /, without wildcards, spaces or empty levels",
+    )
+    username: str = setting(
+        "homeassistant", doc="Home Assistant's broker user name: `yiyang broker-acl` lets it read the discovery "
+        "configs, the hub's status and each resident's readings and alert state, nothing else.",
+        pattern=PERSON_ID, form=PERSON_ID_FORM,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertSettings:
     """The alert lifecycle: repeat and escalate until someone acknowledges (clinical-thresholds.md)."""
 
@@ -804,6 +824,7 @@ class GatewayConfig:
     detect: DetectSettings = setting(factory=DetectSettings, doc="On-hub detection.")
     alerts: AlertSettings = setting(factory=AlertSettings, doc="Alert repeats and escalation.")
     fleet: FleetSettings = setting(factory=FleetSettings, doc="Fleet commands.")
+    homeassistant: HomeAssistantSettings = setting(factory=HomeAssistantSettings, doc="Home Assistant discovery.")
     thresholds: Thresholds = setting(factory=Thresholds, doc="Default emergency thresholds.")
     residents: tuple[ResidentSettings, ...] = setting(
         doc="Repeat [[residents]] for each person; at least one.", min=1
@@ -872,10 +893,16 @@ class GatewayConfig:
         if self.mqtt.username and self.mqtt.username == self.mqtt.fleet_username:
             yield Problem(("mqtt", "fleet_username"), "the fleet and this hub have the same broker user name",
                           "give the fleet its own user name")
+        if self.homeassistant.discovery and self.homeassistant.username in (self.mqtt.username,
+                                                                             self.mqtt.fleet_username):
+            yield Problem(("homeassistant", "username"), "Home Assistant has the broker user name of the hub or the "
+                          "fleet", "give Home Assistant its own user name")
+        others = (self.mqtt.username, self.mqtt.fleet_username,
+                  self.homeassistant.username if self.homeassistant.discovery else "")
         for index, contact in enumerate(self.contacts):
-            if contact.app and contact.id in (self.mqtt.username, self.mqtt.fleet_username):
+            if contact.app and contact.id in others:
                 yield Problem(("contacts", index, "id"),
-                              f"{contact.id!r} is also the broker user name of the hub or the fleet",
+                              f"{contact.id!r} is also the broker user name of the hub, the fleet or Home Assistant",
                               "give the contact another id")
 
     @rule

@@ -689,3 +689,7 @@ def test_a_family_account_cannot_share_the_hubs_or_the_fleets_broker_name() -> N
     assert [p.split(": ", 2)[1] for p in problems_of(text)] == ["contacts[0].id"]
     sms_only = GOOD + '\n[mqtt]\nusername = "yiyang-gw"\n\n[[contacts]]\nid = "yiyang-gw"\nphone = "+8613800138000"\n'
     assert parse_config(sms_only, "cfg.toml").contacts[0].id == "yiyang-gw"  # no broker account: no clash
+    home = '\n[homeassistant]\ndiscovery = true\n\n[[contacts]]\nid = "homeassistant"\napp = true\n'
+    assert [p.split(": ", 2)[1] for p in problems_of(GOOD + home)] == ["contacts[0].id"]
+    clash = GOOD + '\n[mqtt]\nusername = "homeassistant"\n\n[homeassistant]\ndiscovery = true\n'
+    assert [p.split(": ", 2)[1] for p in problems_of(clash)] == ["homeassistant.username"]

@@ -155,7 +155,7 @@ async def test_a_family_account_sees_only_its_residents_and_not_another_hub(
     assert hub_topic(f"residents/r-0002/alerts/{hidden.alert_id}") not in seen
     assert set(seen) <= {hub_topic("status"), hub_topic(f"residents/r-0001/alerts/{mother.alert_id}"),
                          hub_topic(f"residents/r-0001/alerts/{shown.alert_id}"),
-                         hub_topic("residents/r-0001/events/alert")}
+                         hub_topic("residents/r-0001/events/alert"), hub_topic("residents/r-0001/alert_summary")}
     for probe in (daughter, son, other_hub):
         probe.close()
 

@@ -162,7 +162,11 @@ async def test_open_alerts_survive_a_restart(tmp_path: Path) -> None:
     restored = await second.restore()
     assert restored == [open_one.with_state(AlertState.ACKNOWLEDGED, acked_by="c-1")]
     second.republish_active()
-    assert [s for s, _ in sink.published] == [f"residents/r-1/alerts/{open_one.alert_id}"]
+    assert sink.published == [
+        (f"residents/r-1/alerts/{open_one.alert_id}", sink.published[0][1]),
+        ("residents/r-1/alert_summary", {"resident_id": "r-1", "active": True, "open": 1, "unacknowledged": 0,
+                                         "severity": "emergency", "alert_ids": [open_one.alert_id]}),
+    ]
     await second.resolve(open_one.alert_id)  # the all-clear still reaches everyone
     assert await box.active_alerts() == []
     await box.close()
