@@ -211,6 +211,19 @@ def cmd_family_list(args: argparse.Namespace) -> int:
     return family_cli.list_contacts(Path(args.config), _broker_files(args), sys.stdout)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from gateway.report import make_report  # noqa: PLC0415  (matplotlib is loaded for this command only)
+
+    cfg = _load(args.config)
+    out = Path(args.out)
+    data = make_report(cfg, outbox_path(cfg), args.resident, args.days, out, now=datetime.now(UTC))
+    missed = "no schedule" if data.missed is None else str(data.missed)
+    print(f"{out}: resident {args.resident}, {data.days} days: {len(data.blood_pressure)} blood pressure and "
+          f"{len(data.glucose)} glucose readings, {len(data.alerts)} alerts, missed measurements {missed}"
+          + ("" if data.has_readings else " (no readings: the picture says so)"))
+    return EXIT_OK
+
+
 def _uplink_lines(uplink: object) -> list[str]:
     if not isinstance(uplink, dict) or not uplink.get("enabled"):
         return ["  uplink disabled"]
@@ -295,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     acl.add_argument("--config", default=config_default)
     acl.set_defaults(func=cmd_broker_acl)
     _family_parser(sub, config_default)
+
+    report = sub.add_parser("report", help="a picture of a resident's blood pressure and glucose for the family "
+                                           "doctor (PNG, SVG or PDF by the file's extension)")
+    report.add_argument("--config", default=config_default)
+    report.add_argument("--resident", required=True, metavar="RID")
+    report.add_argument("--days", type=int, default=30, help="the period, ending now (default 30)")
+    report.add_argument("--out", required=True, metavar="FILE", help="report.png, report.svg or report.pdf")
+    report.set_defaults(func=cmd_report)
 
     scan = sub.add_parser("scan", help="Bluetooth: what advertises nearby (RSSI, health profiles, configured?)")
     scan.add_argument("--seconds", type=float, default=10.0)
