@@ -8,23 +8,18 @@ configuration invalid.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TextIO
 
 import tomlkit
-from tomlkit.exceptions import TOMLKitError
 
 from drivers.ble.agent import PairingError, PairingRequest, PairingRequestKind
 from drivers.ble.agent import pair as pair_device
 from drivers.ble.policy import normalize_address
 from gateway.ble_scan import BleScanError, Sighting, Sightings, own_scanner
-from gateway.config import load_config, parse_config
-from gateway.errors import ConfigError
+from gateway.config.edit import array_of_tables, commit_edit, prepare_edit
 
 PROGRESS_EVERY_S = 1.0
 
@@ -103,25 +98,8 @@ def bind_device(config_path: str | os.PathLike[str], device_id: str, driver: str
     The edited text is validated as a whole before it replaces the file, and the file on disk is
     loaded again after; if either fails the original stays, and ConfigError says what is wrong.
     """
-    path = Path(config_path)
-    source = str(path)
-    try:
-        original = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(source, [f"{source}: cannot read the file ({exc.strerror}); check the path"]) from exc
-    try:
-        document = tomlkit.parse(original)
-    except TOMLKitError as exc:
-        raise ConfigError(source, [f"{source}: TOML syntax error: {exc}; fix the file first"]) from exc
-    _put_device(document, device_id=device_id, driver=driver, address=address, resident=resident)
-    edited = tomlkit.dumps(document)
-    parse_config(edited, source)
-    _replace(path, edited)
-    try:
-        load_config(path)
-    except ConfigError:
-        _replace(path, original)
-        raise
+    commit_edit(prepare_edit(config_path, lambda document: _put_device(
+        document, device_id=device_id, driver=driver, address=address, resident=resident)))
 
 
 def _put_device(document: tomlkit.TOMLDocument, *, device_id: str, driver: str, address: str, resident: str) -> None:
@@ -131,12 +109,7 @@ def _put_device(document: tomlkit.TOMLDocument, *, device_id: str, driver: str, 
     entry.add("address", address.strip().upper())
     entry.add("resident", resident)
     entry.trivia.indent = "\n"  # a blank line before the new [[devices]], as a person would write it
-    devices = document.get("devices")
-    if devices is None:
-        devices = tomlkit.aot()
-        document.append("devices", devices)
-    if not isinstance(devices, tomlkit.items.AoT):
-        raise ConfigError("devices", ["devices: must be an array of [[devices]] tables to bind a device here"])
+    devices = array_of_tables(document, "devices")
     for index, existing in enumerate(devices):
         if existing.get("id") == device_id:
             # Keep the technician's other keys and comments on the entry; replace only what binding sets.
@@ -145,18 +118,3 @@ def _put_device(document: tomlkit.TOMLDocument, *, device_id: str, driver: str, 
             devices[index] = existing
             return
     devices.append(entry)
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write ``text`` over ``path`` atomically, keeping the file's permissions."""
-    mode = path.stat().st_mode & 0o7777
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from gateway import __version__
+from gateway import __version__, family_cli
+from gateway.broker_accounts import DEFAULT_ACL_FILE, DEFAULT_PASSWORD_FILE, parse_reload
 from gateway.broker_acl import acl_for_config
 from gateway.config import GatewayConfig, parse_config, read_config_text
 from gateway.config.access import ServiceUser, UnknownUserError
@@ -218,6 +219,43 @@ def cmd_broker_acl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _broker_files(args: argparse.Namespace) -> family_cli.BrokerFiles:
+    return family_cli.BrokerFiles(Path(args.password_file), Path(args.acl_file), parse_reload(args.reload))
+
+
+def cmd_family_add(args: argparse.Namespace) -> int:
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    change = family_cli.ContactChange(residents=tuple(args.resident) if args.resident else None, tier=args.tier,
+                                      min_severity=args.min_severity, phone=args.phone, language=args.language)
+    family_cli.add(Path(args.config), args.id, change, _broker_files(args), sys.stdout, password=password,
+                   keep_password=args.keep_password)
+    return EXIT_OK
+
+
+def cmd_family_remove(args: argparse.Namespace) -> int:
+    family_cli.remove(Path(args.config), args.id, _broker_files(args), sys.stdout)
+    return EXIT_OK
+
+
+def cmd_family_list(args: argparse.Namespace) -> int:
+    return family_cli.list_contacts(Path(args.config), _broker_files(args), sys.stdout)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gateway.report import make_report  # noqa: PLC0415  (matplotlib is loaded for this command only)
+
+    cfg = _load(args.config)
+    out = Path(args.out)
+    data = make_report(cfg, outbox_path(cfg), args.resident, args.days, out, now=datetime.now(UTC))
+    missed = "no schedule" if data.missed is None else str(data.missed)
+    print(f"{out}: resident {args.resident}, {data.days} days: {len(data.blood_pressure)} blood pressure and "
+          f"{len(data.glucose)} glucose readings, {len(data.alerts)} alerts, missed measurements {missed}"
+          + ("" if data.has_readings else " (no readings: the picture says so)"))
+    return EXIT_OK
+
+
 def _uplink_lines(uplink: object) -> list[str]:
     if not isinstance(uplink, dict) or not uplink.get("enabled"):
         return ["  uplink disabled"]
@@ -304,7 +342,26 @@ def build_parser() -> argparse.ArgumentParser:
                                             "each family-app contact, from the configuration")
     acl.add_argument("--config", default=config_default)
     acl.set_defaults(func=cmd_broker_acl)
+    _family_parser(sub, config_default)
 
+    report = sub.add_parser("report", help="a picture of a resident's blood pressure and glucose for the family "
+                                           "doctor (PNG, SVG or PDF by the file's extension)")
+    report.add_argument("--config", default=config_default)
+    report.add_argument("--resident", required=True, metavar="RID")
+    report.add_argument("--days", type=int, default=30, help="the period, ending now (default 30)")
+    report.add_argument("--out", required=True, metavar="FILE", help="report.png, report.svg or report.pdf")
+    report.set_defaults(func=cmd_report)
+
+    _bluetooth_parsers(sub, config_default)
+
+    demo = sub.add_parser("demo", add_help=False,
+                          help="run a self-contained demo (platform, meter simulator, broker, daemon); "
+                               "`yiyang demo --help` for its options")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _bluetooth_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], config_default: str) -> None:
     scan = sub.add_parser("scan", help="Bluetooth: what advertises nearby (RSSI, health profiles, configured?)")
     scan.add_argument("--seconds", type=float, default=10.0)
     scan.add_argument("--config", default=config_default)
@@ -320,11 +377,41 @@ def build_parser() -> argparse.ArgumentParser:
     bind.add_argument("--resident", required=True, help="resident id the device measures")
     bind.set_defaults(func=cmd_ble_bind)
 
-    demo = sub.add_parser("demo", add_help=False,
-                          help="run a self-contained demo (platform, meter simulator, broker, daemon); "
-                               "`yiyang demo --help` for its options")
-    demo.set_defaults(func=cmd_demo)
-    return parser
+
+def _family_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], config_default: str) -> None:
+    broker = argparse.ArgumentParser(add_help=False)
+    broker.add_argument("--config", default=config_default)
+    broker.add_argument("--password-file", default=str(DEFAULT_PASSWORD_FILE),
+                        help=f"Mosquitto's password_file (default {DEFAULT_PASSWORD_FILE})")
+    broker.add_argument("--acl-file", default=str(DEFAULT_ACL_FILE),
+                        help=f"Mosquitto's acl_file (default {DEFAULT_ACL_FILE})")
+    broker.add_argument("--reload", default="systemctl", metavar="HOW",
+                        help="how to make Mosquitto read them again: systemctl (default: systemctl reload "
+                             "mosquitto), pidfile:PATH or pid:N (SIGHUP), none")
+    family = sub.add_parser("family", help="family-app accounts on the hub's broker: the contact, its password "
+                                           "and the ACL, kept in step")
+    actions = family.add_subparsers(dest="family_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", parents=[broker], help="give a contact a family-app account (a new contact, "
+                             "or an SMS contact); again to change it or set a new password")
+    add.add_argument("id", help="contact id, also the broker user name, e.g. c-0001")
+    add.add_argument("--resident", action="append", metavar="RID",
+                     help="a resident the contact is linked to (repeat it); a new contact without one: every resident")
+    add.add_argument("--tier", type=int, choices=(1, 2, 3))
+    add.add_argument("--min-severity", choices=("warning", "urgent", "emergency"))
+    add.add_argument("--phone", help="E.164 phone number for SMS as well, e.g. +8613800138000")
+    add.add_argument("--language", choices=("zh", "en", "zh+en"))
+    secret = add.add_mutually_exclusive_group()
+    secret.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of standard input instead of generating one")
+    secret.add_argument("--keep-password", action="store_true", help="an existing account keeps its password")
+    add.set_defaults(func=cmd_family_add)
+    remove = actions.add_parser("remove", parents=[broker], help="take away a contact's family-app account (a "
+                                "contact with a phone stays for SMS)")
+    remove.add_argument("id")
+    remove.set_defaults(func=cmd_family_remove)
+    listing = actions.add_parser("list", parents=[broker], help="the contacts, and where the broker's files and the "
+                                 "configuration disagree")
+    listing.set_defaults(func=cmd_family_list)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from drivers.model import ReadingType
 from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
-from gateway.alerts.acks import ACK_MAX_BYTES
+from gateway.alerts.acks import ACK_MAX_BYTES, SNOOZE_MAX_BYTES
+from gateway.alerts.contacts import Roster
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
@@ -48,7 +49,7 @@ from gateway.driver_registry import (
     start_device,
 )
 from gateway.errors import StoreError
-from gateway.family import FamilyLinks, family_accounts, sms_contacts
+from gateway.family import roster_of
 from gateway.fleet.answered import AnsweredRequests
 from gateway.fleet.commands import MAX_PAYLOAD_BYTES as COMMAND_MAX_BYTES
 from gateway.fleet.commands import CommandService
@@ -59,6 +60,8 @@ from gateway.fleet.service import ConfigDocumentService, HealthResult
 from gateway.fleet.signing import load_public_key
 from gateway.fleet.state import status_fields
 from gateway.fleet.statefile import FleetStateFile, state_path
+from gateway.homeassistant.discovery import readings_by_resident
+from gateway.homeassistant.publisher import DiscoveryPublisher
 from gateway.hub import Hub
 from gateway.inbox import Inbox, Route
 from gateway.log_ring import LogRing
@@ -70,7 +73,7 @@ from gateway.status import DeviceStatusBoard, fallback_status_path
 from gateway.status_publisher import StatusPublisher
 from gateway.store.aio import AsyncOutbox
 from gateway.supervisor import supervise
-from gateway.topics import ACK_FILTER, COMMAND_FILTER, legacy_retained_topics
+from gateway.topics import ACK_FILTER, COMMAND_FILTER, SNOOZE_FILTER, legacy_retained_topics
 from gateway.uplink import FhirEncoder, Uplink, load_secret
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,8 @@ STOP_GRACE_S = 10.0
 
 CONFIG_DESIRED = "config/desired"
 CONFIG_REPORTED = "config/reported"
-HUB_SUBSCRIPTIONS = (Subscription(ACK_FILTER, ACK_MAX_BYTES), Subscription(COMMAND_FILTER, COMMAND_MAX_BYTES),
+HUB_SUBSCRIPTIONS = (Subscription(ACK_FILTER, ACK_MAX_BYTES), Subscription(SNOOZE_FILTER, SNOOZE_MAX_BYTES),
+                     Subscription(COMMAND_FILTER, COMMAND_MAX_BYTES),
                      # Up to what the broker's packet limit lets through, not the 256 KiB a document may
                      # have: one a little over is then refused by the document path, with a report.
                      Subscription(CONFIG_DESIRED, MAX_PACKET_BYTES))
@@ -125,8 +129,8 @@ def _repeat_intervals(cfg: GatewayConfig) -> dict[Severity, float]:
     return {Severity.EMERGENCY: cfg.alerts.repeat_emergency_s, Severity.URGENT: cfg.alerts.repeat_urgent_s}
 
 
-def _family(cfg: GatewayConfig) -> FamilyLinks:
-    return FamilyLinks.of(family_accounts(cfg.contacts, [resident.id for resident in cfg.residents]))
+def _roster(cfg: GatewayConfig) -> Roster:
+    return roster_of(cfg.contacts, [resident.id for resident in cfg.residents])
 
 
 def _silence_watch(cfg: GatewayConfig) -> SilenceWatch:
@@ -162,6 +166,32 @@ class Daemon:
         self.fleet: ConfigDocumentService | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        await self._build()
+        mqtt, outbox = self.mqtt, self.outbox
+        await mqtt.start()
+        log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", self.cfg.gateway.id, __version__,
+                 len(self.cfg.devices), self.cfg.gateway.data_dir)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._start_sms(self.cfg)
+                self._start_uplink()
+                self._start_devices(self.cfg, [d.id for d in serial_devices(self.cfg.devices)], ble=True)
+                services = [self._spawn(name, start) for name, start in self._services()]
+                notify("READY=1")
+                log.info("gateway ready")
+                await stop.wait()
+                await self._stop(services)
+        finally:
+            self._group = None
+            if self._sms is not None:
+                await self._sms.aclose()
+            await mqtt.stop()
+            await outbox.close()
+            log.info("gateway stopped")
+
+    async def _build(self) -> None:
+        """Every long-lived part, from the configuration; nothing runs yet."""
         cfg = self.cfg
         secret = await self._secret()
         fleet_key_file = cfg.fleet.public_key_file
@@ -171,22 +201,23 @@ class Daemon:
         self.uplink = self._build_uplink(cfg, secret)
         self.alerts = alerts = AlertService(
             outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=self._wake_uplink,
-            clock_synced=self.clock.synced, listeners=[], repeat_s=_repeat_intervals(cfg), family=_family(cfg))
+            clock_synced=self.clock.synced, listeners=[], repeat_s=_repeat_intervals(cfg), roster=_roster(cfg),
+            escalate_after_s=cfg.alerts.escalate_after_s, residents=[r.id for r in cfg.residents])
         await self._restore_alerts(alerts)
         for topic in legacy_retained_topics([a.alert_id for a in alerts.active], [t.value for t in ReadingType]):
             mqtt.publish(topic, None, retain=True)
-        self.falls = falls = FallResponder(
+        self.falls = FallResponder(
             alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now, now_monotonic=time.monotonic,
             on_stored=self._wake_uplink, clock_synced=self.clock.synced,
             cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
             # hub is built below: the lambda looks it up when a fall is confirmed
             on_confirmed=lambda resident, at: self.hub.fall_confirmed(resident, at))  # noqa: PLW0108
         # Thresholds are read per reading from the configuration in force: a reload changes them at once.
-        self.hub = Hub(gateway_id=cfg.gateway.id, outbox=outbox, alerts=alerts, publisher=mqtt,
-                             board=self.board, vitals=VitalsMonitor(lambda rid: self.cfg.thresholds_for(rid)),  # noqa: PLW0108
-                             silence=_silence_watch(cfg), tz=self.tz, now=_utc_now, now_monotonic=time.monotonic,
-                             max_reading_age_s=cfg.detect.max_reading_age_s, falls=falls,
-                             on_accepted=self._wake_uplink)
+        self.hub = Hub(gateway_id=cfg.gateway.id, outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board,
+                       vitals=VitalsMonitor(lambda rid: self.cfg.thresholds_for(rid)),  # noqa: PLW0108
+                       silence=_silence_watch(cfg), tz=self.tz, now=_utc_now, now_monotonic=time.monotonic,
+                       max_reading_age_s=cfg.detect.max_reading_age_s, falls=self.falls,
+                       on_accepted=self._wake_uplink)
         self.fleet = fleet = await self._fleet_service(fleet_key)
         self.status = status = StatusPublisher(
             cfg.gateway.id, status_path(cfg), fallback_status_path(cfg.gateway.id), self.board, outbox,
@@ -195,50 +226,39 @@ class Daemon:
         mqtt.on_connect(status.schedule)
         if fleet is not None:
             mqtt.on_connect(fleet.publish_last_report)
-        self.commands = commands = await self._commands(mqtt, fleet_key)
+        self.commands = await self._commands(mqtt, fleet_key)
         mqtt.on_connect(alerts.republish_active)
-        await mqtt.start()
-        log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", cfg.gateway.id, __version__,
-                 len(cfg.devices), cfg.gateway.data_dir)
-        try:
-            async with asyncio.TaskGroup() as group:
-                self._group = group
-                self._start_sms(cfg)
-                self._start_uplink()
-                self._start_devices(cfg, [d.id for d in serial_devices(cfg.devices)], ble=True)
-                service_jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-                    ("status", status.run),
-                    ("storage", lambda: self._every(STORAGE_CARE_S, outbox.maintain)),
-                    ("prune", lambda: self._every(PRUNE_EVERY_S, outbox.prune)),
-                    ("mqtt-inbox", lambda: self._inbox(mqtt, alerts, commands, fleet)),
-                    ("watchdog", self._watchdog),
-                    ("falls", falls.run),
-                    ("repeats", lambda: self._every(REPEAT_CHECK_S, alerts.repeat_due)),
-                    ("silence", lambda: self._every(SILENCE_CHECK_S, self.hub.check_silence)),
-                ]
-                services = [self._spawn(name, start) for name, start in service_jobs]
-                notify("READY=1")
-                log.info("gateway ready")
-                await stop.wait()
-                notify("STOPPING=1")
-                log.info("gateway stopping: drivers first, then uplink and broker")
-                drivers = list(self._device_tasks.values())
-                for task in drivers:
-                    task.cancel()
-                if drivers:
-                    await asyncio.wait(drivers, timeout=STOP_GRACE_S)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(status.publish(), 2.0)
-                for service in (*services, self._uplink_task, self._modem_task):
-                    if service is not None:
-                        service.cancel()
-        finally:
-            self._group = None
-            if self._sms is not None:
-                await self._sms.aclose()
-            await mqtt.stop()
-            await outbox.close()
-            log.info("gateway stopped")
+        self.homeassistant = DiscoveryPublisher(mqtt, outbox)
+        await self._configure_homeassistant(cfg)
+        mqtt.on_connect(self.homeassistant.connected)
+
+    def _services(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        outbox, alerts = self.outbox, self.alerts
+        return [
+            ("status", self.status.run),
+            ("storage", lambda: self._every(STORAGE_CARE_S, outbox.maintain)),
+            ("prune", lambda: self._every(PRUNE_EVERY_S, outbox.prune)),
+            ("mqtt-inbox", lambda: self._inbox(self.mqtt, alerts, self.commands, self.fleet)),
+            ("watchdog", self._watchdog),
+            ("falls", self.falls.run),
+            ("repeats", lambda: self._every(REPEAT_CHECK_S, alerts.follow_up)),
+            ("silence", lambda: self._every(SILENCE_CHECK_S, self.hub.check_silence)),
+        ]
+
+    async def _stop(self, services: list[asyncio.Task[None]]) -> None:
+        """Drivers first (nothing new is accepted), a last status, then the rest."""
+        notify("STOPPING=1")
+        log.info("gateway stopping: drivers first, then uplink and broker")
+        drivers = list(self._device_tasks.values())
+        for task in drivers:
+            task.cancel()
+        if drivers:
+            await asyncio.wait(drivers, timeout=STOP_GRACE_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.status.publish(), 2.0)
+        for service in (*services, self._uplink_task, self._modem_task):
+            if service is not None:
+                service.cancel()
 
     # -- reloading in place ------------------------------------------------------------------------
 
@@ -276,6 +296,7 @@ class Daemon:
                     await self._sms.aclose()
                 self._start_sms(new)
             self._retune_alerts(new)
+            await self._configure_homeassistant(new)
             self.falls.reconfigure(cancel_window_s=new.detect.fall_cancel_window_s,
                                    long_lie_s=new.detect.long_lie_s, tz=self.tz)
             devices_changed = old.devices != new.devices
@@ -291,6 +312,12 @@ class Daemon:
             self.status.schedule()
             log.info("configuration reloaded")
             return plan
+
+    async def _configure_homeassistant(self, cfg: GatewayConfig) -> None:
+        """Home Assistant's discovery configs for this configuration (published again at every reload)."""
+        await self.homeassistant.configure(
+            cfg.homeassistant, gateway_id=cfg.gateway.id, hub_root=self.mqtt.root.rstrip("/"), version=__version__,
+            residents=readings_by_resident([r.id for r in cfg.residents], cfg.devices))
 
     async def check_health(self, old: GatewayConfig, new: GatewayConfig, *, grace_s: float, version: int,
                            broker_was_connected: bool) -> HealthResult:
@@ -362,8 +389,9 @@ class Daemon:
         self._retune_alerts(cfg)
 
     def _retune_alerts(self, cfg: GatewayConfig) -> None:
-        self.alerts.reconfigure(repeat_s=_repeat_intervals(cfg), family=_family(cfg), tz=self.tz,
-                                listeners=[self._sms.on_change] if self._sms else [])
+        self.alerts.reconfigure(repeat_s=_repeat_intervals(cfg), roster=_roster(cfg), tz=self.tz,
+                                listeners=[self._sms.on_change] if self._sms else [],
+                                escalate_after_s=cfg.alerts.escalate_after_s, residents=[r.id for r in cfg.residents])
 
     def _start_devices(self, cfg: GatewayConfig, serial_ids: list[str], *, ble: bool) -> None:
         """Start the sessions of these serial devices, and the BLE manager for every BLE device if ``ble``."""
@@ -471,7 +499,7 @@ class Daemon:
         )
 
     def _build_sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
-        contacts = sms_contacts(cfg.contacts, [resident.id for resident in cfg.residents])
+        contacts = [contact for contact in _roster(cfg) if contact.phone]
         device = next((d for d in cfg.devices if d.driver in NOTIFIER_DRIVERS), None)
         if device is None:
             if contacts:
@@ -513,12 +541,16 @@ class Daemon:
     @staticmethod
     async def _inbox(mqtt: MqttLink, alerts: AlertService, commands: CommandService,
                      fleet: ConfigDocumentService | None) -> None:
-        """Family acks, fleet commands and configuration documents (the filters the link subscribes),
-        each message handled alone."""
+        """Family acks and snoozes, fleet commands and configuration documents (the filters the link
+        subscribes), each message handled alone."""
 
         async def ack(message: IncomingMessage) -> None:
             await alerts.handle_ack(message.topic, None if message.oversized else message.payload,
                                     retained=message.retained)
+
+        async def snooze(message: IncomingMessage) -> None:
+            await alerts.handle_snooze(message.topic, None if message.oversized else message.payload,
+                                       retained=message.retained)
 
         async def command(message: IncomingMessage) -> None:
             if not message.oversized:  # no request id to answer to
@@ -530,7 +562,8 @@ class Daemon:
                 await fleet.handle(message.payload)
 
         # A document's trial can take the whole grace period: acks and commands must not wait for it.
-        await Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command, background=True),
+        await Inbox([Route(ACK_FILTER, ack), Route(SNOOZE_FILTER, snooze),
+                     Route(COMMAND_FILTER, command, background=True),
                      Route(CONFIG_DESIRED, document, background=True)]).serve(mqtt.receive)
 
     async def _commands(self, mqtt: MqttLink, installed_key: Ed25519PublicKey | None) -> CommandService:

@@ -78,3 +78,13 @@ class BrokerAclError(GatewayError):
 
     Fix the names in the configuration ([mqtt] username, fleet_username, [[contacts]] ids).
     """
+
+
+class BrokerAccountError(GatewayError):
+    """A family account could not be made, removed or put in force on the hub's Mosquitto (its password
+    file, its ACL file, its reload). The message says which and what to do."""
+
+
+class ReportError(GatewayError):
+    """The doctor's report cannot be made: no outbox, an unknown resident, a file name without .png, .svg
+    or .pdf, no Chinese font installed. The message says what to do."""

@@ -1,18 +1,18 @@
-"""Family contacts as the broker and the hub see them: which residents each one is linked to.
+"""Family contacts as the configuration gives them, for the broker and for the alerts.
 
 A contact with ``app = true`` has a broker account whose user name is the contact id. The same
 links decide what the broker lets that account read and write (:mod:`gateway.broker_acl`), whose
-alerts the hub accepts an acknowledgement from it for (:class:`FamilyLinks`), and, for a contact
-with a phone, which alerts reach it by SMS (:func:`sms_contacts`).
+alerts the hub accepts a reply from it for, and which alerts reach it at all
+(:class:`gateway.alerts.contacts.Roster`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.alerts.contacts import Contact, Language, Roster
 from gateway.alerts.model import Severity
-from gateway.alerts.sms import Language, SmsContact
 from gateway.config.schema import ContactSettings
 
 
@@ -35,22 +35,12 @@ def family_accounts(contacts: Sequence[ContactSettings], resident_ids: Sequence[
     return tuple(FamilyAccount(c.id, linked_residents(c, resident_ids)) for c in contacts if c.app)
 
 
-@dataclass(frozen=True, slots=True)
-class FamilyLinks:
-    """Who may acknowledge whose alerts: contact id -> the residents it is linked to (app accounts only)."""
-
-    residents_of: Mapping[str, frozenset[str]]
-
-    @classmethod
-    def of(cls, accounts: Sequence[FamilyAccount]) -> FamilyLinks:
-        return cls({account.contact_id: frozenset(account.residents) for account in accounts})
-
-    def may_acknowledge(self, contact_id: str, resident_id: str) -> bool:
-        return resident_id in self.residents_of.get(contact_id, frozenset())
+def contact_of(settings: ContactSettings, resident_ids: Sequence[str]) -> Contact:
+    return Contact(id=settings.id, residents=frozenset(linked_residents(settings, resident_ids)), tier=settings.tier,
+                   min_severity=Severity(settings.min_severity.value), language=Language(settings.language.value),
+                   phone=settings.phone, app=settings.app)
 
 
-def sms_contacts(contacts: Sequence[ContactSettings], resident_ids: Sequence[str]) -> list[SmsContact]:
-    """The contacts with a phone, each told about its linked residents only; the others are app-only."""
-    return [SmsContact(c.id, c.phone, Severity(c.sms_min_severity.value), Language(c.language.value),
-                       residents=frozenset(linked_residents(c, resident_ids)))
-            for c in contacts if c.phone]
+def roster_of(contacts: Sequence[ContactSettings], resident_ids: Sequence[str]) -> Roster:
+    """Every configured contact, each linked to its residents (all of the hub's when it names none)."""
+    return Roster.of(contact_of(c, resident_ids) for c in contacts)

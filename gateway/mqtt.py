@@ -229,11 +229,16 @@ class MqttLink:
         return self._s
 
     def publish(self, suffix: str, payload: dict[str, Any] | None, *, qos: int = 1, retain: bool = False) -> None:
-        """Queue a message; ``None`` publishes an empty payload (clears a retained topic)."""
+        """Queue a message below the hub's root; ``None`` publishes an empty payload (clears a retained topic)."""
+        self.publish_topic(self.topic(suffix), payload, qos=qos, retain=retain)
+
+    def publish_topic(self, topic: str, payload: dict[str, Any] | None, *, qos: int = 1,
+                      retain: bool = False) -> None:
+        """Like :meth:`publish`, on a whole topic: Home Assistant's discovery configs live outside the hub's root."""
         body = b"" if payload is None else json.dumps(payload, ensure_ascii=False).encode()
-        info = self._client.publish(self.topic(suffix), body, qos=qos, retain=retain)
+        info = self._client.publish(topic, body, qos=qos, retain=retain)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-            self._publish_log.log(logging.WARNING, "mqtt publish failed topic=%s rc=%s (%s)", suffix, info.rc,
+            self._publish_log.log(logging.WARNING, "mqtt publish failed topic=%s rc=%s (%s)", topic, info.rc,
                                   paho.error_string(info.rc))
 
     async def receive(self) -> IncomingMessage:

@@ -36,6 +36,8 @@ class ReloadPlan:
     timezone: bool = False
     thresholds: bool = False
     """Informational: thresholds are read live, per reading."""
+    homeassistant: bool = False
+    """Discovery on or off, or another prefix (the configs are published again at every reload anyway)."""
 
     @property
     def serial_to_check(self) -> tuple[str, ...]:
@@ -46,7 +48,7 @@ class ReloadPlan:
     def changes_anything(self) -> bool:
         return any((self.serial_added, self.serial_removed, self.serial_changed, self.ble, self.uplink,
                     self.mqtt, self.sms, self.alerts, self.detect, self.family, self.storage, self.log_level,
-                    self.clock_sync, self.timezone, self.thresholds))
+                    self.clock_sync, self.timezone, self.thresholds, self.homeassistant))
 
     def describe(self) -> list[str]:
         """What changes, in words, for the log and the fleet report."""
@@ -58,6 +60,7 @@ class ReloadPlan:
             ("SMS", self.sms), ("alert timing", self.alerts), ("detection", self.detect),
             ("family access", self.family), ("storage", self.storage), ("log level", self.log_level),
             ("clock sync", self.clock_sync), ("time zone", self.timezone), ("thresholds", self.thresholds),
+            ("Home Assistant", self.homeassistant),
         ) if flag]
         return parts
 
@@ -91,4 +94,5 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig, *, notifier_drivers: fro
         clock_sync=old.gateway.clock_sync != new.gateway.clock_sync,
         timezone=old.gateway.timezone != new.gateway.timezone,
         thresholds=old.thresholds != new.thresholds or residents_changed,
+        homeassistant=old.homeassistant != new.homeassistant,
     )

@@ -8,6 +8,7 @@ a later change of code cannot change a record waiting in the queue.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -20,7 +21,7 @@ from drivers.model import (
     SpO2,
     TimeSource,
 )
-from gateway.alerts.model import Alert
+from gateway.alerts.model import Alert, AlertChange, AlertState
 
 
 def iso(ts: datetime, tz: tzinfo) -> str:
@@ -112,6 +113,28 @@ def alert_message(alert: Alert, tz: tzinfo) -> dict[str, Any]:
         "message": {"zh": alert.message.zh, "en": alert.message.en},
         "evidence": alert.evidence,
         "acked_by": alert.acked_by,
+        "tier": alert.tier,
+        "told": list(alert.told),
+        "snoozed_until": {contact: iso(until, tz) for contact, until in alert.snoozed_until.items()},
+    }
+
+
+def alert_event(change: AlertChange, tz: tzinfo) -> dict[str, Any]:
+    """``residents/{rid}/events/alert``: the alert as changed, and the contacts this change is for (``notify``)."""
+    return {**alert_message(change.alert, tz), "notify": list(change.notify)}
+
+
+def alert_summary(resident_id: str, open_alerts: Sequence[Alert]) -> dict[str, Any]:
+    """``residents/{rid}/alert_summary``, retained: whether the resident has an open alert (a dashboard's one state)."""
+    mine = [a for a in open_alerts if a.resident_id == resident_id]
+    worst = max((a.severity for a in mine), key=lambda severity: severity.rank, default=None)
+    return {
+        "resident_id": resident_id,
+        "active": bool(mine),
+        "open": len(mine),
+        "unacknowledged": sum(1 for a in mine if a.state is not AlertState.ACKNOWLEDGED),
+        "severity": worst.value if worst is not None else None,
+        "alert_ids": [a.alert_id for a in mine],
     }
 
 

@@ -1,8 +1,10 @@
 """SMS to family contacts: emergency and urgent alerts, and the all clear, when the internet may be down.
 
-Which changes go by SMS (``sms_wanted``): an alert raised or escalated at or above a contact's
-minimum severity, about a resident the contact is linked to; the all clear (resolved) only to
-contacts who got an SMS about that alert.
+Which changes go by SMS (``sms_wanted``): to the contacts with a phone that a change is for (its
+``notify``, :mod:`.escalation`'s choice: the first tier when raised, the next tier when nobody
+acknowledged, everyone told when the severity rises), an alert raised or escalated at or above the
+contact's minimum severity; the all clear (resolved) to every one of them, except those whose SMS
+about the alert this hub knows did not get through.
 Warnings, repeats and acknowledgements never do (the MQTT app carries those). Each contact gets at
 most ``max_per_contact_per_hour`` SMS except emergencies, so a flapping sensor cannot run up the
 family's phone bill or bury the one message that matters. A failed send is retried with backoff.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,14 +25,13 @@ from enum import StrEnum
 from typing import Protocol
 
 from drivers.errors import DriverError
-from gateway.alerts.model import Alert, AlertKind, AlertState, Evidence, Severity
+from gateway.alerts.contacts import Contact, Language
+from gateway.alerts.model import Alert, AlertChange, AlertKind, AlertState, Evidence, Severity
 
 log = logging.getLogger(__name__)
 
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-
-SEVERITY_RANK = {Severity.WARNING: 0, Severity.URGENT: 1, Severity.EMERGENCY: 2}
 SMS_STATES = frozenset({AlertState.RAISED, AlertState.ESCALATED})
+SETTLED_STATES = frozenset({AlertState.ACKNOWLEDGED, AlertState.RESOLVED})
 
 RETRY_DELAYS_S = (10.0, 30.0, 60.0, 120.0, 300.0)
 """Waits between attempts: a modem that just lost the cell usually has it back within a minute; a
@@ -40,32 +40,6 @@ show the failure on the status page without hammering the network."""
 RATE_WINDOW = timedelta(hours=1)
 RESOLVED_MEMORY = 256
 """Resolved alerts remembered so an SMS still in flight when its alert cleared gets its all clear."""
-
-
-class Language(StrEnum):
-    ZH = "zh"
-    EN = "en"
-    ZH_EN = "zh+en"
-    """Both, Chinese first: the default, since a carer may read only one of them."""
-
-
-@dataclass(frozen=True, slots=True)
-class SmsContact:
-    id: str
-    phone: str
-    """E.164, e.g. +8613800138000."""
-    min_severity: Severity = Severity.URGENT
-    language: Language = Language.ZH_EN
-    residents: frozenset[str] = frozenset()
-    """The residents this contact is told about; empty: every one."""
-
-    def __post_init__(self) -> None:
-        if not _E164.fullmatch(self.phone):
-            raise ValueError(
-                f"contact {self.id}: phone must be E.164, '+' country code and number, e.g. +8613800138000"
-            )
-        if self.min_severity is Severity.WARNING:
-            raise ValueError(f"contact {self.id}: warnings never go by SMS; min_severity must be urgent or emergency")
 
 
 class SmsSender(Protocol):
@@ -93,15 +67,19 @@ class SmsAttempt:
     error: str | None = None
 
 
-def sms_wanted(alert: Alert, contact: SmsContact, *, sent_before: bool) -> bool:
-    """Whether this alert change goes to this contact by SMS."""
-    if contact.residents and alert.resident_id not in contact.residents:
+def sms_wanted(alert: Alert, contact: Contact, *, delivered: bool | None) -> bool:
+    """Whether this alert change, which is for ``contact``, goes to it by SMS.
+
+    ``delivered``: whether the SMS about this alert reached the contact; False when it did not (or is
+    still on its way), None when this process never sent it (the hub restarted since).
+    """
+    if not contact.phone or not contact.follows(alert.resident_id):
         return False  # another resident's health is not this contact's to read
+    if alert.severity is Severity.WARNING or not alert.severity.at_least(contact.min_severity):
+        return False  # warnings, and so their all clear, are for the app
     if alert.state is AlertState.RESOLVED:
-        return sent_before
-    if alert.state not in SMS_STATES or alert.severity is Severity.WARNING:
-        return False
-    return SEVERITY_RANK[alert.severity] >= SEVERITY_RANK[contact.min_severity]
+        return delivered is not False
+    return alert.state in SMS_STATES
 
 
 def retry_delay_s(attempt: int, delays: Sequence[float] = RETRY_DELAYS_S) -> float:
@@ -187,7 +165,7 @@ class SmsNotifier:
     def __init__(
         self,
         modem: SmsSender,
-        contacts: Sequence[SmsContact],
+        contacts: Sequence[Contact],
         now: Callable[[], datetime],
         *,
         tz: tzinfo,
@@ -197,11 +175,11 @@ class SmsNotifier:
         on_attempt: Callable[[SmsAttempt], None] = lambda attempt: None,
     ) -> None:
         if len({c.id for c in contacts}) != len(contacts):
-            raise ValueError("SMS contact ids must be unique")
+            raise ValueError("contact ids must be unique")
         if max_per_contact_per_hour < 1 or max_attempts < 1 or not retry_delays_s:
             raise ValueError("max_per_contact_per_hour and max_attempts must be >= 1, retry_delays_s non-empty")
         self._modem = modem
-        self._contacts = tuple(contacts)
+        self._contacts = {c.id: c for c in contacts if c.phone}
         self._now = now
         self._tz = tz
         self._limit = max_per_contact_per_hour
@@ -210,7 +188,10 @@ class SmsNotifier:
         self._on_attempt = on_attempt
         self._attempts: deque[SmsAttempt] = deque(maxlen=1000)
         self._sent_to: dict[str, set[str]] = {}
-        self._recent: dict[str, deque[datetime]] = {c.id: deque() for c in contacts}
+        """Alert id -> the contacts its SMS reached."""
+        self._attempted: dict[str, set[str]] = {}
+        """Alert id -> the contacts an SMS about it was started for, in this process."""
+        self._recent: dict[str, deque[datetime]] = {c: deque() for c in self._contacts}
         self._generation: dict[tuple[str, str], int] = {}
         self._resolved: OrderedDict[str, Alert] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -220,21 +201,29 @@ class SmsNotifier:
         """The most recent attempts, oldest first (for the status page and tests)."""
         return tuple(self._attempts)
 
-    def on_change(self, alert: Alert) -> None:
+    def on_change(self, change: AlertChange) -> None:
         """An alert was recorded in a new state (an ``AlertService`` listener); never blocks."""
+        alert = change.alert
         if alert.state is AlertState.RESOLVED:
             self._resolved[alert.alert_id] = alert
             while len(self._resolved) > RESOLVED_MEMORY:
                 self._resolved.popitem(last=False)
         sent_to = self._sent_to.get(alert.alert_id, set())
-        for contact in self._contacts:
+        attempted = self._attempted.setdefault(alert.alert_id, set())
+        for contact in self._contacts.values():
             key = (alert.alert_id, contact.id)
-            # A newer state of the same alert supersedes a delivery still waiting to retry.
-            self._generation[key] = self._generation.get(key, 0) + 1
-            if sms_wanted(alert, contact, sent_before=contact.id in sent_to):
+            delivered = True if contact.id in sent_to else (False if contact.id in attempted else None)
+            wanted = contact.id in change.notify and sms_wanted(alert, contact, delivered=delivered)
+            if wanted or alert.state in SETTLED_STATES:
+                # A newer message for this contact, or an alert someone took on or that cleared,
+                # supersedes a delivery still waiting to retry; a repeat or another tier's call does not.
+                self._generation[key] = self._generation.get(key, 0) + 1
+            if wanted:
+                attempted.add(contact.id)
                 self._spawn(alert, contact, self._generation[key])
         if alert.state is AlertState.RESOLVED:
             self._sent_to.pop(alert.alert_id, None)
+            self._attempted.pop(alert.alert_id, None)
 
     async def wait_idle(self) -> None:
         """Until every delivery has been sent or given up (tests, and a clean shutdown)."""
@@ -246,12 +235,12 @@ class SmsNotifier:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, alert: Alert, contact: SmsContact, generation: int) -> None:
+    def _spawn(self, alert: Alert, contact: Contact, generation: int) -> None:
         task = asyncio.get_running_loop().create_task(self._deliver(alert, contact, generation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _record(self, alert: Alert, contact: SmsContact, attempt: int, outcome: Outcome,
+    def _record(self, alert: Alert, contact: Contact, attempt: int, outcome: Outcome,
                 error: str | None = None) -> None:  # fmt: skip
         entry = SmsAttempt(alert.alert_id, contact.id, alert.state, self._now(), attempt, outcome, error)
         self._attempts.append(entry)
@@ -260,7 +249,7 @@ class SmsNotifier:
                 contact.id, alert.state.value, attempt, f" error={error}" if error else "")  # fmt: skip
         self._on_attempt(entry)
 
-    def _rate_limited(self, alert: Alert, contact: SmsContact) -> bool:
+    def _rate_limited(self, alert: Alert, contact: Contact) -> bool:
         if alert.severity is Severity.EMERGENCY:
             return False  # an emergency (and its all clear) always goes
         recent = self._recent[contact.id]
@@ -268,7 +257,7 @@ class SmsNotifier:
             recent.popleft()
         return len(recent) >= self._limit
 
-    async def _deliver(self, alert: Alert, contact: SmsContact, generation: int) -> None:
+    async def _deliver(self, alert: Alert, contact: Contact, generation: int) -> None:
         key = (alert.alert_id, contact.id)
         if self._rate_limited(alert, contact):
             self._record(alert, contact, 1, Outcome.RATE_LIMITED)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from gateway.config.locate import KeyPath
@@ -111,6 +111,12 @@ def rule(method: RuleMethod) -> RuleMethod:
 
 def rules_of(cls: type[Any]) -> list[Callable[[Any], Iterable[Problem]]]:
     return [method for method in vars(cls).values() if getattr(method, _RULE, False)]
+
+
+def renamed_settings(cls: type[Any]) -> Mapping[str, tuple[str, str]]:
+    """A section's ``RENAMED`` keys: old name -> (new name, why), refused with the new name in the message."""
+    renamed: Mapping[str, tuple[str, str]] = getattr(cls, "RENAMED", {})
+    return renamed
 
 
 def format_bound(bound: float) -> str:
@@ -379,14 +385,39 @@ class FleetSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HomeAssistantSettings:
+    """Home Assistant on the hub's broker: one device per resident, found by MQTT discovery."""
+
+    discovery: bool = setting(
+        False, doc="Publish Home Assistant MQTT discovery configs (retained): per resident, sensors of the latest "
+        "readings its devices take, an \"alert active\" binary sensor, available while the hub is online."
+    )
+    prefix: str = setting(
+        "homeassistant", doc="Home Assistant's discovery prefix (its MQTT integration's setting).",
+        pattern=r"[^#+/\x00\s]+(/[^#+/\x00\s]+)*",
+        form="topic levels separated by /, without wildcards, spaces or empty levels",
+    )
+    username: str = setting(
+        "homeassistant", doc="Home Assistant's broker user name: `yiyang broker-acl` lets it read the discovery "
+        "configs, the hub's status and each resident's readings and alert state, nothing else.",
+        pattern=PERSON_ID, form=PERSON_ID_FORM,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertSettings:
-    """The alert lifecycle: repeat until someone acknowledges (clinical-thresholds.md)."""
+    """The alert lifecycle: repeat and escalate until someone acknowledges (clinical-thresholds.md)."""
 
     repeat_emergency_s: float = setting(
         120.0, doc="Repeat an unacknowledged emergency alert this often, in seconds.", min=30, max=3600
     )
     repeat_urgent_s: float = setting(
         900.0, doc="Repeat an unacknowledged urgent alert this often, in seconds.", min=60, max=86_400
+    )
+    escalate_after_s: float = setting(
+        300.0, doc="Tell the next tier of [[contacts]] when nobody acknowledged an emergency alert within this "
+        "many seconds of telling the last one; an urgent alert waits three times as long, a warning never "
+        "escalates.", min=60, max=3600,
     )
 
 
@@ -715,12 +746,13 @@ class DeviceSettings:
             )
 
 
-class SmsMinSeverity(StrEnum):
+class ContactSeverity(StrEnum):
+    WARNING = "warning"
     URGENT = "urgent"
     EMERGENCY = "emergency"
 
 
-class SmsLanguage(StrEnum):
+class ContactLanguage(StrEnum):
     ZH = "zh"
     EN = "en"
     ZH_EN = "zh+en"
@@ -729,6 +761,11 @@ class SmsLanguage(StrEnum):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ContactSettings:
     """A family member or carer, alerted by SMS, by the family app on the hub's broker, or both."""
+
+    RENAMED: ClassVar[Mapping[str, tuple[str, str]]] = {
+        "sms_min_severity": ("min_severity", "it now applies to every channel, the family app as well as SMS"),
+    }
+    """Keys of earlier versions: refused with their new name, never read silently under the old one."""
 
     id: str = setting(
         doc="Contact id (logged instead of the number); with app = true also the broker user name.",
@@ -739,25 +776,39 @@ class ContactSettings:
         "empty means every resident of the hub.",
         pattern=PERSON_ID, form=PERSON_ID_FORM, example=("r-0001",),
     )
+    tier: int = setting(
+        1, doc="Escalation tier: 1 is told first; while nobody acknowledges, 2 is told [alerts] "
+        "escalate_after_s later (three times that for an urgent alert), then 3. A tier with nobody for "
+        "an alert is skipped.", min=1, max=3,
+    )
+    min_severity: ContactSeverity = setting(
+        ContactSeverity.URGENT, doc="Least severe alert this contact is told of, by SMS and in the app: warning, "
+        "urgent or emergency. Warnings go to the app only, never by SMS."
+    )
     app: bool = setting(
         False, doc="Has a family-app account on the hub's broker, user name = this contact's id: sees the "
-        "linked residents' alerts and readings and acknowledges their alerts (`yiyang broker-acl` writes "
-        "the broker's rules for it).", example=True,
+        "linked residents' alerts and readings, acknowledges and snoozes their alerts (`yiyang family add` "
+        "makes the account; `yiyang broker-acl` writes the broker's rules for it).", example=True,
     )
     phone: str = setting(
         "", doc="Phone number for SMS in E.164 form: + country code and number; empty for no SMS.",
         pattern=r"|\+[1-9][0-9]{6,14}", form="empty, or E.164, e.g. +8613800138000", example="+8613800138000",
     )
-    sms_min_severity: SmsMinSeverity = setting(
-        SmsMinSeverity.URGENT, doc="Least severe alert sent to this contact by SMS (warnings never go by SMS)."
+    language: ContactLanguage = setting(
+        ContactLanguage.ZH_EN, doc="Language of the SMS text: zh, en or zh+en (Chinese first)."
     )
-    language: SmsLanguage = setting(SmsLanguage.ZH_EN, doc="Language of the text: zh, en or zh+en (Chinese first).")
 
     @rule
     def told_something(self) -> Iterator[Problem]:
         if not self.phone and not self.app:
             yield Problem(("phone",), "this contact is told nothing: no phone for SMS and no app account",
                           "set phone, or app = true, or remove the contact")
+
+    @rule
+    def warnings_need_the_app(self) -> Iterator[Problem]:
+        if self.min_severity is ContactSeverity.WARNING and not self.app:
+            yield Problem(("min_severity",), "warnings never go by SMS and this contact has no app account",
+                          'use "urgent" or "emergency", or set app = true')
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -778,8 +829,9 @@ class GatewayConfig:
     mqtt: MqttSettings = setting(factory=MqttSettings, doc="The MQTT broker.")
     storage: StorageSettings = setting(factory=StorageSettings, doc="The outbox's disk budget.")
     detect: DetectSettings = setting(factory=DetectSettings, doc="On-hub detection.")
-    alerts: AlertSettings = setting(factory=AlertSettings, doc="Alert repeats.")
+    alerts: AlertSettings = setting(factory=AlertSettings, doc="Alert repeats and escalation.")
     fleet: FleetSettings = setting(factory=FleetSettings, doc="Fleet commands and remote configuration.")
+    homeassistant: HomeAssistantSettings = setting(factory=HomeAssistantSettings, doc="Home Assistant discovery.")
     thresholds: Thresholds = setting(factory=Thresholds, doc="Default emergency thresholds.")
     residents: tuple[ResidentSettings, ...] = setting(
         doc="Repeat [[residents]] for each person; at least one.", min=1
@@ -848,10 +900,16 @@ class GatewayConfig:
         if self.mqtt.username and self.mqtt.username == self.mqtt.fleet_username:
             yield Problem(("mqtt", "fleet_username"), "the fleet and this hub have the same broker user name",
                           "give the fleet its own user name")
+        if self.homeassistant.discovery and self.homeassistant.username in (self.mqtt.username,
+                                                                             self.mqtt.fleet_username):
+            yield Problem(("homeassistant", "username"), "Home Assistant has the broker user name of the hub or the "
+                          "fleet", "give Home Assistant its own user name")
+        others = (self.mqtt.username, self.mqtt.fleet_username,
+                  self.homeassistant.username if self.homeassistant.discovery else "")
         for index, contact in enumerate(self.contacts):
-            if contact.app and contact.id in (self.mqtt.username, self.mqtt.fleet_username):
+            if contact.app and contact.id in others:
                 yield Problem(("contacts", index, "id"),
-                              f"{contact.id!r} is also the broker user name of the hub or the fleet",
+                              f"{contact.id!r} is also the broker user name of the hub, the fleet or Home Assistant",
                               "give the contact another id")
 
     @rule

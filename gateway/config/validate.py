@@ -22,7 +22,15 @@ from typing import Any, TypeVar
 
 from gateway.config.locate import KeyPath, Locator
 from gateway.config.nesting import nesting_limit, nesting_problems
-from gateway.config.schema import Problem, Setting, format_bound, is_required, rules_of, setting_of
+from gateway.config.schema import (
+    Problem,
+    Setting,
+    format_bound,
+    is_required,
+    renamed_settings,
+    rules_of,
+    setting_of,
+)
 
 T = TypeVar("T")
 
@@ -112,7 +120,7 @@ class _Walker:
             self._refuse(path, f"expected a table, got {_describe(data)}", f"write [{format_path(path)}]")
             return None
         fields = _fields(cls)
-        self._unknown_keys(data, [f.name for f in fields], path)
+        self._unknown_keys(data, [f.name for f in fields], path, renamed_settings(cls))
         values: dict[str, Any] = {}
         refused: set[str] = set()
         for field in fields:
@@ -158,11 +166,17 @@ class _Walker:
         for problem in found:
             self.problems.append(Problem((*path, *problem.path), problem.what, problem.todo))
 
-    def _unknown_keys(self, data: Mapping[Any, Any], known: list[str], path: KeyPath) -> None:
+    def _unknown_keys(self, data: Mapping[Any, Any], known: list[str], path: KeyPath,
+                      renamed: Mapping[str, tuple[str, str]]) -> None:
         for key in data:
             if key in known:
                 continue
             name = str(key)
+            if name in renamed:
+                new_name, why = renamed[name]
+                self._refuse((*path, name), f"{name} was renamed {new_name}: {why}",
+                             f"write {new_name} instead (same values)")
+                continue
             close = difflib.get_close_matches(name, known, n=1)
             table = f"[{format_path(path)}]" if path else "the top level"
             if close:

@@ -645,6 +645,43 @@ phone = "+8613800138000"
     ]
 
 
+def test_contacts_have_a_tier_and_a_least_severity_for_every_channel() -> None:
+    contacts = """
+[alerts]
+escalate_after_s = 120
+
+[[contacts]]
+id = "c-daughter"
+app = true
+min_severity = "warning"
+
+[[contacts]]
+id = "c-neighbour"
+phone = "+8613800138000"
+tier = 3
+min_severity = "emergency"
+"""
+    config = parse_config(GOOD + contacts, "cfg.toml")
+    assert config.alerts.escalate_after_s == 120
+    assert [(c.id, c.tier, c.min_severity.value) for c in config.contacts] == [
+        ("c-daughter", 1, "warning"), ("c-neighbour", 3, "emergency")]
+    first = len(GOOD_LINES) + 1
+    assert problems_of(GOOD + contacts.replace("tier = 3", "tier = 4").replace("app = true", "phone = "
+                                                                                '"+8613900139000"')) == [
+        f"cfg.toml:{first + 7}: contacts[0].min_severity: warnings never go by SMS and this contact has no app "
+        'account; use "urgent" or "emergency", or set app = true',
+        f"cfg.toml:{first + 12}: contacts[1].tier: 4 is above the maximum 3; use a value from 1 to 3",
+    ]
+
+
+def test_the_old_sms_min_severity_is_refused_with_its_new_name() -> None:
+    text = GOOD + '\n[[contacts]]\nid = "c-son"\nphone = "+8613800138000"\nsms_min_severity = "emergency"\n'
+    assert problems_of(text) == [
+        f"cfg.toml:{len(GOOD_LINES) + 5}: contacts[0].sms_min_severity: sms_min_severity was renamed min_severity: "
+        "it now applies to every channel, the family app as well as SMS; write min_severity instead (same values)",
+    ]
+
+
 def test_a_family_account_cannot_share_the_hubs_or_the_fleets_broker_name() -> None:
     text = GOOD + '\n[mqtt]\nusername = "fleet"\n\n[[contacts]]\nid = "yiyang-gw"\napp = true\n'
     assert [p.split(": ", 2)[1] for p in problems_of(text)] == ["mqtt.fleet_username"]
@@ -652,3 +689,7 @@ def test_a_family_account_cannot_share_the_hubs_or_the_fleets_broker_name() -> N
     assert [p.split(": ", 2)[1] for p in problems_of(text)] == ["contacts[0].id"]
     sms_only = GOOD + '\n[mqtt]\nusername = "yiyang-gw"\n\n[[contacts]]\nid = "yiyang-gw"\nphone = "+8613800138000"\n'
     assert parse_config(sms_only, "cfg.toml").contacts[0].id == "yiyang-gw"  # no broker account: no clash
+    home = '\n[homeassistant]\ndiscovery = true\n\n[[contacts]]\nid = "homeassistant"\napp = true\n'
+    assert [p.split(": ", 2)[1] for p in problems_of(GOOD + home)] == ["contacts[0].id"]
+    clash = GOOD + '\n[mqtt]\nusername = "homeassistant"\n\n[homeassistant]\ndiscovery = true\n'
+    assert [p.split(": ", 2)[1] for p in problems_of(clash)] == ["homeassistant.username"]

@@ -20,16 +20,17 @@ import devstack
 import pytest
 from mqtt_probe import Probe
 
-from gateway.alerts.acks import AckOutcome
+from gateway.alerts.acks import ReplyOutcome
+from gateway.alerts.contacts import Contact, Roster
 from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.broker_acl import render_acl
 from gateway.daemon import HUB_SUBSCRIPTIONS
-from gateway.family import FamilyAccount, FamilyLinks
+from gateway.family import FamilyAccount
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.store.aio import AsyncOutbox
-from gateway.topics import ACK_FILTER, COMMAND_FILTER
+from gateway.topics import ACK_FILTER, COMMAND_FILTER, SNOOZE_FILTER
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -65,8 +66,8 @@ class Hub:
     alerts: AlertService
     link: MqttLink
     clock: list[float]
-    acks: list[tuple[str, bool, AckOutcome]] = field(default_factory=list)
-    """Every ack the hub's inbox handled: (topic, retained, outcome)."""
+    acks: list[tuple[str, bool, ReplyOutcome]] = field(default_factory=list)
+    """Every ack and snooze the hub's inbox handled: (topic, retained, outcome)."""
     commands: list[str] = field(default_factory=list)
 
     async def raise_for(self, resident: str) -> Alert:
@@ -84,12 +85,17 @@ async def hub(tmp_path: Path, secured_broker: devstack.Broker) -> AsyncIterator[
     link = MqttLink(LinkSettings(secured_broker.host, secured_broker.port, GW, topic_root=ROOT, username=HUB,
                                  password=password(HUB)), subscriptions=HUB_SUBSCRIPTIONS)
     clock = [0.0]
+    roster = Roster.of(Contact(a.contact_id, frozenset(a.residents), app=True) for a in (DAUGHTER, SON))
     alerts = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
-                          now_monotonic=lambda: clock[0], family=FamilyLinks.of([DAUGHTER, SON]))
+                          now_monotonic=lambda: clock[0], roster=roster)
     state = Hub(alerts, link, clock)
 
     async def ack(message: IncomingMessage) -> None:
         outcome = await alerts.handle_ack(message.topic, message.payload, retained=message.retained)
+        state.acks.append((message.topic, message.retained, outcome))
+
+    async def snooze(message: IncomingMessage) -> None:
+        outcome = await alerts.handle_snooze(message.topic, message.payload, retained=message.retained)
         state.acks.append((message.topic, message.retained, outcome))
 
     async def command(message: IncomingMessage) -> None:
@@ -97,7 +103,8 @@ async def hub(tmp_path: Path, secured_broker: devstack.Broker) -> AsyncIterator[
 
     await link.start()
     await asyncio.wait_for(link.connected.wait(), 10)
-    inbox = asyncio.create_task(Inbox([Route(ACK_FILTER, ack), Route(COMMAND_FILTER, command)]).serve(link.receive))
+    inbox = asyncio.create_task(Inbox([Route(ACK_FILTER, ack), Route(SNOOZE_FILTER, snooze),
+                                         Route(COMMAND_FILTER, command)]).serve(link.receive))
     yield state
     inbox.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -148,7 +155,7 @@ async def test_a_family_account_sees_only_its_residents_and_not_another_hub(
     assert hub_topic(f"residents/r-0002/alerts/{hidden.alert_id}") not in seen
     assert set(seen) <= {hub_topic("status"), hub_topic(f"residents/r-0001/alerts/{mother.alert_id}"),
                          hub_topic(f"residents/r-0001/alerts/{shown.alert_id}"),
-                         hub_topic("residents/r-0001/events/alert")}
+                         hub_topic("residents/r-0001/events/alert"), hub_topic("residents/r-0001/alert_summary")}
     for probe in (daughter, son, other_hub):
         probe.close()
 
@@ -167,7 +174,7 @@ async def test_a_family_account_acknowledges_as_itself_and_only_for_its_resident
     await publish(daughter, own, {"at": "2026-11-23T08:00:00+08:00"})
     await until(lambda: bool(hub.acks), "the hub to handle the daughter's own ack")
 
-    assert [(t, o) for t, _, o in hub.acks] == [(own.removeprefix(hub_topic("")), AckOutcome.ACKNOWLEDGED)]
+    assert [(t, o) for t, _, o in hub.acks] == [(own.removeprefix(hub_topic("")), ReplyOutcome.ACKNOWLEDGED)]
     assert hub.state(control) == (AlertState.ACKNOWLEDGED, DAUGHTER.contact_id)
     assert hub.state(mother) == (AlertState.RAISED, None)
     assert hub.state(father) == (AlertState.RAISED, None)
@@ -184,8 +191,30 @@ async def test_a_family_account_acknowledges_as_itself_and_only_for_its_resident
     daughter.close()
 
 
+async def test_a_family_account_snoozes_as_itself_and_only_for_its_residents(
+        hub: Hub, secured_broker: devstack.Broker) -> None:
+    mother, father = await hub.raise_for("r-0001"), await hub.raise_for("r-0002")
+    daughter = member(secured_broker, DAUGHTER.contact_id, hub_topic("residents/r-0001/#"))
+    await publish(daughter, hub_topic(f"residents/r-0001/alerts/{mother.alert_id}/snooze/{SON.contact_id}"),
+                  {"minutes": 30})
+    await publish(daughter, hub_topic(f"residents/r-0002/alerts/{father.alert_id}/snooze/{DAUGHTER.contact_id}"),
+                  {"minutes": 30})
+    own = hub_topic(f"residents/r-0001/alerts/{mother.alert_id}/snooze/{DAUGHTER.contact_id}")
+    await publish(daughter, own, {"minutes": 30})  # the positive control, after the forgeries
+    await until(lambda: bool(hub.acks), "the hub to handle the daughter's own snooze")
+
+    assert [(t, o) for t, _, o in hub.acks] == [(own.removeprefix(hub_topic("")), ReplyOutcome.SNOOZED)]
+    snoozed = next(a for a in hub.alerts.active if a.alert_id == mother.alert_id)
+    assert list(snoozed.snoozed_until) == [DAUGHTER.contact_id]
+    assert hub.state(mother) == (AlertState.RAISED, None)  # snoozed, not acknowledged
+    await until(lambda: any(m.get("snoozed_until") for m in daughter.json_on(f"alerts/{mother.alert_id}")),
+                "the retained alert to show her snooze")
+    daughter.close()
+
+
 @pytest.mark.parametrize("suffix", [
     "config/desired", "cmd/ping", "cmd/test-alert/result", "status", "residents/r-0001/alerts/forged",
+    "residents/r-0001/alerts/forged/snooze/c-0002",
     "residents/r-0001/events/alert", "residents/r-0001/readings/blood_glucose",
 ])
 async def test_a_family_account_cannot_publish_as_the_hub_or_the_fleet(

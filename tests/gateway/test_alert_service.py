@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from mqtt_probe import Probe
 
-from gateway.alerts.acks import AckOutcome
+from gateway.alerts.acks import ReplyOutcome
+from gateway.alerts.contacts import Contact, Roster
 from gateway.alerts.model import AlertKind, AlertState, Message, Severity
 from gateway.alerts.service import AlertService
-from gateway.family import FamilyLinks
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.mqtt_policy import Subscription
 from gateway.store.aio import AsyncOutbox
@@ -45,7 +45,7 @@ async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt
     await link.start()
     await asyncio.wait_for(link.connected.wait(), 5)
     service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
-                           family=FamilyLinks({"c-0001": frozenset({"r-1"})}))
+                           roster=Roster.of([Contact("c-0001", frozenset({"r-1"}), app=True)]))
     # An older reading is waiting: the alert must still be uploaded before it.
     await outbox.accept([NewRecord("blood_glucose", Priority.READING, '{"type":"blood_glucose"}',
                                    datetime(2026, 1, 1, tzinfo=UTC))])
@@ -63,7 +63,8 @@ async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt
     assert event == {"alert_id": alert.alert_id, "kind": "hypoglycaemia", "severity": "emergency",
                      "state": "raised", "resident_id": "r-1", "raised_at": alert.raised_at.astimezone(TZ).isoformat(
                          timespec="milliseconds"), "message": {"zh": "低血糖", "en": "Hypoglycaemia"},
-                     "evidence": {"value": 2.5}, "acked_by": None}
+                     "evidence": {"value": 2.5}, "acked_by": None, "tier": 1, "told": ["c-0001"],
+                     "snoozed_until": {}, "notify": ["c-0001"]}
     # A family member who connects later still sees the active alert (retained).
     late = Probe(broker.host, broker.port, f"yiyang/v1/gw-test/residents/r-1/alerts/{alert.alert_id}")
     assert late.wait_for(f"residents/r-1/alerts/{alert.alert_id}")[0]["state"] == "raised"
@@ -73,7 +74,7 @@ async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt
     probe.publish(f"yiyang/v1/gw-test/residents/r-1/alerts/{alert.alert_id}/ack/c-0001",
                   {"by": "c-9999", "at": "now"})
     msg = await asyncio.wait_for(link.receive(), 5)
-    assert await service.handle_ack(msg.topic, msg.payload, retained=msg.retained) is AckOutcome.ACKNOWLEDGED
+    assert await service.handle_ack(msg.topic, msg.payload, retained=msg.retained) is ReplyOutcome.ACKNOWLEDGED
     assert service.active[0].state is AlertState.ACKNOWLEDGED
     events = probe.wait_for("residents/r-1/events/alert", 2)
     assert events[1]["state"] == "acknowledged" and events[1]["acked_by"] == "c-0001"
@@ -161,7 +162,11 @@ async def test_open_alerts_survive_a_restart(tmp_path: Path) -> None:
     restored = await second.restore()
     assert restored == [open_one.with_state(AlertState.ACKNOWLEDGED, acked_by="c-1")]
     second.republish_active()
-    assert [s for s, _ in sink.published] == [f"residents/r-1/alerts/{open_one.alert_id}"]
+    assert sink.published == [
+        (f"residents/r-1/alerts/{open_one.alert_id}", sink.published[0][1]),
+        ("residents/r-1/alert_summary", {"resident_id": "r-1", "active": True, "open": 1, "unacknowledged": 0,
+                                         "severity": "emergency", "alert_ids": [open_one.alert_id]}),
+    ]
     await second.resolve(open_one.alert_id)  # the all-clear still reaches everyone
     assert await box.active_alerts() == []
     await box.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker_acl import acl_for_config, render_acl
+from gateway.broker_acl import HomeAssistantAccount, acl_for_config, render_acl
 from gateway.cli import main
 from gateway.config import load_config, parse_config
 from gateway.errors import BrokerAclError
@@ -63,6 +63,7 @@ user c-0001
 topic read yiyang/v1/gw-0042/status
 topic read yiyang/v1/gw-0042/residents/r-0001/#
 topic write yiyang/v1/gw-0042/residents/r-0001/alerts/+/ack/c-0001
+topic write yiyang/v1/gw-0042/residents/r-0001/alerts/+/snooze/c-0001
 
 # Family contact c-0002, linked to r-0001, r-0002.
 user c-0002
@@ -70,7 +71,9 @@ topic read yiyang/v1/gw-0042/status
 topic read yiyang/v1/gw-0042/residents/r-0001/#
 topic read yiyang/v1/gw-0042/residents/r-0002/#
 topic write yiyang/v1/gw-0042/residents/r-0001/alerts/+/ack/c-0002
+topic write yiyang/v1/gw-0042/residents/r-0001/alerts/+/snooze/c-0002
 topic write yiyang/v1/gw-0042/residents/r-0002/alerts/+/ack/c-0002
+topic write yiyang/v1/gw-0042/residents/r-0002/alerts/+/snooze/c-0002
 """
 
 
@@ -126,3 +129,23 @@ def test_yiyang_broker_acl_prints_it(capsys: pytest.CaptureFixture[str], tmp_pat
     anonymous.write_text(COUPLE.replace('username = "hub-0042"', ""), encoding="utf-8")
     assert main(["broker-acl", "--config", str(anonymous)]) == 1
     assert "username" in capsys.readouterr().err
+
+
+def test_home_assistant_reads_its_entities_states_and_nothing_of_the_alerts() -> None:
+    cfg = parse_config(COUPLE + '\n[homeassistant]\ndiscovery = true\nprefix = "ha"\nusername = "ha-user"\n',
+                       "couple.toml")
+    acl = acl_for_config(cfg)
+    assert "topic write ha/+/yiyang-gw-0042/+/config" in acl.split("user fleet")[0]  # the hub's own block
+    assert acl.split("user ha-user\n")[1] == """\
+topic read ha/+/yiyang-gw-0042/+/config
+topic readwrite ha/status
+topic read yiyang/v1/gw-0042/status
+topic read yiyang/v1/gw-0042/residents/+/readings/+
+topic read yiyang/v1/gw-0042/residents/+/alert_summary
+"""
+    assert "ha-user" not in acl_for_config(parse_config(COUPLE, "couple.toml"))  # discovery off: no account
+    with pytest.raises(BrokerAclError, match="used twice"):
+        render_acl("gw-1", "yiyang/v1", "hub", "fleet", [FamilyAccount("ha", ("r-1",))],
+                   homeassistant=HomeAssistantAccount("ha", "homeassistant"))
+    with pytest.raises(BrokerAclError, match="discovery prefix"):
+        render_acl("gw-1", "yiyang/v1", "hub", "fleet", [], homeassistant=HomeAssistantAccount("ha", "home/#"))

@@ -1,18 +1,18 @@
-"""Family contacts from the configuration: broker accounts, SMS recipients, and the links between them."""
+"""Family contacts from the configuration: broker accounts, the roster alerts go by, and their links."""
 
 from __future__ import annotations
 
+from gateway.alerts.contacts import Contact, Language, Roster
 from gateway.alerts.model import Severity
-from gateway.alerts.sms import Language, SmsContact
-from gateway.config.schema import ContactSettings, SmsLanguage, SmsMinSeverity
-from gateway.family import FamilyAccount, family_accounts, sms_contacts
+from gateway.config.schema import ContactLanguage, ContactSettings, ContactSeverity
+from gateway.family import FamilyAccount, family_accounts, roster_of
 
 RESIDENTS = ["r-0001", "r-0002"]
 CONTACTS = (
-    ContactSettings(id="c-app-only", app=True, residents=("r-0002",)),
-    ContactSettings(id="c-both", app=True, phone="+8613800138000", sms_min_severity=SmsMinSeverity.EMERGENCY,
-                    language=SmsLanguage.EN),
-    ContactSettings(id="c-sms-only", phone="+8613900139000", residents=("r-0001",)),
+    ContactSettings(id="c-app-only", app=True, residents=("r-0002",), min_severity=ContactSeverity.WARNING),
+    ContactSettings(id="c-both", app=True, phone="+8613800138000", min_severity=ContactSeverity.EMERGENCY,
+                    language=ContactLanguage.EN, tier=2),
+    ContactSettings(id="c-sms-only", phone="+8613900139000", residents=("r-0001",), tier=3),
 )
 
 
@@ -21,9 +21,10 @@ def test_only_app_contacts_get_a_broker_account() -> None:
         FamilyAccount("c-app-only", ("r-0002",)), FamilyAccount("c-both", ("r-0001", "r-0002")))
 
 
-def test_only_contacts_with_a_phone_get_sms_about_their_residents() -> None:
-    assert sms_contacts(CONTACTS, RESIDENTS) == [
-        SmsContact("c-both", "+8613800138000", Severity.EMERGENCY, Language.EN,
-                   residents=frozenset({"r-0001", "r-0002"})),
-        SmsContact("c-sms-only", "+8613900139000", Severity.URGENT, Language.ZH_EN, residents=frozenset({"r-0001"})),
-    ]
+def test_every_contact_is_on_the_roster_linked_to_its_residents_or_all() -> None:
+    assert roster_of(CONTACTS, RESIDENTS) == Roster((
+        Contact("c-app-only", frozenset({"r-0002"}), min_severity=Severity.WARNING, app=True),
+        Contact("c-both", frozenset({"r-0001", "r-0002"}), tier=2, min_severity=Severity.EMERGENCY,
+                language=Language.EN, phone="+8613800138000", app=True),
+        Contact("c-sms-only", frozenset({"r-0001"}), tier=3, phone="+8613900139000"),
+    ))

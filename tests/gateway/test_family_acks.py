@@ -9,16 +9,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.alerts.acks import ACK_MAX_BYTES, AckOutcome
+from gateway.alerts.acks import ACK_MAX_BYTES, ReplyOutcome
+from gateway.alerts.contacts import Contact, Roster
 from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
 from gateway.alerts.service import AlertService
-from gateway.family import FamilyLinks
 from gateway.store.aio import AsyncOutbox
 from gateway.topics import ack_topic
 
 TZ = ZoneInfo("Asia/Shanghai")
-# A couple: the daughter is linked to her mother (r-0001) only; the son to both.
-LINKS = FamilyLinks({"c-daughter": frozenset({"r-0001"}), "c-son": frozenset({"r-0001", "r-0002"})})
+# A couple: the daughter is linked to her mother (r-0001) only; the son to both; the neighbour has no app.
+ROSTER = Roster.of([Contact("c-daughter", frozenset({"r-0001"}), app=True),
+                    Contact("c-son", frozenset({"r-0001", "r-0002"}), app=True),
+                    Contact("c-neighbour", phone="+8613900139000")])
 
 
 class Sink:
@@ -33,7 +35,7 @@ class Sink:
 async def hub(tmp_path: Path) -> AsyncIterator[tuple[AlertService, Sink, Alert, Alert]]:
     box = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
     sink = Sink()
-    service = AlertService(outbox=box, publisher=sink, tz=TZ, now=lambda: datetime.now(UTC), family=LINKS)
+    service = AlertService(outbox=box, publisher=sink, tz=TZ, now=lambda: datetime.now(UTC), roster=ROSTER)
     mother = await service.raise_alert(kind=AlertKind.FALL, severity=Severity.EMERGENCY, resident_id="r-0001",
                                        message=Message("跌倒", "fall"), evidence={})
     father = await service.raise_alert(kind=AlertKind.HYPOGLYCAEMIA, severity=Severity.EMERGENCY,
@@ -51,30 +53,31 @@ async def test_a_linked_contact_acknowledges_and_the_topic_says_who(hub) -> None
     service, _, mother, _ = hub
     outcome = await service.handle_ack(ack_topic("r-0001", mother.alert_id, "c-daughter"),
                                        b'{"by": "c-son", "at": "2026-11-23T08:00:00+08:00", "note": "on my way"}')
-    assert outcome is AckOutcome.ACKNOWLEDGED
+    assert outcome is ReplyOutcome.ACKNOWLEDGED
     assert state_of(service, mother) == (AlertState.ACKNOWLEDGED, "c-daughter")  # the payload's "by" is ignored
     again = await service.handle_ack(ack_topic("r-0001", mother.alert_id, "c-son"), b"")
-    assert again is AckOutcome.ALREADY_ACKNOWLEDGED
+    assert again is ReplyOutcome.ALREADY_ACKNOWLEDGED
     assert state_of(service, mother) == (AlertState.ACKNOWLEDGED, "c-daughter")
 
 
 async def test_an_empty_payload_is_an_ack(hub) -> None:  # type: ignore[no-untyped-def]
     service, _, _, father = hub
-    assert await service.handle_ack(ack_topic("r-0002", father.alert_id, "c-son"), b"") is AckOutcome.ACKNOWLEDGED
+    assert await service.handle_ack(ack_topic("r-0002", father.alert_id, "c-son"), b"") is ReplyOutcome.ACKNOWLEDGED
     assert state_of(service, father) == (AlertState.ACKNOWLEDGED, "c-son")
 
 
 @pytest.mark.parametrize(
     ("resident", "which", "contact", "refused"),
     [
-        ("r-0001", "mother", "c-stranger", AckOutcome.NOT_LINKED),     # not a configured app contact
-        ("r-0002", "father", "c-daughter", AckOutcome.NOT_LINKED),     # not linked to him
-        ("r-0001", "father", "c-daughter", AckOutcome.OTHER_RESIDENT),  # his alert under her topic
-        ("r-0002", "mother", "c-son", AckOutcome.OTHER_RESIDENT),
+        ("r-0001", "mother", "c-stranger", ReplyOutcome.UNKNOWN_CONTACT),  # no contact of the hub
+        ("r-0001", "mother", "c-neighbour", ReplyOutcome.NOT_LINKED),  # a contact without the app
+        ("r-0002", "father", "c-daughter", ReplyOutcome.NOT_LINKED),     # not linked to him
+        ("r-0001", "father", "c-daughter", ReplyOutcome.OTHER_RESIDENT),  # his alert under her topic
+        ("r-0002", "mother", "c-son", ReplyOutcome.OTHER_RESIDENT),
     ],
 )
 async def test_acks_from_unknown_contacts_or_for_another_residents_alert_are_refused(
-        hub, resident: str, which: str, contact: str, refused: AckOutcome) -> None:  # type: ignore[no-untyped-def]
+        hub, resident: str, which: str, contact: str, refused: ReplyOutcome) -> None:  # type: ignore[no-untyped-def]
     service, sink, mother, father = hub
     alert = {"mother": mother, "father": father}[which]
     published = len(sink.published)
@@ -86,8 +89,8 @@ async def test_acks_from_unknown_contacts_or_for_another_residents_alert_are_ref
 async def test_an_ack_for_a_resolved_or_unknown_alert_is_refused(hub) -> None:  # type: ignore[no-untyped-def]
     service, _, mother, _ = hub
     await service.resolve(mother.alert_id)
-    assert await service.handle_ack(ack_topic("r-0001", mother.alert_id, "c-daughter"), b"") is AckOutcome.NOT_ACTIVE
-    assert await service.handle_ack(ack_topic("r-0001", "no-such-alert", "c-daughter"), b"") is AckOutcome.NOT_ACTIVE
+    assert await service.handle_ack(ack_topic("r-0001", mother.alert_id, "c-daughter"), b"") is ReplyOutcome.NOT_ACTIVE
+    assert await service.handle_ack(ack_topic("r-0001", "no-such-alert", "c-daughter"), b"") is ReplyOutcome.NOT_ACTIVE
 
 
 @pytest.mark.parametrize(
@@ -105,7 +108,8 @@ async def test_an_ack_for_a_resolved_or_unknown_alert_is_refused(hub) -> None:  
 )
 async def test_a_payload_out_of_bounds_or_not_an_object_is_refused(hub, payload: bytes) -> None:  # type: ignore[no-untyped-def]
     service, _, mother, _ = hub
-    assert await service.handle_ack(ack_topic("r-0001", mother.alert_id, "c-daughter"), payload) is AckOutcome.MALFORMED
+    outcome = await service.handle_ack(ack_topic("r-0001", mother.alert_id, "c-daughter"), payload)
+    assert outcome is ReplyOutcome.MALFORMED
     assert state_of(service, mother) == (AlertState.RAISED, None)
 
 
@@ -113,30 +117,32 @@ async def test_a_payload_at_the_bounds_is_accepted(hub) -> None:  # type: ignore
     service, _, mother, _ = hub
     deep = b'{"a": [[{"b": 1}]], "note": "' + b"x" * (ACK_MAX_BYTES - 40) + b'"}'
     assert len(deep) <= ACK_MAX_BYTES
-    assert await service.handle_ack(ack_topic("r-0001", mother.alert_id, "c-daughter"), deep) is AckOutcome.ACKNOWLEDGED
+    outcome = await service.handle_ack(ack_topic("r-0001", mother.alert_id, "c-daughter"), deep)
+    assert outcome is ReplyOutcome.ACKNOWLEDGED
 
 
 @pytest.mark.parametrize("topic", ["residents//alerts/a/ack/c-son", "residents/r-0001/alerts/a/ack",
                                    "alerts/a/ack", "residents/r-0001/alerts/a/ack/c-son/extra"])
 async def test_a_topic_that_is_not_an_ack_is_refused(hub, topic: str) -> None:  # type: ignore[no-untyped-def]
     service, _, _, _ = hub
-    assert await service.handle_ack(topic, b"") is AckOutcome.MALFORMED
+    assert await service.handle_ack(topic, b"") is ReplyOutcome.MALFORMED
 
 
 async def test_a_retained_ack_is_cleared_once_handled_whatever_its_outcome(hub) -> None:  # type: ignore[no-untyped-def]
     service, sink, mother, father = hub
     accepted = ack_topic("r-0001", mother.alert_id, "c-daughter")
     refused = ack_topic("r-0002", father.alert_id, "c-daughter")
-    assert await service.handle_ack(accepted, b"", retained=True) is AckOutcome.ACKNOWLEDGED
-    assert await service.handle_ack(refused, b"{}", retained=True) is AckOutcome.NOT_LINKED
+    assert await service.handle_ack(accepted, b"", retained=True) is ReplyOutcome.ACKNOWLEDGED
+    assert await service.handle_ack(refused, b"{}", retained=True) is ReplyOutcome.NOT_LINKED
     assert (accepted, None, True) in sink.published
     assert (refused, None, True) in sink.published
     live = ack_topic("r-0002", father.alert_id, "c-son")
-    assert await service.handle_ack(live, b"", retained=False) is AckOutcome.ACKNOWLEDGED
+    assert await service.handle_ack(live, b"", retained=False) is ReplyOutcome.ACKNOWLEDGED
     assert (live, None, True) not in sink.published
 
 
-def test_links_resolve_who_may_acknowledge_what() -> None:
-    assert LINKS.may_acknowledge("c-son", "r-0002")
-    assert not LINKS.may_acknowledge("c-daughter", "r-0002")
-    assert not LINKS.may_acknowledge("c-stranger", "r-0001")
+def test_the_roster_says_who_may_reply_to_what() -> None:
+    assert ROSTER.may_respond("c-son", "r-0002")
+    assert not ROSTER.may_respond("c-daughter", "r-0002")
+    assert not ROSTER.may_respond("c-neighbour", "r-0001")  # SMS only: no app to reply from
+    assert not ROSTER.may_respond("c-stranger", "r-0001")

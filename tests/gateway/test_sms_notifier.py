@@ -13,11 +13,10 @@ import pytest
 from simulators import SimulatedModem, modem_simulator_fixture  # noqa: F401
 
 from drivers.serial.gsm_modem import GsmModem, ModemTiming
-from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
+from gateway.alerts.contacts import Contact, Language
+from gateway.alerts.model import Alert, AlertChange, AlertKind, AlertState, Message, Severity
 from gateway.alerts.sms import (
-    Language,
     Outcome,
-    SmsContact,
     SmsNotifier,
     retry_delay_s,
     sms_text,
@@ -26,9 +25,10 @@ from gateway.alerts.sms import (
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 1, 5, 6, 32, tzinfo=UTC)  # 14:32 in Shanghai
-DAUGHTER = SmsContact("daughter", "+8613800138000", Severity.URGENT, Language.ZH)
-NEIGHBOUR = SmsContact("neighbour", "+8613900139000", Severity.EMERGENCY, Language.EN)
-HIS_SON = SmsContact("son", "+8613700137000", residents=frozenset({"r-2"}))  # linked to the other resident only
+DAUGHTER = Contact("daughter", phone="+8613800138000", min_severity=Severity.URGENT, language=Language.ZH)
+NEIGHBOUR = Contact("neighbour", phone="+8613900139000", min_severity=Severity.EMERGENCY, language=Language.EN)
+HIS_SON = Contact("son", frozenset({"r-2"}), phone="+8613700137000")  # linked to the other resident only
+APP_ONLY = Contact("grandson", app=True, min_severity=Severity.WARNING)
 FAST = ModemTiming(command_timeout_s=0.5, sms_timeout_s=2.0, reset_settle_s=0.5, health_interval_s=0.3)
 
 
@@ -37,6 +37,11 @@ def alert(kind: AlertKind = AlertKind.HYPOGLYCAEMIA, severity: Severity = Severi
     return Alert(alert_id=alert_id, kind=kind, severity=severity, state=state, resident_id="r-1", raised_at=T0,
                  message=Message("血糖偏低，请尽快处理", "Glucose low: act soon"),
                  evidence={"reading_type": "blood_glucose", "value": 3.2, "threshold": "glucose_level1_hypo_mmol_l"})
+
+
+def change(of: Alert, notify: tuple[str, ...] = ("daughter", "neighbour", "son")) -> AlertChange:
+    """The alert change, for ``notify`` (by default everyone: which of them gets an SMS is the notifier's rule)."""
+    return AlertChange(of, notify)
 
 
 class Clock:
@@ -71,23 +76,26 @@ def phones(sim: SimulatedModem) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(
-    ("change", "contact", "sent_before", "wanted"),
+    ("change", "contact", "delivered", "wanted"),
     [
-        (alert(), DAUGHTER, False, True),
-        (alert(), NEIGHBOUR, False, False),  # urgent is below the neighbour's minimum
-        (alert(severity=Severity.EMERGENCY), NEIGHBOUR, False, True),
-        (alert(severity=Severity.EMERGENCY, state=AlertState.ESCALATED), NEIGHBOUR, False, True),
-        (alert(severity=Severity.WARNING), DAUGHTER, False, False),
+        (alert(), DAUGHTER, None, True),
+        (alert(), NEIGHBOUR, None, False),  # urgent is below the neighbour's minimum
+        (alert(severity=Severity.EMERGENCY), NEIGHBOUR, None, True),
+        (alert(severity=Severity.EMERGENCY, state=AlertState.ESCALATED), NEIGHBOUR, True, True),
+        (alert(severity=Severity.WARNING), DAUGHTER, None, False),
+        (alert(severity=Severity.WARNING), APP_ONLY, None, False),  # no phone
         (alert(state=AlertState.REPEATED), DAUGHTER, True, False),
         (alert(state=AlertState.ACKNOWLEDGED), DAUGHTER, True, False),
         (alert(state=AlertState.RESOLVED), DAUGHTER, True, True),
-        (alert(state=AlertState.RESOLVED), DAUGHTER, False, False),
-        (alert(severity=Severity.EMERGENCY), HIS_SON, False, False),  # r-1's alert is not his to read
-        (replace(alert(severity=Severity.EMERGENCY), resident_id="r-2"), HIS_SON, False, True),
+        (alert(state=AlertState.RESOLVED), DAUGHTER, None, True),  # told before the hub restarted
+        (alert(state=AlertState.RESOLVED), DAUGHTER, False, False),  # her SMS never got through
+        (alert(severity=Severity.WARNING, state=AlertState.RESOLVED), DAUGHTER, None, False),
+        (alert(severity=Severity.EMERGENCY), HIS_SON, None, False),  # r-1's alert is not his to read
+        (replace(alert(severity=Severity.EMERGENCY), resident_id="r-2"), HIS_SON, None, True),
     ],
 )
-def test_which_changes_go_by_sms(change, contact, sent_before, wanted):
-    assert sms_wanted(change, contact, sent_before=sent_before) is wanted
+def test_which_changes_go_by_sms(change, contact, delivered, wanted):
+    assert sms_wanted(change, contact, delivered=delivered) is wanted
 
 
 def test_sms_text_in_each_language():
@@ -105,9 +113,9 @@ def test_sms_text_in_each_language():
 
 def test_contacts_are_validated():
     with pytest.raises(ValueError, match=r"E\.164"):
-        SmsContact("x", "13800138000")
-    with pytest.raises(ValueError, match="warnings never go by SMS"):
-        SmsContact("x", "+8613800138000", Severity.WARNING)
+        Contact("x", phone="13800138000")
+    with pytest.raises(ValueError, match="tier"):
+        Contact("x", phone="+8613800138000", tier=4)
 
 
 def test_backoff_repeats_its_last_step():
@@ -121,10 +129,10 @@ async def test_urgent_goes_to_the_daughter_only_and_all_clear_follows(sim):
     async with modem_running(sim) as modem:
         notifier = SmsNotifier(modem, [DAUGHTER, NEIGHBOUR], Clock(), tz=TZ)
         raised = alert()
-        notifier.on_change(raised)
+        notifier.on_change(change(raised))
         await notifier.wait_idle()
-        notifier.on_change(raised.with_state(AlertState.ACKNOWLEDGED, acked_by="daughter"))
-        notifier.on_change(replace(raised, state=AlertState.RESOLVED))
+        notifier.on_change(change(raised.with_state(AlertState.ACKNOWLEDGED, acked_by="daughter")))
+        notifier.on_change(change(replace(raised, state=AlertState.RESOLVED)))
         await notifier.wait_idle()
     assert phones(sim) == [
         (DAUGHTER.phone, sms_text(raised, Language.ZH, TZ)),
@@ -140,12 +148,12 @@ async def test_escalation_reaches_the_emergency_contact_and_a_long_chinese_text_
     async with modem_running(sim) as modem:
         notifier = SmsNotifier(modem, [DAUGHTER, NEIGHBOUR], Clock(), tz=TZ)
         fall = alert(AlertKind.FALL, Severity.URGENT)
-        notifier.on_change(fall)
+        notifier.on_change(change(fall))
         await notifier.wait_idle()
         long_lie = replace(fall, state=AlertState.ESCALATED, severity=Severity.EMERGENCY,
                            message=Message("跌倒后长时间未动，情况危急，请立即上门查看或拨打120急救电话。" * 2,
                                            "Long lie after a fall: no movement, urgent"))
-        notifier.on_change(long_lie)
+        notifier.on_change(change(long_lie))
         await notifier.wait_idle()
     sent = sim.sent()
     assert [(entry["number"], entry["parts"]) for entry in sent] == [
@@ -159,8 +167,8 @@ async def test_warnings_never_and_all_clear_only_after_an_sms(sim):
     async with modem_running(sim) as modem:
         notifier = SmsNotifier(modem, [DAUGHTER], Clock(), tz=TZ)
         warning = alert(AlertKind.MEASUREMENT_MISSED, Severity.WARNING, alert_id="w-1")
-        notifier.on_change(warning)
-        notifier.on_change(replace(warning, state=AlertState.RESOLVED))
+        notifier.on_change(change(warning))
+        notifier.on_change(change(replace(warning, state=AlertState.RESOLVED)))
         await notifier.wait_idle()
     assert sim.sent() == []
     assert notifier.attempts == ()
@@ -171,12 +179,12 @@ async def test_rate_limit_spares_emergencies(sim):
     async with modem_running(sim) as modem:
         notifier = SmsNotifier(modem, [DAUGHTER], clock, tz=TZ, max_per_contact_per_hour=2)
         for n in range(3):
-            notifier.on_change(alert(alert_id=f"u-{n}"))
+            notifier.on_change(change(alert(alert_id=f"u-{n}")))
             await notifier.wait_idle()
-        notifier.on_change(alert(AlertKind.HELP_REQUEST, Severity.EMERGENCY, alert_id="e-1"))
+        notifier.on_change(change(alert(AlertKind.HELP_REQUEST, Severity.EMERGENCY, alert_id="e-1")))
         await notifier.wait_idle()
         clock.now = T0 + timedelta(hours=1)
-        notifier.on_change(alert(alert_id="u-3"))
+        notifier.on_change(change(alert(alert_id="u-3")))
         await notifier.wait_idle()
     assert [(a.alert_id, a.outcome) for a in notifier.attempts] == [
         ("u-0", Outcome.SENT), ("u-1", Outcome.SENT), ("u-2", Outcome.RATE_LIMITED),
@@ -189,7 +197,7 @@ async def test_failed_send_is_retried_with_backoff_and_the_attempts_recorded(sim
     async with modem_running(sim) as modem:
         notifier = SmsNotifier(modem, [DAUGHTER], Clock(), tz=TZ, retry_delays_s=(0.05,))
         await sim.command("cms-error 500 2")
-        notifier.on_change(alert())
+        notifier.on_change(change(alert()))
         await notifier.wait_idle()
     assert [(a.attempt, a.outcome) for a in notifier.attempts] == [
         (1, Outcome.FAILED), (2, Outcome.FAILED), (3, Outcome.SENT),
@@ -202,9 +210,9 @@ async def test_gives_up_after_max_attempts_and_then_no_all_clear(sim):
     async with modem_running(sim) as modem:
         notifier = SmsNotifier(modem, [DAUGHTER], Clock(), tz=TZ, retry_delays_s=(0.02,), max_attempts=2)
         await sim.command("noreg")
-        notifier.on_change(alert())
+        notifier.on_change(change(alert()))
         await notifier.wait_idle()
-        notifier.on_change(alert(state=AlertState.RESOLVED))
+        notifier.on_change(change(alert(state=AlertState.RESOLVED)))
         await notifier.wait_idle()
     assert [(a.attempt, a.outcome) for a in notifier.attempts] == [(1, Outcome.FAILED), (2, Outcome.GAVE_UP)]
     assert sim.sent() == []
@@ -214,10 +222,30 @@ async def test_resolved_while_retrying_cancels_the_pending_sms(sim):
     async with modem_running(sim) as modem:
         notifier = SmsNotifier(modem, [DAUGHTER], Clock(), tz=TZ, retry_delays_s=(0.3,))
         await sim.command("cms-error 500")
-        notifier.on_change(alert())
+        notifier.on_change(change(alert()))
         while not notifier.attempts:
             await asyncio.sleep(0.02)
-        notifier.on_change(alert(state=AlertState.RESOLVED))
+        notifier.on_change(change(alert(state=AlertState.RESOLVED)))
         await notifier.wait_idle()
     assert [(a.attempt, a.outcome) for a in notifier.attempts] == [(1, Outcome.FAILED)]
     assert sim.sent() == []
+
+
+async def test_only_the_contacts_a_change_is_for_get_it_and_a_repeat_does_not_stop_a_retry(sim):
+    async with modem_running(sim) as modem:
+        notifier = SmsNotifier(modem, [DAUGHTER, NEIGHBOUR], Clock(), tz=TZ, retry_delays_s=(0.3,))
+        help_call = alert(AlertKind.HELP_REQUEST, Severity.EMERGENCY)
+        await sim.command("cms-error 500 1")
+        notifier.on_change(change(help_call, ("daughter",)))  # tier 1
+        while not notifier.attempts:
+            await asyncio.sleep(0.02)
+        # While her SMS waits to be retried: a repeat (never by SMS) and tier 2's call, for the neighbour.
+        notifier.on_change(change(help_call.with_state(AlertState.REPEATED), ("daughter",)))
+        notifier.on_change(change(help_call.with_state(AlertState.ESCALATED), ("neighbour",)))
+        await notifier.wait_idle()
+        notifier.on_change(change(help_call.with_state(AlertState.RESOLVED), ("daughter", "neighbour")))
+        await notifier.wait_idle()
+    assert sorted((a.contact_id, a.state.value, a.outcome.value) for a in notifier.attempts) == [
+        ("daughter", "raised", "failed"), ("daughter", "raised", "sent"), ("daughter", "resolved", "sent"),
+        ("neighbour", "escalated", "sent"), ("neighbour", "resolved", "sent"),
+    ]

@@ -1,0 +1,1 @@
+"""Home Assistant: the hub's residents as devices, found through MQTT discovery."""
