@@ -2,6 +2,8 @@
 
     python bench/outbox.py ingest --db-dir DIR [--records N] [--batch 100]
     python bench/outbox.py drain --db-dir DIR [--records 100000]
+    python bench/outbox.py inproc --db-dir DIR [--records 100000]
+    python bench/outbox.py group --db-dir DIR [--devices 20]
     python bench/outbox.py all --db-dir DIR
 
 ``ingest`` prints the durable acceptance rate (records/s) two ways: one commit
@@ -10,6 +12,11 @@ synchronous=FULL), and ``--batch`` records per transaction. Run it on the hub's
 own storage (SD card, eMMC, USB SSD): the figure is dominated by fsync latency,
 so a laptop's NVMe says little about a Pi. Each mode gets a fresh database in
 DIR, removed afterwards unless ``--keep``.
+
+``inproc`` drains a backlog in process, with no HTTP: batches of 500 taken and marked delivered, each
+mark a transaction with its fsync, as the uplink does; the figure is the outbox's own ceiling.
+``group`` has ``--devices`` callers accept one record each at the same moment, through the async
+outbox the daemon uses, and prints how many commits (fsyncs) that took: group commit puts them in one.
 
 ``drain`` fills an outbox with a backlog of real-shaped records (what a hub holds after days
 offline), starts the reference platform and a private Mosquitto on loopback, runs the gateway
@@ -36,6 +43,7 @@ from zoneinfo import ZoneInfo
 from drivers.model import DeviceInfo, Glucose, HubTime, MealContext, Reading, TimeSource
 from gateway.hub import reading_to_record
 from gateway.store import NewRecord, Outbox, Priority
+from gateway.uplink.service import MARK_EVERY_RECORDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import devstack
@@ -192,6 +200,71 @@ id = "r-0001"
     return 0
 
 
+def inproc(args: argparse.Namespace) -> int:
+    run_dir = Path(tempfile.mkdtemp(prefix="outbox-inproc-", dir=_db_dir(args)))
+    try:
+        db = run_dir / "outbox.sqlite"
+        _fill(db, args.records)
+        with Outbox.open(db, budget_bytes=4 * 2**30) as box:
+            started = time.perf_counter()
+            delivered, marks, commits = 0, [], 0
+            after = None
+            # As the uplink does: batches of 500 (the platform's request limit), read on past the
+            # ones taken, marked delivered per MARK_EVERY_RECORDS in one transaction (one fsync).
+            while True:
+                batch = box.pending_batch(max_records=500, max_bytes=1_000_000, after=after)
+                if not batch or len(marks) >= MARK_EVERY_RECORDS:
+                    if marks:
+                        box.mark_delivered(marks)
+                        commits += 1
+                    marks, after = [], None
+                    if not batch:
+                        break
+                marks.extend(record.record_id for record in batch)
+                delivered += len(batch)
+                after = batch[-1].position
+            elapsed = time.perf_counter() - started
+            assert box.stats().pending == 0
+        print(f"outbox in-process drain: {delivered} records in {elapsed:.2f} s = {delivered / elapsed:,.0f} records/s "
+              f"(batches of 500, {commits} commits with fsync)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return 0
+
+
+def group(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from gateway.store.aio import AsyncOutbox  # noqa: PLC0415
+
+    run_dir = Path(tempfile.mkdtemp(prefix="outbox-group-", dir=_db_dir(args)))
+
+    async def scenario() -> tuple[int, float]:
+        box = await AsyncOutbox.open(run_dir / "outbox.sqlite")
+        try:
+            before = _commits(box)
+            started = time.perf_counter()
+            await asyncio.gather(*(box.accept([_reading(n)]) for n in range(args.devices)))
+            elapsed = time.perf_counter() - started
+            return _commits(box) - before, elapsed
+        finally:
+            await box.close()
+
+    try:
+        commits, elapsed = asyncio.run(scenario())
+        print(f"outbox group commit: {args.devices} callers accepting one record each at once: {commits} commit(s), "
+              f"{elapsed * 1000:.1f} ms")
+    finally:
+        if not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return 0
+
+
+def _commits(box: object) -> int:
+    return int(getattr(box, "commits", -1))
+
+
 def _db_dir(args: argparse.Namespace) -> Path:
     db_dir: Path = args.db_dir
     db_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +284,15 @@ def run_all(args: argparse.Namespace) -> int:
     return ingest(ingest_args) or drain(drain_args)
 
 
+def _group_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db-dir", type=Path, required=True, help="directory on the disk to measure")
+    parser.add_argument("--devices", type=int, default=20, help="callers accepting at the same moment")
+    parser.add_argument("--keep", action="store_true", help="keep the databases for inspection")
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "inproc": ("in-process drain rate: take and mark delivered, no HTTP", _drain_args, inproc),
+    "group": ("commits for many records accepted at once (group commit)", _group_args, group),
     "ingest": ("durable acceptance rate, per-record and batched commits", _ingest_args, ingest),
     "drain": ("time for the daemon to drain a backlog to the reference platform; daemon peak RSS",
               _drain_args, drain),

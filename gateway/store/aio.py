@@ -37,6 +37,7 @@ from gateway.store.api import (
     NewRecord,
     PendingRecord,
     PruneReport,
+    QueuePosition,
     QueueStats,
     RecordState,
     StorageHealth,
@@ -83,6 +84,10 @@ class AsyncOutbox:
         self._write_error: str | None = None
         self._corrupt_files: tuple[str, ...] = ()
         self._flush_lock = asyncio.Lock()
+        self._waiting: list[tuple[Sequence[NewRecord], asyncio.Future[list[Accepted]]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self.commits = 0
+        """Accept transactions committed (each one fsync), for the benchmarks and the SD-card figures."""
 
     @staticmethod
     def _opener(budget_bytes: int, warn_ratio: float, delivered_retention_s: float,
@@ -168,6 +173,8 @@ class AsyncOutbox:
     async def close(self) -> None:
         if self._closed:
             return
+        if self._committer is not None and not self._committer.done():
+            await asyncio.wait({self._committer})
         if self._held or self._held_alert_states:
             await self.flush_held()
             if self._held:
@@ -228,12 +235,47 @@ class AsyncOutbox:
             held = self._hold(records)
             raise NotDurableError(f"{len(held)} record(s) held in memory: {self._write_error}", held)
         try:
-            return await self._call(lambda box: box.accept(records), write=True)
+            return await self._grouped(records)
         except NotDurableError:
             raise
         except StoreError as exc:
             held = self._hold(records)
             raise NotDurableError(f"{len(held)} record(s) held in memory: {exc}", held) from exc
+
+    async def _grouped(self, records: Sequence[NewRecord]) -> list[Accepted]:
+        """Group commit: records offered while a commit is under way go in the next one, together.
+
+        Many devices reporting at once (a morning's cuff, meter and oximeter, a burst of events)
+        then cost one fsync, not one each: on an SD card, fewer and larger writes are what lasts.
+        """
+        future: asyncio.Future[list[Accepted]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((records, future))
+        if self._committer is None or self._committer.done():
+            # A task of its own: a caller cancelled while waiting must not strand the others.
+            self._committer = asyncio.get_running_loop().create_task(self._commit_waiting())
+        return await asyncio.shield(future)
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            waiting, self._waiting = self._waiting, []
+            groups = [records for records, _ in waiting]
+            try:
+                results = await self._call(lambda box, groups=groups: box.accept_groups(groups), write=True)
+            except BaseException as exc:  # StoreError (or a closed outbox): every caller of the group hears it
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            self.commits += 1
+            for (_, future), result in zip(waiting, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, ValueError):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
     async def flush_held(self) -> bool:
         """Write held records and alert changes; True when nothing is held any more."""
@@ -323,8 +365,10 @@ class AsyncOutbox:
     async def motion_snippets(self, alert_id: str) -> list[MotionSnippet]:
         return await self._call(lambda box: box.motion_snippets(alert_id))
 
-    async def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000) -> list[PendingRecord]:
-        return await self._call(lambda box: box.pending_batch(max_records=max_records, max_bytes=max_bytes))
+    async def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000,
+                            after: QueuePosition | None = None) -> list[PendingRecord]:
+        return await self._call(lambda box: box.pending_batch(max_records=max_records, max_bytes=max_bytes,
+                                                              after=after))
 
     async def mark_delivered(self, record_ids: Sequence[str]) -> None:
         await self._call(lambda box: box.mark_delivered(record_ids), write=True)

@@ -35,6 +35,7 @@ from gateway.store.api import (
     PendingRecord,
     Priority,
     PruneReport,
+    QueuePosition,
     QueueStats,
     RecordState,
 )
@@ -237,33 +238,55 @@ class Outbox:
         The budget is checked before the batch, so one batch may overshoot it; a batch of alerts
         and events only is never refused for the budget (the disk itself may still be full).
         """
-        if not records:
-            return []
-        rows = [
-            (record, _validated_payload(i, record), to_us(record.created_at, f"record {i} created_at"))
-            for i, record in enumerate(records)
-        ]
-        if not all(record.vital for record in records):
+        (result,) = self.accept_groups([records])
+        if isinstance(result, ValueError):
+            raise result
+        return result
+
+    def accept_groups(self, groups: Sequence[Sequence[NewRecord]]) -> list[list[Accepted] | ValueError]:
+        """Accept several callers' records in one transaction (group commit: one fsync for them all).
+
+        Each group is validated on its own: a group with an invalid record gets its ValueError back
+        and the others are accepted all the same. StoreError fails them all (nothing was written).
+        """
+        results: list[list[Accepted] | ValueError] = []
+        valid: list[tuple[int, list[tuple[NewRecord, str, int]]]] = []
+        for group in groups:
+            try:
+                rows = [(record, _validated_payload(i, record), to_us(record.created_at, f"record {i} created_at"))
+                        for i, record in enumerate(group)]
+            except ValueError as exc:
+                results.append(exc)
+                continue
+            results.append([])
+            if rows:
+                valid.append((len(results) - 1, rows))
+        if not valid:
+            return results
+        if not all(record.vital for _, rows in valid for record, _, _ in rows):
             # Alerts go in even at the budget: they are few and small, and refusing one would
             # silence an emergency to save a few hundred bytes.
             self._ensure_room()
         accepted_ms = to_us(self._clock(), "clock()") // 1000
-        results: list[Accepted] = []
         with self._write("accepting records") as conn:
-            for record, payload, created_us in rows:
-                existing = self._existing_id(conn, record)
-                if existing is not None:
-                    results.append(Accepted(existing, new=False))
-                    continue
-                record_id = record.record_id or self._ids.new_id(accepted_ms)
-                conn.execute(
-                    "INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
-                    " dedupe_key, size_bytes) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
-                    (record_id, record.type, int(record.priority), created_us, payload,
-                     record.dedupe_key, len(payload.encode())),
-                )
-                results.append(Accepted(record_id, new=True))
+            for index, rows in valid:
+                results[index] = [self._insert(conn, record, payload, created_us, accepted_ms)
+                                  for record, payload, created_us in rows]
         return results
+
+    def _insert(self, conn: sqlite3.Connection, record: NewRecord, payload: str, created_us: int,
+                accepted_ms: int) -> Accepted:
+        existing = self._existing_id(conn, record)
+        if existing is not None:
+            return Accepted(existing, new=False)
+        record_id = record.record_id or self._ids.new_id(accepted_ms)
+        conn.execute(
+            "INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
+            " dedupe_key, size_bytes) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+            (record_id, record.type, int(record.priority), created_us, payload,
+             record.dedupe_key, len(payload.encode())),
+        )
+        return Accepted(record_id, new=True)
 
     @staticmethod
     def _existing_id(conn: sqlite3.Connection, record: NewRecord) -> str | None:
@@ -314,32 +337,36 @@ class Outbox:
 
     # -- the uplink's side ---------------------------------------------------
 
-    def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000) -> list[PendingRecord]:
-        """The next records to upload: alerts first, then oldest first.
+    def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000,
+                      after: QueuePosition | None = None) -> list[PendingRecord]:
+        """The next records to upload: alerts first, then oldest first (after ``after``, when given).
 
         Stops before the bodies would exceed ``max_bytes`` (UTF-8), but always
         returns at least one record if any is pending, so one oversized record
-        cannot block the queue.
+        cannot block the queue. ``after`` reads on past records already taken but not
+        yet marked delivered (the uplink marks a whole round at once).
         """
         if max_records < 1 or max_bytes < 1:
             raise ValueError(f"max_records and max_bytes must be >= 1, got {max_records}, {max_bytes}")
         batch: list[PendingRecord] = []
         total = 0
+        # INDEXED BY: without ANALYZE statistics the planner prefers the
+        # (state, created_at) index and sorts every pending row per batch.
+        query = ("SELECT record_id, type, priority, payload_json, attempts, created_at FROM records"
+                 " INDEXED BY records_pending_order WHERE state = 'pending'")
+        params: tuple[object, ...] = (max_records,)
+        if after is not None:
+            query += " AND (priority, created_at, record_id) > (?, ?, ?)"
+            params = (*after, max_records)
         with self._read("reading pending records") as conn:
-            # INDEXED BY: without ANALYZE statistics the planner prefers the
-            # (state, created_at) index and sorts every pending row per batch.
-            cursor = conn.execute(
-                "SELECT record_id, type, priority, payload_json, attempts FROM records"
-                " INDEXED BY records_pending_order"
-                " WHERE state = 'pending' ORDER BY priority, created_at, record_id LIMIT ?",
-                (max_records,),
-            )
-            for record_id, record_type, priority, payload, attempts in cursor:
+            cursor = conn.execute(query + " ORDER BY priority, created_at, record_id LIMIT ?", params)
+            for record_id, record_type, priority, payload, attempts, created_us in cursor:
                 body = _body_json(record_id, payload)
                 total += len(body.encode())
                 if batch and total > max_bytes:
                     break
-                batch.append(PendingRecord(record_id, record_type, Priority(priority), body, attempts))
+                batch.append(PendingRecord(record_id, record_type, Priority(priority), body, attempts,
+                                           (priority, created_us, record_id)))
         return batch
 
     def mark_delivered(self, record_ids: Sequence[str]) -> None:
@@ -347,14 +374,14 @@ class Outbox:
         now_us = to_us(self._clock(), "clock()")
         unique = set(record_ids)
         with self._write("marking records delivered") as conn:
-            changed = sum(
-                conn.execute(
-                    "UPDATE records SET state = 'delivered', delivered_at = ?"
-                    " WHERE record_id = ? AND state = 'pending'",
-                    (now_us, record_id),
-                ).rowcount
-                for record_id in unique
-            )
+            # One statement for the whole set (the ids as one JSON array): an UPDATE per record made
+            # delivery, not the platform, the drain's bottleneck. INDEXED BY: the planner would
+            # otherwise walk every pending row (the state index) and test each against the set.
+            changed = conn.execute(
+                "UPDATE records INDEXED BY sqlite_autoindex_records_1 SET state = 'delivered', delivered_at = ?"
+                " WHERE state = 'pending' AND record_id IN (SELECT value FROM json_each(?))",
+                (now_us, json.dumps(sorted(unique))),
+            ).rowcount
         if changed != len(unique):
             log.info("mark_delivered: %d of %d record ids were not pending", len(unique) - changed, len(unique))
 
@@ -362,10 +389,10 @@ class Outbox:
         """An upload of these records failed (transiently); count it and keep the reason."""
         error = error[:_LAST_ERROR_MAX_CHARS]
         with self._write("noting an upload attempt") as conn:
-            conn.executemany(
-                "UPDATE records SET attempts = attempts + 1, last_error = ?"
-                " WHERE record_id = ? AND state = 'pending'",
-                [(error, record_id) for record_id in set(record_ids)],
+            conn.execute(
+                "UPDATE records INDEXED BY sqlite_autoindex_records_1 SET attempts = attempts + 1, last_error = ?"
+                " WHERE state = 'pending' AND record_id IN (SELECT value FROM json_each(?))",
+                (error, json.dumps(sorted(set(record_ids)))),
             )
 
     def mark_dead(self, record_id: str, reason: str) -> None:

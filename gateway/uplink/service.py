@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 from gateway.platform_limits import BATCH_MAX_BYTES_RANGE, BATCH_MAX_RECORDS_RANGE, MAX_BODY_BYTES, MAX_RECORDS
-from gateway.store.api import PendingRecord
+from gateway.store.api import PendingRecord, QueuePosition
 from gateway.uplink.backoff import backoff_delay, parse_retry_after
 from gateway.uplink.batch import (
     BatchEncoder,
@@ -55,10 +55,18 @@ TOO_LARGE_REASON = "too large for the platform"
 """Starts the dead-letter reason of a single record the platform refuses with 413."""
 
 
+MARK_EVERY_RECORDS = 2000
+"""Delivered records are marked in the outbox once per this many (one transaction, one fsync), not
+once per request: on an SD card every fsync costs write cycles, and the marks were the drain's
+bottleneck. Until they are marked the uplink reads on past them; a crash before the mark only
+uploads them again, which the platform answers "duplicate"."""
+
+
 class AsyncOutboxLike(Protocol):
     """What the uplink needs of :class:`gateway.store.aio.AsyncOutbox`."""
 
-    async def pending_batch(self, *, max_records: int, max_bytes: int) -> list[PendingRecord]: ...
+    async def pending_batch(self, *, max_records: int, max_bytes: int,
+                            after: QueuePosition | None = None) -> list[PendingRecord]: ...
     async def mark_delivered(self, record_ids: list[str], /) -> object: ...
     async def mark_dead(self, record_id: str, reason: str, /) -> object: ...
     async def note_attempt(self, record_ids: list[str], error: str, /) -> object: ...
@@ -172,6 +180,10 @@ class Uplink:
         self._idle_poll_s = idle_poll_s
         self._rng = rng if rng is not None else random.Random()
         self._wake = asyncio.Event()
+        self._marks: list[str] = []
+        """Records the platform has, not yet marked delivered in the outbox."""
+        self._after: QueuePosition | None = None
+        """Where the next batch starts while marks are owed: past the records already taken."""
         self._status = UplinkStatus()
 
     def __repr__(self) -> str:
@@ -193,31 +205,52 @@ class Uplink:
 
     async def run(self) -> None:
         log.info("uplink started gateway_id=%s url=%s", self._endpoint.gateway_id, self._endpoint.url)
-        while True:
-            parts = await self._next_batch()
-            if not parts:
-                self._drained()
-                await self._idle()
-                continue
-            round_ = await self._deliver(parts)
-            self._learn_batch_size(round_)
-            if round_.error is None:
-                self._succeeded(sum(map(len, parts)))
-            else:
-                await asyncio.sleep(self._failed(round_))
+        try:
+            while True:
+                parts = await self._next_batch()
+                if not parts:
+                    await self._commit_marks()
+                    if self._after is not None:
+                        continue  # records read past (undelivered ones) are looked at again from the start
+                    self._drained()
+                    await self._idle()
+                    continue
+                self._after = parts[-1][-1].position
+                round_ = await self._deliver(parts)
+                self._learn_batch_size(round_)
+                if round_.error is None:
+                    self._succeeded(sum(map(len, parts)))
+                    if len(self._marks) >= MARK_EVERY_RECORDS:
+                        await self._commit_marks()
+                else:
+                    await self._commit_marks()
+                    await asyncio.sleep(self._failed(round_))
+        finally:
+            # Cancelled (the daemon stops): what the platform has, the outbox learns before it closes.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._commit_marks())
+
+    async def _commit_marks(self) -> None:
+        """Mark delivered what the platform accepted since the last mark; read from the start again."""
+        marks, self._marks = self._marks, []
+        self._after = None
+        if marks:
+            await self._outbox.mark_delivered(marks)
 
     async def _next_batch(self) -> list[list[PendingRecord]]:
         """The next batch from the outbox, as the parts its first requests carry (one, usually)."""
         limit = self._limit.current
         if limit.records > 1:
             batch = await self._outbox.pending_batch(max_records=limit.records,
-                                                     max_bytes=record_bytes_budget(limit.record_bytes))
+                                                     max_bytes=record_bytes_budget(limit.record_bytes),
+                                                     after=self._after)
             return [batch] if batch else []
         # One record per request: a lone record refused says nothing about whether it or the platform is
         # at fault, so it would stay pending for ever and block the queue behind it. A second record, in
         # a request of its own, tells the two apart.
         batch = await self._outbox.pending_batch(max_records=2,
-                                                 max_bytes=record_bytes_budget(self._limit.configured.record_bytes))
+                                                 max_bytes=record_bytes_budget(self._limit.configured.record_bytes),
+                                                 after=self._after)
         return [[record] for record in batch]
 
     def _learn_batch_size(self, round_: _Round) -> None:
@@ -394,8 +427,7 @@ class Uplink:
         # A 500-entry answer (a FHIR transaction-response Bundle) is parsed off the loop too.
         results = await asyncio.to_thread(self._encoder.parse_answer, answer, request)
         delivered = [r.record_id for r in results if r.status in (RecordStatus.ACCEPTED, RecordStatus.DUPLICATE)]
-        if delivered:
-            await self._outbox.mark_delivered(delivered)
+        self._marks.extend(delivered)  # committed with the round's others (MARK_EVERY_RECORDS)
         for result in results:
             if result.status is RecordStatus.REJECTED:
                 await self._outbox.mark_dead(result.record_id, result.reason or "rejected by the platform")

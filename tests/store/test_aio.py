@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,3 +99,53 @@ def test_open_errors_reach_the_caller(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="cannot create the outbox directory"):
         asyncio.run(scenario())
+
+
+def test_records_offered_together_are_committed_together() -> None:
+    async def scenario(tmp: Path) -> None:
+        box = await AsyncOutbox.open(tmp / "o.db")
+        try:
+            before = box.commits
+            results = await asyncio.gather(*(box.accept([glucose(n, key=f"meter-{n}:1")]) for n in range(20)))
+            assert box.commits - before == 1  # twenty devices at once: one transaction, one fsync
+            assert len({accepted.record_id for (accepted,) in results}) == 20
+            assert (await box.stats()).pending == 20
+        finally:
+            await box.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp)))
+
+
+def test_one_callers_bad_record_fails_only_that_caller_in_a_group() -> None:
+    async def scenario(tmp: Path) -> None:
+        box = await AsyncOutbox.open(tmp / "o.db")
+        try:
+            bad = NewRecord("blood_glucose", Priority.READING, "not json", T0)
+            good, refused, other = await asyncio.gather(
+                box.accept([glucose(1)]), box.accept([bad]), box.accept([glucose(2)]), return_exceptions=True)
+            assert isinstance(refused, ValueError)
+            assert not isinstance(good, BaseException) and not isinstance(other, BaseException)
+            assert (await box.stats()).pending == 2
+        finally:
+            await box.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp)))
+
+
+def test_a_caller_cancelled_while_waiting_strands_nobody_else() -> None:
+    async def scenario(tmp: Path) -> None:
+        box = await AsyncOutbox.open(tmp / "o.db")
+        try:
+            first = asyncio.create_task(box.accept([glucose(1)]))
+            second = asyncio.create_task(box.accept([glucose(2)]))
+            await asyncio.sleep(0)
+            first.cancel()
+            (accepted,) = await asyncio.wait_for(second, 5)
+            assert accepted.new
+        finally:
+            await box.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp)))
