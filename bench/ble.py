@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sqlite3
@@ -32,6 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests" / "support")]
 import devstack  # noqa: E402
 from bluez_process import BluezProcess, fake_bluez_process  # noqa: E402
+
+from gateway.status import read_status, runtime_status_path  # noqa: E402
 
 GATEWAY_ID = "gw-bench"
 DRIVERS = {"meter": "ble-gls", "cuff": "ble-bps", "microbit": "microbit-accel"}
@@ -140,12 +141,12 @@ def advert_to_stored(runs: int) -> Callable[[Path, BluezProcess, subprocess.Pope
 
 def imu_cpu(stream_s: float) -> Callable[[Path, BluezProcess, subprocess.Popen[bytes]], None]:
     def run(workdir: Path, _bluez: BluezProcess, daemon: subprocess.Popen[bytes]) -> None:
-        status = workdir / "data" / "status.json"
+        status_paths = [workdir / "data" / "status.json", runtime_status_path(GATEWAY_ID, workdir / "data")]
 
         def streaming() -> bool:
             try:
-                return bool(json.loads(status.read_text())["devices"]["microbit"]["last_seen"])
-            except (OSError, ValueError, KeyError):
+                return bool((read_status(status_paths) or {})["devices"]["microbit"]["last_seen"])
+            except KeyError:
                 return False
 
         if not wait(streaming, 60):

@@ -39,6 +39,8 @@ import devstack  # noqa: E402
 from bluez_process import fake_bluez_process  # noqa: E402
 from synthetic import scenario  # noqa: E402
 
+from gateway.status import read_status, runtime_status_path  # noqa: E402
+
 GATEWAY_ID = "gw-bench"
 LATENCY_LINE = re.compile(r"fall alert published alert_id=(\S+) .*decision_latency_ms=([\d.]+) "
                           r"published_monotonic=([\d.]+)")
@@ -109,11 +111,11 @@ resident = "r-0001"
             daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
                                       stdout=log, stderr=log, env=dict(os.environ, **bluez.env))
         try:
-            status = workdir / "data" / "status.json"
+            status_paths = [workdir / "data" / "status.json", runtime_status_path(GATEWAY_ID, workdir / "data")]
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    if json.loads(status.read_text())["devices"]["band"]["last_seen"]:
+                with contextlib.suppress(KeyError):
+                    if (read_status(status_paths) or {})["devices"]["band"]["last_seen"]:
                         break
                 time.sleep(0.2)
             else:

@@ -34,7 +34,7 @@ from gateway.fleet.effective import check_effective, effective_source, read_loca
 from gateway.fleet.report import effective_view
 from gateway.fleet.state import describe_fleet
 from gateway.logs import setup_logging
-from gateway.status import fallback_status_path, read_status
+from gateway.status import read_status, runtime_status_path
 from gateway.store import Outbox
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     path = status_path(cfg)
-    status = read_status([path, fallback_status_path(cfg.gateway.id)])
+    status = read_status([path, runtime_status_path(cfg.gateway.id, cfg.gateway.data_dir)])
     if status is None:
         print(f"gateway {cfg.gateway.id}: NOT RUNNING (no status file at {path}); start it with "
               "`systemctl start yiyang` and read `journalctl -u yiyang`")

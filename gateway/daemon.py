@@ -69,7 +69,7 @@ from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.mqtt_policy import MAX_PACKET_BYTES, Subscription
 from gateway.reload import ReloadPlan, plan_reload
 from gateway.sdnotify import notify, watchdog_interval_s
-from gateway.status import DeviceStatusBoard, fallback_status_path
+from gateway.status import DeviceStatusBoard, runtime_status_path
 from gateway.status_publisher import StatusPublisher
 from gateway.store.aio import AsyncOutbox
 from gateway.supervisor import supervise
@@ -220,7 +220,8 @@ class Daemon:
                        on_accepted=self._wake_uplink)
         self.fleet = fleet = await self._fleet_service(fleet_key)
         self.status = status = StatusPublisher(
-            cfg.gateway.id, status_path(cfg), fallback_status_path(cfg.gateway.id), self.board, outbox,
+            cfg.gateway.id, status_path(cfg), runtime_status_path(cfg.gateway.id, cfg.gateway.data_dir), self.board,
+            outbox,
             self.uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at,
             fleet=(lambda: status_fields(fleet.state)) if fleet is not None else None)
         mqtt.on_connect(status.schedule)
@@ -255,7 +256,7 @@ class Daemon:
         if drivers:
             await asyncio.wait(drivers, timeout=STOP_GRACE_S)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.status.publish(), 2.0)
+            await asyncio.wait_for(self.status.publish(to_disk=True), 2.0)
         for service in (*services, self._uplink_task, self._modem_task):
             if service is not None:
                 service.cancel()

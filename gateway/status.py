@@ -6,6 +6,7 @@ the daemon writes) and, later, the silence rules.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -88,10 +89,13 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
 
 
-def fallback_status_path(gateway_id: str) -> Path:
-    """Where the status file goes when the data directory cannot take it: systemd's runtime
-    directory for the unit (``RuntimeDirectory=yiyang``), else /run/yiyang."""
-    return Path(os.environ.get("RUNTIME_DIRECTORY", "/run/yiyang")) / f"status-{gateway_id}.json"
+def runtime_status_path(gateway_id: str, data_dir: Path) -> Path:
+    """Where the status file is kept fresh: systemd's runtime directory for the unit
+    (``RuntimeDirectory=yiyang``, a tmpfs), else /run/yiyang. A status every few seconds written to
+    an SD card would wear it for nothing; RAM costs nothing and ``yiyang status`` reads it. Named
+    after the hub and its data directory, so two hubs on one machine never read each other's."""
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:8]
+    return Path(os.environ.get("RUNTIME_DIRECTORY", "/run/yiyang")) / f"status-{gateway_id}-{digest}.json"
 
 
 def read_status(paths: list[Path]) -> dict[str, Any] | None:

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 30.0
 STATUS_NEWS_S = 2.0
+DISK_STATUS_EVERY_S = 300.0
+"""The data directory's copy of the status (read when the runtime one is gone: after a reboot,
+or by a tool without access to /run) is written this often, not at every publish: 288 small
+writes a day instead of thousands."""
 
 
 class StatsSource(Protocol):
@@ -67,9 +71,9 @@ def queue_status(stats: QueueStats) -> dict[str, Any]:
 class StatusPublisher:
     gateway_id: str
     path: Path
-    """The status file ``yiyang status`` reads (in the data directory)."""
-    fallback_path: Path
-    """Where the file goes when the data directory cannot be written (a runtime directory)."""
+    """The status file in the data directory, written every DISK_STATUS_EVERY_S."""
+    runtime_path: Path
+    """The status file kept fresh at every publish, in a runtime directory (RAM)."""
     board: DeviceStatusBoard
     outbox: StatsSource
     uplink: Uplink | None
@@ -79,6 +83,7 @@ class StatusPublisher:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     fleet: Callable[[], dict[str, Any]] | None = None
     """The fleet configuration in force (gateway.fleet.state.status_fields), when the fleet manages it."""
+    _disk_written_at: float = -DISK_STATUS_EVERY_S
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def payload(self) -> dict[str, Any]:
@@ -105,18 +110,27 @@ class StatusPublisher:
             **({"fleet": self.fleet()} if self.fleet is not None else {}),
         }
 
-    async def publish(self) -> None:
+    async def publish(self, *, to_disk: bool = False) -> None:
+        """Publish the status (MQTT, the runtime file); ``to_disk`` also writes the data directory's copy
+        now (at stop), else it is written every DISK_STATUS_EVERY_S."""
         payload = await self.payload()
         if self.mqtt_connected():  # while away, the last will says offline; reconnecting republishes
             self.mqtt.publish("status", payload, retain=True)
+        runtime_ok = await self._write(self.runtime_path, payload)
+        now = time.monotonic()
+        disk_due = to_disk or not runtime_ok or now - self._disk_written_at >= DISK_STATUS_EVERY_S
+        # A full or read-only data directory fails here: the runtime copy still answers `yiyang status`.
+        if disk_due and await self._write(self.path, payload):
+            self._disk_written_at = now
+
+    @staticmethod
+    async def _write(path: Path, payload: dict[str, Any]) -> bool:
         try:
-            await asyncio.to_thread(write_status_file, self.path, payload)
+            await asyncio.to_thread(write_status_file, path, payload)
         except OSError as exc:
-            # A full or read-only data directory: the technician's `yiyang status` must still work.
-            try:
-                await asyncio.to_thread(write_status_file, self.fallback_path, payload)
-            except OSError:
-                log.error("status file not written path=%s error=%s", self.path, exc.strerror)
+            log.error("status file not written path=%s error=%s", path, exc.strerror)
+            return False
+        return True
 
     def schedule(self) -> None:
         """Publish soon (from a callback that cannot await, e.g. after an MQTT reconnect)."""

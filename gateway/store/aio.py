@@ -260,7 +260,7 @@ class AsyncOutbox:
             waiting, self._waiting = self._waiting, []
             groups = [records for records, _ in waiting]
             try:
-                results = await self._call(lambda box, groups=groups: box.accept_groups(groups), write=True)
+                results = await self._call(functools.partial(_accept_groups, groups), write=True)
             except BaseException as exc:  # StoreError (or a closed outbox): every caller of the group hears it
                 for _, future in waiting:
                     if not future.done():
@@ -399,3 +399,7 @@ class AsyncOutbox:
 
     async def set_cursor(self, name: str, value: str) -> None:
         await self._call(lambda box: box.set_cursor(name, value), write=True)
+
+
+def _accept_groups(groups: list[Sequence[NewRecord]], box: Outbox) -> list[list[Accepted] | ValueError]:
+    return box.accept_groups(groups)

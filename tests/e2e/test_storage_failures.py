@@ -30,7 +30,7 @@ from gatewayproc import (
 from mqtt_probe import Probe
 from tmpfs import fill, remount, tmpfs
 
-from gateway.status import fallback_status_path, read_status
+from gateway.status import read_status
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -74,7 +74,6 @@ def wait_for_hypo_alert(probe: Probe, since: float) -> dict[str, Any]:
 
 def start_gateway(tmp_path: Path, data_dir: Path, platform: devstack.Platform, broker: devstack.Broker,
                   meter: devstack.PtySimulator, storage: str = "") -> GatewayProcess:
-    fallback_status_path(GATEWAY_ID).unlink(missing_ok=True)  # an older test's status must not answer for us
     config = write_config(tmp_path / "gateway.toml", data_dir=data_dir, platform_url=platform.url,
                           secret_file=platform.secret_file, broker_port=broker.port, meter_link=meter.link,
                           extra=f"[storage]\n{storage}\n")

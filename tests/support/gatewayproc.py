@@ -134,9 +134,9 @@ def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 
 
 def status_of(data_dir: Path) -> dict[str, Any]:
     """The daemon's status as `yiyang status` reads it (the data directory's file, or the runtime fallback)."""
-    from gateway.status import fallback_status_path, read_status  # noqa: PLC0415 (the gateway under test)
+    from gateway.status import read_status, runtime_status_path  # noqa: PLC0415 (the gateway under test)
 
-    return read_status([data_dir / "status.json", fallback_status_path(GATEWAY_ID)]) or {}
+    return read_status([data_dir / "status.json", runtime_status_path(GATEWAY_ID, data_dir)]) or {}
 
 
 def meter_connected(data_dir: Path, device_id: str = "glucose-kitchen") -> bool | None:
