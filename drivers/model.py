@@ -168,6 +168,9 @@ class Reading:
     device_time: datetime | None = None
     """The time exactly as the device reported it (naive local time for most meters), for audit."""
     flags: frozenset[ReadingFlag] = frozenset()
+    continuous: bool = False
+    """One summary of a continuous stream (an overnight oximeter): the gateway evaluates it at once
+    but may commit such summaries in batches, since a stream is not in any device memory to lose."""
     source_key: str | None = None
     """The record's identity at the device (e.g. meter serial + meter time + value, or a BLE
     sequence number). The outbox accepts a (device, source_key) pair once, so re-downloads of

@@ -81,6 +81,9 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 SILENCE_CHECK_S = 60.0
 REPEAT_CHECK_S = 5.0
+STREAM_CHECK_S = 10.0
+"""How often a stream's gathered summaries are looked at: committed once a minute has gone by
+(gateway.hub.STREAM_COMMIT_S), even when the stream has stopped."""
 STORAGE_CARE_S = 2.0
 """How often the outbox is looked after (reopened, checked for deletion, held records written):
 records held while the disk failed reach it within seconds of the disk coming back."""
@@ -244,6 +247,7 @@ class Daemon:
             ("falls", self.falls.run),
             ("repeats", lambda: self._every(REPEAT_CHECK_S, alerts.follow_up)),
             ("silence", lambda: self._every(SILENCE_CHECK_S, self.hub.check_silence)),
+            ("streams", lambda: self._every(STREAM_CHECK_S, lambda: self.hub.flush_streams(due_only=True))),
         ]
 
     async def _stop(self, services: list[asyncio.Task[None]]) -> None:
@@ -255,6 +259,8 @@ class Daemon:
             task.cancel()
         if drivers:
             await asyncio.wait(drivers, timeout=STOP_GRACE_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.hub.flush_streams(), STOP_GRACE_S)  # the last minute of a stream
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.status.publish(to_disk=True), 2.0)
         for service in (*services, self._uplink_task, self._modem_task):

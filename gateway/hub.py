@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Protocol
 
@@ -30,7 +31,7 @@ from gateway.detect.vital_state import VitalFinding, VitalsMonitor
 from gateway.errors import NotDurableError, StoreError
 from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, NewRecord, Priority
-from gateway.store.ids import derived_record_id
+from gateway.store.ids import RecordIdFactory, derived_record_id
 from gateway.topics import reading_topic
 from gateway.wire import compact, hub_record, local_reading_payload, measurement_values, reading_record
 
@@ -43,6 +44,11 @@ STATUS_EVENTS = frozenset({DeviceEventKind.BATTERY, DeviceEventKind.LOST, Device
 
 
 SEEN_EVERY_S = 1.0
+STREAM_COMMIT_S = 60.0
+"""Summaries of a continuous stream (an overnight oximeter, one every 10 s) are committed together
+once a minute, or at once when one of them raises an alert: one fsync a minute instead of six keeps
+a night's trace within an SD card's daily write budget. They are evaluated the moment they arrive;
+a crash loses at most the last minute of the trace, never a spot reading nor an alert."""
 EVALUATED_MEMORY = 4096
 """Record ids already evaluated, remembered so a reading offered again while the disk fails (the
 outbox cannot say it has it) raises no second alert; a few days of a household's readings."""
@@ -83,6 +89,9 @@ class Hub:
         self._on_accepted = on_accepted
         self._falls = falls
         self._evaluated: OrderedDict[str, None] = OrderedDict()
+        self._ids = RecordIdFactory()
+        self._stream: list[NewRecord] = []
+        self._stream_since: float | None = None
 
     def reconfigure(self, *, max_reading_age_s: float, silence: SilenceWatch | None, tz: tzinfo) -> None:
         """New settings from a reloaded configuration; ``silence`` when the watched devices changed."""
@@ -99,6 +108,9 @@ class Hub:
         Raises ``NotAcceptedError`` when the commit failed (after publishing and evaluating).
         """
         if not readings:
+            return
+        if all(reading.continuous for reading in readings):
+            await self._on_stream(readings)
             return
         records = [reading_to_record(r, self._tz, self._gateway_id) for r in readings]
         failure: NotDurableError | None = None
@@ -124,6 +136,39 @@ class Hub:
         if failure is not None:
             raise NotAcceptedError(f"the gateway could not store {len(readings)} reading(s) on its disk "
                                    f"({failure}); keep them on the device") from failure
+
+    async def _on_stream(self, readings: Sequence[Reading]) -> None:
+        """Stream summaries: evaluated now, committed with the minute's others (STREAM_COMMIT_S)."""
+        records = [replace(record, record_id=record.record_id or self._ids.new_id())
+                   for record in (reading_to_record(r, self._tz, self._gateway_id) for r in readings)]
+        if self._stream_since is None:
+            self._stream_since = self._now_mono()
+        self._stream.extend(records)
+        raised = 0
+        for reading, record in zip(readings, records, strict=True):
+            assert record.record_id is not None
+            self._remember_evaluated(record.record_id)
+            self._publisher.publish(reading_topic(reading.resident_id, reading.type.value),
+                                    local_reading_payload(reading, self._tz), retain=True)
+            raised += await self._evaluate(reading, record.record_id)
+            await self._silence_alerts.apply(self._silence.note_reading(reading.device.id, self._now_mono()))
+        for device_id in {r.device.id for r in readings}:
+            self._board.readings(device_id, self._now(), sum(1 for r in readings if r.device.id == device_id))
+        if raised or self._now_mono() - self._stream_since >= STREAM_COMMIT_S:
+            await self.flush_streams()
+
+    async def flush_streams(self, *, due_only: bool = False) -> None:
+        """Commit the stream summaries gathered (all of them, or only when a minute has gone by)."""
+        if not self._stream or self._stream_since is None:
+            return
+        if due_only and self._now_mono() - self._stream_since < STREAM_COMMIT_S:
+            return
+        records, self._stream, self._stream_since = self._stream, [], None
+        try:
+            await self._outbox.accept(records)
+        except StoreError:
+            return  # held in memory by the outbox, written when its disk takes them; no device to tell
+        self._on_accepted()
 
     def _remember_evaluated(self, record_id: str) -> None:
         self._evaluated[record_id] = None
@@ -164,14 +209,17 @@ class Hub:
             return  # held in memory by the outbox and written when its disk takes it; nothing to acknowledge
         self._on_accepted()
 
-    async def _evaluate(self, reading: Reading, record_id: str) -> None:
+    async def _evaluate(self, reading: Reading, record_id: str) -> int:
+        """Run the vital rules on a reading; the number of alerts it raised."""
         age_s = (self._now() - reading.measured_at).total_seconds()
         if age_s > self._max_age_s:
             # Back-filled from device memory: uploaded for the doctor, but alarming the family about
             # a low glucose from last Tuesday helps nobody.
             log.debug("reading too old to alarm on record_id=%s age_s=%.0f", record_id, age_s)
-            return
-        await self._raise_vitals(reading.resident_id, self._vitals.observe(reading, record_id), reading)
+            return 0
+        findings = self._vitals.observe(reading, record_id)
+        await self._raise_vitals(reading.resident_id, findings, reading)
+        return len(findings)
 
     async def fall_confirmed(self, resident_id: str, at: datetime) -> None:
         """A confirmed fall can make a recent hypertensive crisis an emergency (and vice versa)."""

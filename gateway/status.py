@@ -60,7 +60,10 @@ class DeviceStatusBoard:
             self.version += 1
 
     def seen(self, device_id: str, at: datetime) -> None:
-        self._update(device_id, last_seen=at)
+        """The device was heard from. News (a status published within seconds) only the first time:
+        a wearable heard every second would otherwise republish the status every 2 s all day."""
+        first = self.devices.get(device_id) is None or self.devices[device_id].last_seen is None
+        self._update(device_id, news=first, last_seen=at)
 
     def readings(self, device_id: str, at: datetime, count: int) -> None:
         health = self.devices.get(device_id)
@@ -76,10 +79,11 @@ class DeviceStatusBoard:
     def battery(self, device_id: str, percent: int) -> None:
         self._update(device_id, battery_percent=percent)
 
-    def _update(self, device_id: str, **changes: Any) -> None:
+    def _update(self, device_id: str, *, news: bool = True, **changes: Any) -> None:
         current = self.devices.get(device_id) or DeviceHealth(device_id, "unknown")
         self.devices[device_id] = replace(current, **changes)
-        self.version += 1
+        if news:
+            self.version += 1
 
     def as_json(self) -> dict[str, dict[str, Any]]:
         return {d.device_id: _jsonable(asdict(d)) for d in self.devices.values()}

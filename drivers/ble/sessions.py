@@ -248,6 +248,7 @@ class MeasurementSession:
             measured_at=received.wall,
             time_source=TimeSource.HUB if received.synced else TimeSource.HUB_UNSYNCED,
             received=received,
+            continuous=True,
         )
 
 

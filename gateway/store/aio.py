@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +37,6 @@ from gateway.store.api import (
     NewRecord,
     PendingRecord,
     PruneReport,
-    QueuePosition,
     QueueStats,
     RecordState,
     StorageHealth,
@@ -366,9 +365,9 @@ class AsyncOutbox:
         return await self._call(lambda box: box.motion_snippets(alert_id))
 
     async def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000,
-                            after: QueuePosition | None = None) -> list[PendingRecord]:
+                            exclude: Collection[str] = ()) -> list[PendingRecord]:
         return await self._call(lambda box: box.pending_batch(max_records=max_records, max_bytes=max_bytes,
-                                                              after=after))
+                                                              exclude=exclude))
 
     async def mark_delivered(self, record_ids: Sequence[str]) -> None:
         await self._call(lambda box: box.mark_delivered(record_ids), write=True)

@@ -66,12 +66,6 @@ class PendingRecord:
     body_json: str
     """The full platform record as compact JSON, ``record_id`` included."""
     attempts: int
-    position: QueuePosition | None = None
-    """Where it stands in the upload order: pass the last one's as ``after`` to read on past it."""
-
-
-QueuePosition = tuple[int, int, str]
-"""(priority, created_at in µs, record_id): the upload order's key."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +35,6 @@ from gateway.store.api import (
     PendingRecord,
     Priority,
     PruneReport,
-    QueuePosition,
     QueueStats,
     RecordState,
 )
@@ -338,13 +337,13 @@ class Outbox:
     # -- the uplink's side ---------------------------------------------------
 
     def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000,
-                      after: QueuePosition | None = None) -> list[PendingRecord]:
-        """The next records to upload: alerts first, then oldest first (after ``after``, when given).
+                      exclude: Collection[str] = ()) -> list[PendingRecord]:
+        """The next records to upload: alerts first, then oldest first, leaving out ``exclude``.
 
         Stops before the bodies would exceed ``max_bytes`` (UTF-8), but always
         returns at least one record if any is pending, so one oversized record
-        cannot block the queue. ``after`` reads on past records already taken but not
-        yet marked delivered (the uplink marks a whole round at once).
+        cannot block the queue. ``exclude``: records the platform already has that are not
+        yet marked delivered (the uplink marks many at once, in one transaction).
         """
         if max_records < 1 or max_bytes < 1:
             raise ValueError(f"max_records and max_bytes must be >= 1, got {max_records}, {max_bytes}")
@@ -352,21 +351,20 @@ class Outbox:
         total = 0
         # INDEXED BY: without ANALYZE statistics the planner prefers the
         # (state, created_at) index and sorts every pending row per batch.
-        query = ("SELECT record_id, type, priority, payload_json, attempts, created_at FROM records"
+        query = ("SELECT record_id, type, priority, payload_json, attempts FROM records"
                  " INDEXED BY records_pending_order WHERE state = 'pending'")
         params: tuple[object, ...] = (max_records,)
-        if after is not None:
-            query += " AND (priority, created_at, record_id) > (?, ?, ?)"
-            params = (*after, max_records)
+        if exclude:
+            query += " AND record_id NOT IN (SELECT value FROM json_each(?))"
+            params = (json.dumps(list(exclude)), max_records)
         with self._read("reading pending records") as conn:
             cursor = conn.execute(query + " ORDER BY priority, created_at, record_id LIMIT ?", params)
-            for record_id, record_type, priority, payload, attempts, created_us in cursor:
+            for record_id, record_type, priority, payload, attempts in cursor:
                 body = _body_json(record_id, payload)
                 total += len(body.encode())
                 if batch and total > max_bytes:
                     break
-                batch.append(PendingRecord(record_id, record_type, Priority(priority), body, attempts,
-                                           (priority, created_us, record_id)))
+                batch.append(PendingRecord(record_id, record_type, Priority(priority), body, attempts))
         return batch
 
     def mark_delivered(self, record_ids: Sequence[str]) -> None:

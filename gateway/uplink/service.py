@@ -21,7 +21,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 from gateway.platform_limits import BATCH_MAX_BYTES_RANGE, BATCH_MAX_RECORDS_RANGE, MAX_BODY_BYTES, MAX_RECORDS
-from gateway.store.api import PendingRecord, QueuePosition
+from gateway.store.api import PendingRecord
 from gateway.uplink.backoff import backoff_delay, parse_retry_after
 from gateway.uplink.batch import (
     BatchEncoder,
@@ -58,15 +58,17 @@ TOO_LARGE_REASON = "too large for the platform"
 MARK_EVERY_RECORDS = 2000
 """Delivered records are marked in the outbox once per this many (one transaction, one fsync), not
 once per request: on an SD card every fsync costs write cycles, and the marks were the drain's
-bottleneck. Until they are marked the uplink reads on past them; a crash before the mark only
-uploads them again, which the platform answers "duplicate"."""
+bottleneck. Until they are marked the uplink leaves them out of what it reads; they are marked as
+soon as nothing more is pending. A crash before the mark only uploads them again, which the
+platform answers "duplicate"."""
+
 
 
 class AsyncOutboxLike(Protocol):
     """What the uplink needs of :class:`gateway.store.aio.AsyncOutbox`."""
 
     async def pending_batch(self, *, max_records: int, max_bytes: int,
-                            after: QueuePosition | None = None) -> list[PendingRecord]: ...
+                            exclude: Collection[str] = ()) -> list[PendingRecord]: ...
     async def mark_delivered(self, record_ids: list[str], /) -> object: ...
     async def mark_dead(self, record_id: str, reason: str, /) -> object: ...
     async def note_attempt(self, record_ids: list[str], error: str, /) -> object: ...
@@ -182,8 +184,6 @@ class Uplink:
         self._wake = asyncio.Event()
         self._marks: list[str] = []
         """Records the platform has, not yet marked delivered in the outbox."""
-        self._after: QueuePosition | None = None
-        """Where the next batch starts while marks are owed: past the records already taken."""
         self._status = UplinkStatus()
 
     def __repr__(self) -> str:
@@ -210,12 +210,9 @@ class Uplink:
                 parts = await self._next_batch()
                 if not parts:
                     await self._commit_marks()
-                    if self._after is not None:
-                        continue  # records read past (undelivered ones) are looked at again from the start
                     self._drained()
                     await self._idle()
                     continue
-                self._after = parts[-1][-1].position
                 round_ = await self._deliver(parts)
                 self._learn_batch_size(round_)
                 if round_.error is None:
@@ -231,9 +228,8 @@ class Uplink:
                 await asyncio.shield(self._commit_marks())
 
     async def _commit_marks(self) -> None:
-        """Mark delivered what the platform accepted since the last mark; read from the start again."""
+        """Mark delivered what the platform accepted since the last mark (one transaction)."""
         marks, self._marks = self._marks, []
-        self._after = None
         if marks:
             await self._outbox.mark_delivered(marks)
 
@@ -243,14 +239,14 @@ class Uplink:
         if limit.records > 1:
             batch = await self._outbox.pending_batch(max_records=limit.records,
                                                      max_bytes=record_bytes_budget(limit.record_bytes),
-                                                     after=self._after)
+                                                     exclude=self._marks)
             return [batch] if batch else []
         # One record per request: a lone record refused says nothing about whether it or the platform is
         # at fault, so it would stay pending for ever and block the queue behind it. A second record, in
         # a request of its own, tells the two apart.
         batch = await self._outbox.pending_batch(max_records=2,
                                                  max_bytes=record_bytes_budget(self._limit.configured.record_bytes),
-                                                 after=self._after)
+                                                 exclude=self._marks)
         return [[record] for record in batch]
 
     def _learn_batch_size(self, round_: _Round) -> None:
@@ -427,7 +423,7 @@ class Uplink:
         # A 500-entry answer (a FHIR transaction-response Bundle) is parsed off the loop too.
         results = await asyncio.to_thread(self._encoder.parse_answer, answer, request)
         delivered = [r.record_id for r in results if r.status in (RecordStatus.ACCEPTED, RecordStatus.DUPLICATE)]
-        self._marks.extend(delivered)  # committed with the round's others (MARK_EVERY_RECORDS)
+        self._marks.extend(delivered)  # committed with the others of the drain (MARK_EVERY_RECORDS)
         for result in results:
             if result.status is RecordStatus.REJECTED:
                 await self._outbox.mark_dead(result.record_id, result.reason or "rejected by the platform")

@@ -40,7 +40,6 @@ from gateway.store import (
     uuid7_time,
 )
 from gateway.store.schema import MIGRATIONS, Migration, migrate
-from gateway.store.sqlite import to_us
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -129,24 +128,23 @@ def test_accept_gives_time_ordered_ids_and_queues_full_bodies(outbox: Outbox) ->
             f'{{"record_id":"{rid}","type":"blood_pressure","systolic":{120 + n},'
             '"diastolic":80,"unit":"mmHg"}',
             0,
-            (int(Priority.READING), to_us(T0, "T0"), rid),
         )
         for n, rid in enumerate(record_ids)
     ]
 
 
-def test_reading_on_after_a_position_skips_what_was_taken(outbox: Outbox) -> None:
+def test_records_taken_but_not_yet_marked_can_be_left_out(outbox: Outbox) -> None:
     accepted = ids(outbox.accept([bp(n) for n in range(5)]))
     first = outbox.pending_batch(max_records=2)
     assert [p.record_id for p in first] == accepted[:2]
-    rest = outbox.pending_batch(max_records=10, after=first[-1].position)
+    taken = [p.record_id for p in first]
+    rest = outbox.pending_batch(max_records=10, exclude=taken)
     assert [p.record_id for p in rest] == accepted[2:]
-    # Nothing marked: from the start, the same first ones again.
-    assert [p.record_id for p in outbox.pending_batch(max_records=2)] == accepted[:2]
-    # A new alert goes first, but only once reading starts from the top again.
+    # A new alert still goes first, whatever is left out.
     (alert,) = ids(outbox.accept([NewRecord("alert", Priority.ALERT, '{"a":1}', T0)]))
-    assert outbox.pending_batch(max_records=10, after=rest[-1].position) == []
-    assert outbox.pending_batch(max_records=1)[0].record_id == alert
+    assert outbox.pending_batch(max_records=1, exclude=taken)[0].record_id == alert
+    # Nothing marked: without the exclusion, the same first ones again (after the alert).
+    assert [p.record_id for p in outbox.pending_batch(max_records=3)] == [alert, *accepted[:2]]
 
 
 def test_empty_payload_object_gets_just_the_record_id(outbox: Outbox) -> None:

@@ -158,6 +158,20 @@ async def _feed(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> 
     return {"queued": len(microbit.queued)}
 
 
+async def _stream(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
+    """A continuous oximeter: ``seconds`` of (spo2, pulse) notifications at ``rate_hz``, in the background."""
+    oximeter: PulseOximeter = _device(devices, request, PulseOximeter)
+    seconds, rate_hz = _field(request, "seconds", float), _field(request, "rate_hz", float, 1.0)
+    spo2, pulse = _field(request, "spo2", int, 96), _field(request, "pulse_rate", int, 64)
+    task = asyncio.get_running_loop().create_task(oximeter.stream([(spo2, pulse)] * int(seconds * rate_hz), rate_hz))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    return {"streaming": int(seconds * rate_hz)}
+
+
+_BACKGROUND: set[asyncio.Task[int]] = set()
+
+
 async def _fault(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
     device: Peripheral = _device(devices, request)
     name = _field(request, "fault", str)
@@ -205,6 +219,7 @@ COMMANDS: dict[str, Command] = {
     "add_record": _add_record,
     "press": _press,
     "feed": _feed,
+    "stream": _stream,
     "fault": _fault,
     "drop_after": _drop_after,
     "drop": _drop,

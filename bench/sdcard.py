@@ -1,0 +1,218 @@
+"""What a typical home costs the hub's SD card in a day: bytes written and fsyncs, measured on the real daemon.
+
+    python bench/sdcard.py [--baseline-s 120] [--night-s 120]
+
+The daemon runs with a typical home's devices (fake BlueZ on a private D-Bus for the BLE ones, a
+pty simulator for the radar): a micro:bit wearable streaming at 50 Hz, a blood-pressure cuff, a
+glucose meter, a pulse oximeter, the MR60FDA1 radar, status published as usual, the platform and
+the broker up. Three phases, each measured from /proc/<pid>/io (write_bytes: what reached the block
+layer on the daemon's account) and ``strace -f -c`` (fsync and fdatasync calls):
+
+1. the baseline: everything streaming, nothing measured (the wearable, the radar, status);
+2. the day's spot measurements: two blood pressures and two glucose readings (each stored, alerted
+   on if need be, uploaded, marked delivered);
+3. a night of SpO2: the oximeter streaming continuous readings, one summary kept per 10 s.
+
+Per day = baseline rate x 24 h + the four spot readings + the night rate x 8 h (the baseline's share
+of phases 2 and 3 taken out). Targets: <= 20 MB written and <= 5,000 fsyncs per day, with every
+reading and alert still committed before it is acknowledged. Needs strace (scripts/setup.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests" / "support")]
+import devstack  # noqa: E402
+from bluez_process import BluezProcess, fake_bluez_process  # noqa: E402
+
+from gateway.status import read_status, runtime_status_path  # noqa: E402
+
+GATEWAY_ID = "gw-sdcard"
+BLE_DRIVERS = {"cuff": "ble-bps", "meter": "ble-gls", "oximeter": "ble-plx", "microbit": "microbit-accel"}
+INITIAL_METER_RECORDS = 50
+"""The fake meter's memory when the bench starts (tests/support/fake_bluez, scenario "home")."""
+TARGET_BYTES_PER_DAY = 20 * 2**20
+TARGET_FSYNCS_PER_DAY = 5000
+NIGHT_H = 8.0
+SYNC_LINE = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?f(?:data)?sync$", re.M)
+"""A line of strace -c's table for fsync or fdatasync: % time, seconds, usecs/call, calls, [errors], name."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    bytes_written: int
+    fsyncs: int
+    seconds: float
+
+    def minus(self, rate: Cost) -> Cost:
+        """This phase with the baseline's share of its duration taken out."""
+        share = self.seconds / rate.seconds
+        return Cost(max(0, round(self.bytes_written - rate.bytes_written * share)),
+                    max(0, round(self.fsyncs - rate.fsyncs * share)), self.seconds)
+
+    def scaled(self, seconds: float) -> Cost:
+        factor = seconds / self.seconds
+        return Cost(round(self.bytes_written * factor), round(self.fsyncs * factor), seconds)
+
+
+def write_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise RuntimeError("no write_bytes in /proc/PID/io")
+
+
+@contextmanager
+def measured(pid: int, into: list[Cost]) -> Iterator[None]:
+    """Count the daemon's fsyncs (strace attached for the phase) and block-layer bytes written."""
+    strace = shutil.which("strace")
+    if strace is None:
+        raise SystemExit("strace is not installed: run scripts/setup.sh --dev")
+    tracer = subprocess.Popen([strace, "-f", "-c", "-e", "trace=fsync,fdatasync", "-p", str(pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # strace attaches to every thread
+    bytes_before, started = write_bytes(pid), time.monotonic()
+    try:
+        yield
+    finally:
+        os.sync()  # what the daemon wrote reaches the block layer on its account before it is read
+        seconds = time.monotonic() - started
+        written = write_bytes(pid) - bytes_before
+        tracer.send_signal(signal.SIGINT)
+        _, summary = tracer.communicate(timeout=30)
+        fsyncs = sum(int(m.group(1)) for m in SYNC_LINE.finditer(summary))
+        into.append(Cost(written, fsyncs, seconds))
+
+
+def write_config(workdir: Path, platform: devstack.Platform, broker: devstack.Broker, bluez: BluezProcess,
+                 radar: Path) -> Path:
+    devices = "".join(f'\n[[devices]]\nid = "{name}"\ndriver = "{BLE_DRIVERS[name]}"\naddress = "{address}"\n'
+                      f'resident = "r-0001"\n' for name, address in bluez.devices.items() if name in BLE_DRIVERS)
+    devices += f'\n[[devices]]\nid = "radar"\ndriver = "mr60fda1"\nport = "{radar}"\nresident = "r-0001"\n'
+    config = workdir / "gw.toml"
+    config.write_text(f"""
+[gateway]
+id = "{GATEWAY_ID}"
+data_dir = "{workdir / 'data'}"
+clock_sync = "assume_synced"
+[platform]
+url = "{platform.url}"
+secret_file = "{platform.secret_file}"
+[mqtt]
+port = {broker.port}
+[[residents]]
+id = "r-0001"
+{devices}""", encoding="utf-8")
+    return config
+
+
+def wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _status(workdir: Path, runtime: Path) -> dict[str, Any]:
+    path = runtime / runtime_status_path(GATEWAY_ID, workdir / "data").name
+    return read_status([workdir / "data" / "status.json", path]) or {}
+
+
+def readings(workdir: Path, runtime: Path, device_id: str) -> int:
+    return int(_status(workdir, runtime).get("devices", {}).get(device_id, {}).get("readings_accepted", 0))
+
+
+def run(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="sdcard-bench-", dir=args.dir))
+    costs: list[Cost] = []
+    try:
+        with devstack.mosquitto(workdir / "broker") as broker, \
+                devstack.platform_server(workdir / "platform", GATEWAY_ID) as platform, \
+                devstack.radar(workdir / "radar") as radar, \
+                fake_bluez_process(workdir / "bluez", "home") as bluez:
+            config = write_config(workdir, platform, broker, bluez, radar.link)
+            runtime = workdir / "run"
+            runtime.mkdir()
+            # /run is a tmpfs on a Pi (systemd's RuntimeDirectory): the status file costs the SD card nothing.
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(runtime)], check=True)
+            env = dict(os.environ, **bluez.env, RUNTIME_DIRECTORY=str(runtime))
+            with open(workdir / "daemon.log", "wb") as log:
+                daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(config)],
+                                          stdout=log, stderr=log, env=env)
+            try:
+                if not wait(lambda: _streaming(workdir, runtime), 60):
+                    raise SystemExit(f"the wearable never streamed: see {workdir / 'daemon.log'}")
+                # The meter's memory (a first visit) and the start-up writes are not a day's cost.
+                wait(lambda: readings(workdir, runtime, "meter") >= INITIAL_METER_RECORDS, 120)
+                time.sleep(70.0)  # uploaded, and marked delivered a minute after the uplink goes idle
+                with measured(daemon.pid, costs):
+                    time.sleep(args.baseline_s)
+                with measured(daemon.pid, costs):
+                    for n in range(2):
+                        bluez.command(cmd="measure", device="cuff", systolic=128 + n, diastolic=82, mean_arterial=97,
+                                      pulse_rate=70)
+                        bluez.command(cmd="add_record", device="meter", mmol_per_l=6.1 + n)
+                        wait(lambda n=n: readings(workdir, runtime, "cuff") > n
+                             and readings(workdir, runtime, "meter") > INITIAL_METER_RECORDS + n, 90)
+                        time.sleep(31.0)  # the BLE manager leaves a device alone for 30 s after a visit
+                    time.sleep(65.0)  # uploaded and marked delivered (the uplink marks a minute after going idle)
+                with measured(daemon.pid, costs):
+                    bluez.command(cmd="measure", device="oximeter", spo2=96, pulse_rate=64)  # it advertises
+                    wait(lambda: bluez.command(cmd="status")["devices"]["oximeter"]["connected"], 60)
+                    bluez.command(cmd="stream", device="oximeter", seconds=float(args.night_s), rate_hz=1.0)
+                    time.sleep(args.night_s)
+            finally:
+                devstack.stop_process(daemon)
+                subprocess.run(["umount", "-l", str(runtime)], check=False)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    baseline, spot, night = costs
+    spot_only, night_only = spot.minus(baseline), night.minus(baseline)
+    day = [("baseline (wearable 50 Hz, radar, status) x 24 h", baseline.scaled(86400)),
+           ("two blood pressures, two glucose readings", spot_only),
+           (f"a night of SpO2 x {NIGHT_H:g} h", night_only.scaled(NIGHT_H * 3600))]
+    for label, cost in (("baseline", baseline), ("spot phase", spot), ("night phase", night)):
+        print(f"measured {label}: {cost.seconds:.0f} s, {cost.bytes_written / 1024:.0f} KiB, {cost.fsyncs} fsyncs")
+    total_bytes = sum(cost.bytes_written for _, cost in day)
+    total_fsyncs = sum(cost.fsyncs for _, cost in day)
+    for label, cost in day:
+        print(f"  {label:>52}: {cost.bytes_written / 2**20:7.2f} MiB  {cost.fsyncs:6d} fsyncs")
+    print(f"  {'per day':>52}: {total_bytes / 2**20:7.2f} MiB  {total_fsyncs:6d} fsyncs "
+          f"(targets <= {TARGET_BYTES_PER_DAY / 2**20:.0f} MiB, <= {TARGET_FSYNCS_PER_DAY})")
+    return 0 if total_bytes <= TARGET_BYTES_PER_DAY and total_fsyncs <= TARGET_FSYNCS_PER_DAY else 1
+
+
+def _streaming(workdir: Path, runtime: Path) -> bool:
+    return bool(_status(workdir, runtime).get("devices", {}).get("microbit", {}).get("last_seen"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--baseline-s", type=float, default=120.0)
+    parser.add_argument("--night-s", type=float, default=120.0)
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where the daemon's data directory goes (the disk measured)")
+    parser.add_argument("--keep", action="store_true")
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
