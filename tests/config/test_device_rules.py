@@ -7,8 +7,11 @@ about the devices that were there before it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from drivers.catalogue import CATALOGUE, Binding, DeviceOption
 from gateway.config import ConfigError, parse_config, parse_config_mapping
 
 HEAD = """\
@@ -167,3 +170,26 @@ def test_a_fleet_document_gets_the_same_words_without_lines() -> None:
         "fleet: devices[0].resident: driver gsm-modem measures nobody; remove resident",
         "fleet: devices[1].bind_key: bind_key is for bthome-button devices; remove bind_key",
     ]
+
+
+# --- the rules follow the catalogue's rows ---------------------------------------------------------------
+
+
+def test_a_driver_whose_row_needs_a_key_is_refused_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    button = CATALOGUE["bthome-button"]
+    monkeypatch.setitem(CATALOGUE, "bthome-button", dataclasses.replace(button, binding=Binding(key=True)))
+    lines = entry("bthome-button")
+    assert problems(lines) == [
+        f"cfg.toml:{HEAD_LINES + 1}: devices[0].bind_key: driver bthome-button encrypts what it sends and needs "
+        "its key; set bind_key to the device's 32-hex-digit key"]
+    assert problems(entry("bthome-button", 'bind_key = "231d39c1d7cc1ab1aee224cd096db932"')) == []
+
+
+def test_an_option_refused_names_every_driver_that_takes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    wrist = CATALOGUE["microbit-accel"]
+    monkeypatch.setitem(CATALOGUE, "microbit-accel",
+                        dataclasses.replace(wrist, options=wrist.options | {DeviceOption.BIND_KEY}))
+    lines = entry("ble-bps", 'bind_key = "231d39c1d7cc1ab1aee224cd096db932"')
+    assert problems(lines) == [f"cfg.toml:{at(lines, 'bind_key')}: devices[0].bind_key: bind_key is for "
+                               "bthome-button or microbit-accel devices; remove bind_key"]
+    assert problems(entry("microbit-accel", 'bind_key = "231d39c1d7cc1ab1aee224cd096db932"')) == []
