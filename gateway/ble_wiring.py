@@ -1,12 +1,13 @@
 """Builds the BLE side of the hub from the configured BLE devices; the daemon runs :meth:`BleDevices.run`.
 
 Two tables map each BLE driver of the catalogue (drivers.catalogue) to the factory of the session
-that serves it: one for the devices the manager connects to, one for those it only hears advertise.
-Both are checked against the catalogue's rows when this module is imported. The sessions are built once, so
-the fleet can reach them (a glucose meter's ``resync``) and what they were asked outlives a restart
-of the manager; the manager, which owns the one scanner and every connection, is built afresh each
-time the supervisor starts it. Its adverts are also passed to :attr:`BleDevices.tap`, which the
-fleet's ``scan`` listens to instead of starting a second scanner (gateway.ble_scan says why).
+that serves it: one for the devices the manager connects to, one for those it only hears
+advertise; both are checked against the catalogue's rows when this module is imported. The
+sessions are built once, so the fleet can reach them (a glucose meter's ``resync``) and what they
+were asked outlives a restart of the manager; the manager, which owns the one scanner and every
+connection, is built afresh each time the supervisor starts it. Its adverts are also passed to
+:attr:`BleDevices.tap`, which the fleet's ``scan`` listens to instead of starting a second scanner
+(gateway.ble_scan says why).
 """
 
 from __future__ import annotations
