@@ -18,17 +18,22 @@ import tomlkit
 from drivers.ble.agent import PairingError, PairingRequest, PairingRequestKind
 from drivers.ble.agent import pair as pair_device
 from drivers.ble.policy import normalize_address
+from drivers.catalogue import CATALOGUE, Binding, DriverSpec
 from gateway.ble_scan import BleScanError, Sighting, Sightings, own_scanner
 from gateway.config.edit import array_of_tables, commit_edit, prepare_edit
 
 PROGRESS_EVERY_S = 1.0
 
 
+def _in_table_order(sightings: Sequence[Sighting]) -> list[Sighting]:
+    return sorted(sightings, key=lambda s: (not s.drivers, -s.rssi, s.address))
+
+
 def format_sightings(sightings: Sequence[Sighting], configured: Mapping[str, str]) -> str:
     """The table ``scan`` prints: health devices first, then by signal strength."""
     known = {normalize_address(address): device_id for address, device_id in configured.items()}
     rows = [("ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED AS")]
-    ordered = sorted(sightings, key=lambda s: (not s.drivers, -s.rssi, s.address))
+    ordered = _in_table_order(sightings)
     rows += [
         (s.address, s.name or "-", str(s.rssi), ",".join(s.drivers) or "-", known.get(s.address, "-")) for s in ordered
     ]
@@ -36,8 +41,30 @@ def format_sightings(sightings: Sequence[Sighting], configured: Mapping[str, str
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
+def _steps(binding: Binding, address: str) -> list[str]:
+    steps = [f"hold {binding.hold}"] if binding.hold else []
+    if binding.pairing:
+        steps.append(f"pair it (yiyang pair {address})")
+    if binding.key:
+        steps.append("put its 32-hex-digit key in bind_key of its [[devices]] entry")
+    return steps
+
+
+def binding_steps(sightings: Sequence[Sighting], specs: Mapping[str, DriverSpec] = CATALOGUE) -> list[str]:
+    """What to do before ``yiyang bind`` for each device heard whose driver needs more (its catalogue row's
+    binding): one line per device and driver, in the table's order."""
+    lines = []
+    for sighting in _in_table_order(sightings):
+        for driver in sighting.drivers:
+            steps = _steps(specs[driver].binding, sighting.address)
+            if steps:
+                lines.append(f"{sighting.address} as {driver}: {'; '.join(steps)}, then bind it")
+    return lines
+
+
 async def scan(duration_s: float, configured: dict[str, str], out: TextIO) -> int:
-    """Scan for ``duration_s`` seconds, printing progress, then a table of what advertises nearby.
+    """Scan for ``duration_s`` seconds, printing progress, then a table of what advertises nearby and
+    what to do before binding the devices that need more than ``yiyang bind``.
 
     ``configured`` maps the addresses already in the configuration to their device ids. A process of
     its own: its discovery session sits beside the daemon's, which it does not disturb.
@@ -56,6 +83,9 @@ async def scan(duration_s: float, configured: dict[str, str], out: TextIO) -> in
         print(str(exc), file=out)
         return 1
     print(format_sightings(seen.all(), configured), file=out)
+    steps = binding_steps(seen.all())
+    if steps:
+        print("\nBefore binding:", *(f"  {line}" for line in steps), sep="\n", file=out)
     return 0
 
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from drivers.ble import uuids
+from drivers.catalogue import Advertisement, advertised_drivers
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -32,17 +32,6 @@ if TYPE_CHECKING:
     from bleak.backends.scanner import AdvertisementData
 
 AdvertListener = Callable[["BLEDevice", "AdvertisementData"], None]
-
-# Advertised service UUID -> the driver that serves it (what to pass to bind_device).
-SERVICE_DRIVERS: dict[str, str] = {
-    uuids.BLOOD_PRESSURE_SERVICE: "ble-bps",
-    uuids.GLUCOSE_SERVICE: "ble-gls",
-    uuids.PULSE_OXIMETER_SERVICE: "ble-plx",
-    uuids.HEALTH_THERMOMETER_SERVICE: "ble-hts",
-    uuids.MICROBIT_ACCELEROMETER_SERVICE: "microbit-accel",
-    uuids.THINGY_MOTION_SERVICE: "thingy-motion",
-}
-SERVICE_DATA_DRIVERS: dict[str, str] = {uuids.BTHOME_SERVICE_DATA: "bthome-button"}
 
 
 class BleScanError(GatewayError):
@@ -57,11 +46,18 @@ class Sighting:
     drivers: tuple[str, ...]
 
 
-def drivers_for(service_uuids: Sequence[str], service_data_uuids: Sequence[str]) -> tuple[str, ...]:
-    """The gateway drivers an advertisement says the device speaks."""
-    found = [SERVICE_DRIVERS[u.lower()] for u in service_uuids if u.lower() in SERVICE_DRIVERS]
-    found += [SERVICE_DATA_DRIVERS[u.lower()] for u in service_data_uuids if u.lower() in SERVICE_DATA_DRIVERS]
-    return tuple(dict.fromkeys(found))
+def drivers_for(service_uuids: Sequence[str], service_data_uuids: Sequence[str], *, local_name: str | None = None,
+                manufacturer_data: Mapping[int, bytes] | None = None) -> tuple[str, ...]:
+    """The drivers an advertisement says can serve the device (what to pass to ``yiyang bind``).
+
+    The catalogue's advert matchers decide (drivers.catalogue); bleak's UUIDs may come in either case.
+    """
+    return advertised_drivers(Advertisement(
+        local_name=local_name,
+        service_uuids=frozenset(u.lower() for u in service_uuids),
+        service_data_uuids=frozenset(u.lower() for u in service_data_uuids),
+        manufacturer_data=dict(manufacturer_data or {}),
+    ))
 
 
 class Sightings:
@@ -72,11 +68,13 @@ class Sightings:
 
     def on_advert(self, device: BLEDevice, advert: AdvertisementData) -> None:
         address = device.address.upper()
+        name = advert.local_name or device.name
         self._seen[address] = Sighting(
             address=address,
-            name=advert.local_name or device.name,
+            name=name,
             rssi=advert.rssi,
-            drivers=drivers_for(advert.service_uuids, list(advert.service_data)),
+            drivers=drivers_for(advert.service_uuids, list(advert.service_data), local_name=name,
+                                manufacturer_data=advert.manufacturer_data),
         )
 
     def all(self) -> list[Sighting]:

@@ -1,16 +1,19 @@
 """Builds the BLE side of the hub from the configured BLE devices; the daemon runs :meth:`BleDevices.run`.
 
-A table maps each BLE driver name to the session that serves it. The sessions are built once, so
-the fleet can reach them (a glucose meter's ``resync``) and what they were asked outlives a restart
-of the manager; the manager, which owns the one scanner and every connection, is built afresh each
-time the supervisor starts it. Its adverts are also passed to :attr:`BleDevices.tap`, which the
-fleet's ``scan`` listens to instead of starting a second scanner (gateway.ble_scan says why).
+Two tables map each BLE driver of the catalogue (drivers.catalogue) to the factory of the session
+that serves it: one for the devices the manager connects to, one for those it only hears
+advertise; both are checked against the catalogue's rows when this module is imported. The
+sessions are built once, so the fleet can reach them (a glucose meter's ``resync``) and what they
+were asked outlives a restart of the manager; the manager, which owns the one scanner and every
+connection, is built afresh each time the supervisor starts it. Its adverts are also passed to
+:attr:`BleDevices.tap`, which the fleet's ``scan`` listens to instead of starting a second scanner
+(gateway.ble_scan says why).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -26,10 +29,11 @@ from drivers.ble.sessions import (
     Sinks,
 )
 from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, PLX_SPOT_CHECK_MEASUREMENT, TEMPERATURE_MEASUREMENT
+from drivers.catalogue import DriverSpec, Transport, check_served
 from drivers.clock import Clock
 from drivers.model import DeviceEvent, MotionBlock, Reading
 from gateway.ble_scan import AdvertTap
-from gateway.config import BleNotify, DeviceSettings, DriverName, Transport
+from gateway.config import BleNotify, DeviceSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +94,31 @@ def _thingy(device: DeviceSettings, c: _Context) -> ConnectedSession:
     return _motion(device, c, THINGY52)
 
 
-CONNECTED_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], ConnectedSession]] = {
-    DriverName.BLE_BPS: _bps,
-    DriverName.BLE_GLS: _gls,
-    DriverName.BLE_PLX: _plx,
-    DriverName.BLE_HTS: _hts,
-    DriverName.MICROBIT_ACCEL: _microbit,
-    DriverName.THINGY_MOTION: _thingy,
+def _bthome(device: DeviceSettings, c: _Context) -> AdvertSession:
+    return BTHomeButtonSession(_tag(device), c.sinks, bytes.fromhex(device.bind_key) if device.bind_key else None)
+
+
+def _connects(spec: DriverSpec) -> bool:
+    return spec.transport is Transport.BLE and not spec.advertisements_only
+
+
+def _listens(spec: DriverSpec) -> bool:
+    return spec.transport is Transport.BLE and spec.advertisements_only
+
+
+CONNECTED_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], ConnectedSession]] = {
+    "ble-bps": _bps,
+    "ble-gls": _gls,
+    "ble-plx": _plx,
+    "ble-hts": _hts,
+    "microbit-accel": _microbit,
+    "thingy-motion": _thingy,
 }
-ADVERT_SESSIONS: dict[DriverName, Callable[[DeviceSettings, _Context], AdvertSession]] = {
-    DriverName.BTHOME_BUTTON: lambda device, c: BTHomeButtonSession(
-        _tag(device), c.sinks, bytes.fromhex(device.bind_key) if device.bind_key else None),
+ADVERT_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], AdvertSession]] = {
+    "bthome-button": _bthome,
 }
+check_served("BLE connected-session factories (gateway.ble_wiring.CONNECTED_SESSIONS)", CONNECTED_SESSIONS, _connects)
+check_served("BLE advertisement-session factories (gateway.ble_wiring.ADVERT_SESSIONS)", ADVERT_SESSIONS, _listens)
 
 
 class BleDevices:
@@ -123,14 +140,10 @@ class BleDevices:
         """Sessions for the BLE devices among ``devices`` (others are ignored)."""
         sinks = Sinks(on_readings=on_readings, on_motion=on_motion, on_event=on_event)
         context = _Context(sinks, tz, cursor_get, cursor_set)
-        ble = [d for d in devices if d.transport is Transport.BLE]
-        unsupported = [d.id for d in ble if d.driver not in CONNECTED_SESSIONS and d.driver not in ADVERT_SESSIONS]
-        if unsupported:
-            raise ValueError(f"no BLE session for devices {', '.join(unsupported)}; update the gateway")
         self._clock = clock
         self._report_error = report_error
-        self._connected = [CONNECTED_SESSIONS[d.driver](d, context) for d in ble if d.driver in CONNECTED_SESSIONS]
-        self._advertised = [ADVERT_SESSIONS[d.driver](d, context) for d in ble if d.driver in ADVERT_SESSIONS]
+        self._connected = [CONNECTED_SESSIONS[d.driver](d, context) for d in devices if _connects(d.spec)]
+        self._advertised = [ADVERT_SESSIONS[d.driver](d, context) for d in devices if _listens(d.spec)]
         self.tap = AdvertTap()
         self._manager: BleManager | None = None
 

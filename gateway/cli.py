@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
+from drivers.catalogue import Transport, names
 from gateway import __version__, family_cli
 from gateway.broker_accounts import DEFAULT_ACL_FILE, DEFAULT_PASSWORD_FILE, parse_reload
 from gateway.broker_acl import acl_for_config
@@ -28,7 +29,6 @@ from gateway.config.access import ServiceUser, UnknownUserError
 from gateway.config.preflight import check_host
 from gateway.daemon import outbox_path, run_until_signalled, status_path
 from gateway.doctor import status_problems
-from gateway.driver_registry import ble_drivers, unsupported_drivers
 from gateway.errors import ConfigError, GatewayError
 from gateway.fleet.effective import check_effective, effective_source, read_local, start_from
 from gateway.fleet.report import effective_view
@@ -49,15 +49,7 @@ def _load(path: str) -> GatewayConfig:
 
 def _load_with_text(path: str) -> tuple[GatewayConfig, str]:
     text = read_config_text(path)
-    cfg = parse_config(text, path)
-    _refuse_unsupported_drivers(cfg, path)
-    return cfg, text
-
-
-def _refuse_unsupported_drivers(cfg: GatewayConfig, source: str) -> None:
-    problems = unsupported_drivers(cfg.devices)
-    if problems:
-        raise ConfigError(source, [f"{source}: {problem}" for problem in problems])
+    return parse_config(text, path), text
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -70,7 +62,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.log_level and cfg.gateway.log_level != local.config.gateway.log_level:
         ring = setup_logging(cfg.gateway.log_level)
     source = effective_source(args.config, fleet)
-    _refuse_unsupported_drivers(cfg, source)
     # The same checks as `config check`, as the user the daemon runs as: a missing or open secret or
     # a bad key stops it here with its key and line, not with a traceback from whichever part opens
     # the file first. An unusable data_dir does not: the daemon alerts without its disk.
@@ -100,7 +91,6 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         # What `run` would start with: the file and what the fleet applied (gateway.fleet.effective).
         effective = check_effective(local, args.file, user)
         cfg, notes = effective.config, effective.notes
-        _refuse_unsupported_drivers(cfg, effective.source)
     except ConfigError as exc:
         problems = list(exc.problems)
     else:
@@ -372,7 +362,7 @@ def _bluetooth_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     bind = sub.add_parser("bind", help="add or replace a BLE device in the configuration (comments kept)")
     bind.add_argument("--config", default=config_default)
     bind.add_argument("--id", required=True, help="device id, e.g. bp-bedroom")
-    bind.add_argument("--driver", required=True, choices=sorted(ble_drivers()))
+    bind.add_argument("--driver", required=True, choices=sorted(names(lambda spec: spec.transport is Transport.BLE)))
     bind.add_argument("--address", required=True, help="AA:BB:CC:DD:EE:FF")
     bind.add_argument("--resident", required=True, help="resident id the device measures")
     bind.set_defaults(func=cmd_ble_bind)

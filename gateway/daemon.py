@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from drivers.model import ReadingType
-from drivers.serial.gsm_modem import GsmModem
 from gateway import __version__
 from gateway.alerts.acks import ACK_MAX_BYTES, SNOOZE_MAX_BYTES
 from gateway.alerts.contacts import Roster
@@ -40,11 +39,13 @@ from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
 from gateway.driver_registry import (
-    NOTIFIER_DRIVERS,
     Measurable,
+    Notifier,
     Resyncable,
     SessionContext,
     ble_devices,
+    build_notifier,
+    notifier_device,
     serial_devices,
     start_device,
 )
@@ -278,7 +279,7 @@ class Daemon:
         """
         async with self._reload_lock:
             old = self.cfg
-            plan = plan_reload(old, new, notifier_drivers=NOTIFIER_DRIVERS)
+            plan = plan_reload(old, new)
             log.info("reloading configuration changes=%s", "; ".join(plan.describe()) or "none")
             secret = await self._secret_of(new) if plan.uplink else None
             settings = await self._link_settings(new) if plan.mqtt else None
@@ -329,7 +330,7 @@ class Daemon:
     async def check_health(self, old: GatewayConfig, new: GatewayConfig, *, grace_s: float, version: int,
                            broker_was_connected: bool) -> HealthResult:
         """After :meth:`reload` from ``old`` to ``new``: is the hub still well (gateway.fleet.health)?"""
-        plan = plan_reload(old, new, notifier_drivers=NOTIFIER_DRIVERS)
+        plan = plan_reload(old, new)
         uplink = self.uplink
         targets = HealthTargets(
             broker_connected=self.mqtt.connected, accept=self.outbox.accept, record_state=self.outbox.record_state,
@@ -505,16 +506,15 @@ class Daemon:
             encoder=FhirEncoder() if fhir else None,
         )
 
-    def _build_sms(self, cfg: GatewayConfig) -> tuple[GsmModem | None, SmsNotifier | None]:
+    def _build_sms(self, cfg: GatewayConfig) -> tuple[Notifier | None, SmsNotifier | None]:
         contacts = [contact for contact in _roster(cfg) if contact.phone]
-        device = next((d for d in cfg.devices if d.driver in NOTIFIER_DRIVERS), None)
+        device = notifier_device(cfg.devices)
         if device is None:
             if contacts:
                 log.warning("SMS is OFF: %d contact(s) with a phone configured but no gsm-modem device",
                             len(contacts))
             return None, None
-        self.board.register(device.id, device.driver)
-        modem = GsmModem(device_id=device.id, port=device.port, baudrate=device.baudrate or 115200)
+        modem = build_notifier(device, self.board)
         if not contacts:
             log.warning("gsm-modem %s configured but no [[contacts]] with a phone: nobody gets SMS", device.id)
         return modem, SmsNotifier(modem, contacts, _utc_now, tz=self.tz,

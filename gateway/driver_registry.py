@@ -1,21 +1,29 @@
-"""Which driver serves which ``driver = "..."`` name, and how a device session is started.
+"""How the gateway builds what serves each serial driver of the catalogue, and how a session is started.
 
-A table, not a ladder: adding a device type is one row here plus its driver.
+What a driver is lives in its catalogue row (drivers.catalogue); this module adds what needs the
+gateway: the factory that builds each serial driver's session, and the SMS modem's, from the
+device's validated settings and the hub's sinks. Both tables are keyed by the rows' names and
+checked against the catalogue when this module is imported. BLE sessions are built by
+gateway.ble_wiring, imported only when a BLE device is configured (bleak and bthome-ble cost a
+hub without BLE devices some 20 MB).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Protocol, runtime_checkable
 
+from drivers.catalogue import DriverSpec, Role, Transport, check_served
 from drivers.clock import Clock
+from drivers.serial.gsm_modem import DEFAULT_BAUDRATE as MODEM_BAUDRATE
+from drivers.serial.gsm_modem import GsmModem
 from drivers.serial.mr60fda1 import Mr60fda1Session
 from drivers.serial.onetouch import OneTouchSession
 from drivers.serial.suntech import SuntechNibpSession
-from gateway.config import DRIVER_TRANSPORT, DeviceSettings, Transport
+from gateway.config import DeviceSettings
 from gateway.hub import Hub
 from gateway.status import DeviceStatusBoard
 
@@ -24,6 +32,14 @@ log = logging.getLogger(__name__)
 
 class Session(Protocol):
     async def run(self) -> None: ...
+
+
+class Notifier(Protocol):
+    """A device that carries alerts out (the SMS modem): the daemon runs it, the SMS notifier sends with it."""
+
+    async def run(self) -> None: ...
+
+    async def send_sms(self, number: str, text: str) -> object: ...
 
 
 @runtime_checkable
@@ -80,47 +96,51 @@ def _suntech_nibp(device: DeviceSettings, ctx: SessionContext) -> Session:
                               schedule_s=device.measure_every_min * 60 or None, **kwargs)
 
 
-SESSIONS: dict[str, SessionFactory] = {
+def _gsm_modem(device: DeviceSettings) -> Notifier:
+    return GsmModem(device_id=device.id, port=device.port, baudrate=device.baudrate or MODEM_BAUDRATE)
+
+
+def _has_own_session(spec: DriverSpec) -> bool:
+    # A serial device other than the notifier gets a session of its own; BLE devices share one manager.
+    return spec.transport is Transport.SERIAL and spec.role is not Role.NOTIFIES
+
+
+def _notifies(spec: DriverSpec) -> bool:
+    return spec.role is Role.NOTIFIES
+
+
+SERIAL_SESSIONS: Mapping[str, SessionFactory] = {
     "onetouch-ultra2": _onetouch,
     "mr60fda1": _mr60fda1,
     "suntech-nibp": _suntech_nibp,
 }
-
-
-def ble_drivers() -> frozenset[str]:
-    """Every BLE driver is served by the one BLE manager (gateway.ble_wiring, imported only when a BLE
-    device is configured: bleak and bthome-ble cost a hub without BLE devices some 20 MB)."""
-    return frozenset(name for name, transport in DRIVER_TRANSPORT.items() if transport is Transport.BLE)
-
-
-NOTIFIER_DRIVERS = frozenset({"gsm-modem"})
-"""Devices that carry alerts out rather than measure: the daemon builds them itself."""
-
-
-def available_drivers() -> frozenset[str]:
-    return frozenset(SESSIONS) | ble_drivers() | NOTIFIER_DRIVERS
-
-
-def unsupported_drivers(devices: tuple[DeviceSettings, ...]) -> list[str]:
-    """Problems for devices whose driver this build cannot run (checked before the daemon starts)."""
-    available = available_drivers()
-    return [
-        f"devices[{i}].driver: {d.driver!r} is not available in this gateway build "
-        f"(available: {', '.join(sorted(available))}); remove the device or update the gateway"
-        for i, d in enumerate(devices) if d.driver not in available
-    ]
+NOTIFIERS: Mapping[str, Callable[[DeviceSettings], Notifier]] = {
+    "gsm-modem": _gsm_modem,
+}
+check_served("serial session factories (gateway.driver_registry.SERIAL_SESSIONS)", SERIAL_SESSIONS, _has_own_session)
+check_served("notifier factories (gateway.driver_registry.NOTIFIERS)", NOTIFIERS, _notifies)
 
 
 def serial_devices(devices: tuple[DeviceSettings, ...]) -> list[DeviceSettings]:
     """Devices with a session of their own (serial); BLE devices share one manager."""
-    return [d for d in devices if d.driver in SESSIONS]
+    return [d for d in devices if _has_own_session(d.spec)]
 
 
 def ble_devices(devices: tuple[DeviceSettings, ...]) -> list[DeviceSettings]:
     return [d for d in devices if d.transport is Transport.BLE]
 
 
+def notifier_device(devices: tuple[DeviceSettings, ...]) -> DeviceSettings | None:
+    """The device that carries alerts out (the configuration allows one)."""
+    return next((d for d in devices if _notifies(d.spec)), None)
+
+
 def start_device(device: DeviceSettings, ctx: SessionContext, board: DeviceStatusBoard) -> Session:
     board.register(device.id, device.driver)
     log.info("device session starting device=%s driver=%s", device.id, device.driver)
-    return SESSIONS[device.driver](device, ctx)
+    return SERIAL_SESSIONS[device.driver](device, ctx)
+
+
+def build_notifier(device: DeviceSettings, board: DeviceStatusBoard) -> Notifier:
+    board.register(device.id, device.driver)
+    return NOTIFIERS[device.driver](device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.catalogue import Role
 from gateway.config import DeviceSettings, GatewayConfig, Transport
 
 
@@ -65,17 +66,20 @@ class ReloadPlan:
         return parts
 
 
-def _serial(devices: tuple[DeviceSettings, ...], notifier: frozenset[str]) -> dict[str, DeviceSettings]:
-    return {d.id: d for d in devices if d.transport is Transport.SERIAL and d.driver not in notifier}
+def _serial(devices: tuple[DeviceSettings, ...]) -> dict[str, DeviceSettings]:
+    return {d.id: d for d in devices if d.transport is Transport.SERIAL and d.spec.role is not Role.NOTIFIES}
 
 
-def plan_reload(old: GatewayConfig, new: GatewayConfig, *, notifier_drivers: frozenset[str]) -> ReloadPlan:
+def _modem(devices: tuple[DeviceSettings, ...]) -> list[DeviceSettings]:
+    return [d for d in devices if d.spec.role is Role.NOTIFIES]
+
+
+def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
     """What must be restarted or re-set to go from ``old`` to ``new`` (both validated)."""
-    old_serial, new_serial = _serial(old.devices, notifier_drivers), _serial(new.devices, notifier_drivers)
+    old_serial, new_serial = _serial(old.devices), _serial(new.devices)
     old_ble = [d for d in old.devices if d.transport is Transport.BLE]
     new_ble = [d for d in new.devices if d.transport is Transport.BLE]
-    old_modem = [d for d in old.devices if d.driver in notifier_drivers]
-    new_modem = [d for d in new.devices if d.driver in notifier_drivers]
+    old_modem, new_modem = _modem(old.devices), _modem(new.devices)
     residents_changed = old.residents != new.residents
     return ReloadPlan(
         serial_added=tuple(sorted(new_serial.keys() - old_serial.keys())),

@@ -12,10 +12,10 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from drivers.catalogue import Transport
 from gateway.config.locate import KeyPath, Locator
 from gateway.config.nesting import nesting_limit
 from gateway.config.schema import (
-    DRIVER_TRANSPORT,
     BleNotify,
     ClockSync,
     DetectSettings,
@@ -30,7 +30,6 @@ from gateway.config.schema import (
     ResidentSettings,
     StorageSettings,
     Thresholds,
-    Transport,
     UplinkProfile,
 )
 from gateway.config.toml_bounds import MAX_CONFIG_BYTES, size_problem, text_problem
@@ -38,7 +37,6 @@ from gateway.config.validate import format_path, format_problem, problem_line, v
 from gateway.errors import ConfigError
 
 __all__ = [
-    "DRIVER_TRANSPORT",
     "BleNotify",
     "ClockSync",
     "ConfigError",

@@ -17,13 +17,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from gateway.alerts.model import AlertKind, Message, Severity
-from gateway.config.schema import FALL_PROTECTION_DRIVERS, DeviceSettings
+from gateway.config.schema import DeviceSettings
 
 log = logging.getLogger(__name__)
-
-FALL_PROTECTION_SILENT_AFTER_MIN = 15.0
-"""Default for wearables and radars: Nightscout warns after 15 min without data. These devices
-report every few seconds, so 15 min is far beyond any BLE reconnect or radar restart."""
 
 
 class Audience(StrEnum):
@@ -55,15 +51,14 @@ class WatchedDevice:
 
 
 def watched_device(settings: DeviceSettings) -> WatchedDevice | None:
-    """What the configuration expects of a device, driver defaults applied; None when nothing."""
-    silent_after = settings.silent_after_min or None
-    fall_protection = settings.driver in FALL_PROTECTION_DRIVERS
-    if silent_after is None and fall_protection:
-        silent_after = FALL_PROTECTION_SILENT_AFTER_MIN
+    """What the configuration expects of a device, its driver's defaults (the catalogue's) applied; None when
+    nothing."""
+    spec = settings.spec
+    silent_after = settings.silent_after_min or spec.silent_after_min
     expect_every = settings.expect_reading_every_h or None
     if silent_after is None and expect_every is None:
         return None
-    return WatchedDevice(settings.id, settings.resident, expect_every, silent_after, fall_protection)
+    return WatchedDevice(settings.id, settings.resident, expect_every, silent_after, spec.fall_protection)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.model import ReadingType
-from gateway.config.schema import DeviceSettings, DriverName
+from gateway.config.schema import DeviceSettings
 from gateway.topics import STATUS, alert_summary_topic, reading_topic
 
 MANUFACTURER = "Yiyang"
@@ -58,16 +58,6 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("temperature", ReadingType.BODY_TEMPERATURE, "value", "体温 Temperature", "°C", "temperature", 1),
 )
 
-DRIVER_READINGS: Mapping[DriverName, frozenset[ReadingType]] = {
-    DriverName.ONETOUCH_ULTRA2: frozenset({ReadingType.BLOOD_GLUCOSE}),
-    DriverName.SUNTECH_NIBP: frozenset({ReadingType.BLOOD_PRESSURE}),
-    DriverName.BLE_BPS: frozenset({ReadingType.BLOOD_PRESSURE}),
-    DriverName.BLE_GLS: frozenset({ReadingType.BLOOD_GLUCOSE}),
-    DriverName.BLE_PLX: frozenset({ReadingType.SPO2}),
-    DriverName.BLE_HTS: frozenset({ReadingType.BODY_TEMPERATURE}),
-}
-"""What each measuring driver's readings are (the others measure nothing Home Assistant shows)."""
-
 _NOT_AN_ID_CHAR = re.compile(r"[^A-Za-z0-9_-]")
 """Home Assistant's discovery topic takes node and object ids of these characters only."""
 
@@ -91,11 +81,12 @@ def topic_id(resident_id: str) -> str:
 
 def readings_by_resident(residents: Iterable[str],
                          devices: Iterable[DeviceSettings]) -> dict[str, frozenset[ReadingType]]:
-    """Each resident and the kinds of reading its configured devices take (empty: none of them)."""
+    """Each resident and the kinds of reading its configured devices take (the catalogue says which; empty:
+    none of them)."""
     kinds: dict[str, set[ReadingType]] = {resident: set() for resident in residents}
     for device in devices:
         if device.resident in kinds:
-            kinds[device.resident] |= DRIVER_READINGS.get(device.driver, frozenset())
+            kinds[device.resident] |= device.spec.readings
     return {resident: frozenset(found) for resident, found in kinds.items()}
 
 

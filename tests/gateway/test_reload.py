@@ -17,7 +17,6 @@ from gatewayproc import platform_records
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.daemon import Daemon
-from gateway.driver_registry import NOTIFIER_DRIVERS
 from gateway.reload import ReloadPlan, plan_reload
 
 BASE = """
@@ -63,7 +62,7 @@ def meter(device_id: str, link: Path, poll: float = 0.5) -> str:
 
 
 def plan(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
-    return plan_reload(old, new, notifier_drivers=NOTIFIER_DRIVERS)
+    return plan_reload(old, new)
 
 
 def test_the_plan_names_only_what_changed(tmp_path: Path) -> None:

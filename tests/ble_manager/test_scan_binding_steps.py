@@ -1,0 +1,57 @@
+"""``yiyang scan`` says what to do before binding a device, from its driver's catalogue row."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+from fake_bluez import FakeBluez
+from fake_bluez.devices import BloodPressureCuff
+
+from drivers.catalogue import CATALOGUE, AdvertMatcher, Binding, DeviceOption, DriverSpec, Role, Transport
+from drivers.model import ReadingType
+from gateway.ble_cli import binding_steps, scan
+from gateway.ble_scan import Sighting
+
+
+def test_the_scan_says_what_to_do_before_binding_a_device_that_needs_it() -> None:
+    cuff = DriverSpec(name="omron-bp", transport=Transport.BLE, role=Role.MEASURES,
+                      readings=frozenset({ReadingType.BLOOD_PRESSURE}),
+                      advertises=(AdvertMatcher(local_name="BLESmart_*"),),
+                      binding=Binding(pairing=True, hold="the Bluetooth button until -P- blinks"))
+    keyed = DriverSpec(name="keyed-button", transport=Transport.BLE, role=Role.SIGNALS, advertisements_only=True,
+                       options=frozenset({DeviceOption.BIND_KEY}), binding=Binding(key=True),
+                       advertises=(AdvertMatcher(service_data_uuid="0000fe95-0000-1000-8000-00805f9b34fb"),))
+    specs = {**CATALOGUE, cuff.name: cuff, keyed.name: keyed}
+    sightings = [Sighting("C4:7C:8D:6A:11:02", "BLESmart_0000", -70, ("ble-bps", "omron-bp")),
+                 Sighting("A4:C1:38:00:00:01", None, -55, ("keyed-button",)),
+                 Sighting("A4:C1:38:00:00:02", None, -50, ("bthome-button",))]
+    assert binding_steps(sightings, specs) == [
+        "A4:C1:38:00:00:01 as keyed-button: put its 32-hex-digit key in bind_key of its [[devices]] entry, then "
+        "bind it",
+        "C4:7C:8D:6A:11:02 as omron-bp: hold the Bluetooth button until -P- blinks; pair it (yiyang pair "
+        "C4:7C:8D:6A:11:02), then bind it",
+    ]
+
+
+def test_the_drivers_of_today_need_nothing_before_binding() -> None:
+    sightings = [Sighting(f"C4:7C:8D:6A:11:{i:02X}", None, -60, (name,)) for i, name in enumerate(CATALOGUE)]
+    assert binding_steps(sightings) == []
+
+
+async def test_a_scan_through_bleak_prints_the_steps_after_the_table(fake_bluez: FakeBluez,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cuffs = CATALOGUE["ble-bps"]
+    monkeypatch.setitem(CATALOGUE, "ble-bps", dataclasses.replace(cuffs, binding=Binding(pairing=True)))
+    cuff = BloodPressureCuff()
+    fake_bluez.add(cuff)
+    cuff.start_advertising()
+    out = io.StringIO()
+
+    assert await scan(1.0, {}, out) == 0
+
+    lines = out.getvalue().splitlines()
+    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED", "AS"]
+    assert lines[3:] == ["", "Before binding:",
+                         f"  {cuff.address} as ble-bps: pair it (yiyang pair {cuff.address}), then bind it"]
