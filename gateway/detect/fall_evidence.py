@@ -7,7 +7,8 @@ Stages, all in seconds so any rate from 25 to 200 Hz works:
    ``peak_half_window_s`` either side;
 3. once its post-impact window has arrived (1.4 s), the ``IMPACT`` evidence is measured: peak |a|,
    the free-fall minimum, the descent std and speed in the second before, the trunk's direction
-   before and after; a peak >= ``candidate_g`` is handed on to be judged as a hard fall;
+   before and after, how fast it turned; a peak >= ``candidate_g`` is handed on to be judged as a
+   hard fall;
 4. once the wearer's upright has been learnt, a candidate after which the trunk is tilted >=
    ``screen_deg`` from it is followed up: once the lying window has arrived (3.5 s), the
    ``LOW_ENERGY`` evidence says where the trunk came to rest.
@@ -66,6 +67,10 @@ class FallEvidence:
     """Trunk's angle from the upright after the event: ~90 lying, ~20-40 sitting."""
     stillness_g: float
     """Std of |a| after the event: low when the person lies still."""
+    turn_rate_dps: float
+    """Fastest turn of the acceleration's direction (smoothed to ~3 Hz) from 3 s before the peak to 1 s
+    after it, in degrees per second: a body toppling under gravity and losing its support at once
+    turns it at 400-1500; lying down or sitting back on purpose, under control, at 100-350."""
     upright_learnt: bool
     """Whether the tilts are from an upright learnt from walking (else from the direction before)."""
 
@@ -80,7 +85,7 @@ class FallEvidence:
 
 
 FEATURE_NAMES = frozenset({"peak_g", "descent_g", "descent_speed_mps", "variability_g", "posture_change_deg",
-                           "tilt_before_deg", "tilt_after_deg", "tilt_gain_deg", "stillness_g"})
+                           "tilt_before_deg", "tilt_after_deg", "tilt_gain_deg", "stillness_g", "turn_rate_dps"})
 """Evidence a model may read."""
 
 
@@ -115,8 +120,11 @@ class FallCandidates:
             FallKind.IMPACT: (samples(params.post_window_s[0]), max(samples(params.post_window_s[1]), 1)),
             FallKind.LOW_ENERGY: (samples(params.lying_window_s[0]), max(samples(params.lying_window_s[1]), 1)),
         }
-        self._need_after = {kind: max(window[1], self._peak_half) for kind, window in self._after_s.items()}
-        self._need_before = max(-self._pre[0], -self._before[0], self._free_fall_len, self._var_half) + self._peak_half
+        self._turn = TurnRate(rate, params)
+        self._need_after = {kind: max(window[1], self._peak_half, self._turn.after) for kind, window
+                            in self._after_s.items()}
+        self._need_before = max(-self._pre[0], -self._before[0], self._free_fall_len, self._var_half,
+                                self._turn.before) + self._peak_half
         self._max_gap_s = params.max_gap_s
         self._upright = UprightLearner(rate, None if upright is None else np.asarray(upright, dtype=np.float64))
         self._index = 0
@@ -297,8 +305,50 @@ class FallCandidates:
             tilt_before_deg=self._tilt_before(at, upright) if upright is not None else 0.0,
             tilt_after_deg=angle_deg(reference, after) if reference is not None else 0.0,
             stillness_g=float(mag[self._after(at, kind)].std()),
+            turn_rate_dps=self._turn.peak(self._acc, at, seg),
             upright_learnt=upright is not None,
         )
+
+
+class TurnRate:
+    """How fast the trunk's acceleration direction turned around a peak: the fall's loss of control.
+
+    A voluntary lie-down or sit-back accelerates the trunk and brakes it again (100-350 degrees per
+    second at its fastest on SisFall); a faint or a fall topples under gravity until the impact stops
+    it, and the support giving way swings the acceleration's direction as well (400-1500). Measured
+    from the smoothed acceleration (no gyroscope), resampled to a common ~25 Hz grid anchored at the
+    peak and smoothed to ~3 Hz, so that every rate measures the same thing; only the few seconds around
+    a candidate are computed.
+    """
+
+    GRID_HZ = 25.0
+    CUTOFF_HZ = 3.0
+    SPAN_S = 0.6
+
+    def __init__(self, sample_rate_hz: float, params: FallParams) -> None:
+        self._step = max(1, round(sample_rate_hz / self.GRID_HZ))
+        grid_hz = sample_rate_hz / self._step
+        self._taps = lowpass_taps(self.CUTOFF_HZ, grid_hz, self.SPAN_S)
+        half = (len(self._taps) - 1) // 2
+        self._first = math.ceil(params.turn_window_s[0] * grid_hz) + half   # grid points before the peak
+        self._last = math.ceil(params.turn_window_s[1] * grid_hz) + half     # ... and after it
+        self._seconds_per_step = self._step / sample_rate_hz
+        self.before = self._first * self._step
+        """Samples before the peak the measurement reads."""
+        self.after = self._last * self._step
+        """Samples after the peak the measurement reads."""
+
+    def peak(self, acc: FloatArray, at: int, seg: int) -> float:
+        """Largest turn rate in degrees per second around buffer position ``at`` (within the segment)."""
+        first = min(self._first, (at - seg) // self._step)
+        grid = acc[at - first * self._step : at + self._last * self._step + 1 : self._step]
+        if grid.shape[0] < len(self._taps) + 1:
+            return 0.0
+        smooth = frames(grid, len(self._taps)) @ self._taps
+        norm = np.linalg.norm(smooth, axis=1)
+        cos = np.einsum("ij,ij->i", smooth[1:], smooth[:-1]) / np.maximum(norm[1:] * norm[:-1], 1e-12)
+        # The largest angle between consecutive grid points is the one with the smallest cosine.
+        return float(np.degrees(np.arccos(np.clip(cos.min(), -1.0, 1.0)))) / self._seconds_per_step
 
 
 def as_block(samples: npt.ArrayLike) -> FloatArray:

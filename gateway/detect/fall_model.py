@@ -118,6 +118,9 @@ class FallParams:
     before_window_s: tuple[float, float] = (-5.0, -1.0)
     """The trunk's posture before the event is its most upright second in this window: a slow slump
     from a chair starts well before its impact, and someone turning over in bed was lying throughout."""
+    turn_window_s: tuple[float, float] = (3.0, 1.0)
+    """``turn_rate_dps`` is the fastest turn from this long before the peak to this long after it: the
+    descent (a slow slump can start seconds before the topple) and the landing."""
     post_window_s: tuple[float, float] = (0.5, 1.4)
     """Window after the impact for the hard-fall posture and stillness; its end is the decision delay."""
     lying_window_s: tuple[float, float] = (1.5, 3.5)
@@ -147,6 +150,9 @@ class FallParams:
             window = getattr(self, name)
             if not window[0] < window[1] <= 0.0:
                 raise ValueError(f"FallParams.{name} must be an increasing window before 0: {window}")
+        if not (min(self.turn_window_s) >= 0.0 and sum(self.turn_window_s) > 0.0):
+            raise ValueError(f"FallParams.turn_window_s must be (seconds before, seconds after) the peak, "
+                             f"not negative: {self.turn_window_s}")
         for name in ("post_window_s", "lying_window_s"):
             window = getattr(self, name)
             if not 0.0 <= window[0] < window[1]:
