@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from gateway.detect.fall_model import DEFAULT_PARAMS, FallKind, FallParams
 from gateway.detect.features import FloatArray, angle_deg, frames, lowpass_taps
-from gateway.detect.posture import UprightLearner
+from gateway.detect.posture import LearntUpright, UprightLearner
 
 MIN_RATE_HZ = 25.0
 MAX_RATE_HZ = 200.0
@@ -72,7 +72,11 @@ class FallEvidence:
     after it, in degrees per second: a body toppling under gravity and losing its support at once
     turns it at 400-1500; lying down or sitting back on purpose, under control, at 100-350."""
     upright_learnt: bool
-    """Whether the tilts are from an upright learnt from walking (else from the direction before)."""
+    """Whether the tilts are from the wearer's upright (learnt from walking, or restored from before a
+    restart) rather than from the trunk's direction before the event."""
+    upright_confirmed: bool
+    """Whether walking has confirmed that upright since the detector started: False for a restored one the
+    wearer has not walked with yet (the wearable may have been clipped on differently meanwhile)."""
 
     @property
     def tilt_gain_deg(self) -> float:
@@ -96,7 +100,7 @@ class FallCandidates:
     """
 
     def __init__(self, sample_rate_hz: float, params: FallParams = DEFAULT_PARAMS,
-                 upright: npt.ArrayLike | None = None) -> None:
+                 upright: npt.ArrayLike | LearntUpright | None = None) -> None:
         if not MIN_RATE_HZ <= sample_rate_hz <= MAX_RATE_HZ:
             raise ValueError(
                 f"sample_rate_hz must be between {MIN_RATE_HZ:g} and {MAX_RATE_HZ:g} Hz, got {sample_rate_hz!r}; "
@@ -126,7 +130,8 @@ class FallCandidates:
         self._need_before = max(-self._pre[0], -self._before[0], self._free_fall_len, self._var_half,
                                 self._turn.before) + self._peak_half
         self._max_gap_s = params.max_gap_s
-        self._upright = UprightLearner(rate, None if upright is None else np.asarray(upright, dtype=np.float64))
+        known = upright if upright is None or isinstance(upright, LearntUpright) else np.asarray(upright, np.float64)
+        self._upright = UprightLearner(rate, known)
         self._index = 0
         self._next_eval = 0
         self._seg_start = 0
@@ -144,6 +149,11 @@ class FallCandidates:
     def upright(self) -> FloatArray | None:
         """The wearer's upright as learnt so far (unit vector, sensor frame), or None."""
         return self._upright.upright
+
+    @property
+    def learnt_upright(self) -> LearntUpright | None:
+        """The wearer's upright with the walking behind it (what to keep across a restart), or None."""
+        return self._upright.learnt
 
     def reset(self) -> None:
         """End the current window: the next sample starts fresh (after a gap or a reconnect)."""
@@ -247,12 +257,13 @@ class FallCandidates:
         found.sort(key=lambda e: (e.decided_index, e.impact_index))
         return found
 
-    def _directions(self, at: int) -> tuple[FloatArray | None, FloatArray | None]:
-        """The upright learnt before the event and the trunk's direction just before it (None: unknown)."""
+    def _directions(self, at: int) -> tuple[FloatArray | None, bool, FloatArray | None]:
+        """The upright learnt before the event, whether walking had confirmed it, and the trunk's direction
+        just before the event (None: unknown)."""
         seg = max(0, self._seg_start - self._buf_start)
         pre = self._acc[max(seg, at + self._pre[0]) : max(seg, at + self._pre[1])]
-        upright = self._upright.upright_at(at + self._buf_start + self._before[0])
-        return upright, (pre.mean(axis=0) if pre.size else None)
+        upright, confirmed = self._upright.state_at(at + self._buf_start + self._before[0])
+        return upright, confirmed, (pre.mean(axis=0) if pre.size else None)
 
     def _after(self, at: int, kind: FallKind) -> slice:
         start, end = self._after_s[kind]
@@ -286,7 +297,7 @@ class FallCandidates:
         free_fall_min = float(before.min()) if before.size else None
         if free_fall_min is not None and free_fall_min >= self.params.free_fall_g:
             free_fall_min = None
-        upright, pre = self._directions(at)
+        upright, confirmed, pre = self._directions(at)
         reference = upright if upright is not None else pre
         after = self._acc[self._after(at, kind)].mean(axis=0)
         pre_mag = mag[max(seg, at + self._pre[0]) : max(seg, at + self._pre[1])]
@@ -307,6 +318,7 @@ class FallCandidates:
             stillness_g=float(mag[self._after(at, kind)].std()),
             turn_rate_dps=self._turn.peak(self._acc, at, seg),
             upright_learnt=upright is not None,
+            upright_confirmed=upright is not None and confirmed,
         )
 
 

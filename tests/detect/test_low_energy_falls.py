@@ -13,6 +13,7 @@ from synthetic import DAILY_ACTIVITIES, LOW_ENERGY_FALLS, UPRIGHT, rotation, sce
 from gateway.detect.fall_evidence import FallCandidates
 from gateway.detect.fall_model import DEFAULT_PARAMS, FallKind, FallParams, LogisticModel
 from gateway.detect.falls import FallDetection, FallDetector
+from gateway.detect.posture import LearntUpright
 
 RATES = (25.0, 50.0, 100.0, 200.0)
 LOW_ENERGY_ONLY = FallParams(candidate_g=2.6)
@@ -108,6 +109,44 @@ def test_without_a_learnt_upright_only_hard_falls_are_judged() -> None:
     assert FallDetector(rate, LOW_ENERGY_ONLY).process(no_walk) == []
     [detection] = FallDetector(rate, LOW_ENERGY_ONLY, upright=UPRIGHT).process(no_walk)
     assert detection.kind is FallKind.LOW_ENERGY
+
+
+def test_an_upright_restored_after_a_restart_judges_a_soft_fall_before_any_walk() -> None:
+    rate = 50.0
+    no_walk = scenario("slump_from_chair", rate).samples[round(16.0 * rate) :]   # from the end of the walk
+    restored = LearntUpright(UPRIGHT, windows=40, confirmed=False)
+
+    [detection] = FallDetector(rate, LOW_ENERGY_ONLY, upright=restored).process(no_walk)
+
+    assert detection.kind is FallKind.LOW_ENERGY
+    assert detection.evidence.upright_learnt
+    assert not detection.evidence.upright_confirmed
+
+
+@pytest.mark.parametrize("turn", [(1.0, 0.0, 0.0, 180.0), (0.0, 0.0, 1.0, 90.0)])
+def test_a_restored_upright_from_another_mounting_never_stops_a_hard_fall(
+        turn: tuple[float, float, float, float]) -> None:
+    """Clipped on upside down while the hub was down: by the old upright the wearer is 'lying' all along,
+    which would gate every fall out. Until walking confirms it, the hard-fall path does not listen."""
+    rate = 50.0
+    r = rotation(turn[:3], turn[3])
+    fall = scenario("forward_fall", rate)
+    stale = LearntUpright(UPRIGHT, windows=40, confirmed=False)
+
+    [detection] = FallDetector(rate, upright=stale).process(fall.samples @ r.T)
+
+    assert detection.kind is FallKind.IMPACT
+    assert detection.evidence.tilt_before_deg >= 60.0   # "lying before", by the stale upright
+    assert abs(detection.impact_index - fall.impact_index) <= 2
+
+
+def test_a_confirmed_upright_still_keeps_turning_over_in_bed_out() -> None:
+    """The exemption is for unconfirmed uprights only: the same signal with a confirmed one is gated."""
+    rate = 50.0
+    r = rotation((1.0, 0.0, 0.0), 180.0)
+    samples = scenario("forward_fall", rate).samples @ r.T
+
+    assert FallDetector(rate, upright=UPRIGHT).process(samples) == []
 
 
 @pytest.mark.parametrize("turn", [(1.0, 0.0, 0.0, 180.0), (0.0, 0.0, 1.0, 180.0), (0.3, 1.0, -0.5, 123.0)])
