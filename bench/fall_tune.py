@@ -2,7 +2,7 @@
 
     python bench/fall_tune.py --data /path/to/sisfall_dev_acc.npz [--rates 50 200]
 
-Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 6 + 2
+Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 5 + 2
 numbers. The windows and gates in ``gateway.detect.fall_model.FallParams`` are physically motivated
 and fixed. Candidates from every rate in ``--rates`` are pooled so one model serves all wearables.
 
@@ -58,6 +58,24 @@ L2_PENALTY = 1.0
 """Ridge on the standardised weights: with ~1000 positives it barely matters, it only keeps the
 Newton steps finite when the classes are almost separable."""
 WALKING_TRIAL = "D01"
+FEATURE_SCALES = {"peak_g": 1.0, "descent_g": 0.1, "descent_speed_mps": 1.0, "variability_g": 0.1,
+                  "posture_change_deg": 90.0, "tilt_before_deg": 90.0, "tilt_after_deg": 90.0, "tilt_gain_deg": 90.0,
+                  "stillness_g": 0.1, "turn_rate_dps": 360.0}
+"""The typical unit each feature is divided by before a model weighs it (as in the shipped models)."""
+
+
+def with_low_energy_features(base: FallParams, features: Sequence[str] | None) -> FallParams:
+    """``base`` with a low-energy model reading ``features`` instead, its weights left to fitting: the
+    ablations in docs/falls.md (``--low-energy-features variability_g tilt_gain_deg tilt_after_deg`` is
+    the first round's evidence)."""
+    if not features:
+        return base
+    unknown = sorted(set(features) - FEATURE_SCALES.keys())
+    if unknown:
+        raise SystemExit(f"--low-energy-features: {unknown} not measured; choose from {sorted(FEATURE_SCALES)}")
+    zeros = tuple(0.0 for _ in features)
+    return replace(base, low_energy=LogisticModel(tuple(features), tuple(FEATURE_SCALES[f] for f in features), zeros,
+                                                  0.0, 0.5))
 
 
 @dataclass(frozen=True)
@@ -366,9 +384,11 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[50.0, 200.0])
     parser.add_argument("--fa-budget", type=float, default=FALSE_ALARM_BUDGET_PER_H,
                         help="false alarms per ADL hour the threshold rule may spend in its inner cross-validation")
+    parser.add_argument("--low-energy-features", nargs="+", help="fit a low-energy model reading these instead")
     args = parser.parse_args()
-    trials, tables, _ = load(args.data, args.rates)
-    final = fit_all(trials, tables, budget_per_h=args.fa_budget)
+    base = with_low_energy_features(DEFAULT_PARAMS, args.low_energy_features)
+    trials, tables, _ = load(args.data, args.rates, base)
+    final = fit_all(trials, tables, base, budget_per_h=args.fa_budget)
     print(f"fitted on all subjects at {args.rates} Hz, paste into gateway/detect/fall_model.py:")
     for kind in KINDS:
         model = final.model(kind)

@@ -11,16 +11,19 @@ Two kinds of fall, two decisions:
   descent before it) and the trunk having turned towards lying (posture change).
 - ``LOW_ENERGY``: a fall with little impact (fainting from a chair, slumping while getting up or
   sitting down, sliding down a table), judged 3.5 s after its largest |a| on where the trunk ended
-  (far from the wearer's upright, much further than it started) and on how it got there: out of
-  control (a disturbed moment, the support giving way in the second before, a fast topple). Lying
-  down on a bed ends in the same place, under control: the trunk is braked, the hips stay on the bed.
+  (far from the wearer's upright, much further than it started) and on how it got there: a
+  disturbed moment, after the support gave way in the second before. Lying down on a bed ends in the
+  same place, but the hips stay on the bed.
 
-Post-fall stillness and the descent speed are reported as evidence but are deliberately not model
-inputs. On SisFall stillness would buy a few falls, because the actors lay still after falling and
-moved after lying down on purpose; it would lower the confidence exactly for the elder who struggles
-on the floor. The descent speed from |a| added nothing once the tilt was known (its weight came out
-near zero and it did not move the cross-validated figures), and its calibration depends on each
-sensor's offset (up to 0.15 g on the ADXL345).
+Post-fall stillness, the descent speed and the turn rate are reported as evidence but are
+deliberately not model inputs. On SisFall stillness would buy a few falls, because the actors lay
+still after falling and moved after lying down on purpose; it would lower the confidence exactly for
+the elder who struggles on the floor. The descent speed from |a| added nothing once the tilt was
+known (its weight came out near zero and it did not move the cross-validated figures), and its
+calibration depends on each sensor's offset (up to 0.15 g on the ADXL345). The turn rate tells a
+topple from a braked lie-down, but on people the models never saw ``descent_g`` tells them apart
+with fewer missed falls, and the turn rate would also mark down a fall that turns slowly
+(docs/falls.md).
 """
 
 from __future__ import annotations
@@ -82,18 +85,19 @@ IMPACT_MODEL = LogisticModel(
 the swing back); posture_change_deg: trunk direction before vs after."""
 
 LOW_ENERGY_MODEL = LogisticModel(
-    features=("variability_g", "tilt_gain_deg", "tilt_after_deg", "turn_rate_dps", "descent_g"),
-    scales=(0.1, 90.0, 90.0, 360.0, 0.1),
-    weights=(1.093, 3.36, 1.791, 3.556, 1.108),
-    bias=-12.899,
+    features=("variability_g", "tilt_gain_deg", "tilt_after_deg", "descent_g"),
+    scales=(0.1, 90.0, 90.0, 0.1),
+    weights=(1.309, 4.921, 2.651, 1.057),
+    bias=-11.298,
     threshold=0.97,
 )
 """variability_g: std of smoothed |a| over the second around the peak (SisFall's magnitude
 variability, the family of features that lost least on elderly subjects); tilt_gain_deg: how much
 further from upright the trunk ended than it started; tilt_after_deg: how far from upright it ended;
-turn_rate_dps: the fastest turn of the acceleration's direction (a topple, 400-1500 degrees per second,
-against a braked lie-down, 100-350); descent_g: std of |a| in the second before the peak (the support
-giving way as the hips drop from a seat; lying back onto a bed turns the trunk about hips that stay)."""
+descent_g: std of |a| in the second before the peak, the support giving way: a faint or a fall from a
+chair drops the hips to the floor (|a| dips, then the landing), lying back onto a bed turns the trunk
+about hips that stay on the bed (|a| hardly moves). ``turn_rate_dps`` is measured and reported but
+not read: see docs/falls.md."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,8 +215,8 @@ def slide_off_chair_sideways(tl: _Timeline) -> float | None:
 
 
 def slow_slide_to_the_floor(tl: _Timeline) -> float | None:
-    """The same faint without the topple: the trunk turns to lying at a steady pace, as a lie-down does.
-    The low-energy path weighs it and scores it lower than the faint (a known limit, docs/falls.md)."""
+    """The same faint without the topple: the trunk turns to lying at a steady pace, as a lie-down does,
+    but the hips still drop from the seat to the floor."""
     _walk_to_chair(tl).turn(0.8, SLUMPED_FORWARD).turn(0.6, FACE_DOWN, scale=0.4)
     impact = tl.pulse(2.0, width_s=0.15)
     tl.turn(0.15, FACE_DOWN).hold(6.0)
