@@ -69,8 +69,9 @@ class FallEvidence:
     """Std of |a| after the event: low when the person lies still."""
     turn_rate_dps: float
     """Fastest turn of the acceleration's direction (smoothed to ~3 Hz) from 3 s before the peak to 1 s
-    after it, in degrees per second: a body toppling under gravity and losing its support at once
-    turns it at 400-1500; lying down or sitting back on purpose, under control, at 100-350."""
+    after it, in degrees per second: a body toppling under gravity and losing its support turns it
+    fast (SisFall faints from a chair: 370-1060, 10th-90th percentile); lying down on purpose is
+    braked (quickly: 210-460; slowly: 90-170). Reported; no model reads it (docs/falls.md)."""
     upright_learnt: bool
     """Whether the tilts are from the wearer's upright (learnt from walking, or restored from before a
     restart) rather than from the trunk's direction before the event."""
@@ -325,9 +326,9 @@ class FallCandidates:
 class TurnRate:
     """How fast the trunk's acceleration direction turned around a peak: the fall's loss of control.
 
-    A voluntary lie-down or sit-back accelerates the trunk and brakes it again (100-350 degrees per
+    A voluntary lie-down or sit-back accelerates the trunk and brakes it again (90-460 degrees per
     second at its fastest on SisFall); a faint or a fall topples under gravity until the impact stops
-    it, and the support giving way swings the acceleration's direction as well (400-1500). Measured
+    it, and the support giving way swings the acceleration's direction as well (370-1060). Measured
     from the smoothed acceleration (no gyroscope), resampled to a common ~25 Hz grid anchored at the
     peak and smoothed to ~3 Hz, so that every rate measures the same thing; only the few seconds around
     a candidate are computed.
