@@ -6,8 +6,9 @@ module judges it. Two kinds of fall are judged, each by its own gates and small 
 
 - ``IMPACT``, 1.5 s after the impact: a peak >= 1.8 g after which the trunk turned >= 45 degrees;
 - ``LOW_ENERGY``, 3.5 s after the peak: the trunk came to rest >= 50 degrees from the wearer's
-  upright and >= 30 degrees further from it than it started. Only once that upright has been learnt
-  from walking: before, lying down from upright cannot be told from turning over in bed.
+  upright and >= 30 degrees further from it than it started, after the support gave way. Only once
+  that upright is known (learnt from walking, or restored from before a restart): before, lying down
+  from upright cannot be told from turning over in bed.
 
 Neither is judged when the wearer was already lying before (turning over in bed), except that a
 restored upright no walking has confirmed yet never stops the hard-fall path: it may belong to
