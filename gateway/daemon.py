@@ -215,7 +215,8 @@ class Daemon:
             on_stored=self._wake_uplink, clock_synced=self.clock.synced,
             cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
             # hub is built below: the lambda looks it up when a fall is confirmed
-            on_confirmed=lambda resident, at: self.hub.fall_confirmed(resident, at))  # noqa: PLW0108
+            on_confirmed=lambda resident, at: self.hub.fall_confirmed(resident, at),  # noqa: PLW0108
+            upright_get=outbox.get_cursor, upright_set=outbox.set_cursor)
         # Thresholds are read per reading from the configuration in force: a reload changes them at once.
         self.hub = Hub(gateway_id=cfg.gateway.id, outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board,
                        vitals=VitalsMonitor(lambda rid: self.cfg.thresholds_for(rid)),  # noqa: PLW0108

@@ -7,6 +7,11 @@ again. An SOS press is an emergency with no cancel window (clinical-thresholds.m
 
 Button semantics: a *long* press while a fall is pending cancels it (what pendants do); any other
 press is a call for help.
+
+Each wearable's learnt upright (where gravity points when its wearer stands) is kept in a small store
+the hub provides (the outbox's cursor table), so a restarted hub judges low-energy falls at once
+instead of after the wearer's next ~10 s of walking. It is read before the device's first block and
+written when the detector reports it changed; the detector treats a restored one as provisional.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from gateway.alerts.service import AlertService
 from gateway.detect.fall_watch import FallWatch, FallWatchEvent, FallWatchEventKind, activity_from_radar
 from gateway.detect.falls import FallDetection
 from gateway.detect.motion import ACTIVITY_WINDOW_S, MotionTracker
+from gateway.detect.posture import LearntUpright
 from gateway.errors import StoreError
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.wire import compact, hub_record, iso
@@ -32,6 +38,15 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 CANCEL_PRESS = "long"
+UPRIGHT_KEY_PREFIX = "fall-upright:"
+
+UprightGet = Callable[[str], Awaitable[str | None]]
+UprightSet = Callable[[str, str], Awaitable[None]]
+
+
+def upright_key(device_id: str) -> str:
+    """The store key under which one wearable's learnt upright is kept."""
+    return f"{UPRIGHT_KEY_PREFIX}{device_id}"
 
 
 class FallOutbox(Protocol):
@@ -66,7 +81,8 @@ class FallResponder:
     def __init__(self, *, alerts: AlertService, outbox: FallOutbox, tz: tzinfo, now_wall: Callable[[], datetime],
                  now_monotonic: Callable[[], float], cancel_window_s: float = 30.0, long_lie_s: float = 120.0,
                  on_stored: Callable[[], None] = lambda: None, clock_synced: Callable[[], bool] = lambda: True,
-                 on_confirmed: Callable[[str, datetime], Awaitable[None]] | None = None) -> None:
+                 on_confirmed: Callable[[str, datetime], Awaitable[None]] | None = None,
+                 upright_get: UprightGet | None = None, upright_set: UprightSet | None = None) -> None:
         self._alerts = alerts
         self._outbox = outbox
         self._tz = tz
@@ -79,6 +95,9 @@ class FallResponder:
         self._on_confirmed = on_confirmed
         self._motion = MotionTracker()
         self._pending: dict[str, _Pending] = {}   # by resident
+        self._upright_get = upright_get
+        self._upright_set = upright_set
+        self._upright_asked: set[str] = set()     # devices whose stored upright has been looked up
 
     def reconfigure(self, *, cancel_window_s: float, long_lie_s: float, tz: tzinfo) -> None:
         """New windows from a reloaded configuration; a fall already being watched keeps its own."""
@@ -87,6 +106,9 @@ class FallResponder:
         self._tz = tz
 
     async def on_motion(self, block: MotionBlock) -> None:
+        if block.device_id not in self._upright_asked:
+            self._upright_asked.add(block.device_id)
+            await self._restore_upright(block.device_id)
         outcome = self._motion.feed(block)
         for detection, impact_mono, decided_mono in zip(outcome.detections, outcome.impact_monotonic,
                                                         outcome.decided_monotonic, strict=True):
@@ -97,6 +119,8 @@ class FallResponder:
         if (pending is not None and outcome.flushed and pending.device_id == block.device_id
                 and now >= pending.activity_from):
             await self._handle(block.resident_id, pending.watch.on_activity(self._now_mono(), outcome.activity))
+        if outcome.upright_changed:   # last: an alert never waits for this write
+            await self._save_upright(block.device_id, outcome.upright)
 
     async def on_event(self, event: DeviceEvent) -> None:
         now = self._now_mono()
@@ -185,6 +209,36 @@ class FallResponder:
             return  # held in memory by the outbox; the alert itself has gone out already
         self._on_stored()
 
+    async def _restore_upright(self, device_id: str) -> None:
+        if self._upright_get is None:
+            return
+        try:
+            stored = await self._upright_get(upright_key(device_id))
+        except StoreError as exc:
+            log.warning("wearer's upright not read, learnt again from walking device=%s error=%s", device_id, exc)
+            return
+        upright = LearntUpright.decode(stored)
+        if upright is None:
+            if stored:
+                log.warning("stored upright unusable, learnt again from walking device=%s value=%.80r", device_id,
+                            stored)
+            return
+        self._motion.restore(device_id, upright)
+        log.info("wearer's upright restored device=%s windows=%d (confirmed or dropped by the next walk)",
+                 device_id, upright.windows)
+
+    async def _save_upright(self, device_id: str, upright: LearntUpright | None) -> None:
+        if self._upright_set is None:
+            return
+        if upright is None:
+            log.info("restored upright dropped: the first walk disagreed (clipped on differently?) device=%s",
+                     device_id)
+        try:
+            await self._upright_set(upright_key(device_id), "" if upright is None else upright.encode())
+        except StoreError as exc:
+            # Kept in memory and written again at its next change; a restart meanwhile relearns it from walking.
+            log.error("wearer's upright not stored device=%s error=%s", device_id, exc)
+
     async def _save_snippet(self, alert_id: str, device_id: str) -> None:
         snippet = self._motion.snippet(device_id)
         if snippet is None:
@@ -199,10 +253,20 @@ class FallResponder:
             log.error("fall evidence not stored alert_id=%s device=%s error=%s", alert_id, device_id, exc)
 
 
+def _upright_state(d: FallDetection) -> str:
+    """What the tilts were measured against: the wearer's upright learnt from walking since the hub
+    started, one restored from before a restart and not yet confirmed, or none yet (hard falls only)."""
+    if d.evidence.upright_confirmed:
+        return "learnt"
+    return "restored" if d.evidence.upright_learnt else "none"
+
+
 def _wearable_evidence(d: FallDetection) -> Evidence:
     evidence: Evidence = {"kind": d.kind.value, "confidence": round(d.confidence, 3), "peak_g": round(d.peak_g, 2),
                           "posture_change_deg": round(d.posture_change_deg, 1),
                           "tilt_after_deg": round(d.evidence.tilt_after_deg, 1),
+                          "turn_rate_dps": round(d.evidence.turn_rate_dps),
+                          "upright": _upright_state(d),
                           "stillness_g": round(d.stillness_g, 3), "detection_delay_s": round(d.delay_s, 2)}
     if d.free_fall_min_g is not None:
         evidence["free_fall_min_g"] = round(d.free_fall_min_g, 2)

@@ -7,7 +7,8 @@ Stages, all in seconds so any rate from 25 to 200 Hz works:
    ``peak_half_window_s`` either side;
 3. once its post-impact window has arrived (1.4 s), the ``IMPACT`` evidence is measured: peak |a|,
    the free-fall minimum, the descent std and speed in the second before, the trunk's direction
-   before and after; a peak >= ``candidate_g`` is handed on to be judged as a hard fall;
+   before and after, how fast it turned; a peak >= ``candidate_g`` is handed on to be judged as a
+   hard fall;
 4. once the wearer's upright has been learnt, a candidate after which the trunk is tilted >=
    ``screen_deg`` from it is followed up: once the lying window has arrived (3.5 s), the
    ``LOW_ENERGY`` evidence says where the trunk came to rest.
@@ -33,7 +34,7 @@ import numpy.typing as npt
 
 from gateway.detect.fall_model import DEFAULT_PARAMS, FallKind, FallParams
 from gateway.detect.features import FloatArray, angle_deg, frames, lowpass_taps
-from gateway.detect.posture import UprightLearner
+from gateway.detect.posture import LearntUpright, UprightLearner
 
 MIN_RATE_HZ = 25.0
 MAX_RATE_HZ = 200.0
@@ -66,8 +67,17 @@ class FallEvidence:
     """Trunk's angle from the upright after the event: ~90 lying, ~20-40 sitting."""
     stillness_g: float
     """Std of |a| after the event: low when the person lies still."""
+    turn_rate_dps: float
+    """Fastest turn of the acceleration's direction (smoothed to ~3 Hz) from 3 s before the peak to 1 s
+    after it, in degrees per second: a body toppling under gravity and losing its support turns it
+    fast (SisFall faints from a chair: 370-1060, 10th-90th percentile); lying down on purpose is
+    braked (quickly: 210-460; slowly: 90-170). Reported; no model reads it (docs/falls.md)."""
     upright_learnt: bool
-    """Whether the tilts are from an upright learnt from walking (else from the direction before)."""
+    """Whether the tilts are from the wearer's upright (learnt from walking, or restored from before a
+    restart) rather than from the trunk's direction before the event."""
+    upright_confirmed: bool
+    """Whether walking has confirmed that upright since the detector started: False for a restored one the
+    wearer has not walked with yet (the wearable may have been clipped on differently meanwhile)."""
 
     @property
     def tilt_gain_deg(self) -> float:
@@ -80,7 +90,7 @@ class FallEvidence:
 
 
 FEATURE_NAMES = frozenset({"peak_g", "descent_g", "descent_speed_mps", "variability_g", "posture_change_deg",
-                           "tilt_before_deg", "tilt_after_deg", "tilt_gain_deg", "stillness_g"})
+                           "tilt_before_deg", "tilt_after_deg", "tilt_gain_deg", "stillness_g", "turn_rate_dps"})
 """Evidence a model may read."""
 
 
@@ -91,7 +101,7 @@ class FallCandidates:
     """
 
     def __init__(self, sample_rate_hz: float, params: FallParams = DEFAULT_PARAMS,
-                 upright: npt.ArrayLike | None = None) -> None:
+                 upright: npt.ArrayLike | LearntUpright | None = None) -> None:
         if not MIN_RATE_HZ <= sample_rate_hz <= MAX_RATE_HZ:
             raise ValueError(
                 f"sample_rate_hz must be between {MIN_RATE_HZ:g} and {MAX_RATE_HZ:g} Hz, got {sample_rate_hz!r}; "
@@ -115,10 +125,14 @@ class FallCandidates:
             FallKind.IMPACT: (samples(params.post_window_s[0]), max(samples(params.post_window_s[1]), 1)),
             FallKind.LOW_ENERGY: (samples(params.lying_window_s[0]), max(samples(params.lying_window_s[1]), 1)),
         }
-        self._need_after = {kind: max(window[1], self._peak_half) for kind, window in self._after_s.items()}
-        self._need_before = max(-self._pre[0], -self._before[0], self._free_fall_len, self._var_half) + self._peak_half
+        self._turn = TurnRate(rate, params)
+        self._need_after = {kind: max(window[1], self._peak_half, self._turn.after) for kind, window
+                            in self._after_s.items()}
+        self._need_before = max(-self._pre[0], -self._before[0], self._free_fall_len, self._var_half,
+                                self._turn.before) + self._peak_half
         self._max_gap_s = params.max_gap_s
-        self._upright = UprightLearner(rate, None if upright is None else np.asarray(upright, dtype=np.float64))
+        known = upright if upright is None or isinstance(upright, LearntUpright) else np.asarray(upright, np.float64)
+        self._upright = UprightLearner(rate, known)
         self._index = 0
         self._next_eval = 0
         self._seg_start = 0
@@ -136,6 +150,11 @@ class FallCandidates:
     def upright(self) -> FloatArray | None:
         """The wearer's upright as learnt so far (unit vector, sensor frame), or None."""
         return self._upright.upright
+
+    @property
+    def learnt_upright(self) -> LearntUpright | None:
+        """The wearer's upright with the walking behind it (what to keep across a restart), or None."""
+        return self._upright.learnt
 
     def reset(self) -> None:
         """End the current window: the next sample starts fresh (after a gap or a reconnect)."""
@@ -239,12 +258,13 @@ class FallCandidates:
         found.sort(key=lambda e: (e.decided_index, e.impact_index))
         return found
 
-    def _directions(self, at: int) -> tuple[FloatArray | None, FloatArray | None]:
-        """The upright learnt before the event and the trunk's direction just before it (None: unknown)."""
+    def _directions(self, at: int) -> tuple[FloatArray | None, bool, FloatArray | None]:
+        """The upright learnt before the event, whether walking had confirmed it, and the trunk's direction
+        just before the event (None: unknown)."""
         seg = max(0, self._seg_start - self._buf_start)
         pre = self._acc[max(seg, at + self._pre[0]) : max(seg, at + self._pre[1])]
-        upright = self._upright.upright_at(at + self._buf_start + self._before[0])
-        return upright, (pre.mean(axis=0) if pre.size else None)
+        upright, confirmed = self._upright.state_at(at + self._buf_start + self._before[0])
+        return upright, confirmed, (pre.mean(axis=0) if pre.size else None)
 
     def _after(self, at: int, kind: FallKind) -> slice:
         start, end = self._after_s[kind]
@@ -278,7 +298,7 @@ class FallCandidates:
         free_fall_min = float(before.min()) if before.size else None
         if free_fall_min is not None and free_fall_min >= self.params.free_fall_g:
             free_fall_min = None
-        upright, pre = self._directions(at)
+        upright, confirmed, pre = self._directions(at)
         reference = upright if upright is not None else pre
         after = self._acc[self._after(at, kind)].mean(axis=0)
         pre_mag = mag[max(seg, at + self._pre[0]) : max(seg, at + self._pre[1])]
@@ -297,8 +317,51 @@ class FallCandidates:
             tilt_before_deg=self._tilt_before(at, upright) if upright is not None else 0.0,
             tilt_after_deg=angle_deg(reference, after) if reference is not None else 0.0,
             stillness_g=float(mag[self._after(at, kind)].std()),
+            turn_rate_dps=self._turn.peak(self._acc, at, seg),
             upright_learnt=upright is not None,
+            upright_confirmed=upright is not None and confirmed,
         )
+
+
+class TurnRate:
+    """How fast the trunk's acceleration direction turned around a peak: the fall's loss of control.
+
+    A voluntary lie-down or sit-back accelerates the trunk and brakes it again (90-460 degrees per
+    second at its fastest on SisFall); a faint or a fall topples under gravity until the impact stops
+    it, and the support giving way swings the acceleration's direction as well (370-1060). Measured
+    from the smoothed acceleration (no gyroscope), resampled to a common ~25 Hz grid anchored at the
+    peak and smoothed to ~3 Hz, so that every rate measures the same thing; only the few seconds around
+    a candidate are computed.
+    """
+
+    GRID_HZ = 25.0
+    CUTOFF_HZ = 3.0
+    SPAN_S = 0.6
+
+    def __init__(self, sample_rate_hz: float, params: FallParams) -> None:
+        self._step = max(1, round(sample_rate_hz / self.GRID_HZ))
+        grid_hz = sample_rate_hz / self._step
+        self._taps = lowpass_taps(self.CUTOFF_HZ, grid_hz, self.SPAN_S)
+        half = (len(self._taps) - 1) // 2
+        self._first = math.ceil(params.turn_window_s[0] * grid_hz) + half   # grid points before the peak
+        self._last = math.ceil(params.turn_window_s[1] * grid_hz) + half     # ... and after it
+        self._seconds_per_step = self._step / sample_rate_hz
+        self.before = self._first * self._step
+        """Samples before the peak the measurement reads."""
+        self.after = self._last * self._step
+        """Samples after the peak the measurement reads."""
+
+    def peak(self, acc: FloatArray, at: int, seg: int) -> float:
+        """Largest turn rate in degrees per second around buffer position ``at`` (within the segment)."""
+        first = min(self._first, (at - seg) // self._step)
+        grid = acc[at - first * self._step : at + self._last * self._step + 1 : self._step]
+        if grid.shape[0] < len(self._taps) + 1:
+            return 0.0
+        smooth = frames(grid, len(self._taps)) @ self._taps
+        norm = np.linalg.norm(smooth, axis=1)
+        cos = np.einsum("ij,ij->i", smooth[1:], smooth[:-1]) / np.maximum(norm[1:] * norm[:-1], 1e-12)
+        # The largest angle between consecutive grid points is the one with the smallest cosine.
+        return float(np.degrees(np.arccos(np.clip(cos.min(), -1.0, 1.0)))) / self._seconds_per_step
 
 
 def as_block(samples: npt.ArrayLike) -> FloatArray:

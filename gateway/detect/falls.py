@@ -6,10 +6,13 @@ module judges it. Two kinds of fall are judged, each by its own gates and small 
 
 - ``IMPACT``, 1.5 s after the impact: a peak >= 1.8 g after which the trunk turned >= 45 degrees;
 - ``LOW_ENERGY``, 3.5 s after the peak: the trunk came to rest >= 50 degrees from the wearer's
-  upright and >= 30 degrees further from it than it started. Only once that upright has been learnt
-  from walking: before, lying down from upright cannot be told from turning over in bed.
+  upright and >= 30 degrees further from it than it started, after the support gave way. Only once
+  that upright is known (learnt from walking, or restored from before a restart): before, lying down
+  from upright cannot be told from turning over in bed.
 
-Neither is judged when the wearer was already lying before (turning over in bed). A detection starts
+Neither is judged when the wearer was already lying before (turning over in bed), except that a
+restored upright no walking has confirmed yet never stops the hard-fall path: it may belong to
+another mounting, and without it the impact path judges as it always did. A detection starts
 a refractory period: later candidates of the same fall (bounces, the other kind's verdict on the same
 peak) are not reported again.
 
@@ -30,10 +33,11 @@ import numpy.typing as npt
 from gateway.detect.fall_evidence import FEATURE_NAMES, FallCandidates, FallEvidence
 from gateway.detect.fall_model import DEFAULT_PARAMS, FallKind, FallParams
 from gateway.detect.features import FloatArray
+from gateway.detect.posture import LearntUpright
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FallDetection", "FallDetector", "FallEvidence", "FallKind", "admissible", "judge"]
+__all__ = ["FallDetection", "FallDetector", "FallEvidence", "FallKind", "LearntUpright", "admissible", "judge"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +85,10 @@ class FallDetection:
 
 def admissible(params: FallParams, evidence: FallEvidence) -> bool:
     """The gates in front of the models: what a fall must look like before it is weighed at all."""
-    if evidence.tilt_before_deg >= params.lying_before_deg:
+    if evidence.tilt_before_deg >= params.lying_before_deg and (
+            evidence.kind is FallKind.LOW_ENERGY or evidence.upright_confirmed):
+        # "Lying before" by an upright from before a restart may be a sensor clipped on differently since:
+        # the hard-fall path does not trust it until walking has confirmed it.
         return False
     if evidence.kind is FallKind.IMPACT:
         return evidence.peak_g >= params.candidate_g and evidence.posture_change_deg >= params.posture_gate_deg
@@ -102,12 +109,13 @@ def judge(params: FallParams, evidence: FallEvidence) -> float | None:
 class FallDetector:
     """Per-wearer streaming fall detector: feed blocks of (n, 3) samples in g, get detections back.
 
-    ``upright`` is the wearer's upright direction in the sensor frame if already known (e.g. learnt
-    before a restart); otherwise it is learnt from walking.
+    ``upright`` is the wearer's upright if already known: a direction in the sensor frame (taken as
+    confirmed) or a :class:`LearntUpright` (one restored from before a restart is provisional until
+    walking confirms it); otherwise it is learnt from walking.
     """
 
     def __init__(self, sample_rate_hz: float, params: FallParams = DEFAULT_PARAMS,
-                 upright: npt.ArrayLike | None = None) -> None:
+                 upright: npt.ArrayLike | LearntUpright | None = None) -> None:
         unknown = (set(params.impact.features) | set(params.low_energy.features)) - FEATURE_NAMES
         if unknown:
             raise ValueError(f"FallParams models read evidence the detector does not measure: {sorted(unknown)}; "
@@ -125,6 +133,11 @@ class FallDetector:
     def upright(self) -> FloatArray | None:
         """The wearer's upright as learnt so far (unit vector, sensor frame), or None."""
         return self._candidates.upright
+
+    @property
+    def learnt_upright(self) -> LearntUpright | None:
+        """The wearer's upright with the walking behind it, to keep across a restart; None before any."""
+        return self._candidates.learnt_upright
 
     def reset(self) -> None:
         """Drop the window (the refractory period still holds: it is about the person, not the data)."""

@@ -5,6 +5,10 @@ and gets back what it completed. One stream per device; a device that changes it
 gets a fresh detector (indices and windows are in samples of one rate) that keeps the wearer's
 upright learnt so far.
 
+The learnt upright outlives the process through the caller: it hands in what it had stored
+(:meth:`MotionTracker.restore`, before the device's first block) and stores what an outcome reports
+in ``upright_changed`` (learnt, confirmed, moved by ``UPRIGHT_SAVE_DEG``, or a restored one dropped).
+
 Wearables notify a sample or a few at a time. Running the detector per notification costs CPU
 (numpy's per-call overhead), batching costs latency; so samples are batched (``BATCH_S``) except
 when the detector has seen a candidate impact: then the batch is flushed at the very sample that
@@ -22,6 +26,8 @@ import numpy.typing as npt
 from drivers.model import MotionBlock
 from gateway.detect.fall_watch import Activity, activity_from_level
 from gateway.detect.falls import FallDetection, FallDetector
+from gateway.detect.features import angle_deg
+from gateway.detect.posture import LearntUpright
 
 ACTIVITY_WINDOW_S = 2.0
 """Activity is the std of |a| over the last two seconds: long enough to contain a step (~0.5 s)."""
@@ -32,6 +38,9 @@ JITTER_TOLERANCE_S = 0.1
 smaller differences are not gaps."""
 BATCH_S = 0.2
 """Samples are handed to the detector in batches of this length when no decision is due."""
+UPRIGHT_SAVE_DEG = 1.0
+"""A learnt upright that has moved this far since it was last reported is reported again: every
+agreeing walking window nudges it, and the store need not hear of each nudge."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,11 @@ class MotionOutcome:
     level_g: float
     flushed: bool
     """Whether this block ran the detector (the activity level is fresh only then)."""
+    upright_changed: bool = False
+    """Whether the wearer's upright changed in a way worth storing since it was last reported."""
+    upright: LearntUpright | None = None
+    """With ``upright_changed``: the wearer's upright now, or None when there is none any more (a restored
+    one the first walking disagreed with)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -68,10 +82,23 @@ class _Stream:
     recent: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 3), np.float32))
     recent_end: float = 0.0
     level_g: float = 0.0
+    reported: LearntUpright | None = None          # the upright as last reported to the caller
 
     @classmethod
-    def create(cls, rate_hz: float, upright: npt.ArrayLike | None = None) -> _Stream:
-        return cls(rate_hz, FallDetector(rate_hz, upright=upright), batch=max(1, round(BATCH_S * rate_hz)))
+    def create(cls, rate_hz: float, upright: LearntUpright | None = None) -> _Stream:
+        return cls(rate_hz, FallDetector(rate_hz, upright=upright), batch=max(1, round(BATCH_S * rate_hz)),
+                   reported=upright)
+
+    def upright_news(self) -> bool:
+        """Whether the upright changed in a way worth reporting since it was last reported (and note it)."""
+        now, before = self.detector.learnt_upright, self.reported
+        if now is None and before is None:
+            return False
+        if (now is not None and before is not None and now.confirmed == before.confirmed
+                and angle_deg(np.array(now.direction), np.array(before.direction)) < UPRIGHT_SAVE_DEG):
+            return False
+        self.reported = now
+        return True
 
     @property
     def keep(self) -> int:
@@ -102,12 +129,19 @@ class _Stream:
 class MotionTracker:
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
+        self._restored: dict[str, LearntUpright] = {}
+
+    def restore(self, device_id: str, upright: LearntUpright) -> None:
+        """The wearer's upright as stored before a restart, for the device's stream when its first block
+        comes (provisional: the first walking confirms or drops it). Ignored once the stream exists."""
+        if device_id not in self._streams:
+            self._restored[device_id] = upright
 
     def feed(self, block: MotionBlock) -> MotionOutcome:
         stream = self._streams.get(block.device_id)
         if stream is None or stream.rate_hz != block.sample_rate_hz:
             # The clip has not moved because the rate changed: the learnt upright carries over.
-            upright = None if stream is None else stream.detector.upright
+            upright = self._restored.pop(block.device_id, None) if stream is None else stream.detector.learnt_upright
             stream = self._streams[block.device_id] = _Stream.create(block.sample_rate_hz, upright)
         start = block.first_sample.monotonic
         detections: list[FallDetection] = []
@@ -135,8 +169,9 @@ class MotionTracker:
             impacts += at
             decided += done
             flushed = True
+        news = flushed and stream.upright_news()
         return MotionOutcome(tuple(detections), tuple(impacts), tuple(decided), activity_from_level(stream.level_g),
-                             stream.level_g, flushed)
+                             stream.level_g, flushed, news, stream.reported if news else None)
 
     def snippet(self, device_id: str) -> Snippet | None:
         """The last ``SNIPPET_S`` seconds of raw samples of a wearer (for the fall's evidence)."""

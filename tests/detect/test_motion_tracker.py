@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from synthetic import scenario
+from synthetic import UPRIGHT, rotation, scenario
 
 from drivers.model import HubTime, MotionBlock
 from gateway.detect.falls import FallDetector
 from gateway.detect.motion import MotionTracker
+from gateway.detect.posture import LearntUpright
 
 RATE = 50.0
 
@@ -80,3 +81,50 @@ def test_a_new_rate_keeps_the_upright_learnt_at_the_old_one() -> None:
     stream = tracker._streams["band"]
     assert stream.rate_hz == 25.0
     np.testing.assert_array_equal(stream.detector.upright, learnt)  # type: ignore[arg-type]
+
+
+def test_the_upright_is_reported_when_learnt_and_not_at_every_walking_window() -> None:
+    tracker = MotionTracker()
+    reports = [o.upright for o in map(tracker.feed, blocks(scenario("walking", RATE).samples, 10)) if o.upright_changed]
+
+    assert len(reports) == 1                          # learnt once; the nudges of later windows stay under 1 degree
+    [learnt] = reports
+    assert learnt is not None
+    assert learnt.confirmed
+    assert np.allclose(learnt.direction, UPRIGHT, atol=0.03)
+
+
+def test_a_restored_upright_is_used_from_the_first_block_and_reported_once_confirmed() -> None:
+    tracker = MotionTracker()
+    tracker.restore("band", LearntUpright(UPRIGHT, windows=30, confirmed=False))
+    outcomes = [tracker.feed(b) for b in blocks(scenario("walking", RATE).samples, 10)]
+
+    assert tracker._streams["band"].detector.upright is not None
+    changed = [o.upright for o in outcomes if o.upright_changed]
+    assert len(changed) == 1
+    assert changed[0] is not None
+    assert changed[0].confirmed
+    assert changed[0].windows > 30
+
+
+def test_a_restored_upright_the_first_walk_disagrees_with_is_reported_gone_then_relearnt() -> None:
+    tracker = MotionTracker()
+    tracker.restore("band", LearntUpright(UPRIGHT, windows=30, confirmed=False))
+    upside_down = scenario("walking", RATE).samples @ rotation((1.0, 0.0, 0.0), 180.0).T
+
+    changed = [o.upright for b in blocks(upside_down, 10) if (o := tracker.feed(b)).upright_changed]
+
+    assert changed[0] is None                         # dropped at the first walking window
+    assert changed[-1] is not None
+    assert np.allclose(changed[-1].direction, (0.0, 1.0, 0.0), atol=0.03)
+
+
+def test_a_restore_after_the_stream_started_is_ignored() -> None:
+    tracker = MotionTracker()
+    tracker.feed(blocks(scenario("standing", RATE).samples, 10)[0])
+    tracker.restore("band", LearntUpright(UPRIGHT, windows=30, confirmed=False))
+
+    for block in blocks(scenario("standing", RATE).samples, 10):
+        tracker.feed(block)
+
+    assert tracker._streams["band"].detector.upright is None

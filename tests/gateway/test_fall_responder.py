@@ -18,8 +18,9 @@ from mqtt_probe import Probe
 from synthetic import scenario
 
 from drivers.model import DeviceEvent, DeviceEventKind, HubTime, MotionBlock
-from gateway.alerts.falls import FallResponder
+from gateway.alerts.falls import FallResponder, upright_key
 from gateway.alerts.service import AlertService
+from gateway.detect.posture import LearntUpright
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.store.aio import AsyncOutbox
 
@@ -39,7 +40,7 @@ class Clock:
 
 
 @pytest.fixture
-async def parts(tmp_path: Path, broker):  # type: ignore[no-untyped-def]
+async def services(tmp_path: Path, broker):  # type: ignore[no-untyped-def]
     outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
     link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"))
     await link.start()
@@ -47,12 +48,22 @@ async def parts(tmp_path: Path, broker):  # type: ignore[no-untyped-def]
     probe = Probe(broker.host, broker.port, "yiyang/v1/gw-test/#")
     clock = Clock()
     alerts = AlertService(outbox=outbox, publisher=link, tz=TZ, now=clock.wall)
-    responder = FallResponder(alerts=alerts, outbox=outbox, tz=TZ, now_wall=clock.wall,
-                              now_monotonic=lambda: clock.mono, cancel_window_s=30, long_lie_s=120)
-    yield responder, outbox, probe, clock
+    yield alerts, outbox, probe, clock
     probe.close()
     await link.stop()
     await outbox.close()
+
+
+def responder_for(alerts: AlertService, outbox: AsyncOutbox, clock: Clock, *, keep_upright: bool) -> FallResponder:
+    store = {"upright_get": outbox.get_cursor, "upright_set": outbox.set_cursor} if keep_upright else {}
+    return FallResponder(alerts=alerts, outbox=outbox, tz=TZ, now_wall=clock.wall, now_monotonic=lambda: clock.mono,
+                         cancel_window_s=30, long_lie_s=120, **store)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def parts(services):  # type: ignore[no-untyped-def]
+    alerts, outbox, probe, clock = services
+    return responder_for(alerts, outbox, clock, keep_upright=False), outbox, probe, clock
 
 
 async def stream(responder: FallResponder, clock: Clock, samples: np.ndarray, rate: float, block: int = 10) -> None:
@@ -151,3 +162,45 @@ async def test_radar_fall_uses_the_same_window_and_radar_motion_never_cancels(pa
     probe.wait_for("events/alert", 2)
     assert states(probe)[1] == ("fall", "emergency", "escalated")
     assert json.loads(json.dumps(probe.json_on("events/alert")[1]["evidence"]))["outcome"] == "confirmed"
+
+
+async def test_the_wearers_upright_survives_a_restart_of_the_hub(services) -> None:  # type: ignore[no-untyped-def]
+    alerts, outbox, probe, clock = services
+    before = responder_for(alerts, outbox, clock, keep_upright=True)
+    await stream(before, clock, scenario("walking", 50.0).samples, 50.0)
+    stored = LearntUpright.decode(await outbox.get_cursor(upright_key("band-1")))
+    assert stored is not None
+    assert np.allclose(stored.direction, (0.0, -1.0, 0.0), atol=0.03)
+
+    after = responder_for(alerts, outbox, clock, keep_upright=True)      # the hub restarted
+    seated_then_faint = scenario("slump_from_chair", 50.0).samples[round(16.0 * 50.0):]   # no walk since
+    await stream(after, clock, seated_then_faint, 50.0)
+
+    probe.wait_for("events/alert")
+    assert probe.json_on("events/alert")[0]["evidence"]["upright"] == "restored"
+
+
+async def test_a_stored_upright_the_first_walk_disagrees_with_is_forgotten(services) -> None:  # type: ignore[no-untyped-def]
+    alerts, outbox, _probe, clock = services
+    await outbox.set_cursor(upright_key("band-1"), LearntUpright((0.0, -1.0, 0.0), 40).encode())
+    responder = responder_for(alerts, outbox, clock, keep_upright=True)
+    upside_down = scenario("walking", 50.0).samples * np.array([1.0, -1.0, -1.0])   # clipped on the other way
+
+    await stream(responder, clock, upside_down[: round(3.0 * 50.0)], 50.0)
+
+    assert await outbox.get_cursor(upright_key("band-1")) == ""
+    await stream(responder, clock, upside_down, 50.0)
+    relearnt = LearntUpright.decode(await outbox.get_cursor(upright_key("band-1")))
+    assert relearnt is not None
+    assert np.allclose(relearnt.direction, (0.0, 1.0, 0.0), atol=0.03)
+
+
+async def test_an_unusable_stored_upright_is_ignored(services) -> None:  # type: ignore[no-untyped-def]
+    alerts, outbox, probe, clock = services
+    await outbox.set_cursor(upright_key("band-1"), '{"v": 1, "upright": [0, 0, 0], "windows": 40}')
+    responder = responder_for(alerts, outbox, clock, keep_upright=True)
+
+    await stream(responder, clock, scenario("forward_fall", 50.0).samples, 50.0)
+
+    probe.wait_for("events/alert")
+    assert probe.json_on("events/alert")[0]["evidence"]["upright"] == "none"

@@ -25,6 +25,10 @@ ON_SIDE = (1.0, 0.0, 0.0)        # fell sideways
 SEATED = (0.0, -0.94, 0.34)      # trunk leaning back ~20 degrees in a chair
 ARMCHAIR = (0.0, -0.57, 0.82)    # sunk deep into an armchair: ~55 degrees back, like SisFall's SE08
 BENT = (0.0, -0.26, -0.97)       # bent forward ~75 degrees to pick something up
+SLUMPED_FORWARD = (0.0, -0.87, -0.5)     # sagging 30 degrees forward as the muscles give way
+PAST_FACE_DOWN = (0.0, 0.42, -0.91)      # 25 degrees past lying face down: the landing's rebound
+SLUMPED_SIDEWAYS = (0.5, -0.87, 0.0)
+PAST_ON_SIDE = (0.91, 0.42, 0.0)
 
 
 @dataclass(frozen=True)
@@ -189,18 +193,33 @@ def _walk_to_chair(tl: _Timeline) -> _Timeline:
     return tl.turn(0.2, SEATED).hold(3.0)
 
 
-def slump_from_chair(tl: _Timeline) -> float | None:
-    """Fainting from a chair: the trunk tips over while the hip slides off the seat, onto the floor."""
-    _walk_to_chair(tl).turn(0.6, FACE_DOWN, scale=0.3)   # the hip drops off the seat, the trunk tips over
-    impact = tl.pulse(1.6, width_s=0.15)                 # hip and shoulder meet the floor
-    tl.turn(0.15, FACE_DOWN).hold(6.0)
+def _faint(tl: _Timeline, slumped: tuple[float, float, float], past: tuple[float, float, float],
+           lying: tuple[float, float, float]) -> float:
+    """Fainting from a chair as SisFall's actors did it (F13-F15): the trunk sags for most of a second,
+    then the hip slides off the seat and it topples under gravity, support gone, in 0.2 s; it lands,
+    rebounding 25 degrees past lying, and settles. The toppling is what a lie-down does not have."""
+    _walk_to_chair(tl).turn(0.8, slumped)
+    tl.turn(0.2, past, scale=0.4)
+    impact = tl.pulse(2.0, width_s=0.15)          # hip and shoulder meet the floor: ~2.4 g once smoothed
+    tl.turn(0.3, lying).hold(6.0)
     return impact
 
 
+def slump_from_chair(tl: _Timeline) -> float | None:
+    """Fainting forward from a chair onto the floor."""
+    return _faint(tl, SLUMPED_FORWARD, PAST_FACE_DOWN, FACE_DOWN)
+
+
 def slide_off_chair_sideways(tl: _Timeline) -> float | None:
-    _walk_to_chair(tl).turn(0.6, ON_SIDE, scale=0.5)
-    impact = tl.pulse(1.6, width_s=0.15)
-    tl.turn(0.15, ON_SIDE).hold(6.0)
+    return _faint(tl, SLUMPED_SIDEWAYS, PAST_ON_SIDE, ON_SIDE)
+
+
+def slow_slide_to_the_floor(tl: _Timeline) -> float | None:
+    """The same faint without the topple: the trunk turns to lying at a steady pace, as a lie-down does,
+    but the hips still drop from the seat to the floor."""
+    _walk_to_chair(tl).turn(0.8, SLUMPED_FORWARD).turn(0.6, FACE_DOWN, scale=0.4)
+    impact = tl.pulse(2.0, width_s=0.15)
+    tl.turn(0.15, FACE_DOWN).hold(6.0)
     return impact
 
 
@@ -267,6 +286,7 @@ LOW_ENERGY_FALLS: dict[str, Generator] = {
     "slump_from_chair": slump_from_chair,
     "slide_off_chair_sideways": slide_off_chair_sideways,
 }
+SLOW_FALLS: dict[str, Generator] = {"slow_slide_to_the_floor": slow_slide_to_the_floor}
 """Falls too soft for the impact path, after a walk long enough to learn the wearer's upright."""
 
 
@@ -281,7 +301,7 @@ def rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:
 
 def scenario(name: str, sample_rate_hz: float, seed: int = 1) -> Scenario:
     """Render the named scenario at ``sample_rate_hz``."""
-    generator = FALLS.get(name) or LOW_ENERGY_FALLS.get(name) or DAILY_ACTIVITIES[name]
+    generator = FALLS.get(name) or LOW_ENERGY_FALLS.get(name) or SLOW_FALLS.get(name) or DAILY_ACTIVITIES[name]
     tl = _Timeline(seed)
     impact = generator(tl)
     return Scenario(name, tl.render(sample_rate_hz), sample_rate_hz, impact, impact is not None)
