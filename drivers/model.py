@@ -32,6 +32,13 @@ class TimeSource(StrEnum):
     """The hub's clock while it was synchronised to network time."""
     HUB_UNSYNCED = "hub_unsynced"
     """The hub's clock before network time sync (a hub has no RTC): the platform may correct it."""
+    HUB_CORRECTED = "hub_corrected"
+    """Stamped by the hub's clock before network time, then corrected by the hub when its clock
+    stepped: the step measured against the monotonic clock, so exact to the step."""
+    HUB_ESTIMATED = "hub_estimated"
+    """Stamped before network time in an earlier boot, on a clock that could not have been right (before
+    the release or in the future): the time given is the start of the boot after it, the latest the
+    record can have happened."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,8 @@ from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.alerts.sms import SmsNotifier
 from gateway.ble_scan import HubScan, ScanReport
-from gateway.clock import ClockSyncMode, SystemClock
+from gateway.clock import PLAUSIBLE_FROM, ClockSyncMode, SystemClock
+from gateway.clock_watch import ClockWatch
 from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
@@ -201,6 +202,9 @@ class Daemon:
         fleet_key_file = cfg.fleet.public_key_file
         fleet_key = await asyncio.to_thread(load_public_key, fleet_key_file) if fleet_key_file else None
         self.outbox = outbox = await self._open_outbox()
+        outbox.stamp_now = self.clock.stamp_now
+        outbox.held_before = PLAUSIBLE_FROM
+        self.clock_watch = ClockWatch(self.clock, outbox, monotonic=time.monotonic, on_corrected=self._wake_uplink)
         self.mqtt = mqtt = MqttLink(await self._link_settings(cfg), subscriptions=HUB_SUBSCRIPTIONS)
         self.uplink = self._build_uplink(cfg, secret)
         self.alerts = alerts = AlertService(
@@ -222,13 +226,14 @@ class Daemon:
                        vitals=VitalsMonitor(lambda rid: self.cfg.thresholds_for(rid)),  # noqa: PLW0108
                        silence=_silence_watch(cfg), tz=self.tz, now=_utc_now, now_monotonic=time.monotonic,
                        max_reading_age_s=cfg.detect.max_reading_age_s, falls=self.falls,
-                       on_accepted=self._wake_uplink)
+                       on_accepted=self._wake_uplink, stamp=self.clock.stamp)
         self.fleet = fleet = await self._fleet_service(fleet_key)
         self.status = status = StatusPublisher(
             cfg.gateway.id, status_path(cfg), runtime_status_path(cfg.gateway.id, cfg.gateway.data_dir), self.board,
             outbox,
             self.uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at,
-            fleet=(lambda: status_fields(fleet.state)) if fleet is not None else None)
+            fleet=(lambda: status_fields(fleet.state)) if fleet is not None else None,
+            clock_step=lambda: self.clock_watch.last_step)
         mqtt.on_connect(status.schedule)
         if fleet is not None:
             mqtt.on_connect(fleet.publish_last_report)
@@ -242,6 +247,7 @@ class Daemon:
         outbox, alerts = self.outbox, self.alerts
         return [
             ("status", self.status.run),
+            ("clock", self.clock_watch.run),
             ("storage", lambda: self._every(STORAGE_CARE_S, outbox.maintain)),
             ("prune", lambda: self._every(PRUNE_EVERY_S, outbox.prune)),
             ("mqtt-inbox", lambda: self._inbox(self.mqtt, alerts, self.commands, self.fleet)),

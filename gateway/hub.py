@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 from typing import Protocol
 
 from drivers.errors import NotAcceptedError
-from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading
+from drivers.model import DeviceEvent, DeviceEventKind, HubTime, MotionBlock, Reading
 from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import Evidence
 from gateway.alerts.service import AlertService, Publisher
@@ -30,7 +30,7 @@ from gateway.detect.silence import SilenceWatch
 from gateway.detect.vital_state import VitalFinding, VitalsMonitor
 from gateway.errors import NotDurableError, StoreError
 from gateway.status import DeviceStatusBoard
-from gateway.store.api import Accepted, NewRecord, Priority
+from gateway.store.api import Accepted, HubStamp, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory, derived_record_id
 from gateway.topics import reading_topic
 from gateway.wire import compact, hub_record, local_reading_payload, measurement_values, reading_record
@@ -58,13 +58,16 @@ class OutboxWriter(Protocol):
     async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
 
 
-def reading_to_record(reading: Reading, tz: tzinfo, gateway_id: str) -> NewRecord:
-    """The outbox record of a reading; one from a device's memory gets an id derived from its identity there."""
+def reading_to_record(reading: Reading, tz: tzinfo, gateway_id: str, stamp: HubStamp | None = None) -> NewRecord:
+    """The outbox record of a reading; one from a device's memory gets an id derived from its identity there.
+
+    ``stamp``: the hub clock's stamp of the reading's receipt when that clock was unsynchronised
+    (:meth:`gateway.clock.SystemClock.stamp`), so a later clock step corrects its times."""
     dedupe = f"{reading.device.id}|{reading.source_key}" if reading.source_key else None
     return NewRecord(type=reading.type.value, priority=Priority.READING,
                      payload_json=compact(reading_record(reading, tz)),
                      created_at=reading.received.wall, dedupe_key=dedupe,
-                     record_id=derived_record_id(gateway_id, dedupe) if dedupe else None)
+                     record_id=derived_record_id(gateway_id, dedupe) if dedupe else None, stamp=stamp)
 
 
 class Hub:
@@ -72,8 +75,10 @@ class Hub:
                  board: DeviceStatusBoard, vitals: VitalsMonitor, silence: SilenceWatch,
                  tz: tzinfo, now: Callable[[], datetime], now_monotonic: Callable[[], float],
                  max_reading_age_s: float, falls: FallResponder,
-                 on_accepted: Callable[[], None] = lambda: None) -> None:
+                 on_accepted: Callable[[], None] = lambda: None,
+                 stamp: Callable[[HubTime], HubStamp | None] = lambda _received: None) -> None:
         self._gateway_id = gateway_id
+        self._stamp = stamp
         self._outbox = outbox
         self._alerts = alerts
         self._publisher = publisher
@@ -92,6 +97,9 @@ class Hub:
         self._ids = RecordIdFactory()
         self._stream: list[NewRecord] = []
         self._stream_since: float | None = None
+
+    def _record_of(self, reading: Reading) -> NewRecord:
+        return reading_to_record(reading, self._tz, self._gateway_id, self._stamp(reading.received))
 
     def reconfigure(self, *, max_reading_age_s: float, silence: SilenceWatch | None, tz: tzinfo) -> None:
         """New settings from a reloaded configuration; ``silence`` when the watched devices changed."""
@@ -112,7 +120,7 @@ class Hub:
         if all(reading.continuous for reading in readings):
             await self._on_stream(readings)
             return
-        records = [reading_to_record(r, self._tz, self._gateway_id) for r in readings]
+        records = [self._record_of(r) for r in readings]
         failure: NotDurableError | None = None
         try:
             accepted = await self._outbox.accept(records)
@@ -140,7 +148,7 @@ class Hub:
     async def _on_stream(self, readings: Sequence[Reading]) -> None:
         """Stream summaries: evaluated now, committed with the minute's others (STREAM_COMMIT_S)."""
         records = [replace(record, record_id=record.record_id or self._ids.new_id())
-                   for record in (reading_to_record(r, self._tz, self._gateway_id) for r in readings)]
+                   for record in (self._record_of(r) for r in readings)]
         if self._stream_since is None:
             self._stream_since = self._now_mono()
         self._stream.extend(records)
@@ -204,7 +212,7 @@ class Hub:
                             at=event.received.wall, synced=event.received.synced, values=values, tz=self._tz)
         try:
             await self._outbox.accept([NewRecord("device_status", Priority.STATUS, compact(record),
-                                                 event.received.wall)])
+                                                 event.received.wall, stamp=self._stamp(event.received))])
         except StoreError:
             return  # held in memory by the outbox and written when its disk takes it; nothing to acknowledge
         self._on_accepted()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway import __version__
+from gateway.clock_watch import StepReport
 from gateway.errors import StoreError
 from gateway.status import DeviceStatusBoard, write_status_file
 from gateway.store.api import QueueStats, StorageHealth
@@ -83,6 +84,8 @@ class StatusPublisher:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     fleet: Callable[[], dict[str, Any]] | None = None
     """The fleet configuration in force (gateway.fleet.state.status_fields), when the fleet manages it."""
+    clock_step: Callable[[], StepReport | None] = lambda: None
+    """The last step of the hub clock and the records corrected for it (gateway.clock_watch)."""
     _disk_written_at: float = -DISK_STATUS_EVERY_S
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -100,6 +103,7 @@ class StatusPublisher:
             "started_at": self.started_at.isoformat(),
             "updated_at": datetime.now(UTC).isoformat(),
             "clock_synced": self.clock_synced(),
+            **_clock_step(self.clock_step()),
             "mqtt_connected": self.mqtt_connected(),
             "devices": self.board.as_json(),
             "queue": queue,
@@ -148,3 +152,10 @@ class StatusPublisher:
                 published_version, published_at = self.board.version, now
                 await self.publish()
             await asyncio.sleep(STATUS_NEWS_S)
+
+
+def _clock_step(step: StepReport | None) -> dict[str, Any]:
+    if step is None:
+        return {}
+    return {"clock_step": {"at": step.at.isoformat(), "delta_s": round(step.delta_s, 3), "synced": step.synced,
+                           "records_corrected": step.corrected, "records_estimated": step.estimated}}

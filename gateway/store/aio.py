@@ -33,12 +33,15 @@ from typing import Self, TypeVar
 from gateway.errors import NotDurableError, StoreError
 from gateway.store.api import (
     Accepted,
+    ClockCorrection,
     DeadLetter,
+    HubStamp,
     NewRecord,
     PendingRecord,
     PruneReport,
     QueueStats,
     RecordState,
+    Retimed,
     StorageHealth,
 )
 from gateway.store.ids import RecordIdFactory
@@ -87,6 +90,13 @@ class AsyncOutbox:
         self._committer: asyncio.Task[None] | None = None
         self.commits = 0
         """Accept transactions committed (each one fsync), for the benchmarks and the SD-card figures."""
+        self._corrections: list[ClockCorrection] = []
+        self.stamp_now: Callable[[], HubStamp | None] = lambda: None
+        """The hub clock's stamp for a record made just now (None once synchronised): given to records
+        offered without one (alerts, events, status); readings bring the stamp of their receipt."""
+        self.held_before: datetime | None = None
+        """Records stamped by an unset clock and dated before this wait for their correction (the uplink
+        does not see them): :data:`gateway.clock.PLAUSIBLE_FROM` in the daemon."""
 
     @staticmethod
     def _opener(budget_bytes: int, warn_ratio: float, delivered_retention_s: float,
@@ -227,6 +237,11 @@ class AsyncOutbox:
     # -- holding what cannot be stored -------------------------------------------------------------
 
     async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]:
+        if any(record.stamp is None for record in records):
+            stamp = self.stamp_now()
+            if stamp is not None:
+                records = [record if record.stamp else dataclasses.replace(record, stamp=stamp)
+                           for record in records]
         if self._held:
             await self.flush_held()
         if self._held:
@@ -259,7 +274,8 @@ class AsyncOutbox:
             waiting, self._waiting = self._waiting, []
             groups = [records for records, _ in waiting]
             try:
-                results = await self._call(functools.partial(_accept_groups, groups), write=True)
+                results = await self._call(functools.partial(_accept_groups, groups, tuple(self._corrections)),
+                                           write=True)
             except BaseException as exc:  # StoreError (or a closed outbox): every caller of the group hears it
                 for _, future in waiting:
                     if not future.done():
@@ -282,7 +298,8 @@ class AsyncOutbox:
             if self._held:
                 batch = list(self._held)
                 try:
-                    await self._call(lambda box: box.accept(batch), write=True)
+                    corrections = tuple(self._corrections)
+                    await self._call(lambda box: box.accept(batch, corrections=corrections), write=True)
                 except StoreError:
                     return False
                 del self._held[: len(batch)]
@@ -366,8 +383,14 @@ class AsyncOutbox:
 
     async def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000,
                             exclude: Collection[str] = ()) -> list[PendingRecord]:
+        held_before = self.held_before
         return await self._call(lambda box: box.pending_batch(max_records=max_records, max_bytes=max_bytes,
-                                                              exclude=exclude))
+                                                              exclude=exclude, held_before=held_before))
+
+    async def correct_clock(self, correction: ClockCorrection) -> Retimed:
+        """The hub clock stepped: correct what is stored, and what is stored from now on, stamped before it."""
+        self._corrections.append(correction)  # first: a record accepted meanwhile is corrected as it goes in
+        return await self._call(lambda box: box.correct_clock(correction), write=True)
 
     async def mark_delivered(self, record_ids: Sequence[str]) -> None:
         await self._call(lambda box: box.mark_delivered(record_ids), write=True)
@@ -400,5 +423,6 @@ class AsyncOutbox:
         await self._call(lambda box: box.set_cursor(name, value), write=True)
 
 
-def _accept_groups(groups: list[Sequence[NewRecord]], box: Outbox) -> list[list[Accepted] | ValueError]:
-    return box.accept_groups(groups)
+def _accept_groups(groups: list[Sequence[NewRecord]], corrections: tuple[ClockCorrection, ...],
+                   box: Outbox) -> list[list[Accepted] | ValueError]:
+    return box.accept_groups(groups, corrections=corrections)

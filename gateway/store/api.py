@@ -27,6 +27,40 @@ class RecordState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class HubStamp:
+    """When, on the monotonic clock of which boot, a record's hub times were read from a clock
+    that was not synchronised: what lets a later clock step correct them."""
+
+    boot_id: str
+    monotonic: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClockCorrection:
+    """The hub clock stepped by ``delta_s``: what the outbox does about the records stamped before it."""
+
+    boot_id: str
+    before_monotonic: float
+    """Records of ``boot_id`` stamped before this monotonic time were stamped on the old clock."""
+    delta_s: float
+    synced: bool
+    """The clock is synchronised after the step: the records are then ``hub_corrected`` for good, and
+    stamps of earlier boots that cannot be right (:attr:`plausible_from`, the future) are estimated."""
+    boot_started_at: datetime
+    """This boot's start on the new clock: the latest an earlier boot's record can have happened."""
+    now: datetime
+    plausible_from: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Retimed:
+    corrected: int
+    """Records of this boot moved by the step."""
+    estimated: int
+    """Records of earlier boots dated outside what is possible, given the start of this boot instead."""
+
+
+@dataclass(frozen=True, slots=True)
 class NewRecord:
     """A record offered to the outbox; it gets its id when its transaction commits."""
 
@@ -45,6 +79,9 @@ class NewRecord:
     """An id chosen by the producer (derived from the source identity, see
     :func:`gateway.store.ids.derived_record_id`); None: the outbox makes a UUIDv7 at commit.
     An id already in the outbox is not accepted again (``new=False``)."""
+    stamp: HubStamp | None = None
+    """Set when the record's hub times (``received_at``, and ``measured_at`` for ``hub_unsynced``)
+    came from an unsynchronised clock; see :mod:`gateway.clock`."""
 
     @property
     def vital(self) -> bool:

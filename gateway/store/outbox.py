@@ -27,16 +27,20 @@ from types import TracebackType
 from typing import Self
 
 from gateway.errors import OutboxUnavailableError, StorageFullError, StoreError
+from gateway.store import stamps
 from gateway.store.api import (
     Accepted,
     BudgetState,
+    ClockCorrection,
     DeadLetter,
+    HubStamp,
     NewRecord,
     PendingRecord,
     Priority,
     PruneReport,
     QueueStats,
     RecordState,
+    Retimed,
 )
 from gateway.store.ids import RecordIdFactory
 from gateway.store.salvage import SalvageReport, salvage
@@ -227,7 +231,7 @@ class Outbox:
 
     # -- accepting -----------------------------------------------------------
 
-    def accept(self, records: Sequence[NewRecord]) -> list[Accepted]:
+    def accept(self, records: Sequence[NewRecord], *, corrections: Sequence[ClockCorrection] = ()) -> list[Accepted]:
         """Accept records in one transaction; when this returns, they are on disk.
 
         A record whose ``dedupe_key`` (or given ``record_id``) was ever accepted is not inserted
@@ -237,14 +241,17 @@ class Outbox:
         The budget is checked before the batch, so one batch may overshoot it; a batch of alerts
         and events only is never refused for the budget (the disk itself may still be full).
         """
-        (result,) = self.accept_groups([records])
+        (result,) = self.accept_groups([records], corrections=corrections)
         if isinstance(result, ValueError):
             raise result
         return result
 
-    def accept_groups(self, groups: Sequence[Sequence[NewRecord]]) -> list[list[Accepted] | ValueError]:
+    def accept_groups(self, groups: Sequence[Sequence[NewRecord]], *,
+                      corrections: Sequence[ClockCorrection] = ()) -> list[list[Accepted] | ValueError]:
         """Accept several callers' records in one transaction (group commit: one fsync for them all).
 
+        ``corrections``: the clock steps already applied (:meth:`correct_clock`); a record stamped before
+        one of them and stored only now is corrected as it goes in.
         Each group is validated on its own: a group with an invalid record gets its ValueError back
         and the others are accepted all the same. StoreError fails them all (nothing was written).
         """
@@ -269,23 +276,42 @@ class Outbox:
         accepted_ms = to_us(self._clock(), "clock()") // 1000
         with self._write("accepting records") as conn:
             for index, rows in valid:
-                results[index] = [self._insert(conn, record, payload, created_us, accepted_ms)
+                results[index] = [self._insert(conn, record, payload, created_us, accepted_ms, corrections=corrections)
                                   for record, payload, created_us in rows]
         return results
 
     def _insert(self, conn: sqlite3.Connection, record: NewRecord, payload: str, created_us: int,
-                accepted_ms: int) -> Accepted:
+                accepted_ms: int, *, corrections: Sequence[ClockCorrection]) -> Accepted:
         existing = self._existing_id(conn, record)
         if existing is not None:
             return Accepted(existing, new=False)
         record_id = record.record_id or self._ids.new_id(accepted_ms)
+        stamp = record.stamp
+        if stamp is not None:
+            missed = stamps.stamped_before(stamp, corrections)
+            payload, created_us = stamps.retimed_payload(payload, created_us, missed)
+            if any(correction.synced for correction in missed):
+                stamp = None  # corrected for good
+            elif missed:
+                # Corrected for the steps it missed, still on an unsynchronised clock: a later step must
+                # find it (it is before that one), the one it missed must not shift it a second time.
+                stamp = HubStamp(stamp.boot_id, max(c.before_monotonic for c in missed))
         conn.execute(
             "INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
             " dedupe_key, size_bytes) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
             (record_id, record.type, int(record.priority), created_us, payload,
              record.dedupe_key, len(payload.encode())),
         )
+        if stamp is not None:
+            stamps.add(conn, record_id, stamp)
         return Accepted(record_id, new=True)
+
+    # -- the hub clock -------------------------------------------------------
+
+    def correct_clock(self, correction: ClockCorrection) -> Retimed:
+        """The hub clock stepped: correct the pending records stamped before it, in one transaction."""
+        with self._write("correcting records for a clock step") as conn:
+            return stamps.correct(conn, correction)
 
     @staticmethod
     def _existing_id(conn: sqlite3.Connection, record: NewRecord) -> str | None:
@@ -337,9 +363,12 @@ class Outbox:
     # -- the uplink's side ---------------------------------------------------
 
     def pending_batch(self, *, max_records: int = 500, max_bytes: int = 1_000_000,
-                      exclude: Collection[str] = ()) -> list[PendingRecord]:
+                      exclude: Collection[str] = (), held_before: datetime | None = None) -> list[PendingRecord]:
         """The next records to upload: alerts first, then oldest first, leaving out ``exclude``.
 
+        ``held_before``: records stamped by an unsynchronised clock and dated before it (a clock that was
+        not set) wait for the clock step that corrects them instead of reaching the platform in the
+        wrong year.
         Stops before the bodies would exceed ``max_bytes`` (UTF-8), but always
         returns at least one record if any is pending, so one oversized record
         cannot block the queue. ``exclude``: records the platform already has that are not
@@ -353,10 +382,14 @@ class Outbox:
         # (state, created_at) index and sorts every pending row per batch.
         query = ("SELECT record_id, type, priority, payload_json, attempts FROM records"
                  " INDEXED BY records_pending_order WHERE state = 'pending'")
-        params: tuple[object, ...] = (max_records,)
+        params: tuple[object, ...] = ()
         if exclude:
             query += " AND record_id NOT IN (SELECT value FROM json_each(?))"
-            params = (json.dumps(list(exclude)), max_records)
+            params += (json.dumps(list(exclude)),)
+        if held_before is not None:
+            query += " AND " + stamps.HELD_CONDITION
+            params += (to_us(held_before, "held_before"),)
+        params += (max_records,)
         with self._read("reading pending records") as conn:
             cursor = conn.execute(query + " ORDER BY priority, created_at, record_id LIMIT ?", params)
             for record_id, record_type, priority, payload, attempts in cursor:

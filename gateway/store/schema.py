@@ -116,10 +116,24 @@ _V3_SOURCE_KEYS = _sql(
     """,
 )
 
+# Records stamped while the hub clock was not synchronised, with the boot and monotonic time of the
+# stamp: when the clock steps, the outbox corrects the ones stamped before it (gateway.clock).
+_V4_HUB_STAMPS = _sql(
+    """
+    CREATE TABLE hub_stamps (
+        record_id TEXT PRIMARY KEY REFERENCES records (record_id) ON DELETE CASCADE,
+        boot_id   TEXT NOT NULL,
+        monotonic REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX hub_stamps_boot ON hub_stamps (boot_id, monotonic)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "outbox: records, cursors, motion_snippets", _V1_OUTBOX),
     Migration(2, "active_alerts", _V2_ACTIVE_ALERTS),
     Migration(3, "source_keys outlive pruned records", _V3_SOURCE_KEYS),
+    Migration(4, "hub_stamps: records a clock step corrects", _V4_HUB_STAMPS),
 )
 
 

@@ -441,7 +441,7 @@ def test_reopen_applies_no_migration_twice_and_keeps_records(tmp_path: Path) -> 
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         assert migrate(conn) == []
-        assert conn.execute("SELECT version FROM migrations ORDER BY version").fetchall() == [(1,), (2,), (3,)]
+        assert conn.execute("SELECT version FROM migrations ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         conn.close()

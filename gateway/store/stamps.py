@@ -1,0 +1,82 @@
+"""The ``hub_stamps`` table: records stamped by an unsynchronised hub clock, and their correction.
+
+A repository over one table, run inside the outbox's transactions (it takes the connection).
+Stamps are few (only records stamped before network time) and leave with their record (the
+foreign key cascades) or once a synchronised step has corrected them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import timedelta
+
+from gateway.store.api import ClockCorrection, HubStamp, Retimed
+from gateway.store.retime import estimated, shifted
+from gateway.store.sqlite import to_us
+
+FUTURE_TOLERANCE_S = 300.0
+"""An earlier boot's record dated later than this past the synchronised clock is in the future."""
+
+
+def add(conn: sqlite3.Connection, record_id: str, stamp: HubStamp) -> None:
+    conn.execute("INSERT OR REPLACE INTO hub_stamps (record_id, boot_id, monotonic) VALUES (?, ?, ?)",
+                 (record_id, stamp.boot_id, stamp.monotonic))
+
+
+def stamped_before(stamp: HubStamp, corrections: Sequence[ClockCorrection]) -> list[ClockCorrection]:
+    """The corrections already made that a record stamped at ``stamp`` (and stored only now) missed."""
+    return [c for c in corrections if c.boot_id == stamp.boot_id and stamp.monotonic < c.before_monotonic]
+
+
+def retimed_payload(payload: str, created_us: int, missed: Sequence[ClockCorrection]) -> tuple[str, int]:
+    """A record's payload and ``created_at`` with the steps it missed applied, in order."""
+    for correction in missed:
+        payload = shifted(payload, timedelta(seconds=correction.delta_s), synced=correction.synced)
+        created_us += round(correction.delta_s * 1_000_000)
+    return payload, created_us
+
+
+def correct(conn: sqlite3.Connection, correction: ClockCorrection) -> Retimed:
+    """Apply one clock step to the pending records it concerns (inside the caller's transaction)."""
+    rows = conn.execute(
+        "SELECT r.record_id, r.payload_json, r.created_at FROM hub_stamps AS s JOIN records AS r USING (record_id)"
+        " WHERE s.boot_id = ? AND s.monotonic < ? AND r.state = 'pending'",
+        (correction.boot_id, correction.before_monotonic)).fetchall()
+    for record_id, payload, created_us in rows:
+        new_payload, new_created = retimed_payload(payload, created_us, [correction])
+        _rewrite(conn, record_id, new_payload, new_created)
+    estimated_count = 0
+    if correction.synced:
+        # Corrected for good; what was already uploaded keeps hub_unsynced (the platform has it).
+        conn.execute("DELETE FROM hub_stamps WHERE boot_id = ? AND monotonic < ?",
+                     (correction.boot_id, correction.before_monotonic))
+        estimated_count = _estimate_earlier_boots(conn, correction)
+    return Retimed(corrected=len(rows), estimated=estimated_count)
+
+
+def _estimate_earlier_boots(conn: sqlite3.Connection, correction: ClockCorrection) -> int:
+    """Earlier boots' pending records dated before the release or in the future: no step of theirs
+    is left to correct them, so they take the start of this boot, the latest they can have happened."""
+    floor_us = to_us(correction.plausible_from, "plausible_from")
+    ceiling_us = to_us(correction.now, "now") + round(FUTURE_TOLERANCE_S * 1_000_000)
+    rows = conn.execute(
+        "SELECT r.record_id, r.payload_json FROM hub_stamps AS s JOIN records AS r USING (record_id)"
+        " WHERE s.boot_id != ? AND r.state = 'pending' AND (r.created_at < ? OR r.created_at > ?)",
+        (correction.boot_id, floor_us, ceiling_us)).fetchall()
+    started_us = to_us(correction.boot_started_at, "boot_started_at")
+    for record_id, payload in rows:
+        _rewrite(conn, record_id, estimated(payload, correction.boot_started_at), started_us)
+        conn.execute("DELETE FROM hub_stamps WHERE record_id = ?", (record_id,))
+    return len(rows)
+
+
+def _rewrite(conn: sqlite3.Connection, record_id: str, payload: str, created_us: int) -> None:
+    conn.execute("UPDATE records SET payload_json = ?, created_at = ?, size_bytes = ? WHERE record_id = ?",
+                 (payload, created_us, len(payload.encode()), record_id))
+
+
+HELD_CONDITION = ("NOT (created_at < ? AND EXISTS (SELECT 1 FROM hub_stamps AS s"
+                  " WHERE s.record_id = records.record_id))")
+"""For the uplink's query: a record stamped by a clock that was not set (dated before the release)
+waits for the step that corrects it instead of reaching the platform in the wrong year."""
