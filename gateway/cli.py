@@ -22,11 +22,13 @@ from types import ModuleType
 
 from gateway import __version__
 from gateway.broker_acl import acl_for_config
+from gateway.clock import kernel_clock_synced
 from gateway.config import GatewayConfig, parse_config, read_config_text
 from gateway.config.access import ServiceUser, UnknownUserError
 from gateway.config.preflight import check_host
 from gateway.daemon import outbox_path, run_until_signalled, status_path
-from gateway.doctor import status_problems
+from gateway.doctor import hub_report, status_problems
+from gateway.doctor.unit import read_char_devices, service_user
 from gateway.driver_registry import ble_drivers, unsupported_drivers
 from gateway.errors import ConfigError, GatewayError
 from gateway.fleet.effective import check_effective, effective_source, read_local, start_from
@@ -212,6 +214,30 @@ def render_status(status: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every check of the hub, each a verdict and, when it fails, the command that fixes it."""
+    try:
+        user = service_user(args.user)
+    except UnknownUserError as exc:
+        print(f"yiyang: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    local, _text = read_local(args.config)
+    # What the daemon runs: the file with what the fleet applied (read, never changed, here).
+    cfg = check_effective(local, args.config, user).config
+    path = status_path(cfg)
+    status = read_status([path, fallback_status_path(cfg.gateway.id)])
+    report = asyncio.run(hub_report(cfg, user=user, status=status, status_file=path, now=datetime.now(UTC),
+                                    kernel_synced=kernel_clock_synced, char_devices=read_char_devices(),
+                                    timeout_s=args.timeout))
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+    else:
+        print(f"hub {cfg.gateway.id} ({args.config}), judged as user {user.name}")
+        for line in report.lines():
+            print(line)
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
 def cmd_broker_acl(args: argparse.Namespace) -> int:
     """The broker's access rules for this hub, its fleet and its family accounts, on stdout."""
     sys.stdout.write(acl_for_config(_load(args.config)))
@@ -299,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", default=config_default)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    doctor = sub.add_parser("doctor", help="check everything the hub needs; each problem with the command that "
+                                           "fixes it (exit 1 if any)")
+    doctor.add_argument("--config", default=config_default)
+    doctor.add_argument("--json", action="store_true", help="the same checks as JSON (what the fleet's doctor returns)")
+    doctor.add_argument("--user", help="the user the daemon runs as (default: yiyang when this system has it)")
+    doctor.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="seconds to wait for BlueZ and the broker (the platform: its own timeout, at most 10)")
+    doctor.set_defaults(func=cmd_doctor)
 
     acl = sub.add_parser("broker-acl", help="print the Mosquitto ACL (acl_file) for this hub, the fleet and "
                                             "each family-app contact, from the configuration")
