@@ -197,7 +197,8 @@ check_arguments() {
     usage_error "--resident ID is required for a new hub: the pseudonymous resident id the platform issued"
   fi
   [[ $PREFIX =~ ^/[A-Za-z0-9._/-]+$ ]] || fail "the checkout's path $PREFIX has characters a systemd unit cannot take"
-  [[ -x $PYTHON ]] || fail "$PYTHON is missing: run scripts/setup.sh first (or set YIYANG_PYTHON)"
+  # On the live system scripts/setup.sh (the next step) makes the virtualenv.
+  ((LIVE)) || [[ -x $PYTHON ]] || fail "$PYTHON is missing: run scripts/setup.sh first (or set YIYANG_PYTHON)"
   note "hub $HUB_ID, platform $PLATFORM_URL, code in $PREFIX${ROOT:+, writing under $ROOT}"
 }
 
@@ -209,6 +210,7 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bluez >/dev/null
     changed "bluez: installed"
   fi
+  [[ -x $PYTHON ]] || fail "$PYTHON is missing after scripts/setup.sh"
   note "packages: in place"
 }
 
