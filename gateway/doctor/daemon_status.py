@@ -123,7 +123,11 @@ def _pending_check(queue: Mapping[str, Any], now: datetime, *, upload_enabled: b
     oldest_text = queue.get("oldest_pending_at")
     if not pending or not oldest_text:
         return ok(PENDING, "nothing waiting for the platform")
-    age_s = max(0.0, (now - datetime.fromisoformat(str(oldest_text))).total_seconds())
+    try:
+        age_s = max(0.0, (now - datetime.fromisoformat(str(oldest_text))).total_seconds())
+    except (TypeError, ValueError):
+        return warning(PENDING, f"{pending} record(s) waiting since {oldest_text!r}, a time the doctor cannot read",
+                       STATUS_FIX)
     waiting = f"{pending} record(s) waiting, the oldest for {_age(age_s)}"
     if not upload_enabled:
         return warning(PENDING, f"{waiting}: upload is off ([platform] enabled = false)",
