@@ -24,11 +24,14 @@ from drivers.catalogue import Transport, names
 from gateway import __version__, family_cli
 from gateway.broker_accounts import DEFAULT_ACL_FILE, DEFAULT_PASSWORD_FILE, parse_reload
 from gateway.broker_acl import acl_for_config
+from gateway.clock import kernel_clock_synced
 from gateway.config import GatewayConfig, parse_config, read_config_text
 from gateway.config.access import ServiceUser, UnknownUserError
+from gateway.config.initial import HubIdentity, new_config, updated_config
 from gateway.config.preflight import check_host
 from gateway.daemon import outbox_path, run_until_signalled, status_path
-from gateway.doctor import status_problems
+from gateway.doctor import hub_report, status_problems
+from gateway.doctor.unit import read_char_devices, service_user
 from gateway.errors import ConfigError, GatewayError
 from gateway.fleet.effective import check_effective, effective_source, read_local, start_from
 from gateway.fleet.report import effective_view
@@ -116,6 +119,18 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if problems else EXIT_OK
 
 
+def cmd_config_init(args: argparse.Namespace) -> int:
+    """A new hub's configuration (or ``--update FILE`` with the installer's keys set), on stdout."""
+    hub = HubIdentity(
+        gateway_id=args.hub_id, platform_url=args.platform_url, residents=tuple(args.resident or ()),
+        data_dir=Path(args.data_dir), secret_file=Path(args.secret_file), broker_user=args.broker_user,
+        broker_password_file=Path(args.broker_password_file) if args.broker_password_file else None,
+        fleet_key_file=Path(args.fleet_key_file) if args.fleet_key_file else None)
+    sys.stdout.write(updated_config(read_config_text(args.update), hub, args.update) if args.update
+                     else new_config(hub))
+    return EXIT_OK
+
+
 def cmd_queue(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
@@ -201,6 +216,30 @@ def render_status(status: dict[str, object]) -> str:
         lines.append(f"    {device_id:<24} {health.get('driver', ''):<16} last seen {seen}"
                      f"  readings {health.get('readings_accepted', 0)}")
     return "\n".join(lines)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Every check of the hub, each a verdict and, when it fails, the command that fixes it."""
+    try:
+        user = service_user(args.user)
+    except UnknownUserError as exc:
+        print(f"yiyang: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    local, _text = read_local(args.config)
+    # What the daemon runs: the file with what the fleet applied (read, never changed, here).
+    cfg = check_effective(local, args.config, user).config
+    path = status_path(cfg)
+    status = read_status([path, runtime_status_path(cfg.gateway.id, cfg.gateway.data_dir)])
+    report = asyncio.run(hub_report(cfg, user=user, status=status, status_file=path, now=datetime.now(UTC),
+                                    kernel_synced=kernel_clock_synced, char_devices=read_char_devices(),
+                                    timeout_s=args.timeout))
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+    else:
+        print(f"hub {cfg.gateway.id} ({args.config}), judged as user {user.name}")
+        for line in report.lines():
+            print(line)
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
 def cmd_broker_acl(args: argparse.Namespace) -> int:
@@ -294,6 +333,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_config_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser(
+        "check", help="validate a configuration file, with what the fleet applied; list every problem")
+    check.add_argument("file")
+    check.add_argument("--user", help="the user the daemon runs as, whose access to the files and data_dir "
+                                      "is checked (default: the user running this command)")
+    check.add_argument("--effective", action="store_true",
+                       help="print the effective configuration (the file with what the fleet applied) as JSON")
+    check.set_defaults(func=cmd_config_check)
+    init = config_sub.add_parser(
+        "init", help="print a new hub's configuration: every documented default with this hub's identity "
+                     "(scripts/install.sh writes /etc/yiyang/gateway.toml with it)")
+    init.add_argument("--hub-id", required=True, help="the gateway id the platform issued, e.g. gw-0042")
+    init.add_argument("--platform-url", required=True, help="the Platform Upload API v1 base URL")
+    init.add_argument("--resident", action="append", metavar="ID",
+                      help="a pseudonymous resident id the platform issued (repeat for each; needed for a new file)")
+    init.add_argument("--data-dir", default="/var/lib/yiyang")
+    init.add_argument("--secret-file", default="/etc/yiyang/platform.secret")
+    init.add_argument("--broker-user", default="yiyang-gateway", help="the hub's own user on the home broker")
+    init.add_argument("--broker-password-file", help="the file holding that user's password")
+    init.add_argument("--fleet-key-file", help="the fleet's public key (default: a new file has none, "
+                                               "--update keeps the file's)")
+    init.add_argument("--update", metavar="FILE", help="set these keys in FILE instead (its other settings, "
+                                                       "devices and comments kept) and print the result")
+    init.set_defaults(func=cmd_config_init)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yiyang", description="Home-care edge gateway (医养结合 智能监护信息终端)")
     parser.add_argument("--version", action="version", version=f"yiyang {__version__}")
@@ -305,16 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
 
-    config = sub.add_parser("config", help="configuration tools")
-    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_sub.add_parser(
-        "check", help="validate a configuration file, with what the fleet applied; list every problem")
-    check.add_argument("file")
-    check.add_argument("--user", help="the user the daemon runs as, whose access to the files and data_dir "
-                                      "is checked (default: the user running this command)")
-    check.add_argument("--effective", action="store_true",
-                       help="print the effective configuration (the file with what the fleet applied) as JSON")
-    check.set_defaults(func=cmd_config_check)
+    _add_config_commands(sub)
 
     queue = sub.add_parser("queue", help="outbox statistics: pending, delivered, dead, oldest pending age")
     queue.add_argument("--config", default=config_default)
@@ -327,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--config", default=config_default)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    doctor = sub.add_parser("doctor", help="check everything the hub needs; each problem with the command that "
+                                           "fixes it (exit 1 if any)")
+    doctor.add_argument("--config", default=config_default)
+    doctor.add_argument("--json", action="store_true", help="the same checks as JSON (what the fleet's doctor returns)")
+    doctor.add_argument("--user", help="the user the daemon runs as (default: yiyang when this system has it)")
+    doctor.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="seconds to wait for BlueZ and the broker (the platform: its own timeout, at most 10)")
+    doctor.set_defaults(func=cmd_doctor)
 
     acl = sub.add_parser("broker-acl", help="print the Mosquitto ACL (acl_file) for this hub, the fleet and "
                                             "each family-app contact, from the configuration")

@@ -18,9 +18,10 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -34,11 +35,12 @@ from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
 from gateway.alerts.sms import SmsNotifier
 from gateway.ble_scan import HubScan, ScanReport
-from gateway.clock import PLAUSIBLE_FROM, ClockSyncMode, SystemClock
+from gateway.clock import PLAUSIBLE_FROM, ClockSyncMode, SystemClock, kernel_clock_synced
 from gateway.clock_watch import ClockWatch
 from gateway.config import GatewayConfig, UplinkProfile
 from gateway.detect.silence import SilenceWatch, watched_device
 from gateway.detect.vital_state import VitalsMonitor
+from gateway.doctor import Report, in_daemon_report
 from gateway.driver_registry import (
     Measurable,
     Notifier,
@@ -594,11 +596,16 @@ class Daemon:
     def _command_parts(self) -> CommandParts:
         cfg = self.cfg
         return CommandParts(
-            version=__version__, started_at=self.started_at, now=_utc_now, status=self.status, alerts=self.alerts,
-            resident_ids=tuple(self._resident_ids()), measurable=self.measurable, resyncable=self.resyncable,
-            log_ring=self.log_ring, scan=self._scan_now,
+            version=__version__, started_at=self.started_at, status=self.status, examine=self._examine,
+            alerts=self.alerts, resident_ids=tuple(self._resident_ids()), measurable=self.measurable,
+            resyncable=self.resyncable, log_ring=self.log_ring, scan=self._scan_now,
             ble_addresses={d.address: d.id for d in cfg.devices if d.address},
         )
+
+    async def _examine(self, payload: Mapping[str, Any]) -> Report:
+        """The fleet's ``doctor``: ``yiyang doctor``'s checks, from inside (on the configuration in force now)."""
+        return await in_daemon_report(self.cfg, payload=payload, now=_utc_now(), kernel_synced=kernel_clock_synced,
+                                      mqtt_connected=self.mqtt.connected.is_set())
 
     async def _scan_now(self, seconds: float) -> ScanReport:
         return await self._scan(seconds)  # the scan of the BLE devices in force now (a reload may change them)

@@ -1,17 +1,21 @@
 """Log set-up: one line per event, ``key=value`` fields, readable by a technician in journalctl.
 
 Log calls carry ids (device, record, alert, resident), never measured values:
-health data stays in the outbox and the alert payloads.
+health data stays in the outbox and the alert payloads. Under systemd the records go to the journal
+with those ids as fields of their own (gateway.journal); elsewhere as plain lines on standard error.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TextIO
 
+from gateway.journal import JournalHandler, Send, journal_sender, journal_wanted
 from gateway.log_ring import DATE_FORMAT, LogRing
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -23,10 +27,13 @@ def log_id(value: str) -> str:
     return value if _ID.fullmatch(value) else "<invalid>"
 
 
-def setup_logging(level: str = "info", *, stream: object = None) -> LogRing:
-    """The journal's stream handler and the in-memory ring the fleet's ``logs`` command reads."""
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
-    handler.setFormatter(logging.Formatter(FORMAT, datefmt=DATE_FORMAT))
+def setup_logging(level: str = "info", *, stream: TextIO | None = None,
+                  environ: Mapping[str, str] | None = None, journal_send: Send | None = None) -> LogRing:
+    """The journal (or plain lines on ``stream``) and the in-memory ring the fleet's ``logs`` command reads.
+
+    ``environ`` and ``journal_send`` are for tests: the process environment and systemd-python's sender.
+    """
+    handler = log_handler(stream or sys.stderr, os.environ if environ is None else environ, journal_send)
     ring = LogRing()
     root = logging.getLogger()
     root.handlers[:] = [handler, ring]
@@ -35,6 +42,18 @@ def setup_logging(level: str = "info", *, stream: object = None) -> LogRing:
     for noisy in ("paho", "bleak", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
     return ring
+
+
+def log_handler(stream: TextIO, environ: Mapping[str, str], journal_send: Send | None = None) -> logging.Handler:
+    """The journal's native protocol when ``stream`` is the journal's stream (gateway.journal), else plain lines."""
+    if journal_wanted(environ, stream):
+        send = journal_send or journal_sender()
+        if send is not None:
+            return JournalHandler(send)
+        # Without systemd-python (the optional [systemd] extra) the lines still reach the journal, without fields.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(FORMAT, datefmt=DATE_FORMAT))
+    return handler
 
 
 class RateLimitedLog:

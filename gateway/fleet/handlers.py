@@ -12,14 +12,14 @@ inflates on the resident's arm) may not.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.alerts.service import AlertService
-from gateway.doctor import status_problems
+from gateway.doctor import Report
 from gateway.driver_registry import Measurable, Resyncable
 from gateway.fleet.args import optional_id
 from gateway.fleet.commands import Command, Handler
@@ -44,8 +44,9 @@ class CommandParts:
 
     version: str
     started_at: datetime
-    now: Callable[[], datetime]
     status: StatusSource
+    examine: Callable[[Mapping[str, Any]], Awaitable[Report]]
+    """The doctor's checks, run in the daemon on its status document (gateway.doctor.in_daemon_report)."""
     alerts: AlertService
     resident_ids: tuple[str, ...]
     measurable: Mapping[str, Measurable]
@@ -60,7 +61,7 @@ def fleet_commands(parts: CommandParts) -> dict[str, Command]:
     return {
         "ping": Command(ping(parts.version, parts.started_at), repeatable=True),
         "queue": Command(queue(parts.status), repeatable=True),
-        "doctor": Command(doctor(parts.status, parts.now), repeatable=True),
+        "doctor": Command(doctor(parts.status, parts.examine), repeatable=True),
         "logs": Command(logs(parts.log_ring), repeatable=True),
         "scan": Command(scan(parts.scan, parts.ble_addresses), repeatable=True),
         "resync": Command(resync(parts.resyncable), repeatable=True),
@@ -83,10 +84,14 @@ def queue(status: StatusSource) -> Handler:
     return handler
 
 
-def doctor(status: StatusSource, now: Callable[[], datetime]) -> Handler:
+def doctor(status: StatusSource, examine: Callable[[Mapping[str, Any]], Awaitable[Report]]) -> Handler:
+    """``yiyang doctor``'s checks as the daemon can run them: ``ok``, ``problems`` (one line each),
+    ``checks`` (name, status, verdict, fix) and the status document they were judged on."""
+
     async def handler(_args: Mapping[str, Any]) -> dict[str, Any]:
         payload = await status.payload()
-        return {"problems": status_problems(payload, now()), "status": payload}
+        report = await examine(payload)
+        return {**report.as_json(), "status": payload}
 
     return handler
 

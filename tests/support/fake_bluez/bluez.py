@@ -473,6 +473,8 @@ class FakeBluez:
         self.bus = bus
         self.adapter_address = adapter_address
         self.powered = True
+        self.adapter_present = True
+        """False after :meth:`remove_adapter`: a USB dongle pulled out, a UART adapter that failed to come up."""
         self.discovery_sessions: set[str] = set()
         self.discovery_filter: dict[str, Any] = {}
         self.wedged = False
@@ -551,6 +553,14 @@ class FakeBluez:
         """Fault: the adapter keeps "discovering" but reports nothing until Powered goes false/true."""
         self.wedged = True
 
+    async def remove_adapter(self) -> None:
+        """Fault: the adapter goes away (bluetoothd keeps running and sees none), as when a dongle is pulled."""
+        if not self.adapter_present:
+            return
+        await self._set_powered(False)
+        self.adapter_present = False
+        await self.interfaces_removed(ADAPTER_PATH, [ADAPTER])
+
     # -- signals --
     async def interfaces_added(self, path: str, interfaces: dict[str, dict[str, Variant]]) -> None:
         await self._signal("/", OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}", [path, interfaces])
@@ -622,6 +632,8 @@ class FakeBluez:
                 (ADAPTER, "RemoveDevice"): self._remove_device,
             },
         }
+        if path == ADAPTER_PATH and not self.adapter_present:
+            return None
         if path in tables:
             return tables[path].get((interface, member))
         device = self.devices.get(path)
@@ -674,10 +686,9 @@ class FakeBluez:
         }
 
     def _managed_objects(self) -> dict[str, dict[str, dict[str, Variant]]]:
-        objects: dict[str, dict[str, dict[str, Variant]]] = {
-            "/org/bluez": {AGENT_MANAGER: {}},
-            ADAPTER_PATH: self._adapter_interfaces(),
-        }
+        objects: dict[str, dict[str, dict[str, Variant]]] = {"/org/bluez": {AGENT_MANAGER: {}}}
+        if self.adapter_present:
+            objects[ADAPTER_PATH] = self._adapter_interfaces()
         for device in self.devices.values():
             if device.exported:
                 objects[device.path] = device.interfaces()
