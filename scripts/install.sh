@@ -322,9 +322,9 @@ mosquitto_setup() {
   set_mode "$MOSQUITTO_PASSWD" 0600 mosquitto mosquitto
   yiyang broker-acl --config "$(at "$CONFIG")" > "$WORK/acl" || fail "the broker ACL was not made (the lines above say why)"
   put_file "$WORK/acl" "$MOSQUITTO_ACL" 0600 mosquitto mosquitto
-  # The hook for family accounts: one broker user per contact with app = true, added to
-  # $MOSQUITTO_PASSWD by the family tooling; the ACL above already names every such contact.
-  note "family accounts: add each family-app contact's broker user to $MOSQUITTO_PASSWD (the ACL has their rules)"
+  # Family accounts: one broker user per contact with app = true, made by `yiyang family add`
+  # (contact, password and ACL in one go); the ACL above already names every such contact.
+  note "family accounts: yiyang family add ID --resident RID --config $CONFIG (one broker user per family app)"
   if ((!LIVE)); then live_only "systemctl restart mosquitto"; return; fi
   if ((restart)); then
     systemctl restart mosquitto && changed "mosquitto: restarted (new listener settings)"
