@@ -11,14 +11,16 @@ What the public sources say, and all this module assumes:
   otherwise), as the public BLE example ``53 4E 12 00 12 04 11 05 10 02 04 1D 00 56 00 01 1E 09 00 00``
   (8.6 mmol/L, jianbao ``SannuoAnWenBloodSugar``) reads.
 
-Read from that example, and *unconfirmed*: a frame is ``byte 2 + 2`` bytes long, the command is
-byte 5, and the meter checks no checksum the hub could get wrong. The WeChat-relayed example in
-the SDK README (``U04QAAQEEQQLEBskADYAAM0Yog==``) does not fit that length rule and its byte 19
-is 0x19: it is a differently wrapped frame, and decoding it here is refused (its value read as
-mg/dL is below the meter's range) rather than guessed. What the hub writes (the time, and an
-answer to each result, as the vendor SDK's server does) is built the same way, with a trailing
-sum of bytes 2 onwards, which the README example's byte 18 suggests. A field test must confirm
-all of this (docs say what); the session logs once what a real meter does differently.
+Read from that example, and *unconfirmed*: a frame is ``byte 2 + 2`` bytes long and the command
+is byte 5. The WeChat-relayed example in the SDK README (``U04QAAQEEQQLEBskADYAAM0Yog==``, 19
+bytes) is one byte longer than its length byte says by that rule, ends with the sum of bytes 2
+onwards, and has no byte 19 for the unit: a differently wrapped frame, which this module refuses
+(too short for a result) rather than guesses at. A trailing checksum on the meter's own frames
+would be left over by the length rule and skipped as noise (counted, logged once); no check is
+made, since the BLE example ends in 00 00 and fits no sum. What the hub writes (the time, and an
+answer to each result, as the vendor SDK's server answers) is laid out the same way, ending in
+that sum. A field test must confirm all of this; the session logs once what a real meter does
+differently.
 """
 
 from __future__ import annotations
