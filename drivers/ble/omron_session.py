@@ -25,6 +25,7 @@ usually only the latest reading), and the log says so once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -140,10 +141,12 @@ class OmronCuffSession:
                 await self._read_user(link, model, user)
         finally:
             if link.connected:
-                # Ends the transfer on the cuff's display; its status is only worth a log line.
-                answer = await self._exchange(link, CLOSE_TRANSFER, Command.CLOSE)
-                if answer.data[:1] != b"\x00":
-                    log.info("cuff ended the transfer with status %s device=%s", answer.data.hex(), self.tag.device_id)
+                # Ends the transfer on the cuff's display; a failure here must not hide one before it.
+                with contextlib.suppress(DeviceTimeoutError):
+                    answer = await self._exchange(link, CLOSE_TRANSFER, Command.CLOSE)
+                    if answer.data[:1] != b"\x00":
+                        log.info("cuff ended the transfer with status %s device=%s", answer.data.hex(),
+                                 self.tag.device_id)
 
     async def _newer_unit(self, link: GattLink) -> None:
         if not link.offers(BLOOD_PRESSURE_MEASUREMENT):
