@@ -7,6 +7,8 @@
   advances the RACP cursor. Rate = records stored per second of hub receive time.
 - advert to stored reading: a cuff takes a measurement (starts advertising); time until the reading
   is committed in the daemon's outbox (the row's hub receive time minus the moment of measuring).
+- one Omron visit (omron-bp): unlock, then both users' whole ring buffers (200 EEPROM reads of 16
+  bytes, each a command and a two-part answer): wall time and the daemon's CPU time for the visit.
 - CPU of one 50 Hz IMU stream: the daemon's CPU time (utime + stime from /proc) while a micro:bit
   streams, per second and per sample, against the same daemon idle.
 """
@@ -35,7 +37,8 @@ from bluez_process import BluezProcess, fake_bluez_process  # noqa: E402
 from gateway.status import read_status, runtime_status_path  # noqa: E402
 
 GATEWAY_ID = "gw-bench"
-DRIVERS = {"meter": "ble-gls", "cuff": "ble-bps", "microbit": "microbit-accel"}
+DRIVERS = {"meter": "ble-gls", "cuff": "ble-bps", "microbit": "microbit-accel", "omron": "omron-bp",
+           "sinocare": "sinocare-glucose"}
 
 
 def write_config(workdir: Path, platform: devstack.Platform, broker: devstack.Broker, bluez: BluezProcess) -> Path:
@@ -139,6 +142,28 @@ def advert_to_stored(runs: int) -> Callable[[Path, BluezProcess, subprocess.Pope
     return run
 
 
+def omron_visit(workdir: Path, bluez: BluezProcess, daemon: subprocess.Popen[bytes]) -> None:
+    time.sleep(3.0)  # scanner up
+    cpu0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+    # A measurement starts the cuff advertising; the button held right after lets it take the hub's key.
+    bluez.command(cmd="omron_measure", device="omron", user=1, systolic=128, diastolic=82, pulse_rate=70)
+    bluez.command(cmd="hold_button", device="omron")
+
+    def done() -> bool:
+        connected = bluez.command(cmd="status")["devices"]["omron"]["connected"]
+        return bool(rows(workdir, "blood_pressure")) and not connected
+
+    if not wait(done, 120):
+        print("  Omron visit: no reading stored")
+        return
+    cpu, wall = cpu_seconds(daemon.pid) - cpu0, time.monotonic() - t0
+    print(f"  {'one Omron visit (200 reads)':>34}: {wall:5.1f} s wall, daemon CPU {cpu * 1000:5.0f} ms "
+          f"= {cpu / 200 * 1e3:4.1f} ms per EEPROM read (advert to hang-up)")
+    log = (workdir / "daemon.log").read_text(encoding="utf-8", errors="replace")
+    print(f"  {'':>34}  sessions: {log.count(' connected device=omron')}, records read: "
+          f"{log.count('Omron ring buffer read')} ring buffers")
+
+
 def imu_cpu(stream_s: float) -> Callable[[Path, BluezProcess, subprocess.Popen[bytes]], None]:
     def run(workdir: Path, _bluez: BluezProcess, daemon: subprocess.Popen[bytes]) -> None:
         status_paths = [workdir / "data" / "status.json", runtime_status_path(GATEWAY_ID, workdir / "data")]
@@ -179,7 +204,8 @@ def main() -> int:
     print("BLE through bleak and the fake BlueZ, daemon as a separate process:")
     only = os.environ.get("BENCH_ONLY")
     parts = {"throughput": ("big-meter", throughput), "advert": ("cuff", advert_to_stored(args.cuff_runs)),
-             "idle": ("cuff", idle_cpu(args.stream_s)), "imu": ("wearable", imu_cpu(args.stream_s))}
+             "idle": ("cuff", idle_cpu(args.stream_s)), "omron": ("vendors", omron_visit),
+             "imu": ("wearable", imu_cpu(args.stream_s))}
     for name, (scenario, run) in parts.items():
         if not only or only == name:
             with_daemon(scenario, run)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from drivers.ble import uuids
+from drivers.ble.omron_eeprom import OMRON_NEWER_SERVICE
 from drivers.errors import DriverError
 from drivers.model import ReadingType
 
@@ -257,6 +258,19 @@ CATALOGUE: Mapping[str, DriverSpec] = _index((
         options=frozenset({DeviceOption.SAMPLE_RATE_HZ}),
         advertises=(AdvertMatcher(service_uuid=uuids.THINGY_MOTION_SERVICE),),
         fall_protection=True, silent_after_min=FALL_PROTECTION_SILENT_AFTER_MIN,
+    ),
+    # Vendor protocols of devices common in Chinese homes.
+    DriverSpec(  # Omron cuffs: every user's memory over Omron's own protocol, with the hub's key
+        name="omron-bp", transport=Transport.BLE, role=Role.MEASURES,
+        readings=frozenset({ReadingType.BLOOD_PRESSURE}),
+        advertises=(AdvertMatcher(local_name="BLESmart_*"), AdvertMatcher(service_uuid=OMRON_NEWER_SERVICE)),
+        binding=Binding(pairing=True, hold="the Bluetooth button until -P- blinks (the hub writes its key "
+                                           "at its first connection, while -P- shows)"),
+    ),
+    DriverSpec(  # Sinocare 三诺 安稳+Air glucose meter: real-time and history results
+        name="sinocare-glucose", transport=Transport.BLE, role=Role.MEASURES,
+        readings=frozenset({ReadingType.BLOOD_GLUCOSE}),
+        advertises=(AdvertMatcher(local_name="BDE_WEIXIN_TTM*"),),
     ),
 ))
 """Every driver by name, in the order the configuration lists them."""

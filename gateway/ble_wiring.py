@@ -20,6 +20,7 @@ from datetime import tzinfo
 from drivers.ble.gls_session import CursorGet, CursorSet, GlucoseMeterSession
 from drivers.ble.manager import BleManager
 from drivers.ble.motion_session import MICROBIT, THINGY52, MotionSession, Wearable
+from drivers.ble.omron_session import OmronCuffSession
 from drivers.ble.sessions import (
     AdvertSession,
     BTHomeButtonSession,
@@ -28,6 +29,7 @@ from drivers.ble.sessions import (
     MeasurementSession,
     Sinks,
 )
+from drivers.ble.sinocare_session import SinocareMeterSession
 from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, PLX_SPOT_CHECK_MEASUREMENT, TEMPERATURE_MEASUREMENT
 from drivers.catalogue import DriverSpec, Transport, check_served
 from drivers.clock import Clock
@@ -94,6 +96,15 @@ def _thingy(device: DeviceSettings, c: _Context) -> ConnectedSession:
     return _motion(device, c, THINGY52)
 
 
+def _omron(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return OmronCuffSession(_tag(device), c.sinks, c.home_tz, c.cursor_get, c.cursor_set,
+                            use_start_notify=_start_notify(device))
+
+
+def _sinocare(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return SinocareMeterSession(_tag(device), c.sinks, c.home_tz, use_start_notify=_start_notify(device))
+
+
 def _bthome(device: DeviceSettings, c: _Context) -> AdvertSession:
     return BTHomeButtonSession(_tag(device), c.sinks, bytes.fromhex(device.bind_key) if device.bind_key else None)
 
@@ -113,6 +124,8 @@ CONNECTED_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], ConnectedS
     "ble-hts": _hts,
     "microbit-accel": _microbit,
     "thingy-motion": _thingy,
+    "omron-bp": _omron,
+    "sinocare-glucose": _sinocare,
 }
 ADVERT_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], AdvertSession]] = {
     "bthome-button": _bthome,

@@ -35,9 +35,14 @@ def test_the_scan_says_what_to_do_before_binding_a_device_that_needs_it() -> Non
     ]
 
 
-def test_the_drivers_of_today_need_nothing_before_binding() -> None:
+OMRON_STEPS = ("hold the Bluetooth button until -P- blinks (the hub writes its key at its first connection, "
+               "while -P- shows); pair it")
+
+
+def test_of_the_drivers_of_today_only_omron_needs_something_before_binding() -> None:
     sightings = [Sighting(f"C4:7C:8D:6A:11:{i:02X}", None, -60, (name,)) for i, name in enumerate(CATALOGUE)]
-    assert binding_steps(sightings) == []
+    omron = f"C4:7C:8D:6A:11:{list(CATALOGUE).index('omron-bp'):02X}"
+    assert binding_steps(sightings) == [f"{omron} as omron-bp: {OMRON_STEPS} (yiyang pair {omron}), then bind it"]
 
 
 async def test_a_scan_through_bleak_prints_the_steps_after_the_table(fake_bluez: FakeBluez,
@@ -53,5 +58,7 @@ async def test_a_scan_through_bleak_prints_the_steps_after_the_table(fake_bluez:
 
     lines = out.getvalue().splitlines()
     assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED", "AS"]
+    # The emulated cuff is named like an Omron (BLESmart_...): it is offered to both drivers.
     assert lines[3:] == ["", "Before binding:",
-                         f"  {cuff.address} as ble-bps: pair it (yiyang pair {cuff.address}), then bind it"]
+                         f"  {cuff.address} as ble-bps: pair it (yiyang pair {cuff.address}), then bind it",
+                         f"  {cuff.address} as omron-bp: {OMRON_STEPS} (yiyang pair {cuff.address}), then bind it"]

@@ -21,6 +21,9 @@ from the ready line):
     {"cmd": "drop_after", "device": "meter", "notifications": 5}
     {"cmd": "drop", "device": "microbit"}
     {"cmd": "wedge"}        the adapter stops reporting adverts until power-cycled
+    {"cmd": "omron_measure", "device": "omron", "user": 1, "systolic": 150, "diastolic": 95, "pulse_rate": 80}
+    {"cmd": "hold_button", "device": "omron"}     the cuff shows -P-: a host may program its key
+    {"cmd": "sinocare_measure", "device": "sinocare", "mmol_per_l": 6.1}
     {"cmd": "status"}
     {"cmd": "quit"}
 """
@@ -34,11 +37,12 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
+from drivers.ble.omron_records import OmronRecord
 from fake_bluez.bluez import ConnectFault, FakeBluez, Pairing, Peripheral
 from fake_bluez.bus import private_bus
 from fake_bluez.devices import (
@@ -53,6 +57,8 @@ from fake_bluez.devices import (
     TemperatureRecord,
     Thermometer,
 )
+from fake_bluez.omron import OmronCuff
+from fake_bluez.sinocare import SinocareMeter, SinocareResultRecord
 
 Devices = dict[str, Peripheral]
 
@@ -72,6 +78,15 @@ def _bonded_meter() -> Devices:
     return {"meter": GlucoseMeter(requires_bonding=True, pairing=Pairing.PASSKEY_ENTRY)}
 
 
+def _vendors() -> Devices:
+    """An Omron cuff with its own protocol and a Sinocare meter with three results in its memory. They
+    advertise for a minute after a measurement: longer than the hub's pause after a visit (30 s)."""
+    now = _now()
+    history = [SinocareResultRecord(now - timedelta(days=days), 5.0 + days / 10) for days in (3, 2, 1)]
+    return {"omron": OmronCuff(advertise_for_s=60.0),
+            "sinocare": SinocareMeter(history=history, advertise_for_s=60.0)}
+
+
 SCENARIOS: dict[str, Callable[[], Devices]] = {
     "empty": dict,
     "home": _home,
@@ -81,6 +96,7 @@ SCENARIOS: dict[str, Callable[[], Devices]] = {
     # bench/ble.py: a meter full of records sent as fast as the bus takes them.
     "big-meter": lambda: {"meter": GlucoseMeter(record_count=2000, record_interval_s=0.001)},
     "cuff": lambda: {"cuff": BloodPressureCuff()},
+    "vendors": _vendors,
 }
 
 
@@ -213,6 +229,29 @@ async def _status(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -
     }
 
 
+async def _omron_measure(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
+    cuff: OmronCuff = _device(devices, request, OmronCuff)
+    user = _field(request, "user", int, 1)
+    if user not in (1, 2):
+        raise CommandError("an Omron cuff has users 1 and 2")
+    record = OmronRecord(user=user, systolic_mmhg=_field(request, "systolic", int),
+                         diastolic_mmhg=_field(request, "diastolic", int), pulse_bpm=_field(request, "pulse_rate", int),
+                         time=_now(), body_movement=False, irregular_heartbeat=False)
+    return {"slot": cuff.measure(user, record)}
+
+
+async def _hold_button(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
+    cuff: OmronCuff = _device(devices, request, OmronCuff)
+    cuff.hold_button()
+    return {"pairing_mode": True}
+
+
+async def _sinocare_measure(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
+    meter: SinocareMeter = _device(devices, request, SinocareMeter)
+    meter.measure(_field(request, "mmol_per_l", float), _now())
+    return {"history": len(meter.history)}
+
+
 Command = Callable[[FakeBluez, Devices, dict[str, Any]], Awaitable[dict[str, Any]]]
 COMMANDS: dict[str, Command] = {
     "measure": _measure,
@@ -225,6 +264,9 @@ COMMANDS: dict[str, Command] = {
     "drop": _drop,
     "wedge": _wedge,
     "status": _status,
+    "omron_measure": _omron_measure,
+    "hold_button": _hold_button,
+    "sinocare_measure": _sinocare_measure,
 }
 
 
