@@ -16,6 +16,7 @@ from typing import Protocol
 from drivers.ble.bps import blood_pressure_reading, decode_blood_pressure_measurement
 from drivers.ble.bthome import BTHomeDecoder, device_events
 from drivers.ble.hts import decode_temperature_measurement, temperature_reading
+from drivers.ble.ieee11073 import NoMeasurementError
 from drivers.ble.link import GattLink, check_device_clock, read_battery_percent
 from drivers.ble.plx import decode_continuous, decode_spot_check, spot_check_reading
 from drivers.ble.policy import ConnectionStyle
@@ -41,6 +42,9 @@ from drivers.model import (
 )
 
 log = logging.getLogger(__name__)
+
+MEASUREMENT_FAILED = "measurement_failed"
+"""The device error a measurement of nothing but NaN is reported as (drivers.ble.ieee11073.NoMeasurementError)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +224,12 @@ class MeasurementSession:
                             value.data, self.tag.info, self.tag.resident_id, value.received, offset
                         )
                     )
+                except NoMeasurementError as exc:
+                    self._complain(value.uuid, exc)
+                    await self._sinks.on_event(DeviceEvent(
+                        device_id=self.tag.device_id, resident_id=self.tag.resident_id,
+                        kind=DeviceEventKind.DEVICE_ERROR, received=value.received, value=MEASUREMENT_FAILED,
+                        detail=str(exc)))
                 except CodecError as exc:
                     self._complain(value.uuid, exc)
         finally:
