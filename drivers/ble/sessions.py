@@ -184,7 +184,10 @@ class MeasurementSession:
         idle_timeout_s: float = 10.0,
         spo2_interval_s: float = 10.0,
         use_start_notify: bool = True,
+        prepare: Callable[[GattLink], Awaitable[None]] | None = None,
     ) -> None:
+        """``prepare`` runs after the clock check and before the indications are enabled: what a
+        vendor's cuff must be told first (drivers.ble.and_bp)."""
         unknown = [m.name for m in measurements if m.uuid not in MEASUREMENTS]
         if unknown:
             raise ValueError(f"no decoder for {', '.join(unknown)}")
@@ -197,9 +200,12 @@ class MeasurementSession:
         self._idle_timeout_s = idle_timeout_s
         self._spo2_interval_s = spo2_interval_s
         self._complain = CodecComplaints(tag.device_id)
+        self._prepare = prepare
 
     async def run(self, link: GattLink) -> None:
         offset = await on_connected(link, self.tag, self._sinks, self._home_tz)
+        if self._prepare is not None:
+            await self._prepare(link)
         subscribed = [m for m in self._measurements if link.offers(m)]
         window = None
         if self._continuous_spo2 and link.offers(PLX_CONTINUOUS_MEASUREMENT):

@@ -21,11 +21,11 @@ async def test_scan_prints_progress_then_the_health_devices_nearby(fake_bluez: F
 
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("scanning... 1/1 s: 2 devices, 2 health")
-    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED", "AS"]
+    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "NEEDS", "CONFIGURED", "AS"]
     rows = sorted(line.split() for line in lines[2:])
     assert rows == [
-        [cuff.address, "BLESmart_0000", "-60", "ble-bps", "-"],
-        [meter.address, "Meter-01", "-60", "ble-gls", "glucose-kitchen"],
+        [cuff.address, "BLESmart_0000", "-60", "ble-bps", "-", "-"],
+        [meter.address, "Meter-01", "-60", "ble-gls", "-", "glucose-kitchen"],
     ]
 
 

@@ -35,9 +35,13 @@ def test_the_scan_says_what_to_do_before_binding_a_device_that_needs_it() -> Non
     ]
 
 
-def test_the_drivers_of_today_need_nothing_before_binding() -> None:
+def test_the_drivers_that_need_something_before_binding_say_what() -> None:
     sightings = [Sighting(f"C4:7C:8D:6A:11:{i:02X}", None, -60, (name,)) for i, name in enumerate(CATALOGUE)]
-    assert binding_steps(sightings) == []
+    xiaomi, a_and_d = (f"C4:7C:8D:6A:11:{list(CATALOGUE).index(name):02X}" for name in ("xiaomi-mibeacon", "and-bp"))
+    assert binding_steps(sightings) == [
+        f"{xiaomi} as xiaomi-mibeacon: put its 32-hex-digit key in bind_key of its [[devices]] entry, then bind it",
+        f"{a_and_d} as and-bp: hold the power button until Pr shows; pair it (yiyang pair {a_and_d}), then bind it",
+    ]
 
 
 async def test_a_scan_through_bleak_prints_the_steps_after_the_table(fake_bluez: FakeBluez,
@@ -52,6 +56,6 @@ async def test_a_scan_through_bleak_prints_the_steps_after_the_table(fake_bluez:
     assert await scan(1.0, {}, out) == 0
 
     lines = out.getvalue().splitlines()
-    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED", "AS"]
+    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "NEEDS", "CONFIGURED", "AS"]
     assert lines[3:] == ["", "Before binding:",
                          f"  {cuff.address} as ble-bps: pair it (yiyang pair {cuff.address}), then bind it"]

@@ -650,3 +650,41 @@ class XiaomiThermometer(Peripheral):
             self._burst_end.cancel()
         self._burst_end = asyncio.get_running_loop().call_later(self.burst_s, self.stop_advertising)
         return self.frame_counter
+
+
+# --- A&D UA-651BLE ----------------------------------------------------------------------------
+
+AND_CUSTOM_SERVICE = "233bf000-5a34-1b6d-975c-000d5690abe4"
+AND_COMMAND = "233bf001-5a34-1b6d-975c-000d5690abe4"
+AND_SEND_READINGS = bytes([0x02, 0x00, 0xE1])
+
+
+class AndCuff(BloodPressureCuff):
+    """An A&D UA-651BLE: indicates its unsent readings only after A&D's command and a Date Time write,
+    in that order (obniz ``parts/Ble/UA651BLE``), then hangs up. ``writes`` records what the hub wrote."""
+
+    def __init__(self, address: str = "5C:F8:21:00:65:1B", name: str = "A&D_UA-651BLE_1B", **options: object) -> None:
+        super().__init__(address, name, **options)  # type: ignore[arg-type]
+        bps, *_ = self.services
+        self.services = (
+            ServiceSpec(bps.uuid, (*bps.characteristics, CharacteristicSpec(uuids.DATE_TIME.uuid, ("write",)))),
+            ServiceSpec(AND_CUSTOM_SERVICE, (CharacteristicSpec(AND_COMMAND, ("write",)),)),
+        )
+        self.writes: list[tuple[str, bytes]] = []
+
+    async def on_connected(self) -> None:
+        self.writes.clear()
+
+    async def on_write(self, uuid: str, data: bytes) -> None:
+        self.writes.append((uuid, data))
+
+    @property
+    def told_to_send(self) -> bool:
+        """A&D's command, then the clock: what the cuff waits for before it indicates."""
+        uuids_written = [uuid for uuid, _ in self.writes]
+        return (uuids_written[:2] == [AND_COMMAND, uuids.DATE_TIME.uuid]
+                and self.writes[0][1] == AND_SEND_READINGS and len(self.writes[1][1]) == 7)
+
+    async def on_subscribed(self, uuid: str) -> None:
+        if self.told_to_send:
+            await super().on_subscribed(uuid)
