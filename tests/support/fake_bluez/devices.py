@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -312,6 +313,8 @@ class GlucoseMeter(Peripheral):
         passkey: int = 123456,
         record_interval_s: float = 0.002,
         drop_after_records: int | None = None,
+        count_down_from: int | None = None,
+        ignores_filters: bool = False,
     ) -> None:
         encrypted = requires_bonding
         services = (
@@ -336,7 +339,14 @@ class GlucoseMeter(Peripheral):
             pairing=pairing,
             passkey=passkey,
         )
+        self.count_down_from = count_down_from
+        """TaiDoc style: the first record is numbered this, each new one one lower (None: 1, 2, 3 ...)."""
+        self.ignores_filters = ignores_filters
+        """Contour Next One style: every "report records" request gets the whole memory."""
         self.records = list(records) if records is not None else default_glucose_records(record_count)
+        if count_down_from is not None:
+            self.records = [dataclasses.replace(r, sequence_number=count_down_from - index)
+                            for index, r in enumerate(self.records)]
         self.record_interval_s = record_interval_s
         self.drop_after_records = drop_after_records
         self.racp_requests: list[RacpRequest] = []
@@ -344,10 +354,16 @@ class GlucoseMeter(Peripheral):
         self.start_advertising()
 
     def add_record(self, mmol_per_l: float, time: datetime, meal: int | None = None) -> GlucoseRecord:
-        sequence = (self.records[-1].sequence_number + 1) if self.records else 1
+        step = -1 if self.count_down_from is not None else 1
+        first = self.count_down_from if self.count_down_from is not None else 1
+        sequence = (self.records[-1].sequence_number + step) if self.records else first
         record = GlucoseRecord(sequence, time, mmol_per_l, meal=meal)
         self.records.append(record)
         return record
+
+    def reset_memory(self) -> None:
+        """Battery out or a factory reset: the records are gone and the numbering starts again."""
+        self.records = []
 
     def check_write(self, uuid: str, data: bytes) -> None:
         if uuid != uuids.RECORD_ACCESS_CONTROL_POINT.uuid:
@@ -381,8 +397,17 @@ class GlucoseMeter(Peripheral):
             self._procedure.cancel()
 
     def _selected(self, request: RacpRequest) -> list[GlucoseRecord] | RacpResponseCode:
-        if request.operator is RacpOperator.ALL_RECORDS:
+        if request.operator is RacpOperator.ALL_RECORDS or (
+                self.ignores_filters and request.opcode is RacpOpcode.REPORT_STORED_RECORDS):
             return list(self.records)
+        if request.operator in (RacpOperator.FIRST_RECORD, RacpOperator.LAST_RECORD):
+            edge = self.records[:1] if request.operator is RacpOperator.FIRST_RECORD else self.records[-1:]
+            return list(edge)
+        if request.operator is RacpOperator.LESS_THAN_OR_EQUAL:
+            if len(request.operand) != 3 or request.operand[0] != 0x01:
+                return RacpResponseCode.INVALID_OPERAND
+            last = int.from_bytes(request.operand[1:3], "little")
+            return [r for r in self.records if r.sequence_number <= last]
         if request.operator is RacpOperator.GREATER_THAN_OR_EQUAL:
             if len(request.operand) != 3:
                 return RacpResponseCode.INVALID_OPERAND
