@@ -28,6 +28,9 @@ from drivers.ble.omron_eeprom import OMRON_NEWER_SERVICE
 from drivers.errors import DriverError
 from drivers.model import ReadingType
 
+_SIG_BASE_SUFFIX = "-0000-1000-8000-00805f9b34fb"
+"""The Bluetooth base UUID's tail: a UUID ending in it is a 16-bit one the SIG assigned."""
+
 
 class CatalogueError(DriverError):
     """A catalogue row contradicts itself, or the gateway's session factories do not match the rows.
@@ -101,6 +104,17 @@ class AdvertMatcher:
         for uuid in (self.service_uuid, self.service_data_uuid):
             if uuid is not None and uuid != uuid.lower():
                 raise CatalogueError(f"advert matcher UUID {uuid!r} must be lower case, as bleak reports UUIDs")
+
+    @property
+    def specificity(self) -> int:
+        """How narrowly it points at one kind of device: a vendor's name, company id or own UUID
+        counts more than a SIG profile's UUID, which every vendor's device of that kind advertises."""
+        fields = (self.local_name, self.manufacturer_id)
+        score = 2 * sum(1 for value in fields if value is not None)
+        for uuid in (self.service_uuid, self.service_data_uuid):
+            if uuid is not None:
+                score += 1 if uuid.endswith(_SIG_BASE_SUFFIX) else 2
+        return score
 
     def matches(self, advert: Advertisement) -> bool:
         if self.service_uuid is not None and self.service_uuid not in advert.service_uuids:
@@ -272,6 +286,19 @@ CATALOGUE: Mapping[str, DriverSpec] = _index((
         readings=frozenset({ReadingType.BLOOD_GLUCOSE}),
         advertises=(AdvertMatcher(local_name="BDE_WEIXIN_TTM*"),),
     ),
+    DriverSpec(  # Xiaomi MiBeacon body thermometers (MMC-W505, MMC-T201-1) through xiaomi-ble; not the BPX1 cuff
+        name="xiaomi-mibeacon", transport=Transport.BLE, role=Role.MEASURES,
+        readings=frozenset({ReadingType.BODY_TEMPERATURE}),
+        options=frozenset({DeviceOption.BIND_KEY}), advertisements_only=True,
+        advertises=(AdvertMatcher(service_data_uuid=uuids.MIBEACON_SERVICE_DATA),),
+        binding=Binding(key=True),
+    ),
+    DriverSpec(  # A&D UA-651BLE / UA-651CNBLE: A&D's command and the clock, then the Blood Pressure Service
+        name="and-bp", transport=Transport.BLE, role=Role.MEASURES,
+        readings=frozenset({ReadingType.BLOOD_PRESSURE}),
+        advertises=(AdvertMatcher(local_name="A&D_UA-651*"),),
+        binding=Binding(pairing=True, hold="the power button until Pr shows"),
+    ),
 ))
 """Every driver by name, in the order the configuration lists them."""
 
@@ -287,8 +314,15 @@ def names(where: Callable[[DriverSpec], bool]) -> list[str]:
 
 
 def advertised_drivers(advert: Advertisement) -> tuple[str, ...]:
-    """The drivers that can serve a device advertising ``advert``, in catalogue order."""
-    return tuple(spec.name for spec in CATALOGUE.values() if any(m.matches(advert) for m in spec.advertises))
+    """The drivers that can serve a device advertising ``advert``, the one to bind first.
+
+    The most specific match comes first (:attr:`AdvertMatcher.specificity`): an A&D cuff that
+    advertises its name and the Blood Pressure Service is an ``and-bp`` before it is a ``ble-bps``.
+    Ties keep catalogue order.
+    """
+    scored = [(max((m.specificity for m in spec.advertises if m.matches(advert)), default=0), spec.name)
+              for spec in CATALOGUE.values()]
+    return tuple(name for score, name in sorted(scored, key=lambda pair: -pair[0]) if score)
 
 
 def check_served(what: str, served: Iterable[str], where: Callable[[DriverSpec], bool]) -> None:

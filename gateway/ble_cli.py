@@ -29,13 +29,27 @@ def _in_table_order(sightings: Sequence[Sighting]) -> list[Sighting]:
     return sorted(sightings, key=lambda s: (not s.drivers, -s.rssi, s.address))
 
 
-def format_sightings(sightings: Sequence[Sighting], configured: Mapping[str, str]) -> str:
-    """The table ``scan`` prints: health devices first, then by signal strength."""
+def needs(binding: Binding) -> str:
+    """What a driver's device needs before binding, in a word or three: ``pairing+key+button``, or ``-``."""
+    words = [word for word, wanted in (("pairing", binding.pairing), ("key", binding.key),
+                                       ("button", binding.hold is not None)) if wanted]
+    return "+".join(words) or "-"
+
+
+def format_sightings(sightings: Sequence[Sighting], configured: Mapping[str, str],
+                     specs: Mapping[str, DriverSpec] = CATALOGUE) -> str:
+    """The table ``scan`` prints: health devices first, then by signal strength.
+
+    DRIVERS lists the drivers that can serve a device, the one to bind first; NEEDS says what that
+    first one needs before binding (the lines under the table say how).
+    """
     known = {normalize_address(address): device_id for address, device_id in configured.items()}
-    rows = [("ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED AS")]
+    rows = [("ADDRESS", "NAME", "RSSI", "DRIVERS", "NEEDS", "CONFIGURED AS")]
     ordered = _in_table_order(sightings)
     rows += [
-        (s.address, s.name or "-", str(s.rssi), ",".join(s.drivers) or "-", known.get(s.address, "-")) for s in ordered
+        (s.address, s.name or "-", str(s.rssi), ",".join(s.drivers) or "-",
+         needs(specs[s.drivers[0]].binding) if s.drivers else "-", known.get(s.address, "-"))
+        for s in ordered
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)

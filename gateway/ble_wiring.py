@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 
+from drivers.ble.and_bp import AndCuffPreparation
 from drivers.ble.gls_session import CursorGet, CursorSet, GlucoseMeterSession
 from drivers.ble.manager import BleManager
 from drivers.ble.motion_session import MICROBIT, THINGY52, MotionSession, Wearable
@@ -109,6 +110,18 @@ def _bthome(device: DeviceSettings, c: _Context) -> AdvertSession:
     return BTHomeButtonSession(_tag(device), c.sinks, bytes.fromhex(device.bind_key) if device.bind_key else None)
 
 
+def _xiaomi(device: DeviceSettings, c: _Context) -> AdvertSession:
+    # xiaomi-ble (and the aiohttp it brings) is loaded only when such a device is configured.
+    from drivers.ble.mibeacon_session import MiBeaconSession  # noqa: PLC0415
+
+    return MiBeaconSession(_tag(device), c.sinks, bytes.fromhex(device.bind_key) if device.bind_key else None)
+
+
+def _and(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return MeasurementSession(_tag(device), c.sinks, c.home_tz, [BLOOD_PRESSURE_MEASUREMENT],
+                              use_start_notify=_start_notify(device), prepare=AndCuffPreparation(device.id, c.home_tz))
+
+
 def _connects(spec: DriverSpec) -> bool:
     return spec.transport is Transport.BLE and not spec.advertisements_only
 
@@ -126,9 +139,11 @@ CONNECTED_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], ConnectedS
     "thingy-motion": _thingy,
     "omron-bp": _omron,
     "sinocare-glucose": _sinocare,
+    "and-bp": _and,
 }
 ADVERT_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], AdvertSession]] = {
     "bthome-button": _bthome,
+    "xiaomi-mibeacon": _xiaomi,
 }
 check_served("BLE connected-session factories (gateway.ble_wiring.CONNECTED_SESSIONS)", CONNECTED_SESSIONS, _connects)
 check_served("BLE advertisement-session factories (gateway.ble_wiring.ADVERT_SESSIONS)", ADVERT_SESSIONS, _listens)

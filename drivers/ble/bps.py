@@ -13,7 +13,17 @@ from datetime import timedelta
 from enum import StrEnum
 
 from drivers.ble.datetime_char import DATE_TIME, BleDateTime, measurement_time
-from drivers.ble.ieee11073 import SFLOAT, UINT8, UINT16, Fields, FieldSpec, MderFloat, read_fields, read_flags
+from drivers.ble.ieee11073 import (
+    SFLOAT,
+    UINT8,
+    UINT16,
+    Fields,
+    FieldSpec,
+    MderFloat,
+    read_fields,
+    read_flags,
+    require_some_number,
+)
 from drivers.errors import CodecError
 from drivers.model import BloodPressure, DeviceInfo, HubTime, Reading, ReadingFlag
 
@@ -129,6 +139,8 @@ def decode_blood_pressure_measurement(data: bytes) -> BloodPressureMeasurement:
     """Decode a Blood Pressure Measurement (0x2A35) value."""
     characteristic = "Blood Pressure Measurement"
     fields, unit, flags = _decode(data, characteristic)
+    require_some_number(characteristic, {name: fields.get(name, MderFloat)
+                                         for name in ("systolic", "diastolic", "mean_arterial", "pulse_rate")})
     mean_arterial = fields.require("mean_arterial", MderFloat).optional("mean arterial pressure")
     return BloodPressureMeasurement(
         systolic_mmhg=_in_mmhg(fields.require("systolic", MderFloat).require("systolic"), unit),

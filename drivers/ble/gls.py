@@ -379,11 +379,12 @@ def glucose_reading(
         flags=measurement.flags,
         # Sequence numbers only grow on a meter, but a reset meter starts again at 0: the base
         # time keeps two records with the same number apart.
-        source_key=f"gls:{measurement.sequence_number}@{_base_time_key(measurement.base_time)}",
+        source_key=f"gls:{measurement.sequence_number}@{base_time_key(measurement.base_time)}",
     )
 
 
-def _base_time_key(base_time: BleDateTime) -> str:
+def base_time_key(base_time: BleDateTime) -> str:
+    """A base time as sortable text; year 0 (unknown) sorts first."""
     return (
         f"{base_time.year or 0:04d}-{base_time.month or 0:02d}-{base_time.day or 0:02d}"
         f"T{base_time.hours:02d}:{base_time.minutes:02d}:{base_time.seconds:02d}"

@@ -11,7 +11,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from drivers.ble.datetime_char import DATE_TIME, BleDateTime, measurement_time
-from drivers.ble.ieee11073 import FLOAT, UINT8, FieldSpec, MderFloat, read_fields, read_flags
+from drivers.ble.ieee11073 import FLOAT, UINT8, FieldSpec, MderFloat, read_fields, read_flags, require_some_number
 from drivers.errors import CodecError
 from drivers.model import BodyTemperature, DeviceInfo, HubTime, Reading
 
@@ -64,6 +64,7 @@ def decode_temperature_measurement(data: bytes) -> TemperatureMeasurement:
     """Decode a Temperature Measurement (0x2A1C) value."""
     flags = read_flags(data, CHARACTERISTIC)
     fields, _ = read_fields(data, 1, flags, _LAYOUT, CHARACTERISTIC)
+    require_some_number(CHARACTERISTIC, {"temperature": fields.get("temperature", MderFloat)})
     temperature = fields.require("temperature", MderFloat).require("temperature")
     unit = TemperatureUnit.FAHRENHEIT if flags & FLAG_FAHRENHEIT else TemperatureUnit.CELSIUS
     if unit is TemperatureUnit.FAHRENHEIT:

@@ -68,6 +68,32 @@ class SpecialValueError(CodecError):
         self.special = special
 
 
+class NoMeasurementError(SpecialValueError):
+    """Every value of a measurement is NaN: the device saying it could not measure, not a reading.
+
+    Seen from cuffs that put NaN in every field on an error without setting any status bit (public
+    trackers). Not garbage either: the session reports it as a device error, so someone knows the
+    measurement failed and asks for another, and no NaN ever becomes a reading.
+    """
+
+    def __init__(self, characteristic: str, fields: Sequence[str]) -> None:
+        CodecError.__init__(
+            self,
+            f"{characteristic}: NaN in every value ({', '.join(fields)}): the device could not measure; "
+            "measure again, and check the device (cuff fit, finger, probe) if it keeps happening",
+        )
+        self.characteristic = characteristic
+        self.field = ", ".join(fields)
+        self.special = SpecialValue.NAN
+
+
+def require_some_number(characteristic: str, values: dict[str, MderFloat | None]) -> None:
+    """Raise :class:`NoMeasurementError` when every value present (not None) is NaN."""
+    present = {name: value for name, value in values.items() if value is not None}
+    if present and all(value.special is SpecialValue.NAN for value in present.values()):
+        raise NoMeasurementError(characteristic, list(present))
+
+
 @dataclass(frozen=True, slots=True)
 class MderFloat:
     """One decoded SFLOAT or FLOAT: mantissa x 10^exponent, or a special value."""

@@ -16,7 +16,17 @@ from enum import StrEnum
 from typing import TypeVar
 
 from drivers.ble.datetime_char import DATE_TIME, BleDateTime, measurement_time
-from drivers.ble.ieee11073 import SFLOAT, UINT16, UINT24, Fields, FieldSpec, MderFloat, read_fields, read_flags
+from drivers.ble.ieee11073 import (
+    SFLOAT,
+    UINT16,
+    UINT24,
+    Fields,
+    FieldSpec,
+    MderFloat,
+    read_fields,
+    read_flags,
+    require_some_number,
+)
 from drivers.model import DeviceInfo, HubTime, Reading, ReadingFlag, SpO2
 
 SPOT_CHECK = "PLX Spot-check Measurement"
@@ -182,6 +192,7 @@ def decode_spot_check(data: bytes) -> SpotCheckMeasurement:
     """Decode a PLX Spot-check Measurement (0x2A5E) value."""
     flags = read_flags(data, SPOT_CHECK)
     fields, _ = read_fields(data, 1, flags, _SPOT_CHECK_LAYOUT, SPOT_CHECK)
+    require_some_number(SPOT_CHECK, {name: fields.get(name, MderFloat) for name in ("spo2", "pulse_rate")})
     measurement_status = _bits(fields.get("measurement_status", int), _MEASUREMENT_STATUS_BITS)
     device_status = _bits(fields.get("device_sensor_status", int), _DEVICE_SENSOR_STATUS_BITS)
     return SpotCheckMeasurement(

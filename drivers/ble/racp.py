@@ -79,6 +79,18 @@ def report_records_from(sequence_number: int) -> RacpRequest:
     )
 
 
+def report_records_up_to(sequence_number: int) -> RacpRequest:
+    """Records with sequence number <= ``sequence_number`` (new ones of a meter that counts down)."""
+    return RacpRequest(
+        RacpOpcode.REPORT_STORED_RECORDS, RacpOperator.LESS_THAN_OR_EQUAL, _sequence_filter(sequence_number)
+    )
+
+
+def report_first_record() -> RacpRequest:
+    """The oldest stored record: ``01 05``."""
+    return RacpRequest(RacpOpcode.REPORT_STORED_RECORDS, RacpOperator.FIRST_RECORD)
+
+
 def report_number_of_records() -> RacpRequest:
     return RacpRequest(RacpOpcode.REPORT_NUMBER_OF_STORED_RECORDS, RacpOperator.ALL_RECORDS)
 

@@ -16,6 +16,7 @@ from typing import Protocol
 from drivers.ble.bps import blood_pressure_reading, decode_blood_pressure_measurement
 from drivers.ble.bthome import BTHomeDecoder, device_events
 from drivers.ble.hts import decode_temperature_measurement, temperature_reading
+from drivers.ble.ieee11073 import NoMeasurementError
 from drivers.ble.link import GattLink, check_device_clock, read_battery_percent
 from drivers.ble.plx import decode_continuous, decode_spot_check, spot_check_reading
 from drivers.ble.policy import ConnectionStyle
@@ -41,6 +42,9 @@ from drivers.model import (
 )
 
 log = logging.getLogger(__name__)
+
+MEASUREMENT_FAILED = "measurement_failed"
+"""The device error a measurement of nothing but NaN is reported as (drivers.ble.ieee11073.NoMeasurementError)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,10 @@ class MeasurementSession:
         idle_timeout_s: float = 10.0,
         spo2_interval_s: float = 10.0,
         use_start_notify: bool = True,
+        prepare: Callable[[GattLink], Awaitable[None]] | None = None,
     ) -> None:
+        """``prepare`` runs after the clock check and before the indications are enabled: what a
+        vendor's cuff must be told first (drivers.ble.and_bp)."""
         unknown = [m.name for m in measurements if m.uuid not in MEASUREMENTS]
         if unknown:
             raise ValueError(f"no decoder for {', '.join(unknown)}")
@@ -193,9 +200,12 @@ class MeasurementSession:
         self._idle_timeout_s = idle_timeout_s
         self._spo2_interval_s = spo2_interval_s
         self._complain = CodecComplaints(tag.device_id)
+        self._prepare = prepare
 
     async def run(self, link: GattLink) -> None:
         offset = await on_connected(link, self.tag, self._sinks, self._home_tz)
+        if self._prepare is not None:
+            await self._prepare(link)
         subscribed = [m for m in self._measurements if link.offers(m)]
         window = None
         if self._continuous_spo2 and link.offers(PLX_CONTINUOUS_MEASUREMENT):
@@ -220,6 +230,12 @@ class MeasurementSession:
                             value.data, self.tag.info, self.tag.resident_id, value.received, offset
                         )
                     )
+                except NoMeasurementError as exc:
+                    self._complain(value.uuid, exc)
+                    await self._sinks.on_event(DeviceEvent(
+                        device_id=self.tag.device_id, resident_id=self.tag.resident_id,
+                        kind=DeviceEventKind.DEVICE_ERROR, received=value.received, value=MEASUREMENT_FAILED,
+                        detail=str(exc)))
                 except CodecError as exc:
                     self._complain(value.uuid, exc)
         finally:

@@ -46,6 +46,8 @@ MICROBIT_ACCELEROMETER_SERVICE = _microbit("0753")
 THINGY_MOTION_SERVICE = _thingy("0400")
 BTHOME_SERVICE_DATA = sig_uuid(0xFCD2)
 """Not a GATT service: the service-data UUID BTHome v2 advertisements carry."""
+MIBEACON_SERVICE_DATA = sig_uuid(0xFE95)
+"""Not a GATT service here: the service-data UUID of Xiaomi MiBeacon advertisements."""
 
 # Characteristics
 BLOOD_PRESSURE_MEASUREMENT = GattCharacteristic("Blood Pressure Measurement", sig_uuid(0x2A35), BLOOD_PRESSURE_SERVICE)

@@ -96,6 +96,13 @@ def test_adverts_name_the_drivers_that_serve_them() -> None:
     )
     assert drivers_for([], ["0000fcd2-0000-1000-8000-00805f9b34fb"]) == ("bthome-button",)
     assert drivers_for(["E95D0753-251D-470A-A062-FA1922DFA9A8"], []) == ("microbit-accel",)
+    assert drivers_for([], ["0000fe95-0000-1000-8000-00805f9b34fb"]) == ("xiaomi-mibeacon",)
+
+
+def test_a_vendors_own_matcher_comes_before_the_sig_profile_its_device_also_advertises() -> None:
+    # An A&D UA-651BLE advertises its name and the Blood Pressure Service: bind it as and-bp.
+    assert drivers_for(["00001810-0000-1000-8000-00805f9b34fb"], [], local_name="A&D_UA-651BLE_1B") == (
+        "and-bp", "ble-bps")
 
 
 def test_the_scan_table_lists_health_devices_first_and_says_which_are_configured() -> None:
@@ -110,8 +117,23 @@ def test_the_scan_table_lists_health_devices_first_and_says_which_are_configured
     out = io.StringIO()
     print(table, file=out)
     assert out.getvalue().splitlines() == [
-        "ADDRESS            NAME           RSSI  DRIVERS        CONFIGURED AS",
-        "A4:C1:38:00:00:01  -              -55   bthome-button  -",
-        "C4:7C:8D:6A:11:02  BLESmart_0000  -70   ble-bps        bp-bedroom",
-        "11:22:33:44:55:66  TV             -40   -              -",
+        "ADDRESS            NAME           RSSI  DRIVERS        NEEDS  CONFIGURED AS",
+        "A4:C1:38:00:00:01  -              -55   bthome-button  -      -",
+        "C4:7C:8D:6A:11:02  BLESmart_0000  -70   ble-bps        -      bp-bedroom",
+        "11:22:33:44:55:66  TV             -40   -              -      -",
+    ]
+
+
+def test_the_scan_table_says_what_the_driver_to_bind_needs() -> None:
+    table = format_sightings(
+        [
+            Sighting("D0:24:18:53:AB:07", "MMC-W505", -58, ("xiaomi-mibeacon",)),
+            Sighting("5C:F8:21:00:65:1B", "A&D_UA-651BLE_1B", -61, ("and-bp", "ble-bps")),
+        ],
+        {},
+    )
+    assert table.splitlines() == [
+        "ADDRESS            NAME              RSSI  DRIVERS          NEEDS           CONFIGURED AS",
+        "D0:24:18:53:AB:07  MMC-W505          -58   xiaomi-mibeacon  key             -",
+        "5C:F8:21:00:65:1B  A&D_UA-651BLE_1B  -61   and-bp,ble-bps   pairing+button  -",
     ]

@@ -21,11 +21,11 @@ async def test_scan_prints_progress_then_the_health_devices_nearby(fake_bluez: F
 
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("scanning... 1/1 s: 2 devices, 2 health")
-    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED", "AS"]
+    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "NEEDS", "CONFIGURED", "AS"]
     rows = sorted(line.split() for line in lines[2:4])
-    assert rows == [  # a cuff named like an Omron (BLESmart_...) may be served by either driver
-        [cuff.address, "BLESmart_0000", "-60", "ble-bps,omron-bp", "-"],
-        [meter.address, "Meter-01", "-60", "ble-gls", "glucose-kitchen"],
+    assert rows == [  # a cuff named like an Omron (BLESmart_...) may be served by either, Omron's driver first
+        [cuff.address, "BLESmart_0000", "-60", "omron-bp,ble-bps", "pairing+button", "-"],
+        [meter.address, "Meter-01", "-60", "ble-gls", "-", "glucose-kitchen"],
     ]
     assert lines[4:6] == ["", "Before binding:"]
     assert lines[6].startswith(f"  {cuff.address} as omron-bp: hold the Bluetooth button until -P- blinks")

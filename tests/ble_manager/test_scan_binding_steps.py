@@ -39,10 +39,15 @@ OMRON_STEPS = ("hold the Bluetooth button until -P- blinks (the hub writes its k
                "while -P- shows); pair it")
 
 
-def test_of_the_drivers_of_today_only_omron_needs_something_before_binding() -> None:
+def test_the_drivers_that_need_something_before_binding_say_what() -> None:
     sightings = [Sighting(f"C4:7C:8D:6A:11:{i:02X}", None, -60, (name,)) for i, name in enumerate(CATALOGUE)]
-    omron = f"C4:7C:8D:6A:11:{list(CATALOGUE).index('omron-bp'):02X}"
-    assert binding_steps(sightings) == [f"{omron} as omron-bp: {OMRON_STEPS} (yiyang pair {omron}), then bind it"]
+    omron, xiaomi, a_and_d = (f"C4:7C:8D:6A:11:{list(CATALOGUE).index(name):02X}"
+                              for name in ("omron-bp", "xiaomi-mibeacon", "and-bp"))
+    assert binding_steps(sightings) == [
+        f"{omron} as omron-bp: {OMRON_STEPS} (yiyang pair {omron}), then bind it",
+        f"{xiaomi} as xiaomi-mibeacon: put its 32-hex-digit key in bind_key of its [[devices]] entry, then bind it",
+        f"{a_and_d} as and-bp: hold the power button until Pr shows; pair it (yiyang pair {a_and_d}), then bind it",
+    ]
 
 
 async def test_a_scan_through_bleak_prints_the_steps_after_the_table(fake_bluez: FakeBluez,
@@ -57,8 +62,9 @@ async def test_a_scan_through_bleak_prints_the_steps_after_the_table(fake_bluez:
     assert await scan(1.0, {}, out) == 0
 
     lines = out.getvalue().splitlines()
-    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "CONFIGURED", "AS"]
-    # The emulated cuff is named like an Omron (BLESmart_...): it is offered to both drivers.
+    assert lines[1].split() == ["ADDRESS", "NAME", "RSSI", "DRIVERS", "NEEDS", "CONFIGURED", "AS"]
+    # The emulated cuff is named like an Omron (BLESmart_...): it is offered to both drivers, the one its
+    # name matches (the more specific) first.
     assert lines[3:] == ["", "Before binding:",
-                         f"  {cuff.address} as ble-bps: pair it (yiyang pair {cuff.address}), then bind it",
-                         f"  {cuff.address} as omron-bp: {OMRON_STEPS} (yiyang pair {cuff.address}), then bind it"]
+                         f"  {cuff.address} as omron-bp: {OMRON_STEPS} (yiyang pair {cuff.address}), then bind it",
+                         f"  {cuff.address} as ble-bps: pair it (yiyang pair {cuff.address}), then bind it"]

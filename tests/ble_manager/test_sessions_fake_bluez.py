@@ -29,8 +29,8 @@ from fake_bluez.devices import (
 )
 
 from drivers.ble.adapter import power_cycle_adapter
-from drivers.ble.gls_session import GlucoseMeterSession
-from drivers.ble.gls_transfer import cursor_name
+from drivers.ble.gls_session import MEMORY_RESET, GlucoseMeterSession
+from drivers.ble.gls_transfer import cursor_name, parse_cursor
 from drivers.ble.manager import BleManager
 from drivers.ble.motion_session import MICROBIT, MotionSession
 from drivers.ble.policy import BackoffPolicy, WedgePolicy
@@ -108,6 +108,12 @@ async def running(manager: BleManager) -> AsyncIterator[BleManager]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def newest_sequence(outbox: AsyncOutbox, device_id: str) -> int | None:
+    """The sequence number of the newest record the meter's cursor says was committed."""
+    cursor = parse_cursor(await outbox.get_cursor(cursor_name(device_id)))
+    return None if cursor is None else cursor.newest.sequence
 
 
 def clock() -> SystemClock:
@@ -199,7 +205,7 @@ async def test_a_glucose_meter_uploads_50_records_and_the_next_visit_only_new_on
     ble = manager(session, backoff=BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=0.5))
     async with running(ble):
         await recorder.until(lambda: len(recorder.readings) == 50)
-        assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "50"
+        assert await newest_sequence(outbox, "glucose-kitchen") == 50
         meter.add_record(3.1, datetime(2024, 6, 1, 7, 0), meal=3)
         await recorder.until(lambda: len(recorder.readings) == 51)
         await asyncio.sleep(0.8)  # another visit after the pause: nothing new to send
@@ -207,8 +213,9 @@ async def test_a_glucose_meter_uploads_50_records_and_the_next_visit_only_new_on
         f"gls:{record.sequence_number}@{record.time.isoformat()}" for record in meter.records
     ]
     assert recorder.readings[-1].measurement == Glucose(mmol_l=3.1, meal=MealContext.FASTING)
-    assert [bytes(r.encode()) for r in meter.racp_requests[:2]] == [b"\x01\x01", b"\x01\x03\x01\x33\x00"]
-    assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "51"
+    # All at first; then, each visit, the oldest record (is the memory the one read before?) and the new ones.
+    assert [bytes(r.encode()) for r in meter.racp_requests[:3]] == [b"\x01\x01", FIRST_RECORD, b"\x01\x03\x01\x33\x00"]
+    assert await newest_sequence(outbox, "glucose-kitchen") == 51
     assert (await outbox.stats()).pending == 51
 
 
@@ -230,13 +237,13 @@ async def test_a_meter_that_drops_mid_transfer_keeps_what_was_committed_and_send
     async with running(ble):
         # Committed in chunks of 10, and the complete records received before the drop at the end.
         await recorder.until(lambda: len(recorder.readings) == 25 and not meter.connected)
-        assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "25"
+        assert await newest_sequence(outbox, "glucose-kitchen") == 25
         meter.drop_after_records = None  # the strip is out: the next visit completes
         await recorder.until(lambda: len(recorder.readings) == 50)
     sequences = [int(r.source_key.split(":")[1].split("@")[0]) for r in recorder.readings]  # type: ignore[union-attr]
     assert sequences == list(range(1, 51))  # nothing twice, nothing skipped
-    assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "50"
-    assert [bytes(r.encode()) for r in meter.racp_requests[:2]] == [b"\x01\x01", b"\x01\x03\x01\x1a\x00"]
+    assert await newest_sequence(outbox, "glucose-kitchen") == 50
+    assert [bytes(r.encode()) for r in meter.racp_requests[:3]] == [b"\x01\x01", FIRST_RECORD, b"\x01\x03\x01\x1a\x00"]
 
 
 def glucose_session(meter: GlucoseMeter, recorder: Recorder) -> GlucoseMeterSession:
@@ -249,6 +256,7 @@ def glucose_session(meter: GlucoseMeter, recorder: Recorder) -> GlucoseMeterSess
 REVISITS = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=0.3)
 """The fake meter advertises all the time: a new visit every 0.3 s."""
 ALL_RECORDS = b"\x01\x01"
+FIRST_RECORD = b"\x01\x05"
 
 
 async def test_a_resync_has_the_meter_send_every_record_again_and_the_outbox_keeps_each_once(
@@ -260,8 +268,8 @@ async def test_a_resync_has_the_meter_send_every_record_again_and_the_outbox_kee
     outbox = recorder.outbox
     async with running(manager(session, backoff=REVISITS)):
         await recorder.until(lambda: len(recorder.readings) == 50)
-        await recorder.until(lambda: len(meter.racp_requests) >= 2)  # a visit asking only for new records
-        assert bytes(meter.racp_requests[1].encode()) == b"\x01\x03\x01\x33\x00"
+        await recorder.until(lambda: len(meter.racp_requests) >= 3)  # a visit asking only for new records
+        assert bytes(meter.racp_requests[2].encode()) == b"\x01\x03\x01\x33\x00"
         await session.resync()
         assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == ""  # kept across a restart too
         await recorder.until(lambda: len(recorder.readings) == 100, timeout_s=20.0)
@@ -269,10 +277,10 @@ async def test_a_resync_has_the_meter_send_every_record_again_and_the_outbox_kee
     assert [r.source_key for r in recorder.readings[50:]] == [r.source_key for r in recorder.readings[:50]]
     stats = await outbox.stats()
     assert stats.pending == 50  # sent again, stored once
-    assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "50"
+    assert await newest_sequence(outbox, "glucose-kitchen") == 50
 
 
-async def test_a_resync_recovers_the_records_of_a_meter_whose_numbering_started_again(
+async def test_a_meter_whose_numbering_started_again_is_told_and_read_from_the_start(
     fake_bluez: FakeBluez, recorder: Recorder
 ) -> None:
     meter = GlucoseMeter(record_count=50)
@@ -280,19 +288,58 @@ async def test_a_resync_recovers_the_records_of_a_meter_whose_numbering_started_
     session = glucose_session(meter, recorder)
     async with running(manager(session, backoff=REVISITS)):
         await recorder.until(lambda: len(recorder.readings) == 50)
-        # Batteries out: the meter's memory is gone and its sequence numbers start at 1 again.
-        meter.records.clear()
+        # Batteries out: the meter's memory is gone and its sequence numbers start at 1 again. Asking
+        # for ">= 51" alone, the hub would never see these two; the oldest record gives the reset away.
+        meter.reset_memory()
         meter.add_record(3.4, datetime(2024, 7, 1, 7, 0), meal=3)
         meter.add_record(8.9, datetime(2024, 7, 1, 9, 30), meal=2)
-        asked = len(meter.racp_requests)
-        await recorder.until(lambda: len(meter.racp_requests) >= asked + 2)
-        assert len(recorder.readings) == 50  # asked for ">= 51": the two new records are never seen
-        await session.resync()
         await recorder.until(lambda: len(recorder.readings) == 52)
+        visits = len(meter.racp_requests)
+        await recorder.until(lambda: len(meter.racp_requests) >= visits + 2)  # the next visit: new numbering, no reset
     assert [r.measurement for r in recorder.readings[50:]] == [
         Glucose(mmol_l=3.4, meal=MealContext.FASTING), Glucose(mmol_l=8.9, meal=MealContext.POSTPRANDIAL)]
-    assert await recorder.outbox.get_cursor(cursor_name("glucose-kitchen")) == "2"
-    assert (await recorder.outbox.stats()).pending == 52
+    [reset] = [e for e in recorder.events if e.kind is DeviceEventKind.DEVICE_ERROR]
+    assert (reset.device_id, reset.value) == ("glucose-kitchen", MEMORY_RESET)
+    assert reset.detail is not None and "start again at #1" in reset.detail
+    assert await newest_sequence(recorder.outbox, "glucose-kitchen") == 2
+    assert len(recorder.readings) == 52
+
+
+async def test_a_meter_counting_backwards_gets_its_new_records_asked_for_below_the_cursor(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    meter = GlucoseMeter(record_count=5, count_down_from=1000)  # TaiDoc: 1000, 999, ... 996
+    fake_bluez.add(meter)
+    session = glucose_session(meter, recorder)
+    async with running(manager(session, backoff=REVISITS)):
+        await recorder.until(lambda: len(recorder.readings) == 5)
+        assert await newest_sequence(recorder.outbox, "glucose-kitchen") == 996
+        meter.add_record(6.2, datetime(2024, 6, 1, 7, 0), meal=3)  # number 995
+        await recorder.until(lambda: len(recorder.readings) == 6)
+        visits = len(meter.racp_requests)
+        await recorder.until(lambda: len(meter.racp_requests) >= visits + 1)
+    assert [int(r.source_key.split(":")[1].split("@")[0]) for r in recorder.readings] == [  # type: ignore[union-attr]
+        1000, 999, 998, 997, 996, 995]
+    assert bytes(meter.racp_requests[1].encode()) == b"\x01\x02\x01" + (995).to_bytes(2, "little")  # "<= 995"
+    assert await newest_sequence(recorder.outbox, "glucose-kitchen") == 995
+    assert (await recorder.outbox.stats()).pending == 6
+
+
+async def test_a_meter_that_resends_its_whole_history_adds_nothing_twice(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    meter = GlucoseMeter(record_count=20, ignores_filters=True)  # Contour Next One: everything, every time
+    fake_bluez.add(meter)
+    session = glucose_session(meter, recorder)
+    async with running(manager(session, backoff=REVISITS)):
+        await recorder.until(lambda: len(recorder.readings) == 20)
+        meter.add_record(4.4, datetime(2024, 6, 1, 7, 0), meal=3)
+        await recorder.until(lambda: len(recorder.readings) == 21)
+        await session.resync()  # and once with the cursor cleared: the outbox is the last guard
+        visits = len(meter.racp_requests)
+        await recorder.until(lambda: len(meter.racp_requests) >= visits + 1)
+        await recorder.until(lambda: len(recorder.readings) == 42)
+    assert (await recorder.outbox.stats()).pending == 21
 
 
 async def test_a_bthome_button_press_becomes_one_event(fake_bluez: FakeBluez, recorder: Recorder) -> None:
@@ -394,5 +441,5 @@ async def test_a_meter_whose_records_the_gateway_cannot_store_keeps_its_cursor_a
         assert await outbox.get_cursor(cursor_name("glucose-kitchen")) is None  # nothing acknowledged
         await recorder.until(lambda: len(recorder.readings) == 20)
     assert refusals == 2
-    assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == "20"
+    assert await newest_sequence(outbox, "glucose-kitchen") == 20
     assert (await outbox.stats()).pending == 20

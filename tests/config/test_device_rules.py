@@ -72,7 +72,7 @@ def test_options_are_taken_by_their_drivers_only(driver: str, option: str) -> No
     refusal = {
         "measure_every_min": f"driver {driver} cannot be told to measure",
         "sample_rate_hz": f"driver {driver} streams no accelerometer",
-        "bind_key": "bind_key is for bthome-button devices",
+        "bind_key": "bind_key is for bthome-button or xiaomi-mibeacon devices",
     }[key]
     expected = [] if driver in OPTIONS[option] else [f"cfg.toml:{at(lines, key)}: devices[0].{key}: {refusal}; "
                                                      f"remove {key}"]
@@ -144,7 +144,7 @@ def test_an_unknown_driver_is_refused_with_the_names_there_are() -> None:
     assert problems(lines) == [
         f"cfg.toml:{at(lines, 'driver')}: devices[0].driver: a string ('ble-bp') is not allowed; did you mean "
         "'ble-bps'? use one of: onetouch-ultra2, mr60fda1, suntech-nibp, gsm-modem, ble-bps, ble-gls, ble-plx, "
-        "ble-hts, bthome-button, microbit-accel, thingy-motion, omron-bp, sinocare-glucose"]
+        "ble-hts, bthome-button, microbit-accel, thingy-motion, omron-bp, sinocare-glucose, xiaomi-mibeacon, and-bp"]
 
 
 def test_one_modem_is_used() -> None:
@@ -168,7 +168,7 @@ def test_a_fleet_document_gets_the_same_words_without_lines() -> None:
         parse_config_mapping(document, "fleet")
     assert caught.value.problems == [
         "fleet: devices[0].resident: driver gsm-modem measures nobody; remove resident",
-        "fleet: devices[1].bind_key: bind_key is for bthome-button devices; remove bind_key",
+        "fleet: devices[1].bind_key: bind_key is for bthome-button or xiaomi-mibeacon devices; remove bind_key",
     ]
 
 
@@ -191,5 +191,5 @@ def test_an_option_refused_names_every_driver_that_takes_it(monkeypatch: pytest.
                         dataclasses.replace(wrist, options=wrist.options | {DeviceOption.BIND_KEY}))
     lines = entry("ble-bps", 'bind_key = "231d39c1d7cc1ab1aee224cd096db932"')
     assert problems(lines) == [f"cfg.toml:{at(lines, 'bind_key')}: devices[0].bind_key: bind_key is for "
-                               "bthome-button or microbit-accel devices; remove bind_key"]
+                               "bthome-button or microbit-accel or xiaomi-mibeacon devices; remove bind_key"]
     assert problems(entry("microbit-accel", 'bind_key = "231d39c1d7cc1ab1aee224cd096db932"')) == []

@@ -49,7 +49,7 @@ def test_every_row_is_whole(spec: DriverSpec) -> None:
 def test_the_rows_come_in_the_order_the_configuration_lists_them() -> None:
     assert list(CATALOGUE) == ["onetouch-ultra2", "mr60fda1", "suntech-nibp", "gsm-modem", "ble-bps", "ble-gls",
                                "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion",
-                                   "omron-bp", "sinocare-glucose"]
+                               "omron-bp", "sinocare-glucose", "xiaomi-mibeacon", "and-bp"]
     assert names(lambda spec: spec.fall_protection) == ["mr60fda1", "microbit-accel", "thingy-motion"]
 
 

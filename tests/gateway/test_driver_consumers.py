@@ -22,7 +22,9 @@ SERIAL = ("onetouch-ultra2", "mr60fda1", "suntech-nibp", "gsm-modem")
 
 
 def device(driver: str, address: str = "C4:7C:8D:6A:11:02") -> DeviceSettings:
-    where = {"port": "/dev/ttyUSB0"} if driver in SERIAL else {"address": address}
+    where: dict[str, str] = {"port": "/dev/ttyUSB0"} if driver in SERIAL else {"address": address}
+    if driver == "xiaomi-mibeacon":
+        where["bind_key"] = "b65f0e3b2cd35e8a4a3f6e9c5d7e1a20"
     resident = "" if driver == "gsm-modem" else "r-1"
     return DeviceSettings(id=driver, driver=DriverName(driver), resident=resident, **where)
 
@@ -38,6 +40,7 @@ def device(driver: str, address: str = "C4:7C:8D:6A:11:02") -> DeviceSettings:
     (["0000180f-0000-1000-8000-00805f9b34fb", "0000fe95-0000-1000-8000-00805f9b34fb"], [], ()),
     (["00001810-0000-1000-8000-00805f9b34fb", "0000180f-0000-1000-8000-00805f9b34fb"],
      ["0000fcd2-0000-1000-8000-00805f9b34fb"], ("ble-bps", "bthome-button")),
+    ([], ["0000fe95-0000-1000-8000-00805f9b34fb"], ("xiaomi-mibeacon",)),
 ])
 def test_scan_names_the_driver_an_advertisement_asks_for(services: list[str], service_data: list[str],
                                                          drivers: tuple[str, ...]) -> None:
@@ -52,6 +55,7 @@ def test_scan_names_the_driver_an_advertisement_asks_for(services: list[str], se
     ("ble-plx", {ReadingType.SPO2}),
     ("ble-hts", {ReadingType.BODY_TEMPERATURE}),
     ("mr60fda1", set()), ("bthome-button", set()), ("microbit-accel", set()), ("thingy-motion", set()),
+    ("xiaomi-mibeacon", {ReadingType.BODY_TEMPERATURE}), ("and-bp", {ReadingType.BLOOD_PRESSURE}),
 ])
 def test_home_assistant_shows_the_readings_a_driver_takes(driver: str, kinds: set[ReadingType]) -> None:
     assert readings_by_resident(["r-1"], [device(driver)]) == {"r-1": frozenset(kinds)}
@@ -61,7 +65,8 @@ def test_serial_devices_get_sessions_of_their_own_the_modem_and_ble_devices_do_n
     devices = tuple(device(name) for name in DriverName)
     assert [d.driver for d in serial_devices(devices)] == ["onetouch-ultra2", "mr60fda1", "suntech-nibp"]
     assert [d.driver for d in ble_devices(devices)] == [
-        "ble-bps", "ble-gls", "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion"]
+        "ble-bps", "ble-gls", "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion",
+        "omron-bp", "sinocare-glucose", "xiaomi-mibeacon", "and-bp"]
 
 
 async def _nothing(*_args: object) -> None:
@@ -77,4 +82,5 @@ def test_the_ble_manager_serves_every_ble_driver_with_its_session() -> None:
     assert {device_id: type(session).__name__ for device_id, session in ble.sessions.items()} == {
         "ble-bps": "MeasurementSession", "ble-gls": "GlucoseMeterSession", "ble-plx": "MeasurementSession",
         "ble-hts": "MeasurementSession", "bthome-button": "BTHomeButtonSession", "microbit-accel": "MotionSession",
-        "thingy-motion": "MotionSession"}
+        "thingy-motion": "MotionSession", "omron-bp": "OmronCuffSession", "sinocare-glucose": "SinocareMeterSession",
+        "xiaomi-mibeacon": "MiBeaconSession", "and-bp": "MeasurementSession"}

@@ -20,6 +20,9 @@ from the ready line):
     {"cmd": "fault", "device": "cuff", "fault": "in-progress" | "le-connection-abort-by-local", "times": 2}
     {"cmd": "drop_after", "device": "meter", "notifications": 5}
     {"cmd": "drop", "device": "microbit"}
+    {"cmd": "measure", "device": "mi-thermo", "celsius": 38.7}      (a MiBeacon thermometer's burst)
+    {"cmd": "store_raw", "device": "cuff", "hex": "04ff07ff07ff07ff07"}   (a measurement as given bytes)
+    {"cmd": "reset_memory", "device": "meter"}     (battery out: no records, numbering from 1)
     {"cmd": "wedge"}        the adapter stops reporting adverts until power-cycled
     {"cmd": "omron_measure", "device": "omron", "user": 1, "systolic": 150, "diastolic": 95, "pulse_rate": 80}
     {"cmd": "hold_button", "device": "omron"}     the cuff shows -P-: a host may program its key
@@ -46,6 +49,7 @@ from drivers.ble.omron_records import OmronRecord
 from fake_bluez.bluez import ConnectFault, FakeBluez, Pairing, Peripheral
 from fake_bluez.bus import private_bus
 from fake_bluez.devices import (
+    AndCuff,
     BloodPressureCuff,
     BloodPressureRecord,
     BTHomeButton,
@@ -56,6 +60,7 @@ from fake_bluez.devices import (
     SpotCheckRecord,
     TemperatureRecord,
     Thermometer,
+    XiaomiThermometer,
 )
 from fake_bluez.omron import OmronCuff
 from fake_bluez.sinocare import SinocareMeter, SinocareResultRecord
@@ -97,6 +102,9 @@ SCENARIOS: dict[str, Callable[[], Devices]] = {
     "big-meter": lambda: {"meter": GlucoseMeter(record_count=2000, record_interval_s=0.001)},
     "cuff": lambda: {"cuff": BloodPressureCuff()},
     "vendors": _vendors,
+    # Devices that bend the SIG profiles, and a Xiaomi MiBeacon thermometer (tests/e2e/test_ble_quirks_daemon.py).
+    "quirks": lambda: {"mi-thermo": XiaomiThermometer(), "and-cuff": AndCuff(), "cuff": BloodPressureCuff(),
+                       "meter": GlucoseMeter(record_count=10, ignores_filters=True)},
 }
 
 
@@ -132,6 +140,9 @@ def _now() -> datetime:
 
 
 async def _measure(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(devices.get(request.get("device", "")), XiaomiThermometer):
+        thermometer: XiaomiThermometer = _device(devices, request, XiaomiThermometer)
+        return {"frame_counter": thermometer.measure(_field(request, "celsius", float))}
     device = _device(devices, request, MeasuringDevice)
     if isinstance(device, BloodPressureCuff):
         device.measure(
@@ -250,6 +261,19 @@ async def _sinocare_measure(bluez: FakeBluez, devices: Devices, request: dict[st
     meter: SinocareMeter = _device(devices, request, SinocareMeter)
     meter.measure(_field(request, "mmol_per_l", float), _now())
     return {"history": len(meter.history)}
+async def _store_raw(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
+    device: MeasuringDevice = _device(devices, request, MeasuringDevice)
+    try:
+        device.store(bytes.fromhex(_field(request, "hex", str)))
+    except ValueError as exc:
+        raise CommandError(f"hex: {exc}") from exc
+    return {"stored": len(device.stored)}
+
+
+async def _reset_memory(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
+    meter: GlucoseMeter = _device(devices, request, GlucoseMeter)
+    meter.reset_memory()
+    return {}
 
 
 Command = Callable[[FakeBluez, Devices, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -263,6 +287,8 @@ COMMANDS: dict[str, Command] = {
     "drop_after": _drop_after,
     "drop": _drop,
     "wedge": _wedge,
+    "store_raw": _store_raw,
+    "reset_memory": _reset_memory,
     "status": _status,
     "omron_measure": _omron_measure,
     "hold_button": _hold_button,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
 from drivers.ble import uuids
 from drivers.ble.datetime_char import encode_date_time
@@ -311,6 +313,8 @@ class GlucoseMeter(Peripheral):
         passkey: int = 123456,
         record_interval_s: float = 0.002,
         drop_after_records: int | None = None,
+        count_down_from: int | None = None,
+        ignores_filters: bool = False,
     ) -> None:
         encrypted = requires_bonding
         services = (
@@ -335,7 +339,14 @@ class GlucoseMeter(Peripheral):
             pairing=pairing,
             passkey=passkey,
         )
+        self.count_down_from = count_down_from
+        """TaiDoc style: the first record is numbered this, each new one one lower (None: 1, 2, 3 ...)."""
+        self.ignores_filters = ignores_filters
+        """Contour Next One style: every "report records" request gets the whole memory."""
         self.records = list(records) if records is not None else default_glucose_records(record_count)
+        if count_down_from is not None:
+            self.records = [dataclasses.replace(r, sequence_number=count_down_from - index)
+                            for index, r in enumerate(self.records)]
         self.record_interval_s = record_interval_s
         self.drop_after_records = drop_after_records
         self.racp_requests: list[RacpRequest] = []
@@ -343,10 +354,16 @@ class GlucoseMeter(Peripheral):
         self.start_advertising()
 
     def add_record(self, mmol_per_l: float, time: datetime, meal: int | None = None) -> GlucoseRecord:
-        sequence = (self.records[-1].sequence_number + 1) if self.records else 1
+        step = -1 if self.count_down_from is not None else 1
+        first = self.count_down_from if self.count_down_from is not None else 1
+        sequence = (self.records[-1].sequence_number + step) if self.records else first
         record = GlucoseRecord(sequence, time, mmol_per_l, meal=meal)
         self.records.append(record)
         return record
+
+    def reset_memory(self) -> None:
+        """Battery out or a factory reset: the records are gone and the numbering starts again."""
+        self.records = []
 
     def check_write(self, uuid: str, data: bytes) -> None:
         if uuid != uuids.RECORD_ACCESS_CONTROL_POINT.uuid:
@@ -380,8 +397,17 @@ class GlucoseMeter(Peripheral):
             self._procedure.cancel()
 
     def _selected(self, request: RacpRequest) -> list[GlucoseRecord] | RacpResponseCode:
-        if request.operator is RacpOperator.ALL_RECORDS:
+        if request.operator is RacpOperator.ALL_RECORDS or (
+                self.ignores_filters and request.opcode is RacpOpcode.REPORT_STORED_RECORDS):
             return list(self.records)
+        if request.operator in (RacpOperator.FIRST_RECORD, RacpOperator.LAST_RECORD):
+            edge = self.records[:1] if request.operator is RacpOperator.FIRST_RECORD else self.records[-1:]
+            return list(edge)
+        if request.operator is RacpOperator.LESS_THAN_OR_EQUAL:
+            if len(request.operand) != 3 or request.operand[0] != 0x01:
+                return RacpResponseCode.INVALID_OPERAND
+            last = int.from_bytes(request.operand[1:3], "little")
+            return [r for r in self.records if r.sequence_number <= last]
         if request.operator is RacpOperator.GREATER_THAN_OR_EQUAL:
             if len(request.operand) != 3:
                 return RacpResponseCode.INVALID_OPERAND
@@ -579,3 +605,111 @@ class MicroBit(Peripheral):
             # Absolute deadlines: the rate holds on average even when one send runs late.
             deadline += len(samples) / self.rate_hz
             await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+
+# --- Xiaomi MiBeacon body thermometer ---------------------------------------------------------
+
+# MiBeacon frame control bits and the objects written here (the MiBeacon format as xiaomi-ble and
+# Xiaomi's own object list describe it); the encryption is MiBeacon v4/v5 AES-CCM with a 4-byte tag.
+_MIBEACON_V5 = 5 << 12
+_MIBEACON_ENCRYPTED = 0x0008
+_MIBEACON_MAC_INCLUDED = 0x0010
+_MIBEACON_OBJECT_INCLUDED = 0x0040
+_MIBEACON_AAD = b"\x11"
+MIBEACON_BODY_TEMPERATURE = 0x000A
+"""Object 0x000A: body temperature, int16 in 0.01 °C (the MMC-W505)."""
+MIBEACON_PRODUCTS = {"MMC-W505": 0x0391, "BPX1": 0xBEEF}
+"""Product ids. The BPX1's is not public: 0xBEEF stands for "a product xiaomi-ble does not know"."""
+
+
+def encode_mibeacon(address: str, product_id: int, frame_counter: int, objects: bytes,
+                    bind_key: bytes | None = None, ext_counter: int = 0) -> bytes:
+    """0xFE95 service data: a MiBeacon v5 frame with the MAC, encrypted when a bind key is given."""
+    mac_reversed = bytes.fromhex(address.replace(":", ""))[::-1]
+    frame_control = _MIBEACON_V5 | _MIBEACON_MAC_INCLUDED | _MIBEACON_OBJECT_INCLUDED
+    if bind_key is not None:
+        frame_control |= _MIBEACON_ENCRYPTED
+    head = frame_control.to_bytes(2, "little") + product_id.to_bytes(2, "little") + bytes([frame_counter & 0xFF])
+    if bind_key is None:
+        return head + mac_reversed + objects
+    ext = ext_counter.to_bytes(3, "little")
+    nonce = mac_reversed + head[2:5] + ext
+    sealed = AESCCM(bind_key, tag_length=4).encrypt(nonce, objects, _MIBEACON_AAD)
+    return head + mac_reversed + sealed[:-4] + ext + sealed[-4:]
+
+
+def mibeacon_object(object_id: int, value: bytes) -> bytes:
+    return object_id.to_bytes(2, "little") + bytes([len(value)]) + value
+
+
+class XiaomiThermometer(Peripheral):
+    """A MiBeacon body thermometer (MMC-W505 by default): each measurement is a burst of advertisements
+    with a new frame counter, encrypted with ``bind_key`` when one is given. ``product`` "BPX1" makes
+    it a product xiaomi-ble does not know, as the Mijia BPX1 cuff is."""
+
+    def __init__(
+        self,
+        address: str = "D0:24:18:53:AB:07",
+        name: str = "MMC-W505",
+        *,
+        bind_key: bytes | None = bytes.fromhex("b65f0e3b2cd35e8a4a3f6e9c5d7e1a20"),
+        product: str = "MMC-W505",
+        burst_s: float = 1.0,
+    ) -> None:
+        super().__init__(address, name, advert_interval_s=0.05)
+        self.bind_key = bind_key
+        self.product_id = MIBEACON_PRODUCTS[product]
+        self.frame_counter = 0
+        self.burst_s = burst_s
+        self._burst_end: asyncio.TimerHandle | None = None
+
+    def measure(self, celsius: float) -> int:
+        """Advertise a body temperature for ``burst_s``; returns the frame counter it carries."""
+        self.frame_counter = (self.frame_counter + 1) % 256
+        value = round(celsius * 100).to_bytes(2, "little", signed=True)
+        self.advertisement.service_data = {uuids.MIBEACON_SERVICE_DATA: encode_mibeacon(
+            self.address, self.product_id, self.frame_counter, mibeacon_object(MIBEACON_BODY_TEMPERATURE, value),
+            self.bind_key, ext_counter=self.frame_counter)}
+        self.start_advertising()
+        if self._burst_end is not None:
+            self._burst_end.cancel()
+        self._burst_end = asyncio.get_running_loop().call_later(self.burst_s, self.stop_advertising)
+        return self.frame_counter
+
+
+# --- A&D UA-651BLE ----------------------------------------------------------------------------
+
+AND_CUSTOM_SERVICE = "233bf000-5a34-1b6d-975c-000d5690abe4"
+AND_COMMAND = "233bf001-5a34-1b6d-975c-000d5690abe4"
+AND_SEND_READINGS = bytes([0x02, 0x00, 0xE1])
+
+
+class AndCuff(BloodPressureCuff):
+    """An A&D UA-651BLE: indicates its unsent readings only after A&D's command and a Date Time write,
+    in that order (obniz ``parts/Ble/UA651BLE``), then hangs up. ``writes`` records what the hub wrote."""
+
+    def __init__(self, address: str = "5C:F8:21:00:65:1B", name: str = "A&D_UA-651BLE_1B", **options: object) -> None:
+        super().__init__(address, name, **options)  # type: ignore[arg-type]
+        bps, *_ = self.services
+        self.services = (
+            ServiceSpec(bps.uuid, (*bps.characteristics, CharacteristicSpec(uuids.DATE_TIME.uuid, ("write",)))),
+            ServiceSpec(AND_CUSTOM_SERVICE, (CharacteristicSpec(AND_COMMAND, ("write",)),)),
+        )
+        self.writes: list[tuple[str, bytes]] = []
+
+    async def on_connected(self) -> None:
+        self.writes.clear()
+
+    async def on_write(self, uuid: str, data: bytes) -> None:
+        self.writes.append((uuid, data))
+
+    @property
+    def told_to_send(self) -> bool:
+        """A&D's command, then the clock: what the cuff waits for before it indicates."""
+        uuids_written = [uuid for uuid, _ in self.writes]
+        return (uuids_written[:2] == [AND_COMMAND, uuids.DATE_TIME.uuid]
+                and self.writes[0][1] == AND_SEND_READINGS and len(self.writes[1][1]) == 7)
+
+    async def on_subscribed(self, uuid: str) -> None:
+        if self.told_to_send:
+            await super().on_subscribed(uuid)
