@@ -295,6 +295,8 @@ def _uplink_lines(uplink: object) -> list[str]:
         line += "  throttled while errors last"
     if uplink.get("next_attempt_at"):
         line += f"  next try {uplink['next_attempt_at']}"
+    if uplink.get("delivered_unmarked"):
+        line += f"  ({uplink['delivered_unmarked']} of the pending already at the platform)"
     return [line]
 
 

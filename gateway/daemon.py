@@ -512,7 +512,7 @@ class Daemon:
             outbox=self.outbox, clock_synced=self.clock.synced, batch_max_records=platform.batch_max_records,
             batch_max_bytes=platform.batch_max_bytes, gzip=platform.gzip, timeout_s=platform.timeout_s,
             backoff_initial_s=platform.backoff_initial_s, backoff_cap_s=platform.backoff_max_s,
-            encoder=FhirEncoder() if fhir else None,
+            encoder=FhirEncoder() if fhir else None, mark_after_s=platform.mark_delivered_after_s,
         )
 
     def _build_sms(self, cfg: GatewayConfig) -> tuple[Notifier | None, SmsNotifier | None]:

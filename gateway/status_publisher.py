@@ -55,6 +55,7 @@ def uplink_status(uplink: Uplink | None) -> dict[str, Any]:
         "throttled": up.throttled,
         "throttled_until": up.throttled_until.isoformat() if up.throttled_until else None,
         "server_clock_offset_s": up.server_clock_offset_s,
+        "delivered_unmarked": up.delivered_unmarked,
     }
 
 

@@ -20,8 +20,10 @@ need_root() {
 # mosquitto: the local MQTT broker (family alerts, demo, tests); socat: pty pairs for serial tests;
 # dbus: a private bus for the emulated BlueZ; libsystemd-dev + pkg-config: build systemd-python;
 # systemd: systemd-analyze, which checks the shipped unit (a container has none by default);
-# fonts-noto-cjk: the Chinese titles of `yiyang report` (matplotlib's own fonts have no CJK glyphs).
+# fonts-noto-cjk: the Chinese titles of `yiyang report` (matplotlib's own fonts have no CJK glyphs);
+# strace (--dev): bench/sdcard.py counts the daemon's fsyncs and the bytes it writes per file.
 DEB_PACKAGES=(mosquitto socat dbus libsystemd-dev pkg-config gcc python3-dev python3-venv tzdata systemd fonts-noto-cjk)
+((DEV)) && DEB_PACKAGES+=(strace)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -253,6 +253,12 @@ class PlatformSettings:
     backoff_max_s: float = setting(
         300.0, doc="Longest retry delay, in seconds; not less than backoff_initial_s.", min=1, max=3600
     )
+    mark_delivered_after_s: float = setting(
+        300.0, doc="Seconds the hub may keep in memory which records the platform has before writing them "
+        "delivered, in one transaction with the others (or sooner, per 2,000): fewer small writes on the SD "
+        "card. A restart before that only uploads them again, answered duplicate; 0 writes them at once.",
+        min=0, max=3600,
+    )
 
     @rule
     def fhir_needs_base(self) -> Iterator[Problem]:

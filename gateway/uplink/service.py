@@ -58,9 +58,11 @@ TOO_LARGE_REASON = "too large for the platform"
 MARK_EVERY_RECORDS = 2000
 """Delivered records are marked in the outbox once per this many (one transaction, one fsync), not
 once per request: on an SD card every fsync costs write cycles, and the marks were the drain's
-bottleneck. Until they are marked the uplink leaves them out of what it reads; they are marked as
-soon as nothing more is pending. A crash before the mark only uploads them again, which the
-platform answers "duplicate"."""
+bottleneck. Until they are marked the uplink leaves them out of what it reads; they are marked once
+the first of them has waited ``mark_after_s`` (a night of SpO2 summaries, uploaded every minute,
+then costs one mark every few minutes instead of one a minute), when an upload fails, and when the
+uplink stops. A crash before the mark only uploads them again, which the platform answers
+"duplicate"."""
 
 
 
@@ -93,6 +95,9 @@ class UplinkStatus:
     """Requests are rate-limited because errors last (until a clean round)."""
     throttled_until: datetime | None = None
     """Set while a request waits for its turn under that rate limit: when it may go."""
+    delivered_unmarked: int = 0
+    """Records the platform has that the outbox still counts pending (written delivered within
+    ``mark_after_s``, see :data:`MARK_EVERY_RECORDS`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +163,11 @@ class Uplink:
         encoder: BatchEncoder | None = None,
         throttle: ThrottleSettings | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        mark_after_s: float = 0.0,
     ) -> None:
         _check_settings(gateway_id=gateway_id, base_url=base_url, batch_max_records=batch_max_records,
                         batch_max_bytes=batch_max_bytes, timeout_s=timeout_s, backoff_initial_s=backoff_initial_s,
-                        backoff_cap_s=backoff_cap_s, idle_poll_s=idle_poll_s)
+                        backoff_cap_s=backoff_cap_s, idle_poll_s=idle_poll_s, mark_after_s=mark_after_s)
         parts = urlsplit(base_url)
         self._encoder: BatchEncoder = encoder if encoder is not None else V1Encoder()
         path = self._encoder.request_path(parts.path, gateway_id)
@@ -184,6 +190,8 @@ class Uplink:
         self._wake = asyncio.Event()
         self._marks: list[str] = []
         """Records the platform has, not yet marked delivered in the outbox."""
+        self._marks_since: float | None = None
+        self._mark_after_s = mark_after_s
         self._status = UplinkStatus()
 
     def __repr__(self) -> str:
@@ -194,7 +202,8 @@ class Uplink:
         limit = self._limit.current
         return replace(self._status, server_clock_offset_s=self._sender.clock_offset_s,
                        batch_max_records=limit.records, batch_max_bytes=limit.record_bytes,
-                       throttled=self._throttle.engaged, throttled_until=self._throttled_until)
+                       throttled=self._throttle.engaged, throttled_until=self._throttled_until,
+                       delivered_unmarked=len(self._marks))
 
     def wake(self) -> None:
         """New records were accepted: look at the outbox now instead of at the next idle poll.
@@ -209,7 +218,8 @@ class Uplink:
             while True:
                 parts = await self._next_batch()
                 if not parts:
-                    await self._commit_marks()
+                    if self._marks_due():
+                        await self._commit_marks()
                     self._drained()
                     await self._idle()
                     continue
@@ -227,9 +237,12 @@ class Uplink:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._commit_marks())
 
+    def _marks_due(self) -> bool:
+        return self._marks_since is not None and self._monotonic() - self._marks_since >= self._mark_after_s
+
     async def _commit_marks(self) -> None:
         """Mark delivered what the platform accepted since the last mark (one transaction)."""
-        marks, self._marks = self._marks, []
+        marks, self._marks, self._marks_since = self._marks, [], None
         if marks:
             await self._outbox.mark_delivered(marks)
 
@@ -423,7 +436,9 @@ class Uplink:
         # A 500-entry answer (a FHIR transaction-response Bundle) is parsed off the loop too.
         results = await asyncio.to_thread(self._encoder.parse_answer, answer, request)
         delivered = [r.record_id for r in results if r.status in (RecordStatus.ACCEPTED, RecordStatus.DUPLICATE)]
-        self._marks.extend(delivered)  # committed with the others of the drain (MARK_EVERY_RECORDS)
+        if delivered and self._marks_since is None:
+            self._marks_since = self._monotonic()
+        self._marks.extend(delivered)  # committed with the others (MARK_EVERY_RECORDS, mark_after_s)
         for result in results:
             if result.status is RecordStatus.REJECTED:
                 await self._outbox.mark_dead(result.record_id, result.reason or "rejected by the platform")
@@ -442,7 +457,8 @@ def _size(part: Sequence[PendingRecord]) -> BatchSize:
 
 
 def _check_settings(*, gateway_id: str, base_url: str, batch_max_records: int, batch_max_bytes: int,
-                    timeout_s: float, backoff_initial_s: float, backoff_cap_s: float, idle_poll_s: float) -> None:
+                    timeout_s: float, backoff_initial_s: float, backoff_cap_s: float, idle_poll_s: float,
+                    mark_after_s: float) -> None:
     problems: list[str] = []
     if not _GATEWAY_ID.fullmatch(gateway_id):
         problems.append(f"gateway_id {gateway_id!r}: use the id the platform issued "
@@ -461,6 +477,8 @@ def _check_settings(*, gateway_id: str, base_url: str, batch_max_records: int, b
                         "need 0 < initial <= cap")
     if idle_poll_s <= 0:
         problems.append(f"idle_poll_s {idle_poll_s}: must be > 0")
+    if not 0 <= mark_after_s <= 3600:
+        problems.append(f"mark_after_s {mark_after_s}: must be 0..3600 (as platform.mark_delivered_after_s)")
     if problems:
         raise ConfigError("uplink", problems)
 

@@ -40,6 +40,7 @@ secret_file = "{secret_file}"
 timeout_s = 2.0
 backoff_initial_s = 0.1
 backoff_max_s = 1.0
+mark_delivered_after_s = 0
 
 [mqtt]
 port = {broker_port}

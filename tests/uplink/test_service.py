@@ -345,3 +345,38 @@ def test_the_documented_largest_batch_fills_a_request_to_the_platforms_mib(
         assert (await platform_records(platform.url))["upload_requests"] == 2
 
     run(scenario())
+
+
+def test_delivered_marks_wait_for_mark_after_s_then_go_in_one_transaction(
+        platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
+    """An SD card lasts longer with fewer small commits: what the platform took is written delivered
+    once the first of it has waited mark_after_s, not after every upload (clock under the test's control)."""
+    platform = platform_factory()
+    clock = [1000.0]
+
+    async def scenario() -> None:
+        async with hub(tmp_path, platform.url, [blood_pressure(n) for n in range(3)], mark_after_s=300.0,
+                       monotonic=lambda: clock[0]) as h:
+            async def at_platform() -> bool:
+                return (await platform_records(platform.url))["count"] == 3 and \
+                    h.uplink.status.delivered_unmarked == 3
+
+            await until(at_platform)
+            await asyncio.sleep(0.3)  # several idle polls (0.05 s): none marks before its time
+            stats = await h.stats()
+            assert (stats.pending, stats.delivered) == (3, 0)
+            # More records meanwhile: uploaded, left out of what is read again, marked with the first.
+            clock[0] += 200.0
+            await h.outbox.accept([blood_pressure(3)])
+            h.uplink.wake()
+
+            async def four_at_platform() -> bool:
+                return h.uplink.status.delivered_unmarked == 4
+
+            await until(four_at_platform)
+            assert (await platform_records(platform.url))["upload_requests"] == 2  # nothing sent twice
+            clock[0] += 100.0
+            await h.settled(delivered=4)
+            assert h.uplink.status.delivered_unmarked == 0
+
+    run(scenario())
