@@ -20,6 +20,7 @@ from datetime import tzinfo
 from drivers.ble.gls_session import CursorGet, CursorSet, GlucoseMeterSession
 from drivers.ble.manager import BleManager
 from drivers.ble.motion_session import MICROBIT, THINGY52, MotionSession, Wearable
+from drivers.ble.oximeter_sessions import IChoiceOximeterSession, O2RingSession, ViatomOximeterSession
 from drivers.ble.sessions import (
     AdvertSession,
     BTHomeButtonSession,
@@ -98,6 +99,18 @@ def _bthome(device: DeviceSettings, c: _Context) -> AdvertSession:
     return BTHomeButtonSession(_tag(device), c.sinks, bytes.fromhex(device.bind_key) if device.bind_key else None)
 
 
+def _viatom(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return ViatomOximeterSession(_tag(device), c.sinks, use_start_notify=_start_notify(device))
+
+
+def _o2ring(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return O2RingSession(_tag(device), c.sinks, c.home_tz, use_start_notify=_start_notify(device))
+
+
+def _ichoice(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return IChoiceOximeterSession(_tag(device), c.sinks, use_start_notify=_start_notify(device))
+
+
 def _connects(spec: DriverSpec) -> bool:
     return spec.transport is Transport.BLE and not spec.advertisements_only
 
@@ -113,6 +126,9 @@ CONNECTED_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], ConnectedS
     "ble-hts": _hts,
     "microbit-accel": _microbit,
     "thingy-motion": _thingy,
+    "viatom-oximeter": _viatom,
+    "o2ring": _o2ring,
+    "ichoice-oximeter": _ichoice,
 }
 ADVERT_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], AdvertSession]] = {
     "bthome-button": _bthome,
