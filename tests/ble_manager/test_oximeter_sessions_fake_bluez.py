@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from drivers.ble.oximeter_sessions import IChoiceOximeterSession, O2RingSession,
 from drivers.ble.policy import BackoffPolicy
 from drivers.ble.sessions import DeviceTag, Sinks
 from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading, SpO2, TimeSource
+from gateway.ble_cli import scan
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.hub import reading_to_record
 from gateway.store import AsyncOutbox
@@ -212,3 +214,18 @@ async def test_the_emulated_ichoice_stays_silent_unless_cd01_to_cd03_are_all_ena
             await client.start_notify(uuid, lambda _c, _d: None)
         await client.write_gatt_char(ICHOICE_COMMAND, ICHOICE_ENABLE, response=True)
         await asyncio.wait_for(clip.enabled.wait(), 2)
+
+
+async def test_yiyang_scan_names_each_oximeter_by_its_advertisement(fake_bluez: FakeBluez) -> None:
+    devices = [ViatomPC60F(), ViatomPC60F("F0:5E:CD:00:00:13", "POD-1_SN0113", variant="ffb0"), O2Ring(),
+               IChoiceOximeter()]
+    for device in devices:
+        fake_bluez.add(device)
+        device.start_advertising()
+    out = io.StringIO()
+    assert await scan(1.0, {}, out) == 0
+    rows = [line.split() for line in out.getvalue().splitlines() if line[:2] in {"F0", "C8", "D8"}]
+    table = {row[0]: row[-2] for row in rows}  # address: drivers (a name may have spaces)
+    assert table == {"F0:5E:CD:00:00:11": "viatom-oximeter", "F0:5E:CD:00:00:13": "viatom-oximeter",
+                     "C8:07:5F:00:00:12": "o2ring", "D8:7C:BE:23:88:51": "ichoice-oximeter"}
+    assert "Before binding" not in out.getvalue()
