@@ -150,8 +150,9 @@ class ViatomOximeterSession:
             case viatom.ViatomBattery():
                 await stream.battery(viatom_battery_percent(message.level), received)
             case viatom.ViatomOther(token=token, function=function) if (token, function) not in _VIATOM_KNOWN_UNUSED:
+                # Its length, not its bytes: they may be measurements, which logs never carry.
                 self._notes(f"frame {token:02x}{function:02x}", "PC-60F frame type not in the public facts "
-                            "token=%#04x function=%#04x payload=%s", token, function, message.payload.hex(),
+                            "token=%#04x function=%#04x payload_bytes=%d", token, function, len(message.payload),
                             level=logging.INFO)
             case _:
                 pass  # pleth samples, working status, device information: nothing the hub uses
@@ -385,6 +386,7 @@ class IChoiceOximeterSession:
                             level=logging.INFO)
                 await stream.add(message, value.received)
             case ichoice.IChoiceOther():
-                self._notes(f"frame {len(message.payload)}", "iChoice frame not in the public facts payload=%s",
-                            message.payload.hex(), level=logging.INFO)
+                self._notes(f"frame {len(message.payload)}", "iChoice frame not in the public facts "
+                            "first_byte=%#04x payload_bytes=%d", message.payload[0], len(message.payload),
+                            level=logging.INFO)
         return False

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 
 from fake_bluez.bluez import Advertisement, CharacteristicSpec, Peripheral, ServiceSpec
 
-SUBSCRIBE_WAIT_S = 30.0
-"""How long a switched-on clip waits for the hub to connect and subscribe before it gives up."""
+SUBSCRIBE_WAIT_S = 120.0
+"""How long a switched-on clip waits for the hub to connect and subscribe before it gives up (the hub
+holds two connections, so a clip may wait for another to finish)."""
 
 
 def _sig(short: int) -> str:
