@@ -37,7 +37,24 @@ def _crc8(data: bytes, poly: int, *, reflected: bool) -> int:
 
 
 class StreamingOximeter(Peripheral):
-    """A vendor oximeter that sends live values while a finger is in it."""
+    """A vendor oximeter that sends live values while a finger is in it.
+
+    Switched on, it advertises until the hub connects and again when the link drops, as a
+    single-connection peripheral does.
+    """
+
+    switched_on = False
+
+    async def on_connected(self) -> None:
+        self.stop_advertising()
+
+    async def on_disconnected(self) -> None:
+        if self.switched_on:
+            self.start_advertising()
+
+    def switch_on(self) -> None:
+        self.switched_on = True
+        self.start_advertising()
 
     async def stream(self, readings: Iterable[tuple[int, int]], rate_hz: float = 1.0) -> int:
         """Measure (SpO2 %, pulse bpm) pairs at ``rate_hz``; returns how many reached the hub."""
@@ -53,6 +70,7 @@ class StreamingOximeter(Peripheral):
         return True
 
     async def _switch_off(self) -> None:
+        self.switched_on = False
         self.stop_advertising()
         await asyncio.sleep(0.05)
         await self.drop_link()
@@ -114,9 +132,9 @@ class ViatomPC60F(StreamingOximeter):
         self.bytes_sent = 0
 
     async def stream(self, readings: Iterable[tuple[int, int]], rate_hz: float = 1.0) -> int:
-        self.start_advertising()
+        self.switch_on()
         if not await self._wait_subscribed(self.data_uuid):
-            self.stop_advertising()
+            await self._switch_off()
             return 0
         sent = 0
         loop = asyncio.get_running_loop()
@@ -184,7 +202,7 @@ class O2Ring(StreamingOximeter):
         self.commands: list[int] = []
         self.set_times: list[str] = []
         self._request = b""
-        self.start_advertising()
+        self.switch_on()  # worn or on its charger, the ring is always on
 
     def device_time(self) -> datetime:
         return datetime.now() + self.clock_offset
@@ -200,6 +218,7 @@ class O2Ring(StreamingOximeter):
 
     async def on_disconnected(self) -> None:
         self._request = b""
+        await super().on_disconnected()
 
     async def on_write(self, uuid: str, data: bytes) -> None:
         if uuid != O2RING_WRITE:
@@ -284,14 +303,15 @@ class IChoiceOximeter(StreamingOximeter):
 
     async def on_disconnected(self) -> None:
         self.enabled.clear()
+        await super().on_disconnected()
 
     async def stream(self, readings: Iterable[tuple[int, int]], rate_hz: float = 1.0) -> int:
-        self.start_advertising()
+        self.switch_on()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SUBSCRIBE_WAIT_S):
                 await self.enabled.wait()
         if not self.enabled.is_set():
-            self.stop_advertising()
+            await self._switch_off()
             return 0
         sent = 0
         for spo2, pulse in readings:
