@@ -217,6 +217,8 @@ class O2RingSession:
         home_tz: tzinfo,
         *,
         poll_interval_s: float = 1.0,
+        unworn_poll_interval_s: float = 10.0,
+        unworn_after_s: float = 60.0,
         answer_timeout_s: float = 3.0,
         stall_timeout_s: float = 15.0,
         spo2_interval_s: float = SPO2_INTERVAL_S,
@@ -227,6 +229,10 @@ class O2RingSession:
         self._sinks = sinks
         self._home_tz = home_tz
         self._poll_interval_s = poll_interval_s
+        # A ring lying on the night table stays connected: asked ten times less often, it spends its
+        # battery on the night, and a finger put back in is still seen within seconds.
+        self._unworn_poll_interval_s = unworn_poll_interval_s
+        self._unworn_after_s = unworn_after_s
         self._answer_timeout_s = answer_timeout_s
         self._stall_timeout_s = stall_timeout_s
         self._spo2_interval_s = spo2_interval_s
@@ -276,34 +282,39 @@ class O2RingSession:
 
     async def _poll(self, link: GattLink, ring: _Ring, stream: SpO2Stream) -> None:
         request = o2ring.encode_request(o2ring.Command.READ_LIVE)
-        last_answer = link.clock.now().monotonic
+        last_answer = last_finger = link.clock.now().monotonic
         while link.connected:
             started = link.clock.now().monotonic
+            worn = started - last_finger < self._unworn_after_s
+            interval = self._poll_interval_s if worn else self._unworn_poll_interval_s
             answered = await ring.ask(request, self._answer_timeout_s)
             if answered is not None:
                 last_answer = link.clock.now().monotonic
-                await self._live(*answered, stream)
+                if await self._live(*answered, stream):
+                    last_finger = last_answer
             elif not link.connected:
                 return
-            elif link.clock.now().monotonic - last_answer >= self._stall_timeout_s:
+            elif link.clock.now().monotonic - last_answer >= max(self._stall_timeout_s, 2.5 * interval):
                 log.warning("O2Ring stopped answering device=%s for_s=%.0f", self.tag.device_id,
                             link.clock.now().monotonic - last_answer)
                 return
-            await asyncio.sleep(max(0.0, started + self._poll_interval_s - link.clock.now().monotonic))
+            await asyncio.sleep(max(0.0, started + interval - link.clock.now().monotonic))
 
-    async def _live(self, answer: o2ring.O2RingAnswer, received: HubTime, stream: SpO2Stream) -> None:
+    async def _live(self, answer: o2ring.O2RingAnswer, received: HubTime, stream: SpO2Stream) -> bool:
+        """Stream one answer to 0x17; True when a finger is in the ring."""
         if answer.status != o2ring.STATUS_OK:
             self._notes("live", "O2Ring refused the live-values command 0x17 status=%d (newer firmware may want "
                         "0x1B)", answer.status)
-            return
+            return False
         try:
             live = o2ring.decode_live(answer.payload)
         except o2ring.O2RingCodecError as exc:
             self._complain(o2ring.O2RING_NOTIFY.uuid, exc)
-            return
+            return False
         await stream.add(live, received)
         if live.battery_percent is not None:
             await stream.battery(live.battery_percent, received)
+        return live.finger_present
 
 
 # --- ChoiceMMed iChoice -------------------------------------------------------------------------

@@ -150,6 +150,25 @@ async def test_an_o2ring_gets_its_clock_set_once_and_streams_the_finger(
     assert [e.value for e in recorder.events if e.kind is DeviceEventKind.BATTERY][:1] == [87]
 
 
+async def test_a_ring_left_on_the_table_is_asked_less_often_until_a_finger_is_back(
+    fake_bluez: FakeBluez, recorder: Recorder
+) -> None:
+    ring = O2Ring()
+    fake_bluez.add(ring)
+    session = O2RingSession(tag("ring", ring.address, "o2ring"), recorder.sinks, SHANGHAI, poll_interval_s=0.05,
+                            unworn_poll_interval_s=0.5, unworn_after_s=0.5, spo2_interval_s=WINDOW_S)
+    async with running(session):
+        await recorder.until(lambda: ring.commands.count(0x17) > 0)
+        await asyncio.sleep(1.0)  # unworn for a while: now asked every 0.5 s
+        before = ring.commands.count(0x17)
+        await asyncio.sleep(2.0)
+        assert 3 <= ring.commands.count(0x17) - before <= 5
+        before = ring.commands.count(0x17)
+        await ring.stream([(94, 61)] * 40, rate_hz=20.0)  # within 0.5 s the finger is seen, then 20 a second
+        assert ring.commands.count(0x17) - before >= 15
+        await recorder.until(lambda: any(r.measurement == SpO2(94, 61) for r in recorder.readings))
+
+
 async def test_an_o2ring_that_refuses_the_live_command_is_noted_once(
     fake_bluez: FakeBluez, recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
