@@ -11,6 +11,10 @@
   bytes, each a command and a two-part answer): wall time and the daemon's CPU time for the visit.
 - CPU of one 50 Hz IMU stream: the daemon's CPU time (utime + stime from /proc) while a micro:bit
   streams, per second and per sample, against the same daemon idle.
+- CPU of one streaming oximeter of each vendor kind, alone with the daemon: a PC-60F (an SpO2 frame
+  and 25 pleth frames a second through its UART, cut into 20-byte notifications), an O2Ring polled
+  once a second, an iChoice clip (one 6-byte frame a second). Per second, and per notification the
+  device sent (counted by the fake BlueZ).
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ from gateway.status import read_status, runtime_status_path  # noqa: E402
 
 GATEWAY_ID = "gw-bench"
 DRIVERS = {"meter": "ble-gls", "cuff": "ble-bps", "microbit": "microbit-accel", "omron": "omron-bp",
-           "sinocare": "sinocare-glucose"}
+           "sinocare": "sinocare-glucose", "pc60f": "viatom-oximeter", "o2ring": "o2ring",
+           "ichoice": "ichoice-oximeter"}
+OXIMETERS = {"pc60f": "PC-60F, SpO2 + 25 pleth frames/s", "o2ring": "O2Ring, polled 1/s",
+             "ichoice": "iChoice, 1 frame/s"}
 
 
 def write_config(workdir: Path, platform: devstack.Platform, broker: devstack.Broker, bluez: BluezProcess) -> Path:
@@ -186,6 +193,34 @@ def imu_cpu(stream_s: float) -> Callable[[Path, BluezProcess, subprocess.Popen[b
     return run
 
 
+def oximeter_cpu(name: str, stream_s: float) -> Callable[[Path, BluezProcess, subprocess.Popen[bytes]], None]:
+    def run(workdir: Path, bluez: BluezProcess, daemon: subprocess.Popen[bytes]) -> None:
+        status_paths = [workdir / "data" / "status.json", runtime_status_path(GATEWAY_ID, workdir / "data")]
+
+        def summarised() -> bool:
+            try:
+                return bool((read_status(status_paths) or {})["devices"][name]["last_reading"])
+            except KeyError:
+                return False
+
+        def notifications() -> int:
+            return int(bluez.command(cmd="status")["devices"][name]["notifications"])
+
+        bluez.command(cmd="stream", device=name, seconds=stream_s + 40.0, spo2=96, pulse_rate=64)
+        if not wait(summarised, 60):
+            print(f"  {OXIMETERS[name]}: no SpO2 summary reached the hub")
+            return
+        time.sleep(2.0)
+        cpu0, sent0, t0 = cpu_seconds(daemon.pid), notifications(), time.monotonic()
+        time.sleep(stream_s)
+        elapsed = time.monotonic() - t0
+        per_s = (cpu_seconds(daemon.pid) - cpu0) / elapsed
+        rate = (notifications() - sent0) / elapsed
+        print(f"  {OXIMETERS[name]:>34}: {per_s * 100:5.1f} % of a core = {per_s / rate * 1e6:5.0f} us per "
+              f"notification ({rate:4.1f} notifications/s; bleak + D-Bus + framing + window + hub)")
+    return run
+
+
 def idle_cpu(stream_s: float) -> Callable[[Path, BluezProcess, subprocess.Popen[bytes]], None]:
     def run(_workdir: Path, _bluez: BluezProcess, daemon: subprocess.Popen[bytes]) -> None:
         time.sleep(3.0)
@@ -205,7 +240,8 @@ def main() -> int:
     only = os.environ.get("BENCH_ONLY")
     parts = {"throughput": ("big-meter", throughput), "advert": ("cuff", advert_to_stored(args.cuff_runs)),
              "idle": ("cuff", idle_cpu(args.stream_s)), "omron": ("vendors", omron_visit),
-             "imu": ("wearable", imu_cpu(args.stream_s))}
+             "imu": ("wearable", imu_cpu(args.stream_s)),
+             **{name: (name, oximeter_cpu(name, args.stream_s)) for name in OXIMETERS}}
     for name, (scenario, run) in parts.items():
         if not only or only == name:
             with_daemon(scenario, run)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from drivers.ble import uuids
+from drivers.ble.ichoice import SERVICE_PREFIX_OXIMETER as ICHOICE_OXIMETER_SERVICE_PREFIX
+from drivers.ble.o2ring import O2RING_SERVICE
 from drivers.ble.omron_eeprom import OMRON_NEWER_SERVICE
 from drivers.errors import DriverError
 from drivers.model import ReadingType
@@ -88,6 +90,8 @@ class AdvertMatcher:
     """
 
     service_uuid: str | None = None
+    service_uuid_prefix: str | None = None
+    """A service UUID that starts so: devices whose service UUID carries their own address (iChoice)."""
     service_data_uuid: str | None = None
     local_name: str | None = None
     """A shell-style pattern, case-sensitive: ``"BLESmart_*"``."""
@@ -99,9 +103,11 @@ class AdvertMatcher:
     def __post_init__(self) -> None:
         if self.manufacturer_data_start and self.manufacturer_id is None:
             raise CatalogueError("manufacturer_data_start needs the manufacturer_id it belongs to")
-        if (self.service_uuid, self.service_data_uuid, self.local_name, self.manufacturer_id) == (None,) * 4:
+        fields = (self.service_uuid, self.service_uuid_prefix, self.service_data_uuid, self.local_name,
+                  self.manufacturer_id)
+        if fields == (None,) * len(fields):
             raise CatalogueError("an advert matcher needs at least one field")
-        for uuid in (self.service_uuid, self.service_data_uuid):
+        for uuid in (self.service_uuid, self.service_uuid_prefix, self.service_data_uuid):
             if uuid is not None and uuid != uuid.lower():
                 raise CatalogueError(f"advert matcher UUID {uuid!r} must be lower case, as bleak reports UUIDs")
 
@@ -114,10 +120,15 @@ class AdvertMatcher:
         for uuid in (self.service_uuid, self.service_data_uuid):
             if uuid is not None:
                 score += 1 if uuid.endswith(_SIG_BASE_SUFFIX) else 2
+        if self.service_uuid_prefix is not None:
+            score += 2  # a vendor's own UUID, even when its tail is the device's address
         return score
 
     def matches(self, advert: Advertisement) -> bool:
         if self.service_uuid is not None and self.service_uuid not in advert.service_uuids:
+            return False
+        prefix = self.service_uuid_prefix
+        if prefix is not None and not any(uuid.startswith(prefix) for uuid in advert.service_uuids):
             return False
         if self.service_data_uuid is not None and self.service_data_uuid not in advert.service_data_uuids:
             return False
@@ -298,6 +309,22 @@ CATALOGUE: Mapping[str, DriverSpec] = _index((
         readings=frozenset({ReadingType.BLOOD_PRESSURE}),
         advertises=(AdvertMatcher(local_name="A&D_UA-651*"),),
         binding=Binding(pairing=True, hold="the power button until Pr shows"),
+    ),
+    # Vendor oximeters streaming live SpO2 into the sustained-SpO2 rule.
+    DriverSpec(  # Creative/Viatom PC-60F/FW, POD (also Wellue and other labels): AA 55 frames
+        name="viatom-oximeter", transport=Transport.BLE, role=Role.MEASURES,
+        readings=frozenset({ReadingType.SPO2}),
+        advertises=(AdvertMatcher(local_name="PC-60F*"), AdvertMatcher(local_name="POD-1*")),
+    ),
+    DriverSpec(  # Wellue O2Ring worn overnight: live values polled, its clock set
+        name="o2ring", transport=Transport.BLE, role=Role.MEASURES,
+        readings=frozenset({ReadingType.SPO2}),
+        advertises=(AdvertMatcher(service_uuid=O2RING_SERVICE), AdvertMatcher(local_name="O2Ring*")),
+    ),
+    DriverSpec(  # ChoiceMMed iChoice: a service named after its address, an enable command
+        name="ichoice-oximeter", transport=Transport.BLE, role=Role.MEASURES,
+        readings=frozenset({ReadingType.SPO2}),
+        advertises=(AdvertMatcher(service_uuid_prefix=ICHOICE_OXIMETER_SERVICE_PREFIX),),
     ),
 ))
 """Every driver by name, in the order the configuration lists them."""

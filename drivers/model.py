@@ -136,6 +136,8 @@ class Glucose:
 class SpO2:
     spo2: float
     pulse: float | None = None
+    perfusion_index: float | None = None
+    """Perfusion index in % (pulsatile over steady light absorption), where the oximeter reports one."""
     type = ReadingType.SPO2
     unit = "%"
 

@@ -22,6 +22,7 @@ from drivers.ble.gls_session import CursorGet, CursorSet, GlucoseMeterSession
 from drivers.ble.manager import BleManager
 from drivers.ble.motion_session import MICROBIT, THINGY52, MotionSession, Wearable
 from drivers.ble.omron_session import OmronCuffSession
+from drivers.ble.oximeter_sessions import IChoiceOximeterSession, O2RingSession, ViatomOximeterSession
 from drivers.ble.sessions import (
     AdvertSession,
     BTHomeButtonSession,
@@ -122,6 +123,18 @@ def _and(device: DeviceSettings, c: _Context) -> ConnectedSession:
                               use_start_notify=_start_notify(device), prepare=AndCuffPreparation(device.id, c.home_tz))
 
 
+def _viatom(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return ViatomOximeterSession(_tag(device), c.sinks, use_start_notify=_start_notify(device))
+
+
+def _o2ring(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return O2RingSession(_tag(device), c.sinks, c.home_tz, use_start_notify=_start_notify(device))
+
+
+def _ichoice(device: DeviceSettings, c: _Context) -> ConnectedSession:
+    return IChoiceOximeterSession(_tag(device), c.sinks, use_start_notify=_start_notify(device))
+
+
 def _connects(spec: DriverSpec) -> bool:
     return spec.transport is Transport.BLE and not spec.advertisements_only
 
@@ -140,6 +153,9 @@ CONNECTED_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], ConnectedS
     "omron-bp": _omron,
     "sinocare-glucose": _sinocare,
     "and-bp": _and,
+    "viatom-oximeter": _viatom,
+    "o2ring": _o2ring,
+    "ichoice-oximeter": _ichoice,
 }
 ADVERT_SESSIONS: Mapping[str, Callable[[DeviceSettings, _Context], AdvertSession]] = {
     "bthome-button": _bthome,

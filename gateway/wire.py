@@ -45,7 +45,8 @@ def measurement_values(m: Measurement) -> dict[str, Any]:
         case Glucose():
             values = {"value": _round(m.mmol_l, 2), "meal": m.meal.value, "sample": m.sample.value}
         case SpO2():
-            values = {"spo2": _round(m.spo2, 1), "pulse": _round(m.pulse, 0)}
+            values = {"spo2": _round(m.spo2, 1), "pulse": _round(m.pulse, 0),
+                      "perfusion_index": _round(m.perfusion_index, 1)}
         case BodyTemperature():
             values = {"value": _round(m.celsius, 2), "site": m.site}
     return {k: v for k, v in values.items() if v is not None}

@@ -187,6 +187,11 @@ class ContinuousMeasurement:
     pulse_amplitude_index: float | None = None
     flags: frozenset[ReadingFlag] = frozenset()
 
+    @property
+    def perfusion_index_percent(self) -> float | None:
+        """PLX's Pulse Amplitude Index is the perfusion index, in per cent."""
+        return self.pulse_amplitude_index
+
 
 def decode_spot_check(data: bytes) -> SpotCheckMeasurement:
     """Decode a PLX Spot-check Measurement (0x2A5E) value."""

@@ -20,7 +20,7 @@ from drivers.ble.ieee11073 import NoMeasurementError
 from drivers.ble.link import GattLink, check_device_clock, read_battery_percent
 from drivers.ble.plx import decode_continuous, decode_spot_check, spot_check_reading
 from drivers.ble.policy import ConnectionStyle
-from drivers.ble.streams import SpO2Summary, SpO2Window
+from drivers.ble.streams import SpO2Window, spo2_summary_reading
 from drivers.ble.uuids import (
     BLOOD_PRESSURE_MEASUREMENT,
     BTHOME_SERVICE_DATA,
@@ -37,8 +37,6 @@ from drivers.model import (
     HubTime,
     MotionBlock,
     Reading,
-    SpO2,
-    TimeSource,
 )
 
 log = logging.getLogger(__name__)
@@ -240,7 +238,7 @@ class MeasurementSession:
                     self._complain(value.uuid, exc)
         finally:
             if window is not None and (summary := window.flush()) is not None:
-                readings.append(self._spo2_reading(summary))
+                readings.append(spo2_summary_reading(summary, self.tag.info, self.tag.resident_id))
             if readings:
                 await self._sinks.on_readings(readings)
                 log.info("readings received device=%s count=%d", self.tag.device_id, len(readings))
@@ -253,19 +251,7 @@ class MeasurementSession:
             return
         summary = window.add(sample, received)
         if summary is not None:
-            await self._sinks.on_readings([self._spo2_reading(summary)])
-
-    def _spo2_reading(self, summary: SpO2Summary) -> Reading:
-        received = summary.received
-        return Reading(
-            device=self.tag.info,
-            resident_id=self.tag.resident_id,
-            measurement=SpO2(spo2=summary.spo2_percent, pulse=summary.pulse_rate_bpm),
-            measured_at=received.wall,
-            time_source=TimeSource.HUB if received.synced else TimeSource.HUB_UNSYNCED,
-            received=received,
-            continuous=True,
-        )
+            await self._sinks.on_readings([spo2_summary_reading(summary, self.tag.info, self.tag.resident_id)])
 
 
 class BTHomeButtonSession:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from drivers.ble.plx import ContinuousMeasurement
-from drivers.model import HubTime, ReadingFlag
+from drivers.model import DeviceInfo, HubTime, Reading, ReadingFlag, SpO2, TimeSource
 
 # A continuous sample flagged like this is not a measurement of the resident's blood.
 _DISCARDED_SAMPLE_FLAGS = frozenset({ReadingFlag.SENSOR_FAULT, ReadingFlag.MEASUREMENT_UNRELIABLE})
@@ -23,6 +23,23 @@ _DISCARDED_SAMPLE_FLAGS = frozenset({ReadingFlag.SENSOR_FAULT, ReadingFlag.MEASU
 def shifted(time: HubTime, seconds: float) -> HubTime:
     """``time`` moved by ``seconds`` on both clocks."""
     return HubTime(wall=time.wall + timedelta(seconds=seconds), monotonic=time.monotonic + seconds, synced=time.synced)
+
+
+class OximeterSample(Protocol):
+    """One live sample of any continuous oximeter (SIG PLX or a vendor protocol), as decoded."""
+
+    @property
+    def spo2_percent(self) -> float | None:
+        """None while the finger is out."""
+
+    @property
+    def pulse_rate_bpm(self) -> float | None: ...
+
+    @property
+    def perfusion_index_percent(self) -> float | None: ...
+
+    @property
+    def flags(self) -> frozenset[ReadingFlag]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +51,16 @@ class SpO2Summary:
     samples: int
     received: HubTime
     """Arrival of the last sample in the window."""
+    perfusion_index_percent: float | None = None
 
 
 class SpO2Window:
-    """Turns a continuous PLX stream (about 1 sample/s) into one value per ``interval_s``.
+    """Turns a continuous oximeter stream (about 1 sample/s) into one value per ``interval_s``.
 
     The median, not the mean: a finger moving in the clip makes short dips that are not the
     resident's saturation. Samples without SpO2 (finger out) or flagged unreliable are left out.
+    Every continuous oximeter's session uses this one window (SIG PLX and the vendor protocols),
+    so the hub's sustained-SpO2 rule sees the same kind of summary from each.
     """
 
     def __init__(self, interval_s: float) -> None:
@@ -50,9 +70,10 @@ class SpO2Window:
         self._started: float | None = None
         self._spo2: list[float] = []
         self._pulse: list[float] = []
+        self._perfusion: list[float] = []
         self._last: HubTime | None = None
 
-    def add(self, sample: ContinuousMeasurement, received: HubTime) -> SpO2Summary | None:
+    def add(self, sample: OximeterSample, received: HubTime) -> SpO2Summary | None:
         """Add one sample; returns the window's summary when this sample closes it."""
         if self._started is None:
             self._started = received.monotonic
@@ -60,6 +81,8 @@ class SpO2Window:
             self._spo2.append(sample.spo2_percent)
             if sample.pulse_rate_bpm is not None:
                 self._pulse.append(sample.pulse_rate_bpm)
+            if sample.perfusion_index_percent is not None:
+                self._perfusion.append(sample.perfusion_index_percent)
         self._last = received
         if received.monotonic - self._started < self._interval_s:
             return None
@@ -74,10 +97,30 @@ class SpO2Window:
                 pulse_rate_bpm=round(statistics.median(self._pulse), 1) if self._pulse else None,
                 samples=len(self._spo2),
                 received=self._last,
+                perfusion_index_percent=round(statistics.median(self._perfusion), 1) if self._perfusion else None,
             )
         self._started, self._last = None, None
-        self._spo2, self._pulse = [], []
+        self._spo2, self._pulse, self._perfusion = [], [], []
         return summary
+
+
+def spo2_summary_reading(summary: SpO2Summary, device: DeviceInfo, resident_id: str) -> Reading:
+    """A window's summary as the continuous reading the hub evaluates at once and commits by the minute.
+
+    Stamped with the hub's arrival time of the window's last sample: a live stream has no device time.
+    """
+    received = summary.received
+    return Reading(
+        device=device,
+        resident_id=resident_id,
+        measurement=SpO2(
+            spo2=summary.spo2_percent, pulse=summary.pulse_rate_bpm, perfusion_index=summary.perfusion_index_percent
+        ),
+        measured_at=received.wall,
+        time_source=TimeSource.HUB if received.synced else TimeSource.HUB_UNSYNCED,
+        received=received,
+        continuous=True,
+    )
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -7,10 +7,11 @@ What history adds, per resident:
 
 * **SpO2 low, sustained** (urgent): SpO2 below ``spo2_low_percent`` on consecutive samples of one
   continuous oximeter spanning at least ``spo2_sustained_s`` with no sample at or above it in between;
-  or two spot checks in a row below it. ``Reading`` does not say whether a sample is continuous, so
-  it is inferred: a reading measured at most :data:`CONTINUOUS_MAX_GAP_S` after the previous one of
-  the same device continues a *stream*; anything else is a spot check (the first sample of a stream
-  counts as one). The single < 85 % emergency stays in :mod:`gateway.detect.vitals`.
+  or two spot checks in a row below it. A reading continues its device's *stream* when it is
+  measured at most :data:`CONTINUOUS_MAX_GAP_S` after the previous one, or, for the window summaries
+  of a continuous oximeter (``Reading.continuous``), at most :data:`CONTINUOUS_SUMMARY_MAX_GAP_S`
+  after; anything else is a spot check (the first sample of a stream counts as one). The single
+  < 85 % emergency stays in :mod:`gateway.detect.vitals`.
 * **One alert per stream**: a continuous device repeats its finding every second; a finding of the
   same kind and severity already reported in the current stream is not reported again (the alert
   lifecycle repeats it until someone acknowledges).
@@ -52,6 +53,12 @@ CONTINUOUS_MAX_GAP_S = 10.0
 """Continuous oximeters notify about once a second; a longer gap means the finger came out or the
 link dropped. No spot-check device measures twice within 10 s (a cuff takes 30 s or more, an
 oximeter spot check needs the finger in for several seconds)."""
+CONTINUOUS_SUMMARY_MAX_GAP_S = 15.0
+"""A continuous oximeter's session hands over the median of each 10 s window (drivers.ble.streams.
+SpO2Window). A window closes on its last sample and the next opens on the one after, so at 1 Hz
+summaries come 11 s apart, beyond CONTINUOUS_MAX_GAP_S: each would have counted as a spot check,
+two low ones an urgent alert 21 s in and every later one an escalated emergency. A window missing
+altogether (finger out for 10 s) still ends the stream, as a 10 s gap between samples does."""
 
 ESCALATE_ON_REPEAT = frozenset(
     {
@@ -231,7 +238,8 @@ def _follow_stream(resident: _Resident, reading: Reading) -> tuple[_Stream, bool
     at = reading.measured_at
     stream = resident.streams.get(reading.device.id)
     gap_s = None if stream is None else (at - stream.last_at).total_seconds()
-    if stream is not None and gap_s is not None and 0.0 <= gap_s <= CONTINUOUS_MAX_GAP_S:
+    max_gap_s = CONTINUOUS_SUMMARY_MAX_GAP_S if reading.continuous else CONTINUOUS_MAX_GAP_S
+    if stream is not None and gap_s is not None and 0.0 <= gap_s <= max_gap_s:
         stream.last_at = at
         return stream, True
     stream = _Stream(last_at=at)

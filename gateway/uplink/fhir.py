@@ -117,6 +117,10 @@ SPO2_VALUE = QuantitySpec("spo2", SPO2_CODE, PERCENT)
 SPO2_COMPONENTS = (
     QuantitySpec("pulse", (Coding(LOINC, "8867-4", "Heart rate"),
                            Coding(MDC, "149530", "MDC_PULS_OXIM_PULS_RATE")), PER_MIN, required=False),
+    # MDC_PULS_OXIM_PERF_REL is term 19376 in partition 2 (2 * 65536 + 19376); LOINC's perfusion
+    # index without a pre/postductal site (those are for newborn screening) is 61006-3.
+    QuantitySpec("perfusion_index", (Coding(LOINC, "61006-3", "Perfusion index Tissue by Pulse oximetry"),
+                                     Coding(MDC, "150448", "MDC_PULS_OXIM_PERF_REL")), PERCENT, required=False),
 )
 TEMPERATURE_CODE = (Coding(LOINC, "8310-5", "Body temperature"), Coding(MDC, "150364", "MDC_TEMP_BODY"))
 TEMPERATURE_VALUE = QuantitySpec("value", TEMPERATURE_CODE, CELSIUS)

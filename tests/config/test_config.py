@@ -267,7 +267,8 @@ ONE_PROBLEM = [
         {"l19": 'driver = "onetouch"'},
         "cfg.toml:19: devices[0].driver: a string ('onetouch') is not allowed; did you mean 'onetouch-ultra2'? "
         "use one of: onetouch-ultra2, mr60fda1, suntech-nibp, gsm-modem, ble-bps, ble-gls, ble-plx, ble-hts, "
-        "bthome-button, microbit-accel, thingy-motion, omron-bp, sinocare-glucose, xiaomi-mibeacon, and-bp",
+        "bthome-button, microbit-accel, thingy-motion, omron-bp, sinocare-glucose, xiaomi-mibeacon, and-bp, "
+        "viatom-oximeter, o2ring, ichoice-oximeter",
         id="unknown-driver",
     ),
     pytest.param(

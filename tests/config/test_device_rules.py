@@ -26,8 +26,10 @@ id = "r-0001"
 HEAD_LINES = HEAD.count("\n")
 
 SERIAL = ("onetouch-ultra2", "mr60fda1", "suntech-nibp", "gsm-modem")
-BLE = ("ble-bps", "ble-gls", "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion")
-MEASURING = ("onetouch-ultra2", "suntech-nibp", "ble-bps", "ble-gls", "ble-plx", "ble-hts")
+BLE = ("ble-bps", "ble-gls", "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion",
+       "viatom-oximeter", "o2ring", "ichoice-oximeter")
+MEASURING = ("onetouch-ultra2", "suntech-nibp", "ble-bps", "ble-gls", "ble-plx", "ble-hts", "viatom-oximeter", "o2ring",
+             "ichoice-oximeter")
 OPTIONS = {
     "measure_every_min = 10.0": ("suntech-nibp",),
     "sample_rate_hz = 100.0": ("microbit-accel", "thingy-motion"),
@@ -144,7 +146,8 @@ def test_an_unknown_driver_is_refused_with_the_names_there_are() -> None:
     assert problems(lines) == [
         f"cfg.toml:{at(lines, 'driver')}: devices[0].driver: a string ('ble-bp') is not allowed; did you mean "
         "'ble-bps'? use one of: onetouch-ultra2, mr60fda1, suntech-nibp, gsm-modem, ble-bps, ble-gls, ble-plx, "
-        "ble-hts, bthome-button, microbit-accel, thingy-motion, omron-bp, sinocare-glucose, xiaomi-mibeacon, and-bp"]
+        "ble-hts, bthome-button, microbit-accel, thingy-motion, omron-bp, sinocare-glucose, xiaomi-mibeacon, and-bp, "
+        "viatom-oximeter, o2ring, ichoice-oximeter"]
 
 
 def test_one_modem_is_used() -> None:

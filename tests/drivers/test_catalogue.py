@@ -49,7 +49,8 @@ def test_every_row_is_whole(spec: DriverSpec) -> None:
 def test_the_rows_come_in_the_order_the_configuration_lists_them() -> None:
     assert list(CATALOGUE) == ["onetouch-ultra2", "mr60fda1", "suntech-nibp", "gsm-modem", "ble-bps", "ble-gls",
                                "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion",
-                               "omron-bp", "sinocare-glucose", "xiaomi-mibeacon", "and-bp"]
+                               "omron-bp", "sinocare-glucose", "xiaomi-mibeacon", "and-bp", "viatom-oximeter", "o2ring",
+                               "ichoice-oximeter"]
     assert names(lambda spec: spec.fall_protection) == ["mr60fda1", "microbit-accel", "thingy-motion"]
 
 
@@ -98,6 +99,11 @@ def test_the_modem_measures_nobody_and_everything_else_someone() -> None:
     (AdvertMatcher(manufacturer_id=OMRON_COMPANY_ID, manufacturer_data_start=b"\x01"),
      Advertisement(manufacturer_data={OMRON_COMPANY_ID: b"\x02\x01"}), False),
     (AdvertMatcher(manufacturer_id=OMRON_COMPANY_ID), Advertisement(manufacturer_data={0x0001: b""}), False),
+    # A service UUID that carries the device's own address (iChoice) is matched by its start.
+    (AdvertMatcher(service_uuid_prefix="ba11f08c-5f14-0b0d-1080-"),
+     Advertisement(service_uuids=frozenset({"ba11f08c-5f14-0b0d-1080-007cbe238851"})), True),
+    (AdvertMatcher(service_uuid_prefix="ba11f08c-5f14-0b0d-1080-"),
+     Advertisement(service_uuids=frozenset({"ba11f08c-5f14-0b0d-10a0-007cbe238851"})), False),
     # Every field given must match:
     (AdvertMatcher(service_uuid=uuids.BLOOD_PRESSURE_SERVICE, local_name="BLESmart_*"),
      Advertisement(local_name="BLESmart_0000", service_uuids=frozenset({uuids.BLOOD_PRESSURE_SERVICE})), True),
@@ -111,6 +117,7 @@ def test_a_matcher_needs_every_field_it_gives(matcher: AdvertMatcher, advert: Ad
 @pytest.mark.parametrize(("fields", "refusal"), [
     ({}, "at least one field"),
     ({"service_uuid": uuids.GLUCOSE_SERVICE.upper()}, "lower case"),
+    ({"service_uuid_prefix": "BA11F08C-"}, "lower case"),
     ({"manufacturer_data_start": b"\x01"}, "needs the manufacturer_id"),
 ])
 def test_a_matcher_that_could_never_work_is_refused(fields: dict[str, object], refusal: str) -> None:

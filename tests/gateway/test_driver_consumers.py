@@ -37,6 +37,9 @@ def device(driver: str, address: str = "C4:7C:8D:6A:11:02") -> DeviceSettings:
     (["e95d0753-251d-470a-a062-fa1922dfa9a8"], [], ("microbit-accel",)),
     (["EF680400-9B35-4933-9B10-52FFA9740042"], [], ("thingy-motion",)),
     ([], ["0000fcd2-0000-1000-8000-00805f9b34fb"], ("bthome-button",)),
+    (["14839ac4-7d7e-415c-9a42-167340cf2339"], [], ("o2ring",)),
+    (["BA11F08C-5F14-0B0D-1080-007CBE238851"], [], ("ichoice-oximeter",)),
+    (["ba11f08c-5f14-0b0d-10a0-007cbe238851"], [], ()),
     (["0000180f-0000-1000-8000-00805f9b34fb", "0000fe95-0000-1000-8000-00805f9b34fb"], [], ()),
     (["00001810-0000-1000-8000-00805f9b34fb", "0000180f-0000-1000-8000-00805f9b34fb"],
      ["0000fcd2-0000-1000-8000-00805f9b34fb"], ("ble-bps", "bthome-button")),
@@ -56,6 +59,7 @@ def test_scan_names_the_driver_an_advertisement_asks_for(services: list[str], se
     ("ble-hts", {ReadingType.BODY_TEMPERATURE}),
     ("mr60fda1", set()), ("bthome-button", set()), ("microbit-accel", set()), ("thingy-motion", set()),
     ("xiaomi-mibeacon", {ReadingType.BODY_TEMPERATURE}), ("and-bp", {ReadingType.BLOOD_PRESSURE}),
+    ("viatom-oximeter", {ReadingType.SPO2}), ("o2ring", {ReadingType.SPO2}), ("ichoice-oximeter", {ReadingType.SPO2}),
 ])
 def test_home_assistant_shows_the_readings_a_driver_takes(driver: str, kinds: set[ReadingType]) -> None:
     assert readings_by_resident(["r-1"], [device(driver)]) == {"r-1": frozenset(kinds)}
@@ -66,7 +70,7 @@ def test_serial_devices_get_sessions_of_their_own_the_modem_and_ble_devices_do_n
     assert [d.driver for d in serial_devices(devices)] == ["onetouch-ultra2", "mr60fda1", "suntech-nibp"]
     assert [d.driver for d in ble_devices(devices)] == [
         "ble-bps", "ble-gls", "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion",
-        "omron-bp", "sinocare-glucose", "xiaomi-mibeacon", "and-bp"]
+        "omron-bp", "sinocare-glucose", "xiaomi-mibeacon", "and-bp", "viatom-oximeter", "o2ring", "ichoice-oximeter"]
 
 
 async def _nothing(*_args: object) -> None:
@@ -83,4 +87,6 @@ def test_the_ble_manager_serves_every_ble_driver_with_its_session() -> None:
         "ble-bps": "MeasurementSession", "ble-gls": "GlucoseMeterSession", "ble-plx": "MeasurementSession",
         "ble-hts": "MeasurementSession", "bthome-button": "BTHomeButtonSession", "microbit-accel": "MotionSession",
         "thingy-motion": "MotionSession", "omron-bp": "OmronCuffSession", "sinocare-glucose": "SinocareMeterSession",
-        "xiaomi-mibeacon": "MiBeaconSession", "and-bp": "MeasurementSession"}
+        "xiaomi-mibeacon": "MiBeaconSession", "and-bp": "MeasurementSession",
+        "viatom-oximeter": "ViatomOximeterSession", "o2ring": "O2RingSession",
+        "ichoice-oximeter": "IChoiceOximeterSession"}

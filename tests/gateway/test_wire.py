@@ -68,6 +68,13 @@ def test_spo2_without_pulse_leaves_it_out() -> None:
     assert reading_record(reading, TZ)["values"] == {"spo2": 96.5}
 
 
+def test_spo2_carries_the_perfusion_index_in_percent_where_the_oximeter_gives_one() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    reading = Reading(device=DeviceInfo("pc60f", "ble"), resident_id="r-1", measurement=SpO2(96, 62, 8.04),
+                      measured_at=at, time_source=TimeSource.HUB, received=HubTime(at, 0.0, True), continuous=True)
+    assert reading_record(reading, TZ)["values"] == {"spo2": 96, "pulse": 62, "perfusion_index": 8.0}
+
+
 def test_hub_records_say_whether_the_hub_clock_was_synchronised() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     synced = hub_record("help_request", resident_id="r-1", device_id="sos", at=at, synced=True, values={}, tz=TZ)

@@ -169,6 +169,17 @@ def test_spo2_is_2708_6_and_59408_5_with_the_oximeter_pulse() -> None:
     assert mapped(stored) == expected
 
 
+def test_a_perfusion_index_is_a_61006_3_component_in_percent() -> None:
+    stored = record("spo2", {"spo2": 96, "pulse": 62, "perfusion_index": 8.0}, unit="%")
+    components = mapped(stored)["component"]
+    assert components[1] == {
+        "code": {"coding": [{"system": LOINC, "code": "61006-3", "display": "Perfusion index Tissue by Pulse oximetry"},
+                            {"system": MDC, "code": "150448", "display": "MDC_PULS_OXIM_PERF_REL"}]},
+        "valueQuantity": quantity(8.0, "%", "%"),
+    }
+    assert [c["code"]["coding"][0]["code"] for c in components] == ["8867-4", "61006-3"]
+
+
 def test_body_temperature_is_8310_5_in_cel_with_the_site_in_its_own_words() -> None:
     stored = record("body_temperature", {"value": 38.25, "site": "ear"}, unit="Cel", flags=["above_range"])
     expected = envelope() | {

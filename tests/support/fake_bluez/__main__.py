@@ -14,6 +14,8 @@ from the ready line):
     {"cmd": "measure", "device": "cuff", "systolic": 150, "diastolic": 95, "mean_arterial": 113, "pulse_rate": 80}
     {"cmd": "measure", "device": "thermometer", "celsius": 38.4}
     {"cmd": "measure", "device": "oximeter", "spo2": 88, "pulse_rate": 110}
+    {"cmd": "stream", "device": "pc60f", "seconds": 40, "spo2": 88, "pulse_rate": 64, "rate_hz": 1.0}
+        (a continuous oximeter, SIG or vendor: a finger in for that long, in the background)
     {"cmd": "add_record", "device": "meter", "mmol_per_l": 2.8, "meal": 3}
     {"cmd": "press", "device": "button", "event": "press"}
     {"cmd": "feed", "device": "microbit", "samples": [[0, 0, -1], [2.5, 0.3, 0.1]]}   (or "npy": "/path/fall.npy")
@@ -64,6 +66,7 @@ from fake_bluez.devices import (
 )
 from fake_bluez.omron import OmronCuff
 from fake_bluez.sinocare import SinocareMeter, SinocareResultRecord
+from fake_bluez.vendor_oximeters import IChoiceOximeter, O2Ring, StreamingOximeter, ViatomPC60F
 
 Devices = dict[str, Peripheral]
 
@@ -105,6 +108,14 @@ SCENARIOS: dict[str, Callable[[], Devices]] = {
     # Devices that bend the SIG profiles, and a Xiaomi MiBeacon thermometer (tests/e2e/test_ble_quirks_daemon.py).
     "quirks": lambda: {"mi-thermo": XiaomiThermometer(), "and-cuff": AndCuff(), "cuff": BloodPressureCuff(),
                        "meter": GlucoseMeter(record_count=10, ignores_filters=True)},
+    # The vendor oximeters: a PC-60F on Nordic UART, a POD on FFB0/FFB2, an O2Ring, an iChoice.
+    "oximeters": lambda: {"pc60f": ViatomPC60F(), "pod": ViatomPC60F("F0:5E:CD:00:00:13", "POD-1_SN0113",
+                                                                     variant="ffb0"),
+                          "o2ring": O2Ring(), "ichoice": IChoiceOximeter()},
+    # bench/ble.py: one streaming oximeter at a time.
+    "pc60f": lambda: {"pc60f": ViatomPC60F()},
+    "o2ring": lambda: {"o2ring": O2Ring()},
+    "ichoice": lambda: {"ichoice": IChoiceOximeter()},
 }
 
 
@@ -186,8 +197,10 @@ async def _feed(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> 
 
 
 async def _stream(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -> dict[str, Any]:
-    """A continuous oximeter: ``seconds`` of (spo2, pulse) notifications at ``rate_hz``, in the background."""
-    oximeter: PulseOximeter = _device(devices, request, PulseOximeter)
+    """A continuous oximeter (SIG or vendor): ``seconds`` of (spo2, pulse) at ``rate_hz``, in the background."""
+    oximeter = _device(devices, request)
+    if not isinstance(oximeter, PulseOximeter | StreamingOximeter):
+        raise CommandError(f"device {request['device']!r} is a {type(oximeter).__name__}, not a streaming oximeter")
     seconds, rate_hz = _field(request, "seconds", float), _field(request, "rate_hz", float, 1.0)
     spo2, pulse = _field(request, "spo2", int, 96), _field(request, "pulse_rate", int, 64)
     task = asyncio.get_running_loop().create_task(oximeter.stream([(spo2, pulse)] * int(seconds * rate_hz), rate_hz))
@@ -234,7 +247,8 @@ async def _status(bluez: FakeBluez, devices: Devices, request: dict[str, Any]) -
         "discovering": bluez.discovering,
         "wedged": bluez.wedged,
         "devices": {
-            name: {"advertising": d.advertising, "connected": d.connected, "paired": d.paired}
+            name: {"advertising": d.advertising, "connected": d.connected, "paired": d.paired,
+                   "notifications": d.notifications_sent}
             for name, d in devices.items()
         },
     }
