@@ -17,7 +17,7 @@ from mqtt_probe import Probe
 DRIVERS = {"pc60f": "viatom-oximeter", "pod": "viatom-oximeter", "o2ring": "o2ring", "ichoice": "ichoice-oximeter"}
 # A night on the PC-60F below 90 %; the others normal. The hub holds two connections and the ring
 # keeps one, so the clips take their turns.
-STREAMS = {"pc60f": (50, 88, 64), "pod": (15, 96, 62), "ichoice": (15, 97, 77), "o2ring": (30, 95, 58)}
+STREAMS = {"pc60f": (46, 88, 64), "pod": (8, 96, 62), "ichoice": (8, 97, 77), "o2ring": (12, 95, 58)}
 
 
 def spo2_at_platform(platform: devstack.Platform) -> list[dict[str, object]]:
