@@ -30,7 +30,7 @@ from gateway import __version__
 from gateway.alerts.acks import ACK_MAX_BYTES, SNOOZE_MAX_BYTES
 from gateway.alerts.contacts import Roster
 from gateway.alerts.falls import FallResponder
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
 from gateway.alerts.service import AlertService
 from gateway.alerts.sms import SmsNotifier
 from gateway.ble_scan import HubScan, ScanReport
@@ -76,6 +76,7 @@ from gateway.store.aio import AsyncOutbox
 from gateway.supervisor import supervise
 from gateway.topics import ACK_FILTER, COMMAND_FILTER, SNOOZE_FILTER, legacy_retained_topics
 from gateway.uplink import FhirEncoder, Uplink, load_secret
+from gateway.vocabulary import AlertKind, Severity
 
 log = logging.getLogger(__name__)
 

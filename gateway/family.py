@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.alerts.contacts import Contact, Language, Roster
-from gateway.alerts.model import Severity
+from gateway.alerts.contacts import Contact, Roster
 from gateway.config.schema import ContactSettings
+from gateway.vocabulary import Language, Severity
 
 
 @dataclass(frozen=True, slots=True)

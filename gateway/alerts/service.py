@@ -30,17 +30,7 @@ from gateway.alerts.escalation import (
     reach,
     widened_step,
 )
-from gateway.alerts.model import (
-    Alert,
-    AlertChange,
-    AlertKind,
-    AlertState,
-    Evidence,
-    Message,
-    Severity,
-    alert_from_json,
-    alert_to_json,
-)
+from gateway.alerts.model import Alert, AlertChange, AlertState, Evidence, Message, alert_from_json, alert_to_json
 from gateway.errors import StoreError
 from gateway.logs import RateLimitedLog, log_id
 from gateway.store.api import Accepted, NewRecord, Priority
@@ -53,6 +43,7 @@ from gateway.topics import (
     parse_ack_topic,
     parse_snooze_topic,
 )
+from gateway.vocabulary import AlertKind, Severity
 from gateway.wire import alert_event, alert_message, alert_record, alert_summary, compact
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from gateway.alerts.model import AlertKind
 from gateway.alerts.service import AlertService
 from gateway.detect.silence import SilenceChange, SilenceFinding
+from gateway.vocabulary import AlertKind
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from drivers.errors import DriverError
-from gateway.alerts.contacts import Contact, Language
-from gateway.alerts.model import Alert, AlertChange, AlertKind, AlertState, Evidence, Severity
+from gateway.alerts.contacts import Contact
+from gateway.alerts.model import Alert, AlertChange, AlertState, Evidence
+from gateway.vocabulary import AlertKind, Language, Severity
 
 log = logging.getLogger(__name__)
 

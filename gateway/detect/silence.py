@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
 from gateway.config.schema import DeviceSettings
+from gateway.vocabulary import AlertKind, Severity
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,9 @@ from enum import StrEnum
 from typing import Protocol
 
 from drivers.model import REMEASURE_FLAGS, Glucose, MealContext, Reading, SpO2
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
 from gateway.detect.vitals import Finding, VitalThresholds, evaluate_reading
+from gateway.vocabulary import AlertKind, Severity
 
 CONTINUOUS_MAX_GAP_S = 10.0
 """Continuous oximeters notify about once a second; a longer gap means the finger came out or the

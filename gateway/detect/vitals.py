@@ -22,7 +22,8 @@ from drivers.model import (
     ReadingFlag,
     SpO2,
 )
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
+from gateway.vocabulary import AlertKind, Severity
 
 
 class VitalThresholds(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
 from gateway.config import ConfigError, DeviceSettings, DriverName, parse_config
 from gateway.detect.silence import (
     Audience,
@@ -14,6 +14,7 @@ from gateway.detect.silence import (
     WatchedDevice,
     watched_device,
 )
+from gateway.vocabulary import AlertKind, Severity
 
 START = 1000.0
 MIN = 60.0

@@ -25,7 +25,7 @@ from drivers.model import (
     SpO2,
     TimeSource,
 )
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
 from gateway.config import Thresholds
 from gateway.detect.vital_state import (
     CONTINUOUS_MAX_GAP_S,
@@ -33,6 +33,7 @@ from gateway.detect.vital_state import (
     VitalFinding,
     VitalsMonitor,
 )
+from gateway.vocabulary import AlertKind, Severity
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 MIN = 60.0

@@ -27,7 +27,7 @@ from mqtt_probe import Probe
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.alerts.acks import ReplyOutcome
-from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
+from gateway.alerts.model import Alert, AlertState, Message
 from gateway.alerts.service import AlertService
 from gateway.broker_acl import acl_for_config
 from gateway.cli import main
@@ -38,6 +38,7 @@ from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.store.aio import AsyncOutbox
 from gateway.topics import ACK_FILTER, SNOOZE_FILTER
+from gateway.vocabulary import AlertKind, Severity
 
 pytestmark = pytest.mark.timeout(120)
 

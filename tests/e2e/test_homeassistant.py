@@ -20,7 +20,7 @@ import pytest
 from gatewayproc import GATEWAY_ID, GatewayProcess
 from ha_emulator import HomeAssistant
 
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
 from gateway.alerts.service import AlertService
 from gateway.broker_acl import acl_for_config
 from gateway.config import GatewayConfig, parse_config
@@ -29,6 +29,7 @@ from gateway.homeassistant.discovery import readings_by_resident
 from gateway.homeassistant.publisher import DiscoveryPublisher
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.store.aio import AsyncOutbox
+from gateway.vocabulary import AlertKind, Severity
 
 pytestmark = pytest.mark.timeout(120)
 
