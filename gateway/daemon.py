@@ -28,10 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from drivers.model import ReadingType
 from gateway import __version__
 from gateway.alerts.acks import ACK_MAX_BYTES, SNOOZE_MAX_BYTES
-from gateway.alerts.contacts import Roster
-from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import Message
-from gateway.alerts.service import AlertService
 from gateway.alerts.sms import SmsNotifier
 from gateway.ble_scan import HubScan, ScanReport
 from gateway.clock import ClockSyncMode, SystemClock
@@ -69,6 +66,9 @@ from gateway.log_ring import LogRing
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.mqtt_policy import MAX_PACKET_BYTES, Subscription
 from gateway.reload import ReloadPlan, plan_reload
+from gateway.respond.contacts import Roster
+from gateway.respond.falls import FallResponder
+from gateway.respond.service import AlertService
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard, runtime_status_path
 from gateway.status_publisher import StatusPublisher

@@ -22,13 +22,13 @@ from typing import Protocol
 
 from drivers.errors import NotAcceptedError
 from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading
-from gateway.alerts.falls import FallResponder
 from gateway.alerts.model import Evidence
-from gateway.alerts.service import AlertService, Publisher
-from gateway.alerts.silence import SilenceAlerts
 from gateway.detect.silence import SilenceWatch
 from gateway.detect.vital_state import VitalFinding, VitalsMonitor
 from gateway.errors import NotDurableError, StoreError
+from gateway.respond.falls import FallResponder
+from gateway.respond.service import AlertService, Publisher
+from gateway.respond.silence import SilenceAlerts
 from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory, derived_record_id

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.alerts.model import Message
-from gateway.alerts.service import AlertService
 from gateway.doctor import status_problems
 from gateway.driver_registry import Measurable, Resyncable
 from gateway.fleet.args import optional_id
@@ -28,6 +27,7 @@ from gateway.fleet.errors import CommandError
 from gateway.fleet.logs_command import logs
 from gateway.fleet.scan_command import Scan, scan
 from gateway.log_ring import LogRing
+from gateway.respond.service import AlertService
 from gateway.vocabulary import AlertKind, Severity
 
 TEST_ALERT = Message("测试警报：网关到家属的通知链路正常", "Test alert: the path from the hub to the family works")

@@ -13,11 +13,11 @@ import pytest
 from mqtt_probe import Probe
 
 from gateway.alerts.acks import ReplyOutcome
-from gateway.alerts.contacts import Contact, Roster
 from gateway.alerts.model import AlertState, Message
-from gateway.alerts.service import AlertService
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.mqtt_policy import Subscription
+from gateway.respond.contacts import Contact, Roster
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 from gateway.store.api import NewRecord, Priority
 from gateway.topics import ACK_FILTER

@@ -18,10 +18,10 @@ from mqtt_probe import Probe
 from synthetic import scenario
 
 from drivers.model import DeviceEvent, DeviceEventKind, HubTime, MotionBlock
-from gateway.alerts.falls import FallResponder, upright_key
-from gateway.alerts.service import AlertService
 from gateway.detect.posture import LearntUpright
 from gateway.mqtt import LinkSettings, MqttLink
+from gateway.respond.falls import FallResponder, upright_key
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.alerts.acks import ACK_MAX_BYTES, ReplyOutcome
-from gateway.alerts.contacts import Contact, Roster
 from gateway.alerts.model import Alert, AlertState, Message
-from gateway.alerts.service import AlertService
+from gateway.respond.contacts import Contact, Roster
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 from gateway.topics import ack_topic
 from gateway.vocabulary import AlertKind, Severity

@@ -13,7 +13,6 @@ import pytest
 from simulators import SimulatedModem, modem_simulator_fixture  # noqa: F401
 
 from drivers.serial.gsm_modem import GsmModem, ModemTiming
-from gateway.alerts.contacts import Contact
 from gateway.alerts.model import Alert, AlertChange, AlertState, Message
 from gateway.alerts.sms import (
     Outcome,
@@ -22,6 +21,7 @@ from gateway.alerts.sms import (
     sms_text,
     sms_wanted,
 )
+from gateway.respond.contacts import Contact
 from gateway.vocabulary import AlertKind, Language, Severity
 
 TZ = ZoneInfo("Asia/Shanghai")

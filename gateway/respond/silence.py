@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from gateway.alerts.service import AlertService
 from gateway.detect.silence import SilenceChange, SilenceFinding
+from gateway.respond.service import AlertService
 from gateway.vocabulary import AlertKind
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from gateway.alerts.contacts import TIERS, Roster
 from gateway.alerts.model import Alert
+from gateway.respond.contacts import TIERS, Roster
 from gateway.vocabulary import Severity
 
 URGENT_ESCALATION_FACTOR = 3.0

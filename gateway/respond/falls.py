@@ -25,12 +25,12 @@ from typing import Protocol
 
 from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock
 from gateway.alerts.model import Evidence, Message
-from gateway.alerts.service import AlertService
 from gateway.detect.fall_watch import FallWatch, FallWatchEvent, FallWatchEventKind, activity_from_radar
 from gateway.detect.falls import FallDetection
 from gateway.detect.motion import ACTIVITY_WINDOW_S, MotionTracker
 from gateway.detect.posture import LearntUpright
 from gateway.errors import StoreError
+from gateway.respond.service import AlertService
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.vocabulary import AlertKind, Severity
 from gateway.wire import compact, hub_record, iso
