@@ -1,9 +1,10 @@
 """From a fall (wearable or radar) or a help button to the family, through the cancel window.
 
-A detection raises the fall alert at once (urgent: "possible fall, help is called in 30 s unless
-cancelled"), so the family hears within milliseconds; the cancel window then either resolves it
-(the resident pressed cancel or got up) or escalates it to an emergency, and a long lie escalates
-again. An SOS press is an emergency with no cancel window (clinical-thresholds.md).
+A detection raises the fall alert at once (urgent: "possible fall, help is called unless cancelled
+within 30 s", naming the configured ``fall_cancel_window_s``), so the family hears within
+milliseconds; the cancel window then either resolves it (the resident pressed cancel or got up) or
+escalates it to an emergency, and a long lie escalates again. An SOS press is an emergency with no
+cancel window (clinical-thresholds.md).
 
 Button semantics: a *long* press while a fall is pending cancels it (what pendants do); any other
 press is a call for help.
@@ -161,8 +162,8 @@ class FallResponder:
                           "impact_at": iso(impact_at, self._tz),
                           "cancel_window_s": self._cancel_window_s}
         alert = await self._alerts.raise_alert(kind=AlertKind.FALL, severity=Severity.URGENT,
-                                               resident_id=resident_id, message=messages.FALL_DETECTED,
-                                               evidence=full)
+                                               resident_id=resident_id,
+                                               message=messages.fall_detected(self._cancel_window_s), evidence=full)
         published = self._now_mono()
         # From the arrival of the sample that completed the evidence to the alert handed to MQTT (after
         # its outbox commit): the hub's own share of the alert latency. bench/fall_latency.py reads it.

@@ -104,8 +104,13 @@ def silence(finding: SilenceFinding) -> Message:
 
 # -- falls and calls for help -----------------------------------------------------------------------
 
-FALL_DETECTED = Message("检测到疑似跌倒，30秒内未取消将呼叫救援",
-                        "Possible fall detected: help is called unless cancelled")
+
+def fall_detected(cancel_window_s: float) -> Message:
+    """A fall just detected: help is called unless the resident cancels within the configured window."""
+    window = _number(cancel_window_s)
+    return Message(f"检测到疑似跌倒，{window}秒内未取消将呼叫救援",
+                   f"Possible fall detected: help is called unless cancelled within {window} s")
+
 
 FALL_OUTCOMES: dict[FallWatchEventKind, Message] = {
     FallWatchEventKind.CONFIRMED: Message("跌倒后未起身，请立即查看", "Fall confirmed: no recovery, check now"),

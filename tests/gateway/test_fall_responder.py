@@ -54,10 +54,11 @@ async def services(tmp_path: Path, broker):  # type: ignore[no-untyped-def]
     await outbox.close()
 
 
-def responder_for(alerts: AlertService, outbox: AsyncOutbox, clock: Clock, *, keep_upright: bool) -> FallResponder:
+def responder_for(alerts: AlertService, outbox: AsyncOutbox, clock: Clock, *, keep_upright: bool,
+                  cancel_window_s: float = 30) -> FallResponder:
     store = {"upright_get": outbox.get_cursor, "upright_set": outbox.set_cursor} if keep_upright else {}
     return FallResponder(alerts=alerts, outbox=outbox, tz=TZ, now_wall=clock.wall, now_monotonic=lambda: clock.mono,
-                         cancel_window_s=30, long_lie_s=120, **store)  # type: ignore[arg-type]
+                         cancel_window_s=cancel_window_s, long_lie_s=120, **store)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -162,6 +163,33 @@ async def test_radar_fall_uses_the_same_window_and_radar_motion_never_cancels(pa
     probe.wait_for("events/alert", 2)
     assert states(probe)[1] == ("fall", "emergency", "escalated")
     assert json.loads(json.dumps(probe.json_on("events/alert")[1]["evidence"]))["outcome"] == "confirmed"
+
+
+async def test_the_fall_message_names_the_configured_cancel_window(services) -> None:  # type: ignore[no-untyped-def]
+    alerts, outbox, probe, clock = services
+    responder = responder_for(alerts, outbox, clock, keep_upright=False, cancel_window_s=60)
+    await responder.on_event(DeviceEvent("radar-1", "r-1", DeviceEventKind.FALL, clock.hub(), 1))
+    raised = probe.wait_for("events/alert")[0]
+    assert raised["message"] == {"zh": "检测到疑似跌倒，60秒内未取消将呼叫救援",
+                                 "en": "Possible fall detected: help is called unless cancelled within 60 s"}
+    assert raised["evidence"]["cancel_window_s"] == 60
+    for _ in range(31):   # the window the text names is the one the watch keeps: not escalated at 30 s
+        clock.mono += 1
+        await responder.tick()
+    await settle()
+    assert states(probe) == [("fall", "urgent", "raised")]
+    for _ in range(30):
+        clock.mono += 1
+        await responder.tick()
+    probe.wait_for("events/alert", 2)
+    assert states(probe)[1] == ("fall", "emergency", "escalated")
+
+    responder.reconfigure(cancel_window_s=45, long_lie_s=120, tz=TZ)    # a reload: the next fall names it
+    await responder.on_event(DeviceEvent("radar-2", "r-2", DeviceEventKind.FALL, clock.hub(), 1))
+    third = probe.wait_for("events/alert", 3)[2]
+    assert third["resident_id"] == "r-2"
+    assert "45秒内未取消" in third["message"]["zh"]
+    assert third["message"]["en"].endswith("within 45 s")
 
 
 async def test_the_wearers_upright_survives_a_restart_of_the_hub(services) -> None:  # type: ignore[no-untyped-def]
