@@ -20,7 +20,8 @@ from synthetic import scenario
 from drivers.model import DeviceEvent, DeviceEventKind, HubTime, MotionBlock
 from gateway.detect.posture import LearntUpright
 from gateway.mqtt import LinkSettings, MqttLink
-from gateway.respond.falls import FallResponder, upright_key
+from gateway.respond import messages
+from gateway.respond.falls import FallResponder, escalate_interrupted_falls, upright_key
 from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 
@@ -190,6 +191,23 @@ async def test_the_fall_message_names_the_configured_cancel_window(services) -> 
     assert third["resident_id"] == "r-2"
     assert "45秒内未取消" in third["message"]["zh"]
     assert third["message"]["en"].endswith("within 45 s")
+
+
+async def test_a_fall_in_its_cancel_window_when_the_hub_restarted_becomes_an_emergency(services) -> None:  # type: ignore[no-untyped-def]
+    alerts, outbox, probe, clock = services
+    responder = responder_for(alerts, outbox, clock, keep_upright=False)
+    await responder.on_event(DeviceEvent("radar-1", "r-1", DeviceEventKind.FALL, clock.hub(), 1))
+    await responder.on_event(DeviceEvent("sos-1", "r-2", DeviceEventKind.BUTTON_PRESS, clock.hub(), "press"))
+    probe.wait_for("events/alert", 2)
+
+    await escalate_interrupted_falls(alerts, alerts.active)   # what the daemon does with the alerts restored
+
+    escalated = probe.wait_for("events/alert", 3)[2]
+    assert (escalated["kind"], escalated["severity"], escalated["state"]) == ("fall", "emergency", "escalated")
+    assert escalated["message"] == {"zh": messages.RESTARTED_DURING_FALL.zh, "en": messages.RESTARTED_DURING_FALL.en}
+    assert escalated["evidence"]["outcome"] == "hub_restarted"
+    await settle()
+    assert len(probe.json_on("events/alert")) == 3   # the help request was an emergency already
 
 
 async def test_the_wearers_upright_survives_a_restart_of_the_hub(services) -> None:  # type: ignore[no-untyped-def]
