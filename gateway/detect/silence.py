@@ -2,8 +2,9 @@
 
 Pure and clock-injected: every method takes the hub's monotonic time in seconds (the wall clock
 jumps when a hub without RTC first syncs, which would make every device look silent at once).
-Each silence is reported once when it starts and once when it ends, so the hub raises one alert
-and resolves it; the alert lifecycle does the repeating.
+Each silence is reported once when it starts and once when it ends, so one alert is raised and
+resolved (:mod:`gateway.respond.silence`, which also writes what the family reads); the alert
+lifecycle does the repeating.
 
 Patterned on Nightscout's stale-data alarm and xDrip+'s missed-reading alert. The clocks start
 when the watch starts: after a hub restart a device gets its full allowance again.
