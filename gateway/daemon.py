@@ -29,10 +29,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from drivers.model import ReadingType
 from gateway import __version__
 from gateway.alerts.acks import ACK_MAX_BYTES, SNOOZE_MAX_BYTES
-from gateway.alerts.contacts import Roster
-from gateway.alerts.falls import FallResponder
-from gateway.alerts.model import AlertKind, Message, Severity
-from gateway.alerts.service import AlertService
 from gateway.alerts.sms import SmsNotifier
 from gateway.ble_scan import HubScan, ScanReport
 from gateway.clock import PLAUSIBLE_FROM, ClockSyncMode, SystemClock, kernel_clock_synced
@@ -72,6 +68,9 @@ from gateway.log_ring import LogRing
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.mqtt_policy import MAX_PACKET_BYTES, Subscription
 from gateway.reload import ReloadPlan, plan_reload
+from gateway.respond.contacts import Roster
+from gateway.respond.falls import FallResponder, escalate_interrupted_falls
+from gateway.respond.service import AlertService
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard, runtime_status_path
 from gateway.status_publisher import StatusPublisher
@@ -79,6 +78,7 @@ from gateway.store.aio import AsyncOutbox
 from gateway.supervisor import supervise
 from gateway.topics import ACK_FILTER, COMMAND_FILTER, SNOOZE_FILTER, legacy_retained_topics
 from gateway.uplink import FhirEncoder, Uplink, load_secret
+from gateway.vocabulary import Severity
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,6 @@ STREAM_CHECK_S = 10.0
 STORAGE_CARE_S = 2.0
 """How often the outbox is looked after (reopened, checked for deletion, held records written):
 records held while the disk failed reach it within seconds of the disk coming back."""
-RESTARTED_DURING_FALL = Message("网关在跌倒取消期内重启，无法确认是否起身，请立即查看",
-                                "The hub restarted during a fall's cancel window: check on the resident now")
 STOP_GRACE_S = 10.0
 
 
@@ -484,12 +482,7 @@ class Daemon:
         except StoreError as exc:
             log.error("open alerts could not be read back after the restart: %s", exc)
             return
-        for alert in restored:
-            # A fall still in its cancel window when the hub went down: nobody can now tell whether
-            # the resident got up, and a missed fall is the worst failure there is. Escalate.
-            if alert.kind is AlertKind.FALL and alert.severity is not Severity.EMERGENCY:
-                await alerts.escalate(alert.alert_id, severity=Severity.EMERGENCY, message=RESTARTED_DURING_FALL,
-                                      evidence={"outcome": "hub_restarted"})
+        await escalate_interrupted_falls(alerts, restored)
 
     @staticmethod
     async def _link_settings(cfg: GatewayConfig) -> LinkSettings:

@@ -3,7 +3,7 @@
 A contact with ``app = true`` has a broker account whose user name is the contact id. The same
 links decide what the broker lets that account read and write (:mod:`gateway.broker_acl`), whose
 alerts the hub accepts a reply from it for, and which alerts reach it at all
-(:class:`gateway.alerts.contacts.Roster`).
+(:class:`gateway.respond.contacts.Roster`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.alerts.contacts import Contact, Language, Roster
-from gateway.alerts.model import Severity
 from gateway.config.schema import ContactSettings
+from gateway.respond.contacts import Contact, Roster
+from gateway.vocabulary import Language, Severity
 
 
 @dataclass(frozen=True, slots=True)

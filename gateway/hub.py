@@ -22,18 +22,18 @@ from typing import Protocol
 
 from drivers.errors import NotAcceptedError
 from drivers.model import DeviceEvent, DeviceEventKind, HubTime, MotionBlock, Reading
-from gateway.alerts.falls import FallResponder
-from gateway.alerts.model import Evidence
-from gateway.alerts.service import AlertService, Publisher
-from gateway.alerts.silence import SilenceAlerts
 from gateway.detect.silence import SilenceWatch
-from gateway.detect.vital_state import VitalFinding, VitalsMonitor
+from gateway.detect.vital_state import VitalsMonitor
 from gateway.errors import NotDurableError, StoreError
+from gateway.respond.falls import FallResponder
+from gateway.respond.service import AlertService, Publisher
+from gateway.respond.silence import SilenceAlerts
+from gateway.respond.vitals import VitalAlerts
 from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, HubStamp, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory, derived_record_id
 from gateway.topics import reading_topic
-from gateway.wire import compact, hub_record, local_reading_payload, measurement_values, reading_record
+from gateway.wire import compact, hub_record, local_reading_payload, reading_record
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class Hub:
         self._vitals = vitals
         self._silence = silence
         self._silence_alerts = SilenceAlerts(alerts)
+        self._vital_alerts = VitalAlerts(alerts)
         self._now_mono = now_monotonic
         self._motion_seen: dict[str, float] = {}
         self._tz = tz
@@ -226,25 +227,12 @@ class Hub:
             log.debug("reading too old to alarm on record_id=%s age_s=%.0f", record_id, age_s)
             return 0
         findings = self._vitals.observe(reading, record_id)
-        await self._raise_vitals(reading.resident_id, findings, reading)
+        await self._vital_alerts.apply(reading.resident_id, findings, reading, tz=self._tz)
         return len(findings)
 
     async def fall_confirmed(self, resident_id: str, at: datetime) -> None:
         """A confirmed fall can make a recent hypertensive crisis an emergency (and vice versa)."""
-        await self._raise_vitals(resident_id, self._vitals.note_fall(resident_id, at), None)
+        await self._vital_alerts.apply(resident_id, self._vitals.note_fall(resident_id, at), None, tz=self._tz)
 
     async def check_silence(self) -> None:
         await self._silence_alerts.apply(self._silence.check(self._now_mono()))
-
-    async def _raise_vitals(self, resident_id: str, findings: Sequence[VitalFinding], reading: Reading | None) -> None:
-        for finding in findings:
-            evidence: Evidence = {"threshold": finding.threshold}
-            if reading is not None:
-                evidence.update({"reading_type": reading.type.value,
-                                 "measured_at": reading.measured_at.astimezone(self._tz).isoformat(),
-                                 **measurement_values(reading.measurement)})
-            if finding.escalated:
-                evidence["escalated"] = [e.value for e in finding.escalated]
-            await self._alerts.raise_alert(kind=finding.kind, severity=finding.severity, resident_id=resident_id,
-                                           message=finding.message, evidence=evidence,
-                                           related_record_ids=finding.record_ids)

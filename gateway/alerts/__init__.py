@@ -1,1 +1,5 @@
-"""Alerts: the record, and getting it to the people who need it (MQTT, SMS, sounder)."""
+"""The alert lifecycle's record and its delivery: the Alert (model), replies to it (acks), SMS (sms).
+
+Knows nothing of the detectors (:mod:`gateway.detect`) nor of who is told when
+(:mod:`gateway.respond`, the layer above both); contacts reach it as protocols.
+"""

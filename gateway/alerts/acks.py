@@ -11,8 +11,8 @@ a snooze's says for how long (``{"minutes": N}``, 1 to :data:`SNOOZE_MAX_MINUTES
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Protocol
 
-from gateway.alerts.contacts import Roster
 from gateway.alerts.model import Alert, AlertState
 from gateway.errors import InboundError
 from gateway.inbound import parse_json_bounded
@@ -25,6 +25,13 @@ SNOOZE_MAX_BYTES = ACK_MAX_BYTES
 SNOOZE_MAX_MINUTES = 120
 """Two hours, the longest snooze Nightscout offers for an urgent alarm: longer hides an alert for the
 rest of a day. Escalation goes on whatever the snooze, so this bounds only one contact's quiet."""
+
+
+class Repliers(Protocol):
+    """Who may reply: the hub's contacts (:class:`gateway.respond.contacts.Roster` is one)."""
+
+    def get(self, contact_id: str) -> object | None: ...
+    def may_respond(self, contact_id: str, resident_id: str) -> bool: ...
 
 
 class ReplyOutcome(StrEnum):
@@ -74,7 +81,7 @@ def snooze_minutes(payload: bytes) -> int | None:
     return minutes
 
 
-def judge_reply(reply: ReplyTopic, alert: Alert | None, roster: Roster) -> ReplyOutcome | None:
+def judge_reply(reply: ReplyTopic, alert: Alert | None, roster: Repliers) -> ReplyOutcome | None:
     """Why a well-formed reply is refused or has nothing to do; None: act on it. ``alert``: the active one."""
     if roster.get(reply.contact_id) is None:
         return ReplyOutcome.UNKNOWN_CONTACT

@@ -1,4 +1,4 @@
-"""The Alert record and its vocabulary (see clinical-thresholds.md)."""
+"""The Alert record, its lifecycle states and its messages (the shared words are :mod:`gateway.vocabulary`)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-
-class Severity(StrEnum):
-    EMERGENCY = "emergency"   # act now: call, escalate until someone acknowledges
-    URGENT = "urgent"         # tell family promptly, repeat until acknowledged
-    WARNING = "warning"       # tell family; no repeat; daily summary
-
-    @property
-    def rank(self) -> int:
-        return _SEVERITY_RANK[self]
-
-    def at_least(self, other: Severity) -> bool:
-        return self.rank >= other.rank
-
-
-_SEVERITY_RANK = {Severity.WARNING: 0, Severity.URGENT: 1, Severity.EMERGENCY: 2}
+from gateway.vocabulary import AlertKind, Severity
 
 
 class AlertState(StrEnum):
@@ -31,24 +17,6 @@ class AlertState(StrEnum):
     ESCALATED = "escalated"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
-
-
-class AlertKind(StrEnum):
-    HYPOGLYCAEMIA = "hypoglycaemia"
-    HYPERGLYCAEMIA = "hyperglycaemia"
-    HYPERTENSIVE_CRISIS = "hypertensive_crisis"
-    HYPERTENSION_GRADE3 = "hypertension_grade3"
-    HYPOTENSION = "hypotension"
-    PULSE_OUT_OF_RANGE = "pulse_out_of_range"
-    SPO2_LOW = "spo2_low"
-    FEVER = "fever"
-    HYPOTHERMIA = "hypothermia"
-    REMEASURE = "remeasure"
-    FALL = "fall"
-    HELP_REQUEST = "help_request"
-    DEVICE_SILENT = "device_silent"
-    MEASUREMENT_MISSED = "measurement_missed"
-    TEST = "test"
 
 
 Evidence = dict[str, str | int | float | list[str]]

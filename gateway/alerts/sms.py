@@ -1,7 +1,7 @@
 """SMS to family contacts: emergency and urgent alerts, and the all clear, when the internet may be down.
 
 Which changes go by SMS (``sms_wanted``): to the contacts with a phone that a change is for (its
-``notify``, :mod:`.escalation`'s choice: the first tier when raised, the next tier when nobody
+``notify``, :mod:`gateway.respond.escalation`'s choice: the first tier when raised, the next tier when nobody
 acknowledged, everyone told when the severity rises), an alert raised or escalated at or above the
 contact's minimum severity; the all clear (resolved) to every one of them, except those whose SMS
 about the alert this hub knows did not get through.
@@ -25,8 +25,8 @@ from enum import StrEnum
 from typing import Protocol
 
 from drivers.errors import DriverError
-from gateway.alerts.contacts import Contact, Language
-from gateway.alerts.model import Alert, AlertChange, AlertKind, AlertState, Evidence, Severity
+from gateway.alerts.model import Alert, AlertChange, AlertState, Evidence
+from gateway.vocabulary import AlertKind, Language, Severity
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,21 @@ show the failure on the status page without hammering the network."""
 RATE_WINDOW = timedelta(hours=1)
 RESOLVED_MEMORY = 256
 """Resolved alerts remembered so an SMS still in flight when its alert cleared gets its all clear."""
+
+
+class Recipient(Protocol):
+    """A contact as SMS needs it (:class:`gateway.respond.contacts.Contact` is one); phone numbers never
+    reach a log."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def phone(self) -> str: ...
+    @property
+    def min_severity(self) -> Severity: ...
+    @property
+    def language(self) -> Language: ...
+    def follows(self, resident_id: str) -> bool: ...
 
 
 class SmsSender(Protocol):
@@ -67,7 +82,7 @@ class SmsAttempt:
     error: str | None = None
 
 
-def sms_wanted(alert: Alert, contact: Contact, *, delivered: bool | None) -> bool:
+def sms_wanted(alert: Alert, contact: Recipient, *, delivered: bool | None) -> bool:
     """Whether this alert change, which is for ``contact``, goes to it by SMS.
 
     ``delivered``: whether the SMS about this alert reached the contact; False when it did not (or is
@@ -165,7 +180,7 @@ class SmsNotifier:
     def __init__(
         self,
         modem: SmsSender,
-        contacts: Sequence[Contact],
+        contacts: Sequence[Recipient],
         now: Callable[[], datetime],
         *,
         tz: tzinfo,
@@ -235,12 +250,12 @@ class SmsNotifier:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, alert: Alert, contact: Contact, generation: int) -> None:
+    def _spawn(self, alert: Alert, contact: Recipient, generation: int) -> None:
         task = asyncio.get_running_loop().create_task(self._deliver(alert, contact, generation))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _record(self, alert: Alert, contact: Contact, attempt: int, outcome: Outcome,
+    def _record(self, alert: Alert, contact: Recipient, attempt: int, outcome: Outcome,
                 error: str | None = None) -> None:  # fmt: skip
         entry = SmsAttempt(alert.alert_id, contact.id, alert.state, self._now(), attempt, outcome, error)
         self._attempts.append(entry)
@@ -249,7 +264,7 @@ class SmsNotifier:
                 contact.id, alert.state.value, attempt, f" error={error}" if error else "")  # fmt: skip
         self._on_attempt(entry)
 
-    def _rate_limited(self, alert: Alert, contact: Contact) -> bool:
+    def _rate_limited(self, alert: Alert, contact: Recipient) -> bool:
         if alert.severity is Severity.EMERGENCY:
             return False  # an emergency (and its all clear) always goes
         recent = self._recent[contact.id]
@@ -257,7 +272,7 @@ class SmsNotifier:
             recent.popleft()
         return len(recent) >= self._limit
 
-    async def _deliver(self, alert: Alert, contact: Contact, generation: int) -> None:
+    async def _deliver(self, alert: Alert, contact: Recipient, generation: int) -> None:
         key = (alert.alert_id, contact.id)
         if self._rate_limited(alert, contact):
             self._record(alert, contact, 1, Outcome.RATE_LIMITED)

@@ -2,8 +2,9 @@
 
 Pure and clock-injected: every method takes the hub's monotonic time in seconds (the wall clock
 jumps when a hub without RTC first syncs, which would make every device look silent at once).
-Each silence is reported once when it starts and once when it ends, so the hub raises one alert
-and resolves it; the alert lifecycle does the repeating.
+Each silence is reported once when it starts and once when it ends, so one alert is raised and
+resolved (:mod:`gateway.respond.silence`, which also writes what the family reads); the alert
+lifecycle does the repeating.
 
 Patterned on Nightscout's stale-data alarm and xDrip+'s missed-reading alert. The clocks start
 when the watch starts: after a hub restart a device gets its full allowance again.
@@ -16,15 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.alerts.model import AlertKind, Message, Severity
 from gateway.config.schema import DeviceSettings
+from gateway.vocabulary import AlertKind, Severity
 
 log = logging.getLogger(__name__)
-
-
-class Audience(StrEnum):
-    FAMILY = "family"
-    TECHNICIAN = "technician"
 
 
 class SilenceChange(StrEnum):
@@ -41,7 +37,7 @@ class WatchedDevice:
     expect_reading_every_h: float | None = None
     silent_after_min: float | None = None
     fall_protection: bool = False
-    """A wearable or radar: while it is silent, falls go unseen (the message says so)."""
+    """A wearable or radar: while it is silent, falls go unseen (the family is told so)."""
 
     def __post_init__(self) -> None:
         for name in ("expect_reading_every_h", "silent_after_min"):
@@ -63,27 +59,29 @@ def watched_device(settings: DeviceSettings) -> WatchedDevice | None:
 
 @dataclass(frozen=True, slots=True)
 class SilenceFinding:
-    """A silence starting or ending; the hub raises (STARTED) or resolves (ENDED) one alert per key."""
+    """A silence starting or ending; the layer above raises (STARTED) or resolves (ENDED) one alert per key."""
 
-    device_id: str
-    resident_id: str
+    device: WatchedDevice
+    """The device and what was expected of it (the allowance its silence overran, its fall protection)."""
     kind: AlertKind
     severity: Severity
     change: SilenceChange
-    message: Message
     last_heard: float
     """Monotonic time (s) of the last sign of life (DEVICE_SILENT) or reading (MEASUREMENT_MISSED):
     before the silence when it STARTED, the one that ENDED it otherwise."""
-    audience: frozenset[Audience]
+
+    @property
+    def device_id(self) -> str:
+        return self.device.device_id
+
+    @property
+    def resident_id(self) -> str:
+        return self.device.resident_id
 
     @property
     def key(self) -> tuple[str, AlertKind]:
         """The same for the start and end of one silence: what the hub keys its alert id on."""
         return self.device_id, self.kind
-
-
-_FAMILY_AND_TECHNICIAN = frozenset({Audience.FAMILY, Audience.TECHNICIAN})
-_FAMILY = frozenset({Audience.FAMILY})
 
 
 @dataclass
@@ -155,41 +153,16 @@ class SilenceWatch:
 
 
 def _silent(device: WatchedDevice, last_heard: float) -> SilenceFinding:
-    minutes = f"{device.silent_after_min:g}"
-    if device.fall_protection:
-        message = Message(
-            f"跌倒监护已中断：设备 {device.device_id} 超过 {minutes} 分钟没有信号，请检查设备",
-            f"Fall protection is off: device {device.device_id} not heard from for {minutes} min; check it",
-        )
-    else:
-        message = Message(
-            f"设备 {device.device_id} 超过 {minutes} 分钟没有信号，请检查设备",
-            f"Device {device.device_id} not heard from for {minutes} min; check it",
-        )
-    return SilenceFinding(device.device_id, device.resident_id, AlertKind.DEVICE_SILENT, Severity.URGENT,
-                          SilenceChange.STARTED, message, last_heard, _FAMILY_AND_TECHNICIAN)
+    return SilenceFinding(device, AlertKind.DEVICE_SILENT, Severity.URGENT, SilenceChange.STARTED, last_heard)
 
 
 def _back(device: WatchedDevice, last_heard: float) -> SilenceFinding:
-    if device.fall_protection:
-        message = Message(f"设备 {device.device_id} 已恢复信号，跌倒监护已恢复",
-                          f"Device {device.device_id} is back: fall protection is on again")
-    else:
-        message = Message(f"设备 {device.device_id} 已恢复信号", f"Device {device.device_id} is back")
-    return SilenceFinding(device.device_id, device.resident_id, AlertKind.DEVICE_SILENT, Severity.URGENT,
-                          SilenceChange.ENDED, message, last_heard, _FAMILY_AND_TECHNICIAN)
+    return SilenceFinding(device, AlertKind.DEVICE_SILENT, Severity.URGENT, SilenceChange.ENDED, last_heard)
 
 
 def _missed(device: WatchedDevice, last_heard: float) -> SilenceFinding:
-    hours = f"{device.expect_reading_every_h:g}"
-    message = Message(f"测量未完成：设备 {device.device_id} 已 {hours} 小时没有新的测量结果",
-                      f"Measurement missed: no reading from {device.device_id} for {hours} h")
-    return SilenceFinding(device.device_id, device.resident_id, AlertKind.MEASUREMENT_MISSED, Severity.WARNING,
-                          SilenceChange.STARTED, message, last_heard, _FAMILY)
+    return SilenceFinding(device, AlertKind.MEASUREMENT_MISSED, Severity.WARNING, SilenceChange.STARTED, last_heard)
 
 
 def _reading_came(device: WatchedDevice, last_heard: float) -> SilenceFinding:
-    message = Message(f"已收到设备 {device.device_id} 的新测量结果",
-                      f"A new reading from {device.device_id} came in")
-    return SilenceFinding(device.device_id, device.resident_id, AlertKind.MEASUREMENT_MISSED, Severity.WARNING,
-                          SilenceChange.ENDED, message, last_heard, _FAMILY)
+    return SilenceFinding(device, AlertKind.MEASUREMENT_MISSED, Severity.WARNING, SilenceChange.ENDED, last_heard)

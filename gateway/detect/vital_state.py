@@ -31,7 +31,7 @@ What history adds, per resident:
   post-meal < 10.0 a treatment target, neither an alarm level, so no new default alarm is made
   here: fasting/before-meal and after-meal readings are compared with their own thresholds
   (``glucose_fasting_high_mmol_l``, ``glucose_postprandial_high_mmol_l``), which default to the
-  sheet's 13.9 and only a family doctor lowers, and the message names the meal.
+  sheet's 13.9 and only a family doctor lowers, and the finding names the meal (its :class:`VitalRule`).
 
 Measurement times are compared as distances (``abs``): readings downloaded from device memory
 arrive out of order, and two crises 20 minutes apart are a repeat whichever arrived first.
@@ -46,8 +46,8 @@ from enum import StrEnum
 from typing import Protocol
 
 from drivers.model import REMEASURE_FLAGS, Glucose, MealContext, Reading, SpO2
-from gateway.alerts.model import AlertKind, Message, Severity
-from gateway.detect.vitals import Finding, VitalThresholds, evaluate_reading
+from gateway.detect.vitals import Finding, VitalRule, VitalThresholds, evaluate_reading
+from gateway.vocabulary import AlertKind, Severity
 
 CONTINUOUS_MAX_GAP_S = 10.0
 """Continuous oximeters notify about once a second; a longer gap means the finger came out or the
@@ -98,43 +98,36 @@ class Escalation(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class VitalFinding:
-    """A finding with the records behind it; the hub raises one alert for each."""
+    """A finding with the records behind it; the layer above raises one alert for each."""
 
     kind: AlertKind
     severity: Severity
-    message: Message
+    rule: VitalRule
+    """The rule that found it (for an escalated finding, the one that found it before the escalation)."""
     threshold: str
     """Name of the threshold crossed (evidence for the family doctor)."""
     record_ids: tuple[str, ...]
     """The record that triggered it first, then the earlier records the rule used."""
     escalated: tuple[Escalation, ...] = ()
+    window_min: float | None = None
+    """When escalated: the resident's ``crisis_repeat_window_min`` the repeat or the fall fell within."""
+
+    def __post_init__(self) -> None:
+        if self.escalated and self.window_min is None:
+            raise ValueError("an escalated finding carries the window it was judged over")
 
 
 @dataclass(frozen=True, slots=True)
 class _MealHigh:
     threshold: str
-    zh: str
-    en: str
+    rule: VitalRule
 
 
-_ANY_MEAL_HIGH = _MealHigh("glucose_high_mmol_l", "血糖偏高", "Blood glucose high")
+_ANY_MEAL_HIGH = _MealHigh("glucose_high_mmol_l", VitalRule.GLUCOSE_HIGH)
 _MEAL_HIGH: dict[MealContext, _MealHigh] = {
-    MealContext.FASTING: _MealHigh("glucose_fasting_high_mmol_l", "空腹血糖偏高", "Fasting blood glucose high"),
-    MealContext.PREPRANDIAL: _MealHigh(
-        "glucose_fasting_high_mmol_l", "餐前血糖偏高", "Blood glucose before a meal high"
-    ),
-    MealContext.POSTPRANDIAL: _MealHigh(
-        "glucose_postprandial_high_mmol_l", "餐后血糖偏高", "Blood glucose after a meal high"
-    ),
-}
-
-_SPO2_SUSTAINED = Message("血氧饱和度持续偏低，请尽快处理", "Oxygen saturation low for a while: act soon")
-_SPO2_SPOT_CHECKS = Message(
-    "连续两次测量血氧饱和度偏低，请尽快处理", "Oxygen saturation low on two checks in a row: act soon"
-)
-_ESCALATION_TEXT: dict[Escalation, tuple[str, str]] = {
-    Escalation.REPEATED: ("（{window}分钟内再次出现）", " (again within {window} min)"),
-    Escalation.WITH_FALL: ("（同时发生跌倒）", " (together with a fall)"),
+    MealContext.FASTING: _MealHigh("glucose_fasting_high_mmol_l", VitalRule.GLUCOSE_FASTING_HIGH),
+    MealContext.PREPRANDIAL: _MealHigh("glucose_fasting_high_mmol_l", VitalRule.GLUCOSE_PREPRANDIAL_HIGH),
+    MealContext.POSTPRANDIAL: _MealHigh("glucose_postprandial_high_mmol_l", VitalRule.GLUCOSE_POSTPRANDIAL_HIGH),
 }
 
 
@@ -212,15 +205,15 @@ class VitalsMonitor:
         if crisis is None or crisis.escalated_with_fall or abs(t - crisis.at) > window:
             return []
         crisis.escalated_with_fall = True
-        base = Message("血压极高（高血压危象范围）", "Blood pressure in hypertensive-crisis range")
         return [
             VitalFinding(
                 AlertKind.HYPERTENSIVE_CRISIS,
                 Severity.EMERGENCY,
-                _with_escalation(base, (Escalation.WITH_FALL,), window),
+                VitalRule.HYPERTENSIVE_CRISIS_BEFORE_FALL,
                 "systolic_crisis_mmhg/diastolic_crisis_mmhg",
                 (crisis.record_id,),
                 (Escalation.WITH_FALL,),
+                _minutes(window),
             )
         ]
 
@@ -229,8 +222,12 @@ def _window(thresholds: StatefulThresholds) -> timedelta:
     return timedelta(minutes=thresholds.crisis_repeat_window_min)
 
 
+def _minutes(window: timedelta) -> float:
+    return window.total_seconds() / 60
+
+
 def _from_single(finding: Finding, record_id: str) -> VitalFinding:
-    return VitalFinding(finding.kind, finding.severity, finding.message, finding.threshold, (record_id,))
+    return VitalFinding(finding.kind, finding.severity, finding.rule, finding.threshold, (record_id,))
 
 
 def _follow_stream(resident: _Resident, reading: Reading) -> tuple[_Stream, bool]:
@@ -273,9 +270,7 @@ def _refine_glucose_high(
     limit: float = getattr(thresholds, meal.threshold)
     if glucose.mmol_l > limit:
         kept.append(
-            VitalFinding(
-                AlertKind.HYPERGLYCAEMIA, Severity.WARNING, Message(meal.zh, meal.en), meal.threshold, (record_id,)
-            )
+            VitalFinding(AlertKind.HYPERGLYCAEMIA, Severity.WARNING, meal.rule, meal.threshold, (record_id,))
         )
     return kept
 
@@ -305,13 +300,14 @@ def _spo2_low(
         previous, resident.last_low_spot_check = resident.last_low_spot_check, record_id
         if previous is not None:
             found = VitalFinding(
-                AlertKind.SPO2_LOW, Severity.URGENT, _SPO2_SPOT_CHECKS, "spo2_low_percent", (record_id, previous)
+                AlertKind.SPO2_LOW, Severity.URGENT, VitalRule.SPO2_LOW_SPOT_CHECKS, "spo2_low_percent",
+                (record_id, previous),
             )
     elif not run.alarmed and (reading.measured_at - run.started_at).total_seconds() >= thresholds.spo2_sustained_s:
         found = VitalFinding(
             AlertKind.SPO2_LOW,
             Severity.URGENT,
-            _SPO2_SUSTAINED,
+            VitalRule.SPO2_LOW_SUSTAINED,
             "spo2_low_percent/spo2_sustained_s",
             (record_id, run.first_record_id),
         )
@@ -348,15 +344,9 @@ def _escalate(
     return VitalFinding(
         finding.kind,
         Severity.EMERGENCY,
-        _with_escalation(finding.message, tuple(reasons), window),
+        finding.rule,
         finding.threshold,
         (*finding.record_ids, *(r for r in earlier if r not in finding.record_ids)),
         tuple(reasons),
+        _minutes(window),
     )
-
-
-def _with_escalation(message: Message, reasons: tuple[Escalation, ...], window: timedelta) -> Message:
-    minutes = f"{window.total_seconds() / 60:g}"
-    zh = "".join(_ESCALATION_TEXT[r][0].format(window=minutes) for r in reasons)
-    en = "".join(_ESCALATION_TEXT[r][1].format(window=minutes) for r in reasons)
-    return Message(message.zh + zh, message.en + en)

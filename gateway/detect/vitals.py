@@ -1,7 +1,8 @@
 """Single-reading vital-sign rules (clinical-thresholds.md), table-driven and pure.
 
 Each rule is a row: which reading type, the test against the resident's
-thresholds, the alert kind and severity, and the message. Rows of one group are
+thresholds, the alert kind and severity, and which rule it is (:class:`VitalRule`: what the
+family's message is written from, in :mod:`gateway.respond.messages`). Rows of one group are
 ordered most severe first and the first match wins, so a glucose of 2.5 mmol/L
 raises one level-2 alert, not a level-2 and a level-1 alert.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from drivers.model import (
@@ -22,7 +24,7 @@ from drivers.model import (
     ReadingFlag,
     SpO2,
 )
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.vocabulary import AlertKind, Severity
 
 
 class VitalThresholds(Protocol):
@@ -60,13 +62,43 @@ class VitalThresholds(Protocol):
     def hypothermia_c(self) -> float: ...
 
 
+class VitalRule(StrEnum):
+    """Which rule found something: one per text the family reads (:mod:`gateway.respond.messages`).
+
+    The single-reading rules are this module's; the ones that need history (a meal's own high, low
+    SpO2 over time, a crisis recalled by a fall) are :mod:`gateway.detect.vital_state`'s.
+    """
+
+    GLUCOSE_LEVEL2_HYPO = "glucose_level2_hypo"
+    GLUCOSE_LEVEL1_HYPO = "glucose_level1_hypo"
+    GLUCOSE_CRISIS = "glucose_crisis"
+    GLUCOSE_SEVERE_HYPER = "glucose_severe_hyper"
+    GLUCOSE_HIGH = "glucose_high"
+    GLUCOSE_FASTING_HIGH = "glucose_fasting_high"
+    GLUCOSE_PREPRANDIAL_HIGH = "glucose_preprandial_high"
+    GLUCOSE_POSTPRANDIAL_HIGH = "glucose_postprandial_high"
+    HYPERTENSIVE_CRISIS = "hypertensive_crisis"
+    HYPERTENSIVE_CRISIS_BEFORE_FALL = "hypertensive_crisis_before_fall"
+    """A crisis measured earlier, made an emergency by the fall confirmed after it (no reading now)."""
+    HYPERTENSION_GRADE3 = "hypertension_grade3"
+    HYPOTENSION = "hypotension"
+    PULSE_OUT_OF_RANGE = "pulse_out_of_range"
+    SPO2_VERY_LOW = "spo2_very_low"
+    SPO2_LOW_SUSTAINED = "spo2_low_sustained"
+    SPO2_LOW_SPOT_CHECKS = "spo2_low_spot_checks"
+    FEVER_HIGH = "fever_high"
+    FEVER = "fever"
+    HYPOTHERMIA = "hypothermia"
+    REMEASURE = "remeasure"
+
+
 @dataclass(frozen=True)
 class Finding:
-    """What a rule concluded about one reading; the alert service turns it into an Alert."""
+    """What a rule concluded about one reading; the layer above turns it into an Alert."""
 
     kind: AlertKind
     severity: Severity
-    message: Message
+    rule: VitalRule
     threshold: str
     """Name of the threshold crossed (evidence for the family doctor)."""
 
@@ -82,8 +114,7 @@ class Rule:
     kind: AlertKind
     severity: Severity
     threshold: str
-    zh: str
-    en: str
+    rule: VitalRule
 
 
 def _glucose(m: Measurement) -> float:
@@ -119,58 +150,53 @@ RULES: tuple[Rule, ...] = (
     Rule("glucose-low", Glucose,
          lambda m, f, t: _BELOW in f or _glucose(m) < t.glucose_level2_hypo_mmol_l,
          AlertKind.HYPOGLYCAEMIA, Severity.EMERGENCY, "glucose_level2_hypo_mmol_l",
-         "严重低血糖（2级），请立即处理", "Level 2 hypoglycaemia: act now"),
+         VitalRule.GLUCOSE_LEVEL2_HYPO),
     Rule("glucose-low", Glucose, lambda m, f, t: _glucose(m) < t.glucose_level1_hypo_mmol_l,
          AlertKind.HYPOGLYCAEMIA, Severity.URGENT, "glucose_level1_hypo_mmol_l",
-         "低血糖（1级），请尽快进食含糖食物并复测", "Level 1 hypoglycaemia: take sugar and re-measure"),
+         VitalRule.GLUCOSE_LEVEL1_HYPO),
     # Glucose, high side. A meter's "HI" is beyond the crisis bound.
     Rule("glucose-high", Glucose,
          lambda m, f, t: _ABOVE in f or _glucose(m) >= t.glucose_crisis_mmol_l,
          AlertKind.HYPERGLYCAEMIA, Severity.EMERGENCY, "glucose_crisis_mmol_l",
-         "血糖极高（高血糖危象范围），请立即就医", "Blood glucose in hyperglycaemic-crisis range: seek care now"),
+         VitalRule.GLUCOSE_CRISIS),
     Rule("glucose-high", Glucose, lambda m, f, t: _glucose(m) >= t.glucose_severe_hyper_mmol_l,
          AlertKind.HYPERGLYCAEMIA, Severity.URGENT, "glucose_severe_hyper_mmol_l",
-         "严重高血糖，请检测酮体", "Severe hyperglycaemia: check ketones"),
+         VitalRule.GLUCOSE_SEVERE_HYPER),
     Rule("glucose-high", Glucose, lambda m, f, t: _glucose(m) > t.glucose_high_mmol_l,
          AlertKind.HYPERGLYCAEMIA, Severity.WARNING, "glucose_high_mmol_l",
-         "血糖偏高", "Blood glucose high"),
+         VitalRule.GLUCOSE_HIGH),
     # Blood pressure.
     Rule("bp-high", BloodPressure,
          lambda m, f, t: _bp(m).systolic >= t.systolic_crisis_mmhg
          or _bp(m).diastolic >= t.diastolic_crisis_mmhg,
          AlertKind.HYPERTENSIVE_CRISIS, Severity.URGENT, "systolic_crisis_mmhg/diastolic_crisis_mmhg",
-         "血压极高（高血压危象范围），请静坐复测并联系医生",
-         "Blood pressure in hypertensive-crisis range: rest, re-measure, call the doctor"),
+         VitalRule.HYPERTENSIVE_CRISIS),
     Rule("bp-high", BloodPressure,
          lambda m, f, t: _bp(m).diastolic >= t.diastolic_grade3_mmhg,
          AlertKind.HYPERTENSION_GRADE3, Severity.WARNING, "diastolic_grade3_mmhg",
-         "血压很高（3级高血压范围）", "Blood pressure very high (grade 3 range)"),
+         VitalRule.HYPERTENSION_GRADE3),
     Rule("bp-low", BloodPressure, lambda m, f, t: _bp(m).systolic < t.systolic_low_mmhg,
          AlertKind.HYPOTENSION, Severity.URGENT, "systolic_low_mmhg",
-         "血压过低", "Blood pressure low"),
+         VitalRule.HYPOTENSION),
     Rule("pulse", BloodPressure | SpO2,  # type: ignore[arg-type]
          lambda m, f, t: (p := _pulse(m)) is not None and not t.pulse_low_bpm <= p <= t.pulse_high_bpm,
          AlertKind.PULSE_OUT_OF_RANGE, Severity.URGENT, "pulse_low_bpm/pulse_high_bpm",
-         "脉率异常", "Pulse rate out of range"),
+         VitalRule.PULSE_OUT_OF_RANGE),
     # Oxygen saturation: a single very low spot check. The sustained < 90 % rule needs a series
     # and lives with the stateful rules.
     Rule("spo2", SpO2, lambda m, f, t: _spo2(m) < t.spo2_very_low_percent,
          AlertKind.SPO2_LOW, Severity.EMERGENCY, "spo2_very_low_percent",
-         "血氧饱和度极低，请立即处理", "Oxygen saturation very low: act now"),
+         VitalRule.SPO2_VERY_LOW),
     # Temperature.
     Rule("temperature", BodyTemperature, lambda m, f, t: _celsius(m) >= t.fever_urgent_c,
-         AlertKind.FEVER, Severity.URGENT, "fever_urgent_c", "高热", "High fever"),
+         AlertKind.FEVER, Severity.URGENT, "fever_urgent_c", VitalRule.FEVER_HIGH),
     Rule("temperature", BodyTemperature, lambda m, f, t: _celsius(m) >= t.fever_warning_c,
-         AlertKind.FEVER, Severity.WARNING, "fever_warning_c", "发热", "Fever"),
+         AlertKind.FEVER, Severity.WARNING, "fever_warning_c", VitalRule.FEVER),
     Rule("temperature", BodyTemperature, lambda m, f, t: _celsius(m) < t.hypothermia_c,
-         AlertKind.HYPOTHERMIA, Severity.URGENT, "hypothermia_c", "体温过低", "Body temperature low"),
+         AlertKind.HYPOTHERMIA, Severity.URGENT, "hypothermia_c", VitalRule.HYPOTHERMIA),
 )
 
-_REMEASURE = Finding(
-    AlertKind.REMEASURE, Severity.WARNING,
-    Message("测量结果不可靠（设备提示），请重新测量", "The device flagged this measurement: please measure again"),
-    "device_flag",
-)
+_REMEASURE = Finding(AlertKind.REMEASURE, Severity.WARNING, VitalRule.REMEASURE, "device_flag")
 
 
 def evaluate_reading(reading: Reading, thresholds: VitalThresholds) -> list[Finding]:
@@ -191,5 +217,5 @@ def evaluate_reading(reading: Reading, thresholds: VitalThresholds) -> list[Find
             continue
         if rule.test(reading.measurement, reading.flags, thresholds):
             matched_groups.add(rule.group)
-            findings.append(Finding(rule.kind, rule.severity, Message(rule.zh, rule.en), rule.threshold))
+            findings.append(Finding(rule.kind, rule.severity, rule.rule, rule.threshold))
     return findings

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway.alerts.model import AlertKind, Message, Severity
-from gateway.alerts.service import AlertService
 from gateway.doctor import Report
 from gateway.driver_registry import Measurable, Resyncable
 from gateway.fleet.args import optional_id
@@ -28,8 +26,9 @@ from gateway.fleet.errors import CommandError
 from gateway.fleet.logs_command import logs
 from gateway.fleet.scan_command import Scan, scan
 from gateway.log_ring import LogRing
-
-TEST_ALERT = Message("测试警报：网关到家属的通知链路正常", "Test alert: the path from the hub to the family works")
+from gateway.respond import messages
+from gateway.respond.service import AlertService
+from gateway.vocabulary import AlertKind, Severity
 
 
 class StatusSource(Protocol):
@@ -104,7 +103,7 @@ def raise_test_alert(alerts: AlertService, resident_ids: tuple[str, ...]) -> Han
         if resident not in resident_ids:  # it becomes a topic level: only configured ids
             raise CommandError(f"no resident {resident!r}; have: {', '.join(resident_ids)}")
         alert = await alerts.raise_alert(kind=AlertKind.TEST, severity=Severity.WARNING, resident_id=resident,
-                                         message=TEST_ALERT, evidence={"requested_by": "fleet"})
+                                         message=messages.TEST_ALERT, evidence={"requested_by": "fleet"})
         await alerts.resolve(alert.alert_id)
         return {"alert_id": alert.alert_id}
 

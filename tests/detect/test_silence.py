@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
 from gateway.config import ConfigError, DeviceSettings, DriverName, parse_config
 from gateway.detect.silence import (
-    Audience,
     SilenceChange,
     SilenceFinding,
     SilenceWatch,
     WatchedDevice,
     watched_device,
 )
+from gateway.respond import messages
+from gateway.respond.silence import AUDIENCES, Audience
+from gateway.vocabulary import AlertKind, Severity
 
 START = 1000.0
 MIN = 60.0
@@ -25,15 +27,23 @@ BP_DAILY = WatchedDevice("bp-bedroom", "r-1", expect_reading_every_h=26)
 WRIST = WatchedDevice("wrist", "r-1", silent_after_min=15, fall_protection=True)
 
 
+def said(findings: list[SilenceFinding]) -> list[tuple[Message, frozenset[Audience]]]:
+    """What the family reads of the findings, and who else it is for (gateway.respond's to say)."""
+    return [(messages.silence(f), AUDIENCES[f.kind]) for f in findings]
+
+
 def test_a_missed_measurement_warns_the_family_once() -> None:
     watch = SilenceWatch([BP_DAILY], started_at=START)
 
     assert watch.check(START + 26 * HOUR - 1) == []
-    assert watch.check(START + 26 * HOUR) == [SilenceFinding(
-        "bp-bedroom", "r-1", AlertKind.MEASUREMENT_MISSED, Severity.WARNING, SilenceChange.STARTED,
+    found = watch.check(START + 26 * HOUR)
+    assert found == [SilenceFinding(
+        BP_DAILY, AlertKind.MEASUREMENT_MISSED, Severity.WARNING, SilenceChange.STARTED, START,
+    )]
+    assert said(found) == [(
         Message("测量未完成：设备 bp-bedroom 已 26 小时没有新的测量结果",
                 "Measurement missed: no reading from bp-bedroom for 26 h"),
-        START, FAMILY,
+        FAMILY,
     )]
     assert watch.check(START + 40 * HOUR) == []
     assert watch.check(START + 300 * HOUR) == []
@@ -44,10 +54,13 @@ def test_the_next_reading_ends_the_missed_measurement_and_re_arms_it() -> None:
     assert len(watch.check(START + 27 * HOUR)) == 1
 
     came = START + 30 * HOUR
-    assert watch.note_reading("bp-bedroom", came) == [SilenceFinding(
-        "bp-bedroom", "r-1", AlertKind.MEASUREMENT_MISSED, Severity.WARNING, SilenceChange.ENDED,
-        Message("已收到设备 bp-bedroom 的新测量结果", "A new reading from bp-bedroom came in"), came, FAMILY,
+    found = watch.note_reading("bp-bedroom", came)
+    assert found == [SilenceFinding(
+        BP_DAILY, AlertKind.MEASUREMENT_MISSED, Severity.WARNING, SilenceChange.ENDED, came,
     )]
+    assert said(found) == [
+        (Message("已收到设备 bp-bedroom 的新测量结果", "A new reading from bp-bedroom came in"), FAMILY),
+    ]
     assert watch.note_reading("bp-bedroom", came + 60) == []
     assert watch.check(came + 60 + 26 * HOUR - 1) == []
     assert [f.change for f in watch.check(came + 60 + 26 * HOUR)] == [SilenceChange.STARTED]
@@ -73,11 +86,14 @@ def test_a_silent_wearable_is_urgent_for_family_and_technician_once() -> None:
     watch.note_seen("wrist", START + 5 * MIN)
 
     assert watch.check(START + 20 * MIN - 1) == []
-    assert watch.check(START + 20 * MIN) == [SilenceFinding(
-        "wrist", "r-1", AlertKind.DEVICE_SILENT, Severity.URGENT, SilenceChange.STARTED,
+    found = watch.check(START + 20 * MIN)
+    assert found == [SilenceFinding(
+        WRIST, AlertKind.DEVICE_SILENT, Severity.URGENT, SilenceChange.STARTED, START + 5 * MIN,
+    )]
+    assert said(found) == [(
         Message("跌倒监护已中断：设备 wrist 超过 15 分钟没有信号，请检查设备",
                 "Fall protection is off: device wrist not heard from for 15 min; check it"),
-        START + 5 * MIN, FAMILY_AND_TECHNICIAN,
+        FAMILY_AND_TECHNICIAN,
     )]
     assert watch.check(START + 21 * MIN) == []
     assert watch.check(START + 9 * HOUR) == []
@@ -88,10 +104,11 @@ def test_a_wearable_coming_back_ends_the_silence_and_re_arms_it() -> None:
     assert len(watch.check(START + 15 * MIN)) == 1
 
     back = START + 40 * MIN
-    assert watch.note_seen("wrist", back) == [SilenceFinding(
-        "wrist", "r-1", AlertKind.DEVICE_SILENT, Severity.URGENT, SilenceChange.ENDED,
+    found = watch.note_seen("wrist", back)
+    assert found == [SilenceFinding(WRIST, AlertKind.DEVICE_SILENT, Severity.URGENT, SilenceChange.ENDED, back)]
+    assert said(found) == [(
         Message("设备 wrist 已恢复信号，跌倒监护已恢复", "Device wrist is back: fall protection is on again"),
-        back, FAMILY_AND_TECHNICIAN,
+        FAMILY_AND_TECHNICIAN,
     )]
     assert watch.note_seen("wrist", back + 1) == []
     assert watch.check(back + 1 + 15 * MIN - 1) == []
@@ -116,13 +133,13 @@ def test_a_reading_is_a_sign_of_life_too() -> None:
     assert [f.kind for f in watch.check(START + HOUR)] == [AlertKind.DEVICE_SILENT]
     found = watch.note_reading("cuff", START + 2 * HOUR)
     assert [(f.kind, f.change) for f in found] == [(AlertKind.DEVICE_SILENT, SilenceChange.ENDED)]
-    assert found[0].message == Message("设备 cuff 已恢复信号", "Device cuff is back")
+    assert messages.silence(found[0]) == Message("设备 cuff 已恢复信号", "Device cuff is back")
 
 
 def test_silence_of_a_device_that_is_no_fall_protection_says_so_plainly() -> None:
     device = WatchedDevice("cuff", "r-1", silent_after_min=60)
     watch = SilenceWatch([device], started_at=START)
-    assert [f.message for f in watch.check(START + HOUR)] == [Message(
+    assert [messages.silence(f) for f in watch.check(START + HOUR)] == [Message(
         "设备 cuff 超过 60 分钟没有信号，请检查设备", "Device cuff not heard from for 60 min; check it"
     )]
 

@@ -25,7 +25,7 @@ from drivers.model import (
     SpO2,
     TimeSource,
 )
-from gateway.alerts.model import AlertKind, Message, Severity
+from gateway.alerts.model import Message
 from gateway.config import Thresholds
 from gateway.detect.vital_state import (
     CONTINUOUS_MAX_GAP_S,
@@ -33,6 +33,9 @@ from gateway.detect.vital_state import (
     VitalFinding,
     VitalsMonitor,
 )
+from gateway.detect.vitals import VitalRule
+from gateway.respond import messages
+from gateway.vocabulary import AlertKind, Severity
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 MIN = 60.0
@@ -43,15 +46,16 @@ CRISIS_MESSAGE = Message(
     "血压极高（高血压危象范围），请静坐复测并联系医生",
     "Blood pressure in hypertensive-crisis range: rest, re-measure, call the doctor",
 )
-REMEASURE = VitalFinding(
-    AlertKind.REMEASURE, W,
-    Message("测量结果不可靠（设备提示），请重新测量", "The device flagged this measurement: please measure again"),
-    "device_flag", ("rec",),
-)
+REMEASURE = VitalFinding(AlertKind.REMEASURE, W, VitalRule.REMEASURE, "device_flag", ("rec",))
 
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+def said(findings: list[VitalFinding]) -> list[Message]:
+    """What the family reads of the findings (the texts are gateway.respond.messages')."""
+    return [messages.vital(f) for f in findings]
 
 
 def reading(m: Measurement, seconds: float, *flags: ReadingFlag, device: str = "dev-1",
@@ -86,11 +90,11 @@ def test_continuous_spo2_below_90_for_30_s_is_urgent_once() -> None:
     r = Resident()
     for second in range(30):
         assert r.observe(SpO2(89, 70), float(second)) == [], second
-    assert r.observe(SpO2(89, 70), 30.0) == [VitalFinding(
-        AlertKind.SPO2_LOW, U,
-        Message("血氧饱和度持续偏低，请尽快处理", "Oxygen saturation low for a while: act soon"),
-        "spo2_low_percent/spo2_sustained_s", ("rec-31", "rec-1"),
+    found = r.observe(SpO2(89, 70), 30.0)
+    assert found == [VitalFinding(
+        AlertKind.SPO2_LOW, U, VitalRule.SPO2_LOW_SUSTAINED, "spo2_low_percent/spo2_sustained_s", ("rec-31", "rec-1"),
     )]
+    assert said(found) == [Message("血氧饱和度持续偏低，请尽快处理", "Oxygen saturation low for a while: act soon")]
     assert [r.observe(SpO2(88, 70), float(second)) for second in range(31, 120)] == [[]] * 89
 
 
@@ -123,11 +127,13 @@ def test_a_longer_gap_starts_a_new_series_which_counts_as_the_next_check() -> No
     assert r.observe(SpO2(88), 0.0) == []
     assert r.observe(SpO2(88), 5.0) == []
     # The finger came out for a while: the stream's first sample and this one are two checks in a row.
-    assert r.observe(SpO2(88), 15.1) == [VitalFinding(
-        AlertKind.SPO2_LOW, U,
-        Message("连续两次测量血氧饱和度偏低，请尽快处理", "Oxygen saturation low on two checks in a row: act soon"),
-        "spo2_low_percent", ("rec-3", "rec-1"),
+    found = r.observe(SpO2(88), 15.1)
+    assert found == [VitalFinding(
+        AlertKind.SPO2_LOW, U, VitalRule.SPO2_LOW_SPOT_CHECKS, "spo2_low_percent", ("rec-3", "rec-1"),
     )]
+    assert said(found) == [
+        Message("连续两次测量血氧饱和度偏低，请尽快处理", "Oxygen saturation low on two checks in a row: act soon"),
+    ]
 
 
 def test_samples_from_another_device_neither_join_nor_break_a_stream() -> None:
@@ -161,11 +167,13 @@ def test_two_low_spot_checks_in_a_row_are_urgent() -> None:
     assert r.observe(SpO2(89), 10 * MIN) == []
     assert r.observe(SpO2(90), 15 * MIN) == []          # 90 is not below 90
     assert r.observe(SpO2(89.9), 20 * MIN) == []
-    assert r.observe(SpO2(85), 25 * MIN) == [VitalFinding(
-        AlertKind.SPO2_LOW, U,
-        Message("连续两次测量血氧饱和度偏低，请尽快处理", "Oxygen saturation low on two checks in a row: act soon"),
-        "spo2_low_percent", ("rec-6", "rec-5"),
+    found = r.observe(SpO2(85), 25 * MIN)
+    assert found == [VitalFinding(
+        AlertKind.SPO2_LOW, U, VitalRule.SPO2_LOW_SPOT_CHECKS, "spo2_low_percent", ("rec-6", "rec-5"),
     )]
+    assert said(found) == [
+        Message("连续两次测量血氧饱和度偏低，请尽快处理", "Oxygen saturation low on two checks in a row: act soon"),
+    ]
 
 
 def test_two_spot_checks_from_different_oximeters_are_in_a_row() -> None:
@@ -185,13 +193,18 @@ def test_a_very_low_second_check_raises_only_the_emergency() -> None:
 
 def test_a_second_crisis_within_30_min_is_an_emergency() -> None:
     r = Resident()
-    assert r.observe(CRISIS_BP, 0.0) == [VitalFinding(AlertKind.HYPERTENSIVE_CRISIS, U, CRISIS_MESSAGE,
-                                                      CRISIS_THRESHOLD, ("rec-1",))]
-    assert r.observe(CRISIS_BP, 30 * MIN) == [VitalFinding(
-        AlertKind.HYPERTENSIVE_CRISIS, E,
-        Message(CRISIS_MESSAGE.zh + "（30分钟内再次出现）", CRISIS_MESSAGE.en + " (again within 30 min)"),
-        CRISIS_THRESHOLD, ("rec-2", "rec-1"), (Escalation.REPEATED,),
+    found = r.observe(CRISIS_BP, 0.0)
+    assert found == [VitalFinding(AlertKind.HYPERTENSIVE_CRISIS, U, VitalRule.HYPERTENSIVE_CRISIS,
+                                  CRISIS_THRESHOLD, ("rec-1",))]
+    assert said(found) == [CRISIS_MESSAGE]
+    found = r.observe(CRISIS_BP, 30 * MIN)
+    assert found == [VitalFinding(
+        AlertKind.HYPERTENSIVE_CRISIS, E, VitalRule.HYPERTENSIVE_CRISIS,
+        CRISIS_THRESHOLD, ("rec-2", "rec-1"), (Escalation.REPEATED,), 30.0,
     )]
+    assert said(found) == [
+        Message(CRISIS_MESSAGE.zh + "（30分钟内再次出现）", CRISIS_MESSAGE.en + " (again within 30 min)"),
+    ]
     # A third is measured against the second.
     assert r.kinds(CRISIS_BP, 59 * MIN) == [(AlertKind.HYPERTENSIVE_CRISIS, E)]
 
@@ -207,7 +220,7 @@ def test_the_window_comes_from_the_residents_thresholds() -> None:
     r = Resident(dataclasses.replace(Thresholds(), crisis_repeat_window_min=10))
     assert r.kinds(CRISIS_BP, 0.0) == [(AlertKind.HYPERTENSIVE_CRISIS, U)]
     assert r.kinds(CRISIS_BP, 10 * MIN + 1) == [(AlertKind.HYPERTENSIVE_CRISIS, U)]
-    assert r.observe(CRISIS_BP, 20 * MIN)[0].message.en.endswith(" (again within 10 min)")
+    assert said(r.observe(CRISIS_BP, 20 * MIN))[0].en.endswith(" (again within 10 min)")
 
 
 def test_readings_from_memory_arriving_out_of_order_still_count_as_repeats() -> None:
@@ -271,23 +284,29 @@ def test_warnings_do_not_escalate() -> None:
 def test_a_crisis_after_a_fall_is_an_emergency() -> None:
     r = Resident()
     assert r.monitor.note_fall("r-1", at(0.0)) == []
-    assert r.observe(CRISIS_BP, 30 * MIN) == [VitalFinding(
-        AlertKind.HYPERTENSIVE_CRISIS, E,
-        Message(CRISIS_MESSAGE.zh + "（同时发生跌倒）", CRISIS_MESSAGE.en + " (together with a fall)"),
-        CRISIS_THRESHOLD, ("rec-1",), (Escalation.WITH_FALL,),
+    found = r.observe(CRISIS_BP, 30 * MIN)
+    assert found == [VitalFinding(
+        AlertKind.HYPERTENSIVE_CRISIS, E, VitalRule.HYPERTENSIVE_CRISIS,
+        CRISIS_THRESHOLD, ("rec-1",), (Escalation.WITH_FALL,), 30.0,
     )]
+    assert said(found) == [
+        Message(CRISIS_MESSAGE.zh + "（同时发生跌倒）", CRISIS_MESSAGE.en + " (together with a fall)"),
+    ]
     assert r.monitor.note_fall("r-1", at(31 * MIN)) == []  # that crisis is an emergency already
 
 
 def test_a_fall_after_a_crisis_escalates_the_crisis_once() -> None:
     r = Resident()
     assert r.kinds(CRISIS_BP, 0.0) == [(AlertKind.HYPERTENSIVE_CRISIS, U)]
-    assert r.monitor.note_fall("r-1", at(12 * MIN)) == [VitalFinding(
-        AlertKind.HYPERTENSIVE_CRISIS, E,
+    found = r.monitor.note_fall("r-1", at(12 * MIN))
+    assert found == [VitalFinding(
+        AlertKind.HYPERTENSIVE_CRISIS, E, VitalRule.HYPERTENSIVE_CRISIS_BEFORE_FALL,
+        CRISIS_THRESHOLD, ("rec-1",), (Escalation.WITH_FALL,), 30.0,
+    )]
+    assert said(found) == [
         Message("血压极高（高血压危象范围）（同时发生跌倒）",
                 "Blood pressure in hypertensive-crisis range (together with a fall)"),
-        CRISIS_THRESHOLD, ("rec-1",), (Escalation.WITH_FALL,),
-    )]
+    ]
     assert r.monitor.note_fall("r-1", at(14 * MIN)) == []
 
 
@@ -311,7 +330,11 @@ def test_a_repeated_crisis_with_a_fall_says_both() -> None:
 
 def test_a_flagged_reading_asks_for_a_re_measure_once_per_device_per_window() -> None:
     r = Resident()
-    assert r.observe(CRISIS_BP, 0.0, ReadingFlag.CUFF_LOOSE) == [dataclasses.replace(REMEASURE, record_ids=("rec-1",))]
+    found = r.observe(CRISIS_BP, 0.0, ReadingFlag.CUFF_LOOSE)
+    assert found == [dataclasses.replace(REMEASURE, record_ids=("rec-1",))]
+    assert said(found) == [
+        Message("测量结果不可靠（设备提示），请重新测量", "The device flagged this measurement: please measure again"),
+    ]
     assert r.observe(CRISIS_BP, 5 * MIN, ReadingFlag.BODY_MOVEMENT) == []
     assert r.observe(CRISIS_BP, 30 * MIN - 1, ReadingFlag.CUFF_LOOSE) == []
     assert r.kinds(Glucose(2.0), 6 * MIN, ReadingFlag.PARITY_ERROR, device="meter") == [(AlertKind.REMEASURE, W)]
@@ -347,24 +370,28 @@ def test_control_solution_is_never_evaluated_and_leaves_no_trace() -> None:
 
 @pytest.mark.parametrize(("meal", "mmol_l", "expected"), [
     (MealContext.FASTING, 13.9, None),
-    (MealContext.FASTING, 13.91, ("glucose_fasting_high_mmol_l", "空腹血糖偏高", "Fasting blood glucose high")),
+    (MealContext.FASTING, 13.91, ("glucose_fasting_high_mmol_l", VitalRule.GLUCOSE_FASTING_HIGH,
+                                  "空腹血糖偏高", "Fasting blood glucose high")),
     (MealContext.PREPRANDIAL, 14.0,
-     ("glucose_fasting_high_mmol_l", "餐前血糖偏高", "Blood glucose before a meal high")),
+     ("glucose_fasting_high_mmol_l", VitalRule.GLUCOSE_PREPRANDIAL_HIGH,
+      "餐前血糖偏高", "Blood glucose before a meal high")),
     (MealContext.POSTPRANDIAL, 13.9, None),
     (MealContext.POSTPRANDIAL, 13.91,
-     ("glucose_postprandial_high_mmol_l", "餐后血糖偏高", "Blood glucose after a meal high")),
-    (MealContext.UNKNOWN, 13.91, ("glucose_high_mmol_l", "血糖偏高", "Blood glucose high")),
-    (MealContext.BEDTIME, 13.91, ("glucose_high_mmol_l", "血糖偏高", "Blood glucose high")),
+     ("glucose_postprandial_high_mmol_l", VitalRule.GLUCOSE_POSTPRANDIAL_HIGH,
+      "餐后血糖偏高", "Blood glucose after a meal high")),
+    (MealContext.UNKNOWN, 13.91, ("glucose_high_mmol_l", VitalRule.GLUCOSE_HIGH, "血糖偏高", "Blood glucose high")),
+    (MealContext.BEDTIME, 13.91, ("glucose_high_mmol_l", VitalRule.GLUCOSE_HIGH, "血糖偏高", "Blood glucose high")),
 ])
 def test_the_high_warning_names_the_meal_at_the_sheets_default(
-    meal: MealContext, mmol_l: float, expected: tuple[str, str, str] | None
+    meal: MealContext, mmol_l: float, expected: tuple[str, VitalRule, str, str] | None
 ) -> None:
     findings = Resident().observe(Glucose(mmol_l, meal), 0.0)
     if expected is None:
         assert findings == []
     else:
-        threshold, zh, en = expected
-        assert findings == [VitalFinding(AlertKind.HYPERGLYCAEMIA, W, Message(zh, en), threshold, ("rec-1",))]
+        threshold, rule, zh, en = expected
+        assert findings == [VitalFinding(AlertKind.HYPERGLYCAEMIA, W, rule, threshold, ("rec-1",))]
+        assert said(findings) == [Message(zh, en)]
 
 
 def test_a_doctor_may_set_the_meal_thresholds_either_side_of_the_default() -> None:

@@ -21,16 +21,17 @@ import pytest
 from mqtt_probe import Probe
 
 from gateway.alerts.acks import ReplyOutcome
-from gateway.alerts.contacts import Contact, Roster
-from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
-from gateway.alerts.service import AlertService
+from gateway.alerts.model import Alert, AlertState, Message
 from gateway.broker_acl import render_acl
 from gateway.daemon import HUB_SUBSCRIPTIONS
 from gateway.family import FamilyAccount
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
+from gateway.respond.contacts import Contact, Roster
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 from gateway.topics import ACK_FILTER, COMMAND_FILTER, SNOOZE_FILTER
+from gateway.vocabulary import AlertKind, Severity
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -27,8 +27,7 @@ from mqtt_probe import Probe
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.alerts.acks import ReplyOutcome
-from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
-from gateway.alerts.service import AlertService
+from gateway.alerts.model import Alert, AlertState, Message
 from gateway.broker_acl import acl_for_config
 from gateway.cli import main
 from gateway.config import load_config
@@ -36,8 +35,10 @@ from gateway.daemon import HUB_SUBSCRIPTIONS
 from gateway.family import roster_of
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 from gateway.topics import ACK_FILTER, SNOOZE_FILTER
+from gateway.vocabulary import AlertKind, Severity
 
 pytestmark = pytest.mark.timeout(120)
 

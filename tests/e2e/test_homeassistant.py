@@ -20,15 +20,16 @@ import pytest
 from gatewayproc import GATEWAY_ID, GatewayProcess
 from ha_emulator import HomeAssistant
 
-from gateway.alerts.model import AlertKind, Message, Severity
-from gateway.alerts.service import AlertService
+from gateway.alerts.model import Message
 from gateway.broker_acl import acl_for_config
 from gateway.config import GatewayConfig, parse_config
 from gateway.daemon import Daemon
 from gateway.homeassistant.discovery import readings_by_resident
 from gateway.homeassistant.publisher import DiscoveryPublisher
 from gateway.mqtt import LinkSettings, MqttLink
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
+from gateway.vocabulary import AlertKind, Severity
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,14 +13,15 @@ import pytest
 from mqtt_probe import Probe
 
 from gateway.alerts.acks import ReplyOutcome
-from gateway.alerts.contacts import Contact, Roster
-from gateway.alerts.model import AlertKind, AlertState, Message, Severity
-from gateway.alerts.service import AlertService
+from gateway.alerts.model import AlertState, Message
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.mqtt_policy import Subscription
+from gateway.respond.contacts import Contact, Roster
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 from gateway.store.api import NewRecord, Priority
 from gateway.topics import ACK_FILTER
+from gateway.vocabulary import AlertKind, Severity
 
 TZ = ZoneInfo("Asia/Shanghai")
 

@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.alerts.acks import ReplyOutcome
-from gateway.alerts.contacts import Contact, Roster
-from gateway.alerts.escalation import Step, escalation_interval_s, first_step, next_step, widened_step
-from gateway.alerts.model import Alert, AlertChange, AlertKind, AlertState, Message, Severity
-from gateway.alerts.service import AlertService
+from gateway.alerts.model import Alert, AlertChange, AlertState, Message
+from gateway.respond.contacts import Contact, Roster
+from gateway.respond.escalation import Step, escalation_interval_s, first_step, next_step, widened_step
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 from gateway.topics import ack_topic, snooze_topic
+from gateway.vocabulary import AlertKind, Severity
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)

@@ -18,10 +18,11 @@ from mqtt_probe import Probe
 from synthetic import scenario
 
 from drivers.model import DeviceEvent, DeviceEventKind, HubTime, MotionBlock
-from gateway.alerts.falls import FallResponder, upright_key
-from gateway.alerts.service import AlertService
 from gateway.detect.posture import LearntUpright
 from gateway.mqtt import LinkSettings, MqttLink
+from gateway.respond import messages
+from gateway.respond.falls import FallResponder, escalate_interrupted_falls, upright_key
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -54,10 +55,11 @@ async def services(tmp_path: Path, broker):  # type: ignore[no-untyped-def]
     await outbox.close()
 
 
-def responder_for(alerts: AlertService, outbox: AsyncOutbox, clock: Clock, *, keep_upright: bool) -> FallResponder:
+def responder_for(alerts: AlertService, outbox: AsyncOutbox, clock: Clock, *, keep_upright: bool,
+                  cancel_window_s: float = 30) -> FallResponder:
     store = {"upright_get": outbox.get_cursor, "upright_set": outbox.set_cursor} if keep_upright else {}
     return FallResponder(alerts=alerts, outbox=outbox, tz=TZ, now_wall=clock.wall, now_monotonic=lambda: clock.mono,
-                         cancel_window_s=30, long_lie_s=120, **store)  # type: ignore[arg-type]
+                         cancel_window_s=cancel_window_s, long_lie_s=120, **store)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -162,6 +164,50 @@ async def test_radar_fall_uses_the_same_window_and_radar_motion_never_cancels(pa
     probe.wait_for("events/alert", 2)
     assert states(probe)[1] == ("fall", "emergency", "escalated")
     assert json.loads(json.dumps(probe.json_on("events/alert")[1]["evidence"]))["outcome"] == "confirmed"
+
+
+async def test_the_fall_message_names_the_configured_cancel_window(services) -> None:  # type: ignore[no-untyped-def]
+    alerts, outbox, probe, clock = services
+    responder = responder_for(alerts, outbox, clock, keep_upright=False, cancel_window_s=60)
+    await responder.on_event(DeviceEvent("radar-1", "r-1", DeviceEventKind.FALL, clock.hub(), 1))
+    raised = probe.wait_for("events/alert")[0]
+    assert raised["message"] == {"zh": "检测到疑似跌倒，60秒内未取消将呼叫救援",
+                                 "en": "Possible fall detected: help is called unless cancelled within 60 s"}
+    assert raised["evidence"]["cancel_window_s"] == 60
+    for _ in range(31):   # the window the text names is the one the watch keeps: not escalated at 30 s
+        clock.mono += 1
+        await responder.tick()
+    await settle()
+    assert states(probe) == [("fall", "urgent", "raised")]
+    for _ in range(30):
+        clock.mono += 1
+        await responder.tick()
+    probe.wait_for("events/alert", 2)
+    assert states(probe)[1] == ("fall", "emergency", "escalated")
+
+    responder.reconfigure(cancel_window_s=45, long_lie_s=120, tz=TZ)    # a reload: the next fall names it
+    await responder.on_event(DeviceEvent("radar-2", "r-2", DeviceEventKind.FALL, clock.hub(), 1))
+    third = probe.wait_for("events/alert", 3)[2]
+    assert third["resident_id"] == "r-2"
+    assert "45秒内未取消" in third["message"]["zh"]
+    assert third["message"]["en"].endswith("within 45 s")
+
+
+async def test_a_fall_in_its_cancel_window_when_the_hub_restarted_becomes_an_emergency(services) -> None:  # type: ignore[no-untyped-def]
+    alerts, outbox, probe, clock = services
+    responder = responder_for(alerts, outbox, clock, keep_upright=False)
+    await responder.on_event(DeviceEvent("radar-1", "r-1", DeviceEventKind.FALL, clock.hub(), 1))
+    await responder.on_event(DeviceEvent("sos-1", "r-2", DeviceEventKind.BUTTON_PRESS, clock.hub(), "press"))
+    probe.wait_for("events/alert", 2)
+
+    await escalate_interrupted_falls(alerts, alerts.active)   # what the daemon does with the alerts restored
+
+    escalated = probe.wait_for("events/alert", 3)[2]
+    assert (escalated["kind"], escalated["severity"], escalated["state"]) == ("fall", "emergency", "escalated")
+    assert escalated["message"] == {"zh": messages.RESTARTED_DURING_FALL.zh, "en": messages.RESTARTED_DURING_FALL.en}
+    assert escalated["evidence"]["outcome"] == "hub_restarted"
+    await settle()
+    assert len(probe.json_on("events/alert")) == 3   # the help request was an emergency already
 
 
 async def test_the_wearers_upright_survives_a_restart_of_the_hub(services) -> None:  # type: ignore[no-untyped-def]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from gateway.alerts.contacts import Contact, Language, Roster
-from gateway.alerts.model import Severity
 from gateway.config.schema import ContactLanguage, ContactSettings, ContactSeverity
 from gateway.family import FamilyAccount, family_accounts, roster_of
+from gateway.respond.contacts import Contact, Roster
+from gateway.vocabulary import Language, Severity
 
 RESIDENTS = ["r-0001", "r-0002"]
 CONTACTS = (

@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.alerts.acks import ACK_MAX_BYTES, ReplyOutcome
-from gateway.alerts.contacts import Contact, Roster
-from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
-from gateway.alerts.service import AlertService
+from gateway.alerts.model import Alert, AlertState, Message
+from gateway.respond.contacts import Contact, Roster
+from gateway.respond.service import AlertService
 from gateway.store.aio import AsyncOutbox
 from gateway.topics import ack_topic
+from gateway.vocabulary import AlertKind, Severity
 
 TZ = ZoneInfo("Asia/Shanghai")
 # A couple: the daughter is linked to her mother (r-0001) only; the son to both; the neighbour has no app.

@@ -20,9 +20,10 @@ import pytest
 from ha_emulator import render
 
 from drivers.model import DeviceInfo, Glucose, HubTime, Reading, TimeSource
-from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
+from gateway.alerts.model import Alert, AlertState, Message
 from gateway.config.schema import DeviceSettings, DriverName
 from gateway.homeassistant.discovery import discovery_configs, readings_by_resident, stale, topic_id
+from gateway.vocabulary import AlertKind, Severity
 from gateway.wire import alert_summary, local_reading_payload
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -9,12 +9,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from drivers.model import DeviceInfo, HubTime, Reading, SpO2, TimeSource
-from gateway.alerts.falls import FallResponder
-from gateway.alerts.service import AlertService
 from gateway.config import Thresholds
 from gateway.detect.silence import SilenceWatch
 from gateway.detect.vital_state import VitalsMonitor
 from gateway.hub import STREAM_COMMIT_S, Hub
+from gateway.respond.falls import FallResponder
+from gateway.respond.service import AlertService
 from gateway.status import DeviceStatusBoard
 from gateway.store.aio import AsyncOutbox
 

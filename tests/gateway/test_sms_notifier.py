@@ -13,8 +13,7 @@ import pytest
 from simulators import SimulatedModem, modem_simulator_fixture  # noqa: F401
 
 from drivers.serial.gsm_modem import GsmModem, ModemTiming
-from gateway.alerts.contacts import Contact, Language
-from gateway.alerts.model import Alert, AlertChange, AlertKind, AlertState, Message, Severity
+from gateway.alerts.model import Alert, AlertChange, AlertState, Message
 from gateway.alerts.sms import (
     Outcome,
     SmsNotifier,
@@ -22,6 +21,8 @@ from gateway.alerts.sms import (
     sms_text,
     sms_wanted,
 )
+from gateway.respond.contacts import Contact
+from gateway.vocabulary import AlertKind, Language, Severity
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 1, 5, 6, 32, tzinfo=UTC)  # 14:32 in Shanghai

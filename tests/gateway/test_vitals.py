@@ -19,9 +19,9 @@ from drivers.model import (
     SpO2,
     TimeSource,
 )
-from gateway.alerts.model import AlertKind, Severity
 from gateway.config import Thresholds
 from gateway.detect.vitals import evaluate_reading
+from gateway.vocabulary import AlertKind, Severity
 
 T = Thresholds()
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

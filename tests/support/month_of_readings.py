@@ -13,9 +13,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from drivers.model import BloodPressure, DeviceInfo, Glucose, HubTime, Measurement, Reading, TimeSource
-from gateway.alerts.model import Alert, AlertKind, AlertState, Message, Severity
+from gateway.alerts.model import Alert, AlertState, Message
 from gateway.store import Outbox
 from gateway.store.api import NewRecord, Priority
+from gateway.vocabulary import AlertKind, Severity
 from gateway.wire import alert_record, compact, reading_record
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from gateway.alerts.contacts import TIERS, Roster
-from gateway.alerts.model import Alert, Severity
+from gateway.alerts.model import Alert
+from gateway.respond.contacts import TIERS, Roster
+from gateway.vocabulary import Severity
 
 URGENT_ESCALATION_FACTOR = 3.0
 """An urgent alert (a hypertensive crisis, a fall in its cancel window) gives tier 1 three times as

@@ -11,19 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from gateway.alerts.model import Severity
+from gateway.vocabulary import Language, Severity
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 TIERS = (1, 2, 3)
-
-
-class Language(StrEnum):
-    ZH = "zh"
-    EN = "en"
-    ZH_EN = "zh+en"
-    """Both, Chinese first: the default, since a carer may read only one of them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """From a fall (wearable or radar) or a help button to the family, through the cancel window.
 
-A detection raises the fall alert at once (urgent: "possible fall, help is called in 30 s unless
-cancelled"), so the family hears within milliseconds; the cancel window then either resolves it
-(the resident pressed cancel or got up) or escalates it to an emergency, and a long lie escalates
-again. An SOS press is an emergency with no cancel window (clinical-thresholds.md).
+A detection raises the fall alert at once (urgent: "possible fall, help is called unless cancelled
+within 30 s", naming the configured ``fall_cancel_window_s``), so the family hears within
+milliseconds; the cancel window then either resolves it (the resident pressed cancel or got up) or
+escalates it to an emergency, and a long lie escalates again. An SOS press is an emergency with no
+cancel window (clinical-thresholds.md).
 
 Button semantics: a *long* press while a fall is pending cancels it (what pendants do); any other
 press is a call for help.
@@ -24,14 +25,16 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
 from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock
-from gateway.alerts.model import AlertKind, Evidence, Message, Severity
-from gateway.alerts.service import AlertService
+from gateway.alerts.model import Alert, Evidence
 from gateway.detect.fall_watch import FallWatch, FallWatchEvent, FallWatchEventKind, activity_from_radar
 from gateway.detect.falls import FallDetection
 from gateway.detect.motion import ACTIVITY_WINDOW_S, MotionTracker
 from gateway.detect.posture import LearntUpright
 from gateway.errors import StoreError
+from gateway.respond import messages
+from gateway.respond.service import AlertService
 from gateway.store.api import Accepted, NewRecord, Priority
+from gateway.vocabulary import AlertKind, Severity
 from gateway.wire import compact, hub_record, iso
 
 log = logging.getLogger(__name__)
@@ -66,15 +69,15 @@ class _Pending:
     window must not contain the impact itself."""
 
 
-MESSAGES = {
-    "detected": Message("检测到疑似跌倒，30秒内未取消将呼叫救援", "Possible fall detected: help is called unless "
-                                                            "cancelled"),
-    FallWatchEventKind.CONFIRMED: Message("跌倒后未起身，请立即查看", "Fall confirmed: no recovery, check now"),
-    FallWatchEventKind.CANCELLED: Message("跌倒警报已取消（老人已取消或已起身）", "Fall alert cancelled: the resident "
-                                                                         "cancelled or got up"),
-    FallWatchEventKind.LONG_LIE: Message("跌倒后长时间未动，情况危急", "Long lie after a fall: no movement, urgent"),
-    "help": Message("老人按下了求助按钮", "Help button pressed"),
-}
+async def escalate_interrupted_falls(alerts: AlertService, restored: Sequence[Alert]) -> None:
+    """After a restart: a fall still in its cancel window when the hub went down is an emergency.
+
+    Nobody can now tell whether the resident got up, and a missed fall is the worst failure there is.
+    """
+    for alert in restored:
+        if alert.kind is AlertKind.FALL and alert.severity is not Severity.EMERGENCY:
+            await alerts.escalate(alert.alert_id, severity=Severity.EMERGENCY, message=messages.RESTARTED_DURING_FALL,
+                                  evidence={"outcome": "hub_restarted"})
 
 
 class FallResponder:
@@ -159,8 +162,8 @@ class FallResponder:
                           "impact_at": iso(impact_at, self._tz),
                           "cancel_window_s": self._cancel_window_s}
         alert = await self._alerts.raise_alert(kind=AlertKind.FALL, severity=Severity.URGENT,
-                                               resident_id=resident_id, message=MESSAGES["detected"],
-                                               evidence=full)
+                                               resident_id=resident_id,
+                                               message=messages.fall_detected(self._cancel_window_s), evidence=full)
         published = self._now_mono()
         # From the arrival of the sample that completed the evidence to the alert handed to MQTT (after
         # its outbox commit): the hub's own share of the alert latency. bench/fall_latency.py reads it.
@@ -181,10 +184,11 @@ class FallResponder:
         for event in events:
             evidence: Evidence = {"outcome": event.kind.value, "reason": event.reason}
             if event.kind is FallWatchEventKind.CANCELLED:
-                await self._alerts.resolve(pending.alert_id, message=MESSAGES[event.kind], evidence=evidence)
+                await self._alerts.resolve(pending.alert_id, message=messages.FALL_OUTCOMES[event.kind],
+                                          evidence=evidence)
             elif event.kind in (FallWatchEventKind.CONFIRMED, FallWatchEventKind.LONG_LIE):
                 await self._alerts.escalate(pending.alert_id, severity=Severity.EMERGENCY,
-                                            message=MESSAGES[event.kind], evidence=evidence)
+                                            message=messages.FALL_OUTCOMES[event.kind], evidence=evidence)
                 if event.kind is FallWatchEventKind.CONFIRMED and self._on_confirmed is not None:
                     await self._on_confirmed(resident_id, self._now_wall())
             else:  # RECOVERED: good news, but the family still checks and acknowledges
@@ -196,7 +200,8 @@ class FallResponder:
     async def _help_request(self, event: DeviceEvent) -> None:
         evidence: Evidence = {"source": "button", "device_id": event.device_id, "press": str(event.value)}
         await self._alerts.raise_alert(kind=AlertKind.HELP_REQUEST, severity=Severity.EMERGENCY,
-                                       resident_id=event.resident_id, message=MESSAGES["help"], evidence=evidence)
+                                       resident_id=event.resident_id, message=messages.HELP_REQUESTED,
+                                       evidence=evidence)
         await self._store_event("help_request", event.resident_id, event.device_id, evidence)
 
     async def _store_event(self, record_type: str, resident_id: str, device_id: str, values: Evidence) -> None:

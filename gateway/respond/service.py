@@ -5,7 +5,7 @@ the platform before any reading), then published on the home broker for the
 family under its resident (retained ``residents/{rid}/alerts/{id}`` while active, every change on
 ``residents/{rid}/events/alert``) and handed to the listeners (SMS) with the contacts it is for.
 Who is told, and when the next tier is, is :mod:`.escalation`'s; acknowledgements and snoozes
-come back from the family app (:mod:`.acks`).
+come back from the family app (:mod:`gateway.alerts.acks`).
 When the outbox cannot commit (a full or failing disk) the alert is published and
 sent by SMS all the same: the outbox holds the record in memory and writes it
 as soon as it can. A storage failure never silences an emergency.
@@ -21,28 +21,11 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 
 from gateway.alerts.acks import SNOOZE_MAX_MINUTES, ReplyOutcome, judge_reply, payload_is_valid, snooze_minutes
-from gateway.alerts.contacts import Roster
-from gateway.alerts.escalation import (
-    awake,
-    escalation_interval_s,
-    first_step,
-    next_step,
-    reach,
-    widened_step,
-)
-from gateway.alerts.model import (
-    Alert,
-    AlertChange,
-    AlertKind,
-    AlertState,
-    Evidence,
-    Message,
-    Severity,
-    alert_from_json,
-    alert_to_json,
-)
+from gateway.alerts.model import Alert, AlertChange, AlertState, Evidence, Message, alert_from_json, alert_to_json
 from gateway.errors import StoreError
 from gateway.logs import RateLimitedLog, log_id
+from gateway.respond.contacts import Roster
+from gateway.respond.escalation import awake, escalation_interval_s, first_step, next_step, reach, widened_step
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory
 from gateway.topics import (
@@ -53,6 +36,7 @@ from gateway.topics import (
     parse_ack_topic,
     parse_snooze_topic,
 )
+from gateway.vocabulary import AlertKind, Severity
 from gateway.wire import alert_event, alert_message, alert_record, alert_summary, compact
 
 log = logging.getLogger(__name__)
