@@ -38,7 +38,7 @@ from gateway.fleet.report import effective_view
 from gateway.fleet.state import describe_fleet
 from gateway.logs import setup_logging
 from gateway.status import read_status, runtime_status_path
-from gateway.store import Outbox
+from gateway.store import DatabaseFile, records
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +138,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if not path.exists():
         print(f"no outbox yet at {path}: the gateway has not run with this configuration")
         return EXIT_PROBLEMS
-    outbox = Outbox.open(path)
-    try:
+    with DatabaseFile.open(path) as db:
         if args.requeue_dead:
-            print(f"requeued {outbox.requeue_dead()} dead-letter record(s) for upload")
-        stats = outbox.stats()
-        dead = outbox.dead_letters(limit=args.dead) if args.dead else []
-    finally:
-        outbox.close()
+            print(f"requeued {db.run(records.requeue_dead())} dead-letter record(s) for upload")
+        stats = db.stats()
+        dead = db.run(records.dead_letters(limit=args.dead)) if args.dead else []
     oldest = stats.oldest_pending_at
     age = _age(oldest) if oldest else "-"
     if args.json:

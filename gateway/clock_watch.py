@@ -20,7 +20,9 @@ from typing import Protocol
 
 from gateway.clock import PLAUSIBLE_FROM, ClockStep, SystemClock
 from gateway.errors import StoreError
+from gateway.store import cursors
 from gateway.store.api import ClockCorrection, Retimed
+from gateway.store.work import Runner
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,10 @@ SAVE_DRIFT_S = 0.5
 a write every few hours at most, not one per look."""
 
 
-class ClockOutbox(Protocol):
+class ClockCorrector(Protocol):
+    """What corrects the outbox for a step (:class:`gateway.store.intake.Intake`: also what is stored later)."""
+
     async def correct_clock(self, correction: ClockCorrection, /) -> Retimed: ...
-    async def get_cursor(self, name: str, /) -> str | None: ...
-    async def set_cursor(self, name: str, value: str, /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +60,12 @@ def correction_for(step: ClockStep, *, monotonic_now: float,
 
 
 class ClockWatch:
-    def __init__(self, clock: SystemClock, outbox: ClockOutbox, *, monotonic: Callable[[], float],
+    def __init__(self, clock: SystemClock, outbox: ClockCorrector, store: Runner, *, monotonic: Callable[[], float],
                  on_corrected: Callable[[], None] = lambda: None, check_every_s: float = CHECK_EVERY_S,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._clock = clock
         self._outbox = outbox
+        self._store = store
         self._monotonic = monotonic
         self._on_corrected = on_corrected
         self._check_every_s = check_every_s
@@ -105,14 +108,15 @@ class ClockWatch:
         if offset is None or (self._saved_offset is not None and abs(offset - self._saved_offset) < SAVE_DRIFT_S):
             return
         try:
-            await self._outbox.set_cursor(CURSOR, json.dumps({"boot_id": self._clock.boot_id, "offset_s": offset}))
+            await self._store.run(cursors.put(CURSOR, json.dumps({"boot_id": self._clock.boot_id,
+                                                                  "offset_s": offset})))
         except StoreError:
             return  # the next look tries again; the reference only matters across a restart
         self._saved_offset = offset
 
     async def _load(self) -> tuple[str, float] | None:
         with contextlib.suppress(StoreError):
-            text = await self._outbox.get_cursor(CURSOR)
+            text = await self._store.run(cursors.get(CURSOR))
             if text is None:
                 return None
             try:

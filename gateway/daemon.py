@@ -74,7 +74,8 @@ from gateway.respond.service import AlertService
 from gateway.sdnotify import notify, watchdog_interval_s
 from gateway.status import DeviceStatusBoard, runtime_status_path
 from gateway.status_publisher import StatusPublisher
-from gateway.store.aio import AsyncOutbox
+from gateway.store import Database, Intake, StorageLimits, active_alerts, cursors, records
+from gateway.store.api import RecordState
 from gateway.supervisor import supervise
 from gateway.topics import ACK_FILTER, COMMAND_FILTER, SNOOZE_FILTER, legacy_retained_topics
 from gateway.uplink import FhirEncoder, Uplink, load_secret
@@ -106,6 +107,12 @@ HUB_SUBSCRIPTIONS = (Subscription(ACK_FILTER, ACK_MAX_BYTES), Subscription(SNOOZ
 
 def outbox_path(cfg: GatewayConfig) -> Path:
     return Path(cfg.gateway.data_dir) / "outbox.sqlite"
+
+
+def _storage_limits(cfg: GatewayConfig) -> StorageLimits:
+    storage = cfg.storage
+    return StorageLimits(budget_bytes=storage.budget_mb * 2**20, warn_ratio=storage.warn_percent / 100,
+                         delivered_retention_s=storage.delivered_retention_days * 86400.0)
 
 
 def status_path(cfg: GatewayConfig) -> Path:
@@ -172,7 +179,7 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._build()
-        mqtt, outbox = self.mqtt, self.outbox
+        mqtt, db, intake = self.mqtt, self.db, self.intake
         await mqtt.start()
         log.info("gateway starting id=%s version=%s devices=%d data_dir=%s", self.cfg.gateway.id, __version__,
                  len(self.cfg.devices), self.cfg.gateway.data_dir)
@@ -192,7 +199,8 @@ class Daemon:
             if self._sms is not None:
                 await self._sms.aclose()
             await mqtt.stop()
-            await outbox.close()
+            await intake.close()
+            await db.close()
             log.info("gateway stopped")
 
     async def _build(self) -> None:
@@ -201,28 +209,28 @@ class Daemon:
         secret = await self._secret()
         fleet_key_file = cfg.fleet.public_key_file
         fleet_key = await asyncio.to_thread(load_public_key, fleet_key_file) if fleet_key_file else None
-        self.outbox = outbox = await self._open_outbox()
-        outbox.stamp_now = self.clock.stamp_now
-        outbox.held_before = PLAUSIBLE_FROM
-        self.clock_watch = ClockWatch(self.clock, outbox, monotonic=time.monotonic, on_corrected=self._wake_uplink)
+        self.db = db = await self._open_outbox()
+        self.intake = intake = Intake(db, stamp_now=self.clock.stamp_now)
+        self.clock_watch = ClockWatch(self.clock, intake, db, monotonic=time.monotonic,
+                                      on_corrected=self._wake_uplink)
         self.mqtt = mqtt = MqttLink(await self._link_settings(cfg), subscriptions=HUB_SUBSCRIPTIONS)
         self.uplink = self._build_uplink(cfg, secret)
         self.alerts = alerts = AlertService(
-            outbox=outbox, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=self._wake_uplink,
+            outbox=intake, publisher=mqtt, tz=self.tz, now=_utc_now, on_stored=self._wake_uplink,
             clock_synced=self.clock.synced, listeners=[], repeat_s=_repeat_intervals(cfg), roster=_roster(cfg),
             escalate_after_s=cfg.alerts.escalate_after_s, residents=[r.id for r in cfg.residents])
-        await self._restore_alerts(alerts)
+        await self._restore_alerts(db, alerts)
         for topic in legacy_retained_topics([a.alert_id for a in alerts.active], [t.value for t in ReadingType]):
             mqtt.publish(topic, None, retain=True)
         self.falls = FallResponder(
-            alerts=alerts, outbox=outbox, tz=self.tz, now_wall=_utc_now, now_monotonic=time.monotonic,
+            alerts=alerts, outbox=intake, store=db, tz=self.tz, now_wall=_utc_now, now_monotonic=time.monotonic,
             on_stored=self._wake_uplink, clock_synced=self.clock.synced,
             cancel_window_s=cfg.detect.fall_cancel_window_s, long_lie_s=cfg.detect.long_lie_s,
             # hub is built below: the lambda looks it up when a fall is confirmed
             on_confirmed=lambda resident, at: self.hub.fall_confirmed(resident, at),  # noqa: PLW0108
-            upright_get=outbox.get_cursor, upright_set=outbox.set_cursor)
+            upright_get=self._cursor_get, upright_set=self._cursor_set)
         # Thresholds are read per reading from the configuration in force: a reload changes them at once.
-        self.hub = Hub(gateway_id=cfg.gateway.id, outbox=outbox, alerts=alerts, publisher=mqtt, board=self.board,
+        self.hub = Hub(gateway_id=cfg.gateway.id, outbox=intake, alerts=alerts, publisher=mqtt, board=self.board,
                        vitals=VitalsMonitor(lambda rid: self.cfg.thresholds_for(rid)),  # noqa: PLW0108
                        silence=_silence_watch(cfg), tz=self.tz, now=_utc_now, now_monotonic=time.monotonic,
                        max_reading_age_s=cfg.detect.max_reading_age_s, falls=self.falls,
@@ -230,7 +238,7 @@ class Daemon:
         self.fleet = fleet = await self._fleet_service(fleet_key)
         self.status = status = StatusPublisher(
             cfg.gateway.id, status_path(cfg), runtime_status_path(cfg.gateway.id, cfg.gateway.data_dir), self.board,
-            outbox,
+            db, intake,
             self.uplink, mqtt, mqtt.connected.is_set, self.clock.synced, self.started_at,
             fleet=(lambda: status_fields(fleet.state)) if fleet is not None else None,
             clock_step=lambda: self.clock_watch.last_step)
@@ -239,17 +247,17 @@ class Daemon:
             mqtt.on_connect(fleet.publish_last_report)
         self.commands = await self._commands(mqtt, fleet_key)
         mqtt.on_connect(alerts.republish_active)
-        self.homeassistant = DiscoveryPublisher(mqtt, outbox)
+        self.homeassistant = DiscoveryPublisher(mqtt, db)
         await self._configure_homeassistant(cfg)
         mqtt.on_connect(self.homeassistant.connected)
 
     def _services(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
-        outbox, alerts = self.outbox, self.alerts
+        db, intake, alerts = self.db, self.intake, self.alerts
         return [
             ("status", self.status.run),
             ("clock", self.clock_watch.run),
-            ("storage", lambda: self._every(STORAGE_CARE_S, outbox.maintain)),
-            ("prune", lambda: self._every(PRUNE_EVERY_S, outbox.prune)),
+            ("storage", lambda: self._every(STORAGE_CARE_S, intake.maintain)),
+            ("prune", lambda: self._every(PRUNE_EVERY_S, db.prune)),
             ("mqtt-inbox", lambda: self._inbox(self.mqtt, alerts, self.commands, self.fleet)),
             ("watchdog", self._watchdog),
             ("falls", self.falls.run),
@@ -319,10 +327,7 @@ class Daemon:
                                  silence=_silence_watch(new) if devices_changed else None)
             if plan.storage:
                 storage = new.storage
-                await self.outbox.set_limits(budget_bytes=storage.budget_mb * 2**20,
-                                             warn_ratio=storage.warn_percent / 100,
-                                             delivered_retention_s=storage.delivered_retention_days * 86400.0,
-                                             reserve_bytes=storage.reserve_mb * 2**20)
+                await self.db.set_limits(_storage_limits(new), reserve_bytes=storage.reserve_mb * 2**20)
             self.commands.replace_commands(fleet_commands(self._command_parts()))
             self.status.schedule()
             log.info("configuration reloaded")
@@ -340,7 +345,7 @@ class Daemon:
         plan = plan_reload(old, new)
         uplink = self.uplink
         targets = HealthTargets(
-            broker_connected=self.mqtt.connected, accept=self.outbox.accept, record_state=self.outbox.record_state,
+            broker_connected=self.mqtt.connected, accept=self.intake.accept, record_state=self._record_state,
             wake_uplink=self._wake_uplink,
             uplink_error=lambda: uplink.status.last_error if uplink is not None else None,
             uplink_success_at=lambda: uplink.status.last_success_at if uplink is not None else None,
@@ -432,7 +437,7 @@ class Daemon:
             self.board.register(device.id, device.driver)
         ble_hub = BleDevices(
             ble_list, clock=self.clock, tz=self.tz, on_readings=self.hub.on_readings, on_motion=self.hub.on_motion,
-            on_event=self.hub.on_event, cursor_get=self.outbox.get_cursor, cursor_set=self.outbox.set_cursor,
+            on_event=self.hub.on_event, cursor_get=self._cursor_get, cursor_set=self._cursor_set,
             report_error=lambda component, message: self.board.error(component, _utc_now(), message),
         )
         for device_id, ble_session in ble_hub.sessions.items():
@@ -460,25 +465,28 @@ class Daemon:
     def _resident_ids(self) -> list[str]:
         return [resident.id for resident in self.cfg.residents]
 
-    async def _open_outbox(self) -> AsyncOutbox:
+    async def _open_outbox(self) -> Database:
         """The outbox, even when its disk fails now: the daemon starts, holds records in memory and says so."""
-        storage = self.cfg.storage
-        outbox = await AsyncOutbox.start(
-            outbox_path(self.cfg),
-            budget_bytes=storage.budget_mb * 2**20,
-            warn_ratio=storage.warn_percent / 100,
-            delivered_retention_s=storage.delivered_retention_days * 86400.0,
-            reserve_bytes=storage.reserve_mb * 2**20,
-        )
-        if not outbox.health.writable:
+        db = await Database.start(outbox_path(self.cfg), limits=_storage_limits(self.cfg),
+                                  reserve_bytes=self.cfg.storage.reserve_mb * 2**20)
+        if db.write_error is not None:
             log.error("gateway starting without a writable outbox path=%s: alerts still go out, records are held "
-                      "in memory until the data directory can be written", outbox.path)
-        return outbox
+                      "in memory until the data directory can be written", db.path)
+        return db
+
+    async def _cursor_get(self, name: str) -> str | None:
+        return await self.db.run(cursors.get(name))
+
+    async def _cursor_set(self, name: str, value: str) -> None:
+        await self.db.run(cursors.put(name, value))
+
+    async def _record_state(self, record_id: str) -> RecordState | None:
+        return await self.db.run(records.state(record_id))
 
     @staticmethod
-    async def _restore_alerts(alerts: AlertService) -> None:
+    async def _restore_alerts(db: Database, alerts: AlertService) -> None:
         try:
-            restored = await alerts.restore()
+            restored = alerts.restore(await db.run(active_alerts.all_open()))
         except StoreError as exc:
             log.error("open alerts could not be read back after the restart: %s", exc)
             return
@@ -502,7 +510,8 @@ class Daemon:
         fhir = platform.profile is UplinkProfile.FHIR_R4
         return Uplink(
             gateway_id=cfg.gateway.id, base_url=platform.fhir_base if fhir else platform.url, secret=secret,
-            outbox=self.outbox, clock_synced=self.clock.synced, batch_max_records=platform.batch_max_records,
+            outbox=self.db, held_before=PLAUSIBLE_FROM, clock_synced=self.clock.synced,
+            batch_max_records=platform.batch_max_records,
             batch_max_bytes=platform.batch_max_bytes, gzip=platform.gzip, timeout_s=platform.timeout_s,
             backoff_initial_s=platform.backoff_initial_s, backoff_cap_s=platform.backoff_max_s,
             encoder=FhirEncoder() if fhir else None, mark_after_s=platform.mark_delivered_after_s,

@@ -28,8 +28,15 @@ or by a tool without access to /run) is written this often, not at every publish
 writes a day instead of thousands."""
 
 
-class StatsSource(Protocol):
+class QueueSource(Protocol):
+    """The outbox database (:class:`gateway.store.database.Database`)."""
+
     async def stats(self) -> QueueStats: ...
+
+
+class HealthSource(Protocol):
+    """The outbox's intake (:class:`gateway.store.intake.Intake`): incidents and what it holds in memory."""
+
     @property
     def health(self) -> StorageHealth: ...
 
@@ -77,7 +84,8 @@ class StatusPublisher:
     runtime_path: Path
     """The status file kept fresh at every publish, in a runtime directory (RAM)."""
     board: DeviceStatusBoard
-    outbox: StatsSource
+    queue: QueueSource
+    storage: HealthSource
     uplink: Uplink | None
     mqtt: StatusSink
     mqtt_connected: Callable[[], bool]
@@ -91,9 +99,9 @@ class StatusPublisher:
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def payload(self) -> dict[str, Any]:
-        storage = self.outbox.health
+        storage = self.storage.health
         try:
-            queue: dict[str, Any] = queue_status(await self.outbox.stats())
+            queue: dict[str, Any] = queue_status(await self.queue.stats())
         except StoreError as exc:
             queue = {"unavailable": str(exc)}
         problems = [*storage.problems(), *self.board.problems.values()]

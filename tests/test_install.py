@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.config import parse_config
 from gateway.doctor.broker import Target, try_connect
-from gateway.store import Outbox
+from gateway.store import DatabaseFile, records
 from gateway.store.api import NewRecord, Priority
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,11 +189,8 @@ def test_uninstall_keeps_the_data_and_purge_removes_it(
         installed: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     root, _first = installed
     outbox = root / "var/lib/yiyang/outbox.sqlite"
-    store = Outbox.open(outbox)
-    try:
-        store.accept([NewRecord("device_status", Priority.STATUS, "{ }", datetime.now(UTC))])
-    finally:
-        store.close()
+    with DatabaseFile.open(outbox) as store:
+        store.run(records.accept([NewRecord("device_status", Priority.STATUS, "{ }", datetime.now(UTC))]))
     removed = install(root, "--uninstall")
     assert removed.returncode == 0, removed.stdout + removed.stderr
     for gone in ("etc/systemd/system/yiyang.service", "etc/udev/rules.d/99-yiyang-serial.rules",

@@ -4,7 +4,7 @@ At start and at every reload (:meth:`DiscoveryPublisher.configure`) the wanted c
 out again (:mod:`.discovery`) and published, retained, again at every (re)connect. Configs published
 before and no longer wanted (a resident or device removed, discovery turned off, another prefix)
 are cleared with an empty retained message. Which topics were published is kept in the outbox's
-named values, so a resident removed while the hub was down is cleared at the next start too.
+cursors, so a resident removed while the hub was down is cleared at the next start too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from drivers.model import ReadingType
 from gateway.config.schema import HomeAssistantSettings
 from gateway.errors import StoreError
 from gateway.homeassistant.discovery import discovery_configs, stale
+from gateway.store import cursors
+from gateway.store.work import Runner
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +32,9 @@ class TopicPublisher(Protocol):
                       retain: bool = False) -> None: ...
 
 
-class NamedValues(Protocol):
-    """The outbox's small named values (``AsyncOutbox.get_cursor`` / ``set_cursor``)."""
-
-    async def get_cursor(self, name: str) -> str | None: ...
-    async def set_cursor(self, name: str, value: str) -> None: ...
-
-
 class DiscoveryPublisher:
-    def __init__(self, link: TopicPublisher, store: NamedValues) -> None:
+    def __init__(self, link: TopicPublisher, store: Runner) -> None:
+        """``store``: the outbox database; the topics published are kept in its cursors."""
         self._link = link
         self._store = store
         self._wanted: dict[str, dict[str, Any]] = {}
@@ -84,7 +80,7 @@ class DiscoveryPublisher:
         if self._remembered is not None:
             return self._remembered
         try:
-            text = await self._store.get_cursor(STORE_KEY)
+            text = await self._store.run(cursors.get(STORE_KEY))
         except StoreError as exc:
             log.warning("home assistant discovery: topics published before cannot be read (%s); configs of "
                         "residents removed meanwhile may stay in Home Assistant", exc)
@@ -99,6 +95,6 @@ class DiscoveryPublisher:
     async def _remember(self, topics: list[str]) -> None:
         self._remembered = topics
         try:
-            await self._store.set_cursor(STORE_KEY, json.dumps(topics))
+            await self._store.run(cursors.put(STORE_KEY, json.dumps(topics)))
         except StoreError as exc:
             log.warning("home assistant discovery: topics published cannot be kept (%s)", exc)

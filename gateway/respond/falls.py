@@ -33,7 +33,9 @@ from gateway.detect.posture import LearntUpright
 from gateway.errors import StoreError
 from gateway.respond import messages
 from gateway.respond.service import AlertService
+from gateway.store import snippets
 from gateway.store.api import Accepted, NewRecord, Priority
+from gateway.store.work import Runner
 from gateway.vocabulary import AlertKind, Severity
 from gateway.wire import compact, hub_record, iso
 
@@ -53,9 +55,9 @@ def upright_key(device_id: str) -> str:
 
 
 class FallOutbox(Protocol):
+    """Where fall and help events are stored (:class:`gateway.store.intake.Intake`)."""
+
     async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
-    async def add_motion_snippet(self, *, alert_id: str, device_id: str, first_sample_at: datetime,
-                                 sample_rate_hz: float, samples: bytes) -> None: ...
 
 
 @dataclass
@@ -81,13 +83,17 @@ async def escalate_interrupted_falls(alerts: AlertService, restored: Sequence[Al
 
 
 class FallResponder:
-    def __init__(self, *, alerts: AlertService, outbox: FallOutbox, tz: tzinfo, now_wall: Callable[[], datetime],
-                 now_monotonic: Callable[[], float], cancel_window_s: float = 30.0, long_lie_s: float = 120.0,
+    """``outbox`` stores the fall and help events, ``store`` (the outbox database) the motion evidence."""
+
+    def __init__(self, *, alerts: AlertService, outbox: FallOutbox, store: Runner, tz: tzinfo,
+                 now_wall: Callable[[], datetime], now_monotonic: Callable[[], float],
+                 cancel_window_s: float = 30.0, long_lie_s: float = 120.0,
                  on_stored: Callable[[], None] = lambda: None, clock_synced: Callable[[], bool] = lambda: True,
                  on_confirmed: Callable[[str, datetime], Awaitable[None]] | None = None,
                  upright_get: UprightGet | None = None, upright_set: UprightSet | None = None) -> None:
         self._alerts = alerts
         self._outbox = outbox
+        self._store = store
         self._tz = tz
         self._now_wall = now_wall
         self._now_mono = now_monotonic
@@ -250,9 +256,8 @@ class FallResponder:
             return
         first_at = self._now_wall() - timedelta(seconds=self._now_mono() - snippet.first_sample_monotonic)
         try:
-            await self._outbox.add_motion_snippet(alert_id=alert_id, device_id=device_id, first_sample_at=first_at,
-                                                  sample_rate_hz=snippet.sample_rate_hz,
-                                                  samples=snippet.samples.astype("<f4").tobytes())
+            await self._store.run(snippets.add(snippets.MotionSnippet(
+                alert_id, device_id, first_at, snippet.sample_rate_hz, snippet.samples.astype("<f4").tobytes())))
         except StoreError as exc:
             # Evidence only, and the largest thing the hub writes: not worth holding in memory.
             log.error("fall evidence not stored alert_id=%s device=%s error=%s", alert_id, device_id, exc)

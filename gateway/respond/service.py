@@ -43,10 +43,11 @@ log = logging.getLogger(__name__)
 
 
 class OutboxWriter(Protocol):
+    """Where alerts are stored (:class:`gateway.store.intake.Intake`, which holds them while the disk fails)."""
+
     async def accept(self, records: Sequence[NewRecord]) -> list[Accepted]: ...
     async def save_active_alert(self, alert_id: str, alert_json: str) -> None: ...
     async def drop_active_alert(self, alert_id: str) -> None: ...
-    async def active_alerts(self) -> list[str]: ...
 
 
 class Publisher(Protocol):
@@ -247,15 +248,17 @@ class AlertService:
         log.info("alert snoozed alert_id=%s by=%s minutes=%d", alert_id, contact_id, minutes)
         return snoozed
 
-    async def restore(self) -> list[Alert]:
+    def restore(self, stored: Sequence[str]) -> list[Alert]:
         """After a restart: take back the alerts that were still open (acks, repeats, tiers, all-clear go on).
+
+        ``stored``: their JSON as the outbox kept it (:func:`gateway.store.active_alerts.all_open`).
 
         The time a tier has had and the snoozes' time left are taken from the wall clock: the
         escalation resumes where it was, less any time the clock says went by (never less than zero).
         """
         restored: list[Alert] = []
         now, now_mono = self._now(), self._now_mono()
-        for text in await self._outbox.active_alerts():
+        for text in stored:
             try:
                 alert = alert_from_json(text)
             except (ValueError, KeyError, TypeError):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from gateway.errors import DiskFullError, OutboxCorruptError, StoreError
-from gateway.store.outbox import Outbox
+from gateway.store.dbfile import DatabaseFile
 from gateway.store.reserve import DiskReserve
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ IDENTITY_CHECK_S = 1.0
 CORRUPT_SUFFIX = ".corrupt-"
 _SIDE_FILES = ("-wal", "-shm")
 
-Opener = Callable[[Path], Outbox]
+Opener = Callable[[Path], DatabaseFile]
 
 
 class OutboxKeeper:
-    """Owns the :class:`Outbox` of one path for the daemon; use from one thread only."""
+    """Owns the :class:`DatabaseFile` of one path for the daemon; use from one thread only."""
 
     def __init__(self, path: Path, opener: Opener, *, reserve: DiskReserve | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
@@ -56,7 +56,7 @@ class OutboxKeeper:
         self._reserve = reserve
         self._monotonic = monotonic
         self._wall = wall
-        self._outbox: Outbox | None = None
+        self._file: DatabaseFile | None = None
         self._identity: tuple[int, int] | None = None
         self._last_open_failure: tuple[float, StoreError] | None = None
         self._identity_checked_at = -IDENTITY_CHECK_S
@@ -67,11 +67,11 @@ class OutboxKeeper:
 
     # -- the one entry point -----------------------------------------------------------------------
 
-    def call(self, action: Callable[[Outbox], _T]) -> _T:
-        """Run ``action`` on a usable outbox; StoreError when there is none or the action failed."""
-        outbox = self._usable()
+    def call(self, action: Callable[[DatabaseFile], _T]) -> _T:
+        """Run ``action`` on a usable outbox file; StoreError when there is none or the action failed."""
+        file = self._usable()
         try:
-            return action(outbox)
+            return action(file)
         except OutboxCorruptError as exc:
             self._replace_corrupt(str(exc))
             raise
@@ -81,7 +81,7 @@ class OutboxKeeper:
             self._reserve_released = True
             self.incidents.append(f"disk full at {self._wall().isoformat(timespec='seconds')}: the disk "
                                   "reserve was released so alerts can still be stored")
-            return action(outbox)
+            return action(file)
 
     def maintain(self) -> None:
         """Periodic care: open if closed, check the file is still ours, take the reserve back."""
@@ -89,18 +89,18 @@ class OutboxKeeper:
         if self._reserve is not None and self._reserve.ensure():
             self._reserve_released = False
 
-    def reconfigure(self, opener: Opener, reserve: DiskReserve | None, apply: Callable[[Outbox], None]) -> None:
+    def reconfigure(self, opener: Opener, reserve: DiskReserve | None, apply: Callable[[DatabaseFile], None]) -> None:
         """New storage settings: ``apply`` them to the open outbox; ``opener`` for the next (re)open."""
         self._opener = opener
         if self._reserve is not None and (reserve is None or reserve.size_bytes != self._reserve.size_bytes):
             self._reserve.release_quietly()
         self._reserve = reserve
-        if self._outbox is not None:
-            apply(self._outbox)
+        if self._file is not None:
+            apply(self._file)
 
     @property
     def is_open(self) -> bool:
-        return self._outbox is not None
+        return self._file is not None
 
     @property
     def reserve_released(self) -> bool:
@@ -108,20 +108,20 @@ class OutboxKeeper:
         return self._reserve_released
 
     def close(self) -> None:
-        if self._outbox is not None:
-            self._outbox.close()
-            self._outbox = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     # -- opening -----------------------------------------------------------------------------------
 
-    def _usable(self) -> Outbox:
-        if self._outbox is not None:
+    def _usable(self) -> DatabaseFile:
+        if self._file is not None:
             self._check_identity()
-        if self._outbox is None:
-            self._outbox = self._open()
-        return self._outbox
+        if self._file is None:
+            self._file = self._open()
+        return self._file
 
-    def _open(self) -> Outbox:
+    def _open(self) -> DatabaseFile:
         now = self._monotonic()
         if self._last_open_failure is not None:
             failed_at, error = self._last_open_failure
@@ -129,10 +129,10 @@ class OutboxKeeper:
                 raise error
         try:
             try:
-                outbox = self._opener(self.path)
+                file = self._opener(self.path)
             except OutboxCorruptError as exc:
                 self._move_aside(str(exc))
-                outbox = self._fresh_after_corruption()
+                file = self._fresh_after_corruption()
         except StoreError as exc:
             self._last_open_failure = (now, exc)
             raise
@@ -141,7 +141,7 @@ class OutboxKeeper:
         self._last_open_failure = None
         self._identity = _identity(self.path)
         self._identity_checked_at = now
-        return outbox
+        return file
 
     # -- a lost or replaced file -------------------------------------------------------------------
 
@@ -153,17 +153,17 @@ class OutboxKeeper:
         current = _identity(self.path)
         if current == self._identity:
             return
-        assert self._outbox is not None
+        assert self._file is not None
         what = "deleted" if current is None else "replaced by another file"
         log.error("outbox file %s while the gateway ran path=%s; writing its content back", what, self.path)
         if current is not None:
             self._rename_with_side_files(self.path, self._aside_path(".replaced-"))
-        self._restore_from_orphan(self._outbox)
+        self._restore_from_orphan(self._file)
         self.incidents.append(f"the outbox file was {what} while the gateway ran "
                               f"({self._wall().isoformat(timespec='seconds')}); it was recreated with "
                               "everything it held")
 
-    def _restore_from_orphan(self, orphan: Outbox) -> None:
+    def _restore_from_orphan(self, orphan: DatabaseFile) -> None:
         staging = self.path.with_name(self.path.name + ".restoring")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # the whole data directory may be gone
@@ -177,20 +177,20 @@ class OutboxKeeper:
         # Closing checkpoints the orphan's WAL into the orphan; its -wal/-shm names may now belong to
         # nobody, and a stale WAL beside the new file would be replayed into it.
         orphan.close()
-        self._outbox = None
+        self._file = None
         for suffix in _SIDE_FILES:
             Path(str(self.path) + suffix).unlink(missing_ok=True)
         staging.rename(self.path)
-        self._outbox = self._open()
+        self._file = self._open()
 
     # -- a corrupt file ----------------------------------------------------------------------------
 
     def _replace_corrupt(self, reason: str) -> None:
-        if self._outbox is not None:
-            self._outbox.close()
-            self._outbox = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self._move_aside(reason)
-        self._outbox = self._fresh_after_corruption()
+        self._file = self._fresh_after_corruption()
         self._identity = _identity(self.path)
 
     def _move_aside(self, reason: str) -> None:
@@ -201,13 +201,13 @@ class OutboxKeeper:
         self.incidents.append(f"the outbox was corrupt ({self._wall().isoformat(timespec='seconds')}); it was "
                               f"moved aside to {aside.name} and a fresh outbox opened")
 
-    def _fresh_after_corruption(self) -> Outbox:
-        outbox = self._opener(self.path)
-        report = outbox.salvage_from(self._moved_aside)
+    def _fresh_after_corruption(self) -> DatabaseFile:
+        file = self._opener(self.path)
+        report = file.salvage_from(self._moved_aside)
         if report.records or report.active_alerts:
             self.incidents.append(f"{report.records} pending record(s) and {report.active_alerts} open alert(s) "
                                   f"were copied from {self._moved_aside.name}")
-        return outbox
+        return file
 
     def _aside_path(self, infix: str) -> Path:
         stamp = self._wall().strftime("%Y%m%dT%H%M%SZ")

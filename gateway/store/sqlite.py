@@ -1,6 +1,6 @@
 """The outbox's SQLite plumbing: connection settings, times as integers, error translation.
 
-Kept apart from :mod:`gateway.store.outbox`, which is about records and their states.
+Kept apart from the repositories (:mod:`gateway.store.records` and the others), which are about the tables.
 """
 
 from __future__ import annotations

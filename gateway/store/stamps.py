@@ -1,8 +1,9 @@
 """The ``hub_stamps`` table: records stamped by an unsynchronised hub clock, and their correction.
 
-A repository over one table, run inside the outbox's transactions (it takes the connection).
-Stamps are few (only records stamped before network time) and leave with their record (the
-foreign key cascades) or once a synchronised step has corrected them.
+A repository over one table: :func:`correct` builds the :class:`~gateway.store.work.Work` of a clock
+step; :func:`add` runs inside the acceptance of :mod:`gateway.store.records`. Stamps are few (only
+records stamped before network time) and leave with their record (the foreign key cascades) or once
+a synchronised step has corrected them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import timedelta
 from gateway.store.api import ClockCorrection, HubStamp, Retimed
 from gateway.store.retime import estimated, shifted
 from gateway.store.sqlite import to_us
+from gateway.store.work import Tx, Work, write
 
 FUTURE_TOLERANCE_S = 300.0
 """An earlier boot's record dated later than this past the synchronised clock is in the future."""
@@ -37,8 +39,16 @@ def retimed_payload(payload: str, created_us: int, missed: Sequence[ClockCorrect
     return payload, created_us
 
 
-def correct(conn: sqlite3.Connection, correction: ClockCorrection) -> Retimed:
-    """Apply one clock step to the pending records it concerns (inside the caller's transaction)."""
+def correct(correction: ClockCorrection) -> Work[Retimed]:
+    """The hub clock stepped: correct the pending records stamped before it, in one transaction."""
+
+    def run(tx: Tx) -> Retimed:
+        return _correct(tx.conn, correction)
+
+    return write("correcting records for a clock step", run)
+
+
+def _correct(conn: sqlite3.Connection, correction: ClockCorrection) -> Retimed:
     rows = conn.execute(
         "SELECT r.record_id, r.payload_json, r.created_at FROM hub_stamps AS s JOIN records AS r USING (record_id)"
         " WHERE s.boot_id = ? AND s.monotonic < ? AND r.state = 'pending'",

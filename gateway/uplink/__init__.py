@@ -19,11 +19,10 @@ from gateway.uplink.fhir_client import FhirEncoder
 from gateway.uplink.http import HttpResponse, Transport, TransportError, post
 from gateway.uplink.pacing import ThrottleSettings
 from gateway.uplink.secret import load_secret
-from gateway.uplink.service import AsyncOutboxLike, Uplink, UplinkStatus
+from gateway.uplink.service import Uplink, UplinkStatus
 from gateway.uplink.signing import HmacSha256Signer, Signer, new_nonce, sign
 
 __all__ = [
-    "AsyncOutboxLike",
     "BatchEncoder",
     "BatchTooLargeError",
     "EncodedBody",

@@ -21,15 +21,16 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
 from gateway.platform_limits import BATCH_MAX_BYTES_RANGE, BATCH_MAX_RECORDS_RANGE, MAX_BODY_BYTES, MAX_RECORDS
+from gateway.store import records
 from gateway.store.api import PendingRecord
+from gateway.store.work import Runner
 from gateway.uplink.backoff import backoff_delay, parse_retry_after
 from gateway.uplink.batch import (
     BatchEncoder,
@@ -64,16 +65,6 @@ then costs one mark every few minutes instead of one a minute), when an upload f
 uplink stops. A crash before the mark only uploads them again, which the platform answers
 "duplicate"."""
 
-
-
-class AsyncOutboxLike(Protocol):
-    """What the uplink needs of :class:`gateway.store.aio.AsyncOutbox`."""
-
-    async def pending_batch(self, *, max_records: int, max_bytes: int,
-                            exclude: Collection[str] = ()) -> list[PendingRecord]: ...
-    async def mark_delivered(self, record_ids: list[str], /) -> object: ...
-    async def mark_dead(self, record_id: str, reason: str, /) -> object: ...
-    async def note_attempt(self, record_ids: list[str], error: str, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +122,11 @@ class _Round:
 class Uplink:
     """Delivers pending outbox records to the platform until cancelled.
 
+    ``outbox`` runs the :mod:`gateway.store.records` work (the daemon's
+    :class:`gateway.store.database.Database`). ``held_before``: records stamped by an unset hub clock
+    and dated before it wait for the clock step that corrects them (:data:`gateway.clock.PLAUSIBLE_FROM`
+    in the daemon).
+
     ``clock_synced`` tells whether the hub's wall clock is NTP-synchronised: a
     clock offset learned from the platform while unsynchronised is dropped once
     the clock is synchronised (NTP has stepped the clock, the offset is stale).
@@ -148,7 +144,7 @@ class Uplink:
         gateway_id: str,
         base_url: str,
         secret: bytes,
-        outbox: AsyncOutboxLike,
+        outbox: Runner,
         clock_synced: Callable[[], bool],
         batch_max_records: int = 500,
         batch_max_bytes: int = 1_000_000,
@@ -164,6 +160,7 @@ class Uplink:
         throttle: ThrottleSettings | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         mark_after_s: float = 0.0,
+        held_before: datetime | None = None,
     ) -> None:
         _check_settings(gateway_id=gateway_id, base_url=base_url, batch_max_records=batch_max_records,
                         batch_max_bytes=batch_max_bytes, timeout_s=timeout_s, backoff_initial_s=backoff_initial_s,
@@ -178,6 +175,7 @@ class Uplink:
             pace=self._pace,
         )
         self._outbox = outbox
+        self._held_before = held_before
         self._limit = LearnedLimit.start(BatchSize(records=batch_max_records, record_bytes=batch_max_bytes))
         self._monotonic = monotonic
         self._throttle = ErrorThrottle(monotonic, throttle)
@@ -244,23 +242,24 @@ class Uplink:
         """Mark delivered what the platform accepted since the last mark (one transaction)."""
         marks, self._marks, self._marks_since = self._marks, [], None
         if marks:
-            await self._outbox.mark_delivered(marks)
+            await self._outbox.run(records.mark_delivered(marks))
 
     async def _next_batch(self) -> list[list[PendingRecord]]:
         """The next batch from the outbox, as the parts its first requests carry (one, usually)."""
         limit = self._limit.current
         if limit.records > 1:
-            batch = await self._outbox.pending_batch(max_records=limit.records,
-                                                     max_bytes=record_bytes_budget(limit.record_bytes),
-                                                     exclude=self._marks)
+            batch = await self._pending(limit.records, record_bytes_budget(limit.record_bytes))
             return [batch] if batch else []
         # One record per request: a lone record refused says nothing about whether it or the platform is
         # at fault, so it would stay pending for ever and block the queue behind it. A second record, in
         # a request of its own, tells the two apart.
-        batch = await self._outbox.pending_batch(max_records=2,
-                                                 max_bytes=record_bytes_budget(self._limit.configured.record_bytes),
-                                                 exclude=self._marks)
+        batch = await self._pending(2, record_bytes_budget(self._limit.configured.record_bytes))
         return [[record] for record in batch]
+
+    async def _pending(self, max_records: int, max_bytes: int) -> list[PendingRecord]:
+        """Pending records, leaving out those the platform has (marks to come) and those held for a clock step."""
+        return await self._outbox.run(records.pending_batch(max_records=max_records, max_bytes=max_bytes,
+                                                            exclude=self._marks, held_before=self._held_before))
 
     def _learn_batch_size(self, round_: _Round) -> None:
         before = self._limit.current
@@ -326,10 +325,10 @@ class Uplink:
         """Send one batch, split within the round's request budget if the platform refuses parts of it."""
         round_ = _Round()
         sendable = [kept for part in parts if (kept := await self._drop_unsendable(part))]
-        records = sum(map(len, sendable))
-        if not records:
+        count = sum(map(len, sendable))
+        if not count:
             return round_
-        bisection = Bisection(sendable, split_budget(records))
+        bisection = Bisection(sendable, split_budget(count))
         while not round_.stopped and (part := bisection.next_part()) is not None:
             refusal = await self._send_part(part, round_)
             if refusal is None:
@@ -342,9 +341,10 @@ class Uplink:
         unsent = bisection.unsent()
         if unsent and not round_.stopped:
             # The budget is spent: the rest waits for the next round (after a backoff), not for more splits.
-            log.warning("split budget spent records_left=%d requests=%d", len(unsent), split_budget(records))
-            await self._outbox.note_attempt([record.record_id for record in unsent],
-                                            f"left for the next round: {round_.error or 'split budget spent'}")
+            log.warning("split budget spent records_left=%d requests=%d", len(unsent), split_budget(count))
+            await self._outbox.run(records.note_attempt(
+                [record.record_id for record in unsent],
+                f"left for the next round: {round_.error or 'split budget spent'}"))
         await self._settle_suspects(round_)
         return round_
 
@@ -358,7 +358,7 @@ class Uplink:
             else:
                 log.warning("record cannot be sent, dead-lettered record_id=%s type=%s reason=%r",
                             record.record_id, record.type, reason)
-                await self._outbox.mark_dead(record.record_id, reason)
+                await self._outbox.run(records.mark_dead(record.record_id, reason))
         return sendable
 
     async def _settle_suspects(self, round_: _Round) -> None:
@@ -371,13 +371,13 @@ class Uplink:
                 reason = round_.suspects[0][1].reason
                 round_.error = (f"platform refused every request of the batch ({reason}); "
                                 "check base_url and the platform's API version")
-            await self._outbox.note_attempt([record.record_id for record, _ in round_.suspects],
-                                            round_.error or "refused")
+            await self._outbox.run(records.note_attempt([record.record_id for record, _ in round_.suspects],
+                                                        round_.error or "refused"))
             return
         for record, refusal in round_.suspects:
             log.warning("platform refused a record, dead-lettered record_id=%s type=%s status=%d",
                         record.record_id, record.type, refusal.status)
-            await self._outbox.mark_dead(record.record_id, refusal.reason)
+            await self._outbox.run(records.mark_dead(record.record_id, refusal.reason))
 
     async def _send_part(self, part: Sequence[PendingRecord], round_: _Round) -> _Refusal | None:
         """Send one part of the batch; the platform's reason if it refused the part as a whole (split it).
@@ -417,7 +417,7 @@ class Uplink:
                             retry_after_s: float | None = None) -> None:
         self._throttle.engage()
         round_.error, round_.retry_after_s, round_.stopped = error, retry_after_s, True
-        await self._outbox.note_attempt(ids, error)
+        await self._outbox.run(records.note_attempt(ids, error))
 
     async def _too_large_here(self, part: Sequence[PendingRecord], reason: str, round_: _Round) -> _Refusal | None:
         """The encoder could not fit the part in one request: nothing was sent, so this is not the platform's error."""
@@ -428,7 +428,7 @@ class Uplink:
         [record] = part
         log.warning("record too large for one request, dead-lettered record_id=%s type=%s", record.record_id,
                     record.type)
-        await self._outbox.mark_dead(record.record_id, f"{TOO_LARGE_REASON}: {reason}")
+        await self._outbox.run(records.mark_dead(record.record_id, f"{TOO_LARGE_REASON}: {reason}"))
         return None
 
     async def _apply_results(self, request: PreparedRequest, answer: HttpResponse, round_: _Round) -> None:
@@ -441,14 +441,16 @@ class Uplink:
         self._marks.extend(delivered)  # committed with the others (MARK_EVERY_RECORDS, mark_after_s)
         for result in results:
             if result.status is RecordStatus.REJECTED:
-                await self._outbox.mark_dead(result.record_id, result.reason or "rejected by the platform")
+                await self._outbox.run(records.mark_dead(result.record_id,
+                                                         result.reason or "rejected by the platform"))
         answered = {result.record_id for result in results}
         missing = [record_id for record_id in ids if record_id not in answered]
         if missing:
             # Not this batch's fault, nor a reason to stop: the records stay pending, and the round waits after.
             self._throttle.engage()
             round_.error = f"platform answered without a result for {len(missing)} record(s)"
-            await self._outbox.note_attempt(missing, "platform answered without a result for this record")
+            await self._outbox.run(records.note_attempt(missing,
+                                                        "platform answered without a result for this record"))
         round_.progress = round_.progress or bool(results)
 
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from bleak import BleakClient, BleakScanner
+from daemon_outbox import DaemonOutbox
 from fake_bluez import FakeBluez
 from fake_bluez.vendor_oximeters import (
     ICHOICE_COMMAND,
@@ -36,7 +37,6 @@ from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading, Sp
 from gateway.ble_cli import scan
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.hub import reading_to_record
-from gateway.store import AsyncOutbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, after_lost_s=0.2)
@@ -45,13 +45,13 @@ WINDOW_S = 0.5
 
 @dataclass
 class Recorder:
-    outbox: AsyncOutbox
+    outbox: DaemonOutbox
     readings: list[Reading] = field(default_factory=list)
     events: list[DeviceEvent] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
-        await self.outbox.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
+        await self.outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
         self.readings.extend(readings)
         self.changed.set()
 
@@ -80,7 +80,7 @@ class Recorder:
 
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    async with await AsyncOutbox.open(tmp_path / "outbox.sqlite") as outbox:
+    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
         yield Recorder(outbox)
 
 
@@ -123,7 +123,7 @@ async def test_a_pc60f_streams_spo2_pulse_and_perfusion_cut_anywhere_by_the_radi
         await recorder.until(lambda: ble.status.connected == () and recorder.readings[-1:] != [])
     assert_live_stream(recorder.readings, "finger", SpO2(spo2=96, pulse=62, perfusion_index=8.0))
     assert [(e.kind, e.value) for e in recorder.events] == [(DeviceEventKind.BATTERY, 100)]
-    assert (await recorder.outbox.stats()).pending == len(recorder.readings)
+    assert (await recorder.outbox.db.stats()).pending == len(recorder.readings)
 
 
 async def test_an_o2ring_gets_its_clock_set_once_and_streams_the_finger(

@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from daemon_outbox import DaemonOutbox
 from fake_bluez import FakeBluez
 from fake_bluez.devices import AND_COMMAND, AndCuff, BloodPressureCuff, BloodPressureRecord, XiaomiThermometer
 
@@ -30,7 +31,6 @@ from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, DATE_TIME
 from drivers.model import BloodPressure, BodyTemperature, DeviceEvent, DeviceEventKind, MotionBlock, Reading
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.hub import reading_to_record
-from gateway.store import AsyncOutbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, after_lost_s=0.2)
@@ -38,13 +38,13 @@ FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, a
 
 @dataclass
 class Recorder:
-    outbox: AsyncOutbox
+    outbox: DaemonOutbox
     readings: list[Reading] = field(default_factory=list)
     events: list[DeviceEvent] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
-        await self.outbox.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
+        await self.outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
         self.readings.extend(readings)
         self.changed.set()
 
@@ -70,7 +70,7 @@ class Recorder:
 
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    async with await AsyncOutbox.open(tmp_path / "outbox.sqlite") as outbox:
+    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
         yield Recorder(outbox)
 
 

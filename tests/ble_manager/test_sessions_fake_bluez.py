@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from daemon_outbox import DaemonOutbox
 from fake_bluez import ConnectFault, FakeBluez
 from fake_bluez.devices import (
     BloodPressureCuff,
@@ -51,7 +52,6 @@ from drivers.model import (
 )
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.hub import reading_to_record
-from gateway.store import AsyncOutbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, after_lost_s=0.2)
@@ -61,14 +61,14 @@ FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, a
 class Recorder:
     """The sinks: readings are committed to the real outbox before the sink returns."""
 
-    outbox: AsyncOutbox
+    outbox: DaemonOutbox
     readings: list[Reading] = field(default_factory=list)
     motion: list[MotionBlock] = field(default_factory=list)
     events: list[DeviceEvent] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
-        await self.outbox.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
+        await self.outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
         self.readings.extend(readings)
         self.changed.set()
 
@@ -95,7 +95,7 @@ class Recorder:
 
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    async with await AsyncOutbox.open(tmp_path / "outbox.sqlite") as outbox:
+    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
         yield Recorder(outbox)
 
 
@@ -110,7 +110,7 @@ async def running(manager: BleManager) -> AsyncIterator[BleManager]:
             await task
 
 
-async def newest_sequence(outbox: AsyncOutbox, device_id: str) -> int | None:
+async def newest_sequence(outbox: DaemonOutbox, device_id: str) -> int | None:
     """The sequence number of the newest record the meter's cursor says was committed."""
     cursor = parse_cursor(await outbox.get_cursor(cursor_name(device_id)))
     return None if cursor is None else cursor.newest.sequence
@@ -152,7 +152,7 @@ async def test_a_cuff_advertising_after_a_measurement_gives_one_reading(
     assert reading.measurement == BloodPressure(systolic=128, diastolic=82, mean_arterial=97, pulse=71)
     assert (reading.device.id, reading.resident_id, reading.time_source) == ("bp-bedroom", "r-0001", TimeSource.HUB)
     assert cuff.delivered and not cuff.stored
-    assert (await recorder.outbox.stats()).pending == 1
+    assert (await recorder.outbox.db.stats()).pending == 1
 
 
 async def test_a_thermometer_reading_arrives_with_its_site(fake_bluez: FakeBluez, recorder: Recorder) -> None:
@@ -216,7 +216,7 @@ async def test_a_glucose_meter_uploads_50_records_and_the_next_visit_only_new_on
     # All at first; then, each visit, the oldest record (is the memory the one read before?) and the new ones.
     assert [bytes(r.encode()) for r in meter.racp_requests[:3]] == [b"\x01\x01", FIRST_RECORD, b"\x01\x03\x01\x33\x00"]
     assert await newest_sequence(outbox, "glucose-kitchen") == 51
-    assert (await outbox.stats()).pending == 51
+    assert (await outbox.db.stats()).pending == 51
 
 
 async def test_a_meter_that_drops_mid_transfer_keeps_what_was_committed_and_sends_the_rest_next_time(
@@ -275,7 +275,7 @@ async def test_a_resync_has_the_meter_send_every_record_again_and_the_outbox_kee
         await recorder.until(lambda: len(recorder.readings) == 100, timeout_s=20.0)
     assert [bytes(r.encode()) for r in meter.racp_requests].count(ALL_RECORDS) == 2
     assert [r.source_key for r in recorder.readings[50:]] == [r.source_key for r in recorder.readings[:50]]
-    stats = await outbox.stats()
+    stats = await outbox.db.stats()
     assert stats.pending == 50  # sent again, stored once
     assert await newest_sequence(outbox, "glucose-kitchen") == 50
 
@@ -322,7 +322,7 @@ async def test_a_meter_counting_backwards_gets_its_new_records_asked_for_below_t
         1000, 999, 998, 997, 996, 995]
     assert bytes(meter.racp_requests[1].encode()) == b"\x01\x02\x01" + (995).to_bytes(2, "little")  # "<= 995"
     assert await newest_sequence(recorder.outbox, "glucose-kitchen") == 995
-    assert (await recorder.outbox.stats()).pending == 6
+    assert (await recorder.outbox.db.stats()).pending == 6
 
 
 async def test_a_meter_that_resends_its_whole_history_adds_nothing_twice(
@@ -339,7 +339,7 @@ async def test_a_meter_that_resends_its_whole_history_adds_nothing_twice(
         visits = len(meter.racp_requests)
         await recorder.until(lambda: len(meter.racp_requests) >= visits + 1)
         await recorder.until(lambda: len(recorder.readings) == 42)
-    assert (await recorder.outbox.stats()).pending == 21
+    assert (await recorder.outbox.db.stats()).pending == 21
 
 
 async def test_a_bthome_button_press_becomes_one_event(fake_bluez: FakeBluez, recorder: Recorder) -> None:
@@ -442,4 +442,4 @@ async def test_a_meter_whose_records_the_gateway_cannot_store_keeps_its_cursor_a
         await recorder.until(lambda: len(recorder.readings) == 20)
     assert refusals == 2
     assert await newest_sequence(outbox, "glucose-kitchen") == 20
-    assert (await outbox.stats()).pending == 20
+    assert (await outbox.db.stats()).pending == 20

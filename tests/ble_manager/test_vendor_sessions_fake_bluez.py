@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from daemon_outbox import DaemonOutbox
 from fake_bluez import FakeBluez
 from fake_bluez.devices import BloodPressureCuff, BloodPressureRecord
 from fake_bluez.omron import OmronCuff
@@ -30,7 +31,6 @@ from drivers.ble.sinocare_session import SinocareMeterSession
 from drivers.model import BloodPressure, DeviceEvent, Glucose, MotionBlock, Reading, ReadingFlag, TimeSource
 from gateway.clock import ClockSyncMode, SystemClock
 from gateway.hub import reading_to_record
-from gateway.store import AsyncOutbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Revisits come quickly here: each visit reads the whole memory again, and nothing may be uploaded twice.
@@ -39,7 +39,7 @@ QUICK_REVISIT = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=0.3, a
 
 @dataclass
 class Recorder:
-    outbox: AsyncOutbox
+    outbox: DaemonOutbox
     readings: list[Reading] = field(default_factory=list)
     new: int = 0
     """Readings the outbox did not have yet."""
@@ -47,7 +47,7 @@ class Recorder:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def on_readings(self, readings: Sequence[Reading]) -> None:
-        accepted = await self.outbox.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
+        accepted = await self.outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
         self.readings.extend(readings)
         self.new += sum(a.new for a in accepted)
         self.changed.set()
@@ -74,7 +74,7 @@ class Recorder:
 
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    async with await AsyncOutbox.open(tmp_path / "outbox.sqlite") as outbox:
+    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
         yield Recorder(outbox)
 
 
@@ -136,7 +136,7 @@ async def test_an_omron_cuff_is_paired_with_the_hubs_key_and_every_users_memory_
         (BloodPressure(152.0, 85.0, None, 70.0), frozenset({ReadingFlag.IRREGULAR_PULSE}), TimeSource.DEVICE),
     ]
     assert first[0].source_key is not None and first[0].source_key.startswith("omron:u1:")
-    assert (await recorder.outbox.stats()).pending == 4
+    assert (await recorder.outbox.db.stats()).pending == 4
 
 
 async def test_a_cuff_that_was_never_given_the_key_and_shows_no_p_is_told_to_pair(
@@ -188,4 +188,4 @@ async def test_a_sinocare_meter_gets_its_clock_and_gives_history_and_real_time_r
     answered = [frame[5] for frame in meter.written]
     assert answered[:5] == [SinocareCommand.SET_TIME, SinocareCommand.HISTORY, SinocareCommand.HISTORY,
                             SinocareCommand.HISTORY, SinocareCommand.RESULT]
-    assert (await recorder.outbox.stats()).pending == 5
+    assert (await recorder.outbox.db.stats()).pending == 5

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from daemon_outbox import DaemonOutbox
 from loopcheck import eventually, run_without_blocking_the_loop, running
 from simulators import SystemClock, start_meter_fixture  # noqa: F401
 
@@ -24,7 +25,6 @@ from drivers.model import (
 )
 from drivers.serial.onetouch import OneTouchSession
 from gateway.hub import reading_to_record
-from gateway.store import AsyncOutbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SERIAL = "SIM00001Y"
@@ -246,10 +246,10 @@ def test_a_resync_downloads_the_meter_again_at_the_next_poll_and_the_outbox_keep
     batches: list[list[str]] = []
 
     async def scenario() -> None:
-        async with await AsyncOutbox.open(tmp_path / "outbox.sqlite") as outbox:
+        async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
 
             async def into_the_outbox(readings: Sequence[Reading]) -> None:
-                await outbox.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
+                await outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
                 batches.append([str(r.source_key) for r in readings])
 
             # The next download of its own would come in an hour: only the resync brings it forward.
@@ -260,7 +260,7 @@ def test_a_resync_downloads_the_meter_again_at_the_next_poll_and_the_outbox_keep
                 assert "at the next poll (within 0.1 s)" in session.resync_when
                 await session.resync()
                 await eventually(lambda: session.status.last_download != first)
-            assert (await outbox.stats()).pending == 3
+            assert (await outbox.db.stats()).pending == 3
 
     run_without_blocking_the_loop(scenario, caplog)
     assert len(batches) == 2

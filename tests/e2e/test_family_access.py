@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import devstack
 import pytest
+from daemon_outbox import DaemonOutbox
 from mqtt_probe import Probe
 
 from gateway.alerts.acks import ReplyOutcome
@@ -29,7 +30,6 @@ from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.respond.contacts import Contact, Roster
 from gateway.respond.service import AlertService
-from gateway.store.aio import AsyncOutbox
 from gateway.topics import ACK_FILTER, COMMAND_FILTER, SNOOZE_FILTER
 from gateway.vocabulary import AlertKind, Severity
 
@@ -82,12 +82,12 @@ class Hub:
 
 @pytest.fixture
 async def hub(tmp_path: Path, secured_broker: devstack.Broker) -> AsyncIterator[Hub]:
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     link = MqttLink(LinkSettings(secured_broker.host, secured_broker.port, GW, topic_root=ROOT, username=HUB,
                                  password=password(HUB)), subscriptions=HUB_SUBSCRIPTIONS)
     clock = [0.0]
     roster = Roster.of(Contact(a.contact_id, frozenset(a.residents), app=True) for a in (DAUGHTER, SON))
-    alerts = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
+    alerts = AlertService(outbox=outbox.intake, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
                           now_monotonic=lambda: clock[0], roster=roster)
     state = Hub(alerts, link, clock)
 

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import devstack
 import paho.mqtt.client as paho
 import pytest
+from daemon_outbox import DaemonOutbox
 from mqtt_probe import Probe
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -36,7 +37,6 @@ from gateway.family import roster_of
 from gateway.inbox import Inbox, Route
 from gateway.mqtt import IncomingMessage, LinkSettings, MqttLink
 from gateway.respond.service import AlertService
-from gateway.store.aio import AsyncOutbox
 from gateway.topics import ACK_FILTER, SNOOZE_FILTER
 from gateway.vocabulary import AlertKind, Severity
 
@@ -123,10 +123,10 @@ class Hub:
 async def running_hub(tmp_path: Path, setup: Setup) -> AsyncIterator[Hub]:
     """The hub with the contacts of the configuration as it is now on disk."""
     cfg = load_config(setup.config)
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     link = MqttLink(LinkSettings(setup.broker.host, setup.broker.port, GW, topic_root=ROOT, username=HUB,
                                  password=SERVICE_PASSWORDS[HUB]), subscriptions=HUB_SUBSCRIPTIONS)
-    alerts = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
+    alerts = AlertService(outbox=outbox.intake, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
                           roster=roster_of(cfg.contacts, [r.id for r in cfg.residents]))
     hub = Hub(alerts, link)
 

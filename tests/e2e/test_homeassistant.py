@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import devstack
 import pytest
+from daemon_outbox import DaemonOutbox
 from gatewayproc import GATEWAY_ID, GatewayProcess
 from ha_emulator import HomeAssistant
 
@@ -28,7 +29,6 @@ from gateway.homeassistant.discovery import readings_by_resident
 from gateway.homeassistant.publisher import DiscoveryPublisher
 from gateway.mqtt import LinkSettings, MqttLink
 from gateway.respond.service import AlertService
-from gateway.store.aio import AsyncOutbox
 from gateway.vocabulary import AlertKind, Severity
 
 pytestmark = pytest.mark.timeout(120)
@@ -209,10 +209,10 @@ id = "r-0001"
     with devstack.mosquitto(tmp_path / "broker", acl=acl_for_config(cfg), accounts=passwords) as secured:
         link = MqttLink(LinkSettings(secured.host, secured.port, GATEWAY_ID, username="hub",
                                      password=passwords["hub"]))
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
-        alerts = AlertService(outbox=outbox, publisher=link, tz=ZoneInfo("Asia/Shanghai"),
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
+        alerts = AlertService(outbox=outbox.intake, publisher=link, tz=ZoneInfo("Asia/Shanghai"),
                               now=lambda: datetime.now(UTC), residents=["r-0001"])
-        discovery = DiscoveryPublisher(link, outbox)
+        discovery = DiscoveryPublisher(link, outbox.db)
         link.on_connect(discovery.connected)
         await link.start()
         await asyncio.wait_for(link.connected.wait(), 10)

@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from daemon_outbox import DaemonOutbox
 from mqtt_probe import Probe
 
 from gateway.alerts.acks import ReplyOutcome
@@ -18,7 +19,7 @@ from gateway.mqtt import LinkSettings, MqttLink
 from gateway.mqtt_policy import Subscription
 from gateway.respond.contacts import Contact, Roster
 from gateway.respond.service import AlertService
-from gateway.store.aio import AsyncOutbox
+from gateway.store import active_alerts, records
 from gateway.store.api import NewRecord, Priority
 from gateway.topics import ACK_FILTER
 from gateway.vocabulary import AlertKind, Severity
@@ -27,8 +28,8 @@ TZ = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture
-async def outbox(tmp_path: Path) -> AsyncIterator[AsyncOutbox]:
-    box = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+async def outbox(tmp_path: Path) -> AsyncIterator[DaemonOutbox]:
+    box = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     yield box
     await box.close()
 
@@ -45,17 +46,17 @@ async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt
     link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"), subscriptions=(Subscription(ACK_FILTER, 4096),))
     await link.start()
     await asyncio.wait_for(link.connected.wait(), 5)
-    service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
+    service = AlertService(outbox=outbox.intake, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
                            roster=Roster.of([Contact("c-0001", frozenset({"r-1"}), app=True)]))
     # An older reading is waiting: the alert must still be uploaded before it.
-    await outbox.accept([NewRecord("blood_glucose", Priority.READING, '{"type":"blood_glucose"}',
+    await outbox.intake.accept([NewRecord("blood_glucose", Priority.READING, '{"type":"blood_glucose"}',
                                    datetime(2026, 1, 1, tzinfo=UTC))])
 
     alert = await service.raise_alert(kind=AlertKind.HYPOGLYCAEMIA, severity=Severity.EMERGENCY,
                                       resident_id="r-1", message=Message("低血糖", "Hypoglycaemia"),
                                       evidence={"value": 2.5}, related_record_ids=["rec-1"])
 
-    batch = await outbox.pending_batch()
+    batch = await outbox.db.run(records.pending_batch())
     assert [p.type for p in batch] == ["alert", "blood_glucose"]
     stored = json.loads(batch[0].body_json)
     assert stored["values"]["alert_id"] == alert.alert_id
@@ -87,7 +88,7 @@ async def test_alert_is_stored_first_then_published_retained_and_acked_over_mqtt
     await asyncio.sleep(0.5)
     assert cleared.messages == []  # the empty retained message cleared it
     cleared.close()
-    assert [json.loads(p.body_json)["values"]["state"] for p in await outbox.pending_batch()
+    assert [json.loads(p.body_json)["values"]["state"] for p in await outbox.db.run(records.pending_batch())
             if p.type == "alert"] == ["raised", "acknowledged", "resolved"]
     probe.close()
     await link.stop()
@@ -113,7 +114,7 @@ async def test_unacknowledged_alerts_repeat_at_their_severity_interval_until_ack
     await link.start()
     await asyncio.wait_for(link.connected.wait(), 5)
     clock = [0.0]
-    service = AlertService(outbox=outbox, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
+    service = AlertService(outbox=outbox.intake, publisher=link, tz=TZ, now=lambda: datetime.now(UTC),
                            now_monotonic=lambda: clock[0])
     emergency = await service.raise_alert(kind=AlertKind.HYPOGLYCAEMIA, severity=Severity.EMERGENCY,
                                           resident_id="r-1", message=Message("低", "low"), evidence={})
@@ -146,8 +147,8 @@ async def test_open_alerts_survive_a_restart(tmp_path: Path) -> None:
         def publish(self, suffix: str, payload: object, **_k: object) -> None:
             self.published.append((suffix, payload))
 
-    box = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
-    first = AlertService(outbox=box, publisher=Sink(), tz=TZ, now=lambda: datetime.now(UTC))
+    box = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
+    first = AlertService(outbox=box.intake, publisher=Sink(), tz=TZ, now=lambda: datetime.now(UTC))
     open_one = await first.raise_alert(kind=AlertKind.HYPOGLYCAEMIA, severity=Severity.EMERGENCY, resident_id="r-1",
                                        message=Message("低血糖", "low"), evidence={"value": 2.5},
                                        related_record_ids=["rec-1"])
@@ -157,10 +158,10 @@ async def test_open_alerts_survive_a_restart(tmp_path: Path) -> None:
     await first.resolve(closed.alert_id)
     await box.close()
 
-    box = await AsyncOutbox.open(tmp_path / "outbox.sqlite")  # the daemon restarted
+    box = await DaemonOutbox.open(tmp_path / "outbox.sqlite")  # the daemon restarted
     sink = Sink()
-    second = AlertService(outbox=box, publisher=sink, tz=TZ, now=lambda: datetime.now(UTC))
-    restored = await second.restore()
+    second = AlertService(outbox=box.intake, publisher=sink, tz=TZ, now=lambda: datetime.now(UTC))
+    restored = second.restore(await box.db.run(active_alerts.all_open()))
     assert restored == [open_one.with_state(AlertState.ACKNOWLEDGED, acked_by="c-1")]
     second.republish_active()
     assert sink.published == [
@@ -169,5 +170,5 @@ async def test_open_alerts_survive_a_restart(tmp_path: Path) -> None:
                                          "severity": "emergency", "alert_ids": [open_one.alert_id]}),
     ]
     await second.resolve(open_one.alert_id)  # the all-clear still reaches everyone
-    assert await box.active_alerts() == []
+    assert await box.db.run(active_alerts.all_open()) == []
     await box.close()

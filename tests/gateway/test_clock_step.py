@@ -13,19 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemon_outbox import DaemonOutbox
 from pi_clock import EPOCH, STEP, TRUE_BOOT, PiClock, reading
 
 from drivers.model import TimeSource
 from gateway.clock import PLAUSIBLE_FROM, StepDetector
 from gateway.clock_watch import ClockWatch, correction_for
 from gateway.errors import StoreError
-from gateway.store import AsyncOutbox
+from gateway.store import records
 from gateway.store.retime import estimated, shifted
 from gateway.wire import compact
 
 
-async def uploadable(outbox: AsyncOutbox) -> list[dict[str, Any]]:
-    return [json.loads(r.body_json) for r in await outbox.pending_batch(max_records=100)]
+async def uploadable(outbox: DaemonOutbox, held_before: datetime | None = None) -> list[dict[str, Any]]:
+    """What the uplink would send now (holding back, as the daemon does, records dated before ``held_before``)."""
+    pending = await outbox.db.run(records.pending_batch(max_records=100, held_before=held_before))
+    return [json.loads(r.body_json) for r in pending]
 
 
 def when(text: str) -> datetime:
@@ -83,25 +86,24 @@ def test_records_stamped_at_1970_wait_and_reach_the_uplink_corrected_after_ntp(t
     clock = pi.system_clock()
 
     async def scenario() -> None:
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-        outbox.held_before = PLAUSIBLE_FROM
-        watch = ClockWatch(clock, outbox, monotonic=lambda: pi.monotonic)
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
+        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
         await watch.start()
         before = []
         for n in range(3):
             pi.advance(60.0)
             at = clock.now()
             before.append(at)
-            await outbox.accept([reading(at, clock.stamp(at), n)])
+            await outbox.intake.accept([reading(at, clock.stamp(at), n)])
         # Dated 1970: the uplink does not see them (they would reach the platform in the wrong year).
-        assert await uploadable(outbox) == []
-        assert (await outbox.stats()).pending == 3
+        assert await uploadable(outbox, PLAUSIBLE_FROM) == []
+        assert (await outbox.db.stats()).pending == 3
 
         pi.advance(5.0)
         pi.ntp_arrives()
         await watch.check_once()
 
-        records = await uploadable(outbox)
+        records = await uploadable(outbox, PLAUSIBLE_FROM)
         assert len(records) == 3
         for record, at in zip(records, before, strict=True):
             assert record["time_source"] == "hub_corrected"
@@ -115,8 +117,8 @@ def test_records_stamped_at_1970_wait_and_reach_the_uplink_corrected_after_ntp(t
         pi.advance(60.0)
         at = clock.now()
         assert clock.stamp(at) is None
-        await outbox.accept([reading(at, clock.stamp(at), 9, time_source="hub")])
-        latest = (await uploadable(outbox))[-1]
+        await outbox.intake.accept([reading(at, clock.stamp(at), 9, time_source="hub")])
+        latest = (await uploadable(outbox, PLAUSIBLE_FROM))[-1]
         assert latest["time_source"] == "hub" and when(latest["measured_at"]) == at.wall
         await outbox.close()
 
@@ -128,15 +130,15 @@ def test_a_record_stamped_before_the_step_but_stored_after_it_is_corrected_on_th
     clock = pi.system_clock()
 
     async def scenario() -> None:
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-        watch = ClockWatch(clock, outbox, monotonic=lambda: pi.monotonic)
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
+        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
         await watch.start()
         pi.advance(30.0)
         received = clock.now()   # a meter's record, received now, stored after a long download
         pi.advance(2.0)
         pi.ntp_arrives()
         await watch.check_once()
-        await outbox.accept([reading(received, clock.stamp(received))])
+        await outbox.intake.accept([reading(received, clock.stamp(received))])
         (record,) = await uploadable(outbox)
         assert record["time_source"] == "hub_corrected"
         assert when(record["received_at"]) == TRUE_BOOT + timedelta(seconds=received.monotonic)
@@ -150,12 +152,12 @@ def test_fake_hwclock_then_ntp_two_steps_each_applied_once(tmp_path: Path) -> No
     clock = pi.system_clock()
 
     async def scenario() -> None:
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-        watch = ClockWatch(clock, outbox, monotonic=lambda: pi.monotonic)
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
+        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
         await watch.start()
         pi.advance(20.0)
         at = clock.now()
-        await outbox.accept([reading(at, clock.stamp(at))])
+        await outbox.intake.accept([reading(at, clock.stamp(at))])
         # fake-hwclock restores the time saved at the last shutdown (three days behind): still unsynced.
         pi.advance(1.0)
         pi.wall_offset_s = (TRUE_BOOT - timedelta(days=3) - EPOCH).total_seconds()
@@ -179,23 +181,23 @@ def test_a_step_while_the_gateway_was_stopped_is_seen_at_the_next_start(tmp_path
     pi = PiClock()
 
     async def scenario() -> None:
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
         first = pi.system_clock()
-        watch = ClockWatch(first, outbox, monotonic=lambda: pi.monotonic)
+        watch = ClockWatch(first, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
         await watch.start()
         await watch.check_once()
         pi.advance(40.0)
         at = first.now()
-        await outbox.accept([reading(at, first.stamp(at))])
+        await outbox.intake.accept([reading(at, first.stamp(at))])
         await outbox.close()
 
         pi.advance(10.0)
         pi.ntp_arrives()        # while the gateway is stopped (an upgrade, a restart by systemd)
         pi.advance(10.0)
 
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
         second = pi.system_clock()   # same boot: the monotonic clock went on
-        watch = ClockWatch(second, outbox, monotonic=lambda: pi.monotonic)
+        watch = ClockWatch(second, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
         await watch.start()
         await watch.check_once()
         (record,) = await uploadable(outbox)
@@ -208,25 +210,24 @@ def test_a_step_while_the_gateway_was_stopped_is_seen_at_the_next_start(tmp_path
 
 def test_an_earlier_boots_1970_record_is_estimated_and_a_plausible_one_left_alone(tmp_path: Path) -> None:
     async def scenario() -> None:
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-        outbox.held_before = PLAUSIBLE_FROM
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
         old_boot = PiClock()
         old = old_boot.system_clock("boot-0")
         old_boot.advance(100.0)
         at_1970 = old.now()
-        await outbox.accept([reading(at_1970, old.stamp(at_1970), 1)])
+        await outbox.intake.accept([reading(at_1970, old.stamp(at_1970), 1)])
         old_boot.wall_offset_s = (TRUE_BOOT - timedelta(days=2) - EPOCH).total_seconds()  # fake-hwclock
         at_fake = old.now()
-        await outbox.accept([reading(at_fake, old.stamp(at_fake), 2)])
+        await outbox.intake.accept([reading(at_fake, old.stamp(at_fake), 2)])
         # A power cut; the next boot gets network time.
         pi = PiClock(monotonic=5.0)
         clock = pi.system_clock("boot-1")
-        watch = ClockWatch(clock, outbox, monotonic=lambda: pi.monotonic)
+        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
         await watch.start()
         pi.advance(30.0)
         pi.ntp_arrives()
         await watch.check_once()
-        records = {r["values"]["value"]: r for r in await uploadable(outbox)}
+        records = {r["values"]["value"]: r for r in await uploadable(outbox, PLAUSIBLE_FROM)}
         estimated_record = records[36.6]
         assert estimated_record["time_source"] == "hub_estimated"
         assert when(estimated_record["measured_at"]) == TRUE_BOOT  # this boot's start: the latest possible

@@ -14,13 +14,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from daemon_outbox import DaemonOutbox
 
 from gateway.alerts.acks import ReplyOutcome
 from gateway.alerts.model import Alert, AlertChange, AlertState, Message
 from gateway.respond.contacts import Contact, Roster
 from gateway.respond.escalation import Step, escalation_interval_s, first_step, next_step, widened_step
 from gateway.respond.service import AlertService
-from gateway.store.aio import AsyncOutbox
+from gateway.store import active_alerts
 from gateway.topics import ack_topic, snooze_topic
 from gateway.vocabulary import AlertKind, Severity
 
@@ -73,7 +74,7 @@ class Hub:
     service: AlertService
     family: Family
     clock: Clock
-    outbox: AsyncOutbox
+    outbox: DaemonOutbox
 
     async def at(self, seconds: float) -> tuple[list[Alert], list[Alert]]:
         """Move the clock and run the periodic job: (escalated, repeated)."""
@@ -84,14 +85,14 @@ class Hub:
         return next(a for a in self.service.active if a.alert_id == alert_id)
 
 
-def make_service(outbox: AsyncOutbox, family: Family, clock: Clock) -> AlertService:
-    return AlertService(outbox=outbox, publisher=family, tz=TZ, now=clock.wall, now_monotonic=clock.mono,
+def make_service(outbox: DaemonOutbox, family: Family, clock: Clock) -> AlertService:
+    return AlertService(outbox=outbox.intake, publisher=family, tz=TZ, now=clock.wall, now_monotonic=clock.mono,
                         listeners=[family.changes.append], roster=ROSTER, escalate_after_s=ESCALATE_S)
 
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     family, clock = Family(), Clock()
     yield Hub(make_service(outbox, family, clock), family, clock, outbox)
     await outbox.close()
@@ -255,7 +256,7 @@ async def test_a_snooze_is_bounded_and_only_from_a_linked_app_contact(
 
 async def test_a_restart_resumes_the_tier_reached_who_was_told_and_the_snoozes(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite"
-    outbox = await AsyncOutbox.open(path)
+    outbox = await DaemonOutbox.open(path)
     family, clock = Family(), Clock()
     first = make_service(outbox, family, clock)
     help_call = await raise_fall(first)
@@ -266,11 +267,12 @@ async def test_a_restart_resumes_the_tier_reached_who_was_told_and_the_snoozes(t
 
     clock.elapsed = ESCALATE_S + 200  # down for 200 s; the monotonic clock starts again from 0
     restarted_mono = Clock()
-    outbox = await AsyncOutbox.open(path)
+    outbox = await DaemonOutbox.open(path)
     family = Family()
-    second = AlertService(outbox=outbox, publisher=family, tz=TZ, now=clock.wall, now_monotonic=restarted_mono.mono,
-                          listeners=[family.changes.append], roster=ROSTER, escalate_after_s=ESCALATE_S)
-    [restored] = await second.restore()
+    second = AlertService(outbox=outbox.intake, publisher=family, tz=TZ, now=clock.wall,
+                          now_monotonic=restarted_mono.mono, listeners=[family.changes.append], roster=ROSTER,
+                          escalate_after_s=ESCALATE_S)
+    [restored] = second.restore(await outbox.db.run(active_alerts.all_open()))
     assert (restored.tier, restored.told) == (2, ("c-daughter", "c-grandson", "c-son"))
     assert restored.snoozed_until == {"c-son": T0 + timedelta(seconds=ESCALATE_S, minutes=30)}
     restarted_mono.elapsed = 99.0
@@ -287,14 +289,14 @@ async def test_a_restart_resumes_the_tier_reached_who_was_told_and_the_snoozes(t
 
 
 async def test_an_alert_kept_by_the_version_before_tiers_restores_as_told_to_nobody(tmp_path: Path) -> None:
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
-    await outbox.save_active_alert("a-old", (
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
+    await outbox.intake.save_active_alert("a-old", (
         '{"alert_id":"a-old","kind":"fall","severity":"emergency","state":"raised","resident_id":"r-0001",'
         '"raised_at":"2026-11-23T08:00:00+08:00","message":{"zh":"跌倒","en":"fall"},"evidence":{},'
         '"related_record_ids":[],"acked_by":null}'))
     family, clock = Family(), Clock()
     service = make_service(outbox, family, clock)
-    [restored] = await service.restore()
+    [restored] = service.restore(await outbox.db.run(active_alerts.all_open()))
     assert (restored.tier, restored.told, restored.snoozed_until) == (0, (), {})
     clock.elapsed = ESCALATE_S
     assert [(a.tier, a.told) for a in await service.escalations_due()] == [(1, ("c-daughter", "c-grandson"))]

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from daemon_outbox import DaemonOutbox
 from mqtt_probe import Probe
 from synthetic import scenario
 
@@ -23,7 +24,7 @@ from gateway.mqtt import LinkSettings, MqttLink
 from gateway.respond import messages
 from gateway.respond.falls import FallResponder, escalate_interrupted_falls, upright_key
 from gateway.respond.service import AlertService
-from gateway.store.aio import AsyncOutbox
+from gateway.store import cursors, records, snippets
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -42,24 +43,31 @@ class Clock:
 
 @pytest.fixture
 async def services(tmp_path: Path, broker):  # type: ignore[no-untyped-def]
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     link = MqttLink(LinkSettings(broker.host, broker.port, "gw-test"))
     await link.start()
     await asyncio.wait_for(link.connected.wait(), 5)
     probe = Probe(broker.host, broker.port, "yiyang/v1/gw-test/#")
     clock = Clock()
-    alerts = AlertService(outbox=outbox, publisher=link, tz=TZ, now=clock.wall)
+    alerts = AlertService(outbox=outbox.intake, publisher=link, tz=TZ, now=clock.wall)
     yield alerts, outbox, probe, clock
     probe.close()
     await link.stop()
     await outbox.close()
 
 
-def responder_for(alerts: AlertService, outbox: AsyncOutbox, clock: Clock, *, keep_upright: bool,
+def responder_for(alerts: AlertService, outbox: DaemonOutbox, clock: Clock, *, keep_upright: bool,
                   cancel_window_s: float = 30) -> FallResponder:
-    store = {"upright_get": outbox.get_cursor, "upright_set": outbox.set_cursor} if keep_upright else {}
-    return FallResponder(alerts=alerts, outbox=outbox, tz=TZ, now_wall=clock.wall, now_monotonic=lambda: clock.mono,
-                         cancel_window_s=cancel_window_s, long_lie_s=120, **store)  # type: ignore[arg-type]
+    async def upright_get(name: str) -> str | None:
+        return await outbox.db.run(cursors.get(name))
+
+    async def upright_set(name: str, value: str) -> None:
+        await outbox.db.run(cursors.put(name, value))
+
+    store = {"upright_get": upright_get, "upright_set": upright_set} if keep_upright else {}
+    return FallResponder(alerts=alerts, outbox=outbox.intake, store=outbox.db, tz=TZ, now_wall=clock.wall,
+                         now_monotonic=lambda: clock.mono, cancel_window_s=cancel_window_s, long_lie_s=120,
+                         **store)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -108,11 +116,11 @@ async def test_fall_alerts_at_once_then_escalates_after_the_cancel_window_and_on
     assert raised["evidence"]["peak_g"] > 2.5
     assert raised["evidence"]["kind"] == "impact"
     # The fall record and the raw evidence are stored.
-    pending = await outbox.pending_batch()
+    pending = await outbox.db.run(records.pending_batch())
     assert [p.type for p in pending] == ["alert", "fall"]
-    snippets = await outbox.motion_snippets(raised["alert_id"])
-    assert len(snippets) == 1
-    assert snippets[0].sample_rate_hz == 50.0
+    evidence = await outbox.db.run(snippets.for_alert(raised["alert_id"]))
+    assert len(evidence) == 1
+    assert evidence[0].sample_rate_hz == 50.0
 
     await idle(responder, clock, 31)
     probe.wait_for("events/alert", 2)
@@ -149,7 +157,7 @@ async def test_daily_activities_raise_nothing(parts) -> None:  # type: ignore[no
         await stream(responder, clock, scenario(name, 50.0).samples, 50.0)
     await settle()
     assert probe.json_on("events/alert") == []
-    assert await outbox.pending_batch() == []
+    assert await outbox.db.run(records.pending_batch()) == []
 
 
 async def test_radar_fall_uses_the_same_window_and_radar_motion_never_cancels(parts) -> None:  # type: ignore[no-untyped-def]
@@ -214,7 +222,7 @@ async def test_the_wearers_upright_survives_a_restart_of_the_hub(services) -> No
     alerts, outbox, probe, clock = services
     before = responder_for(alerts, outbox, clock, keep_upright=True)
     await stream(before, clock, scenario("walking", 50.0).samples, 50.0)
-    stored = LearntUpright.decode(await outbox.get_cursor(upright_key("band-1")))
+    stored = LearntUpright.decode(await outbox.db.run(cursors.get(upright_key("band-1"))))
     assert stored is not None
     assert np.allclose(stored.direction, (0.0, -1.0, 0.0), atol=0.03)
 
@@ -228,22 +236,22 @@ async def test_the_wearers_upright_survives_a_restart_of_the_hub(services) -> No
 
 async def test_a_stored_upright_the_first_walk_disagrees_with_is_forgotten(services) -> None:  # type: ignore[no-untyped-def]
     alerts, outbox, _probe, clock = services
-    await outbox.set_cursor(upright_key("band-1"), LearntUpright((0.0, -1.0, 0.0), 40).encode())
+    await outbox.db.run(cursors.put(upright_key("band-1"), LearntUpright((0.0, -1.0, 0.0), 40).encode()))
     responder = responder_for(alerts, outbox, clock, keep_upright=True)
     upside_down = scenario("walking", 50.0).samples * np.array([1.0, -1.0, -1.0])   # clipped on the other way
 
     await stream(responder, clock, upside_down[: round(3.0 * 50.0)], 50.0)
 
-    assert await outbox.get_cursor(upright_key("band-1")) == ""
+    assert await outbox.db.run(cursors.get(upright_key("band-1"))) == ""
     await stream(responder, clock, upside_down, 50.0)
-    relearnt = LearntUpright.decode(await outbox.get_cursor(upright_key("band-1")))
+    relearnt = LearntUpright.decode(await outbox.db.run(cursors.get(upright_key("band-1"))))
     assert relearnt is not None
     assert np.allclose(relearnt.direction, (0.0, 1.0, 0.0), atol=0.03)
 
 
 async def test_an_unusable_stored_upright_is_ignored(services) -> None:  # type: ignore[no-untyped-def]
     alerts, outbox, probe, clock = services
-    await outbox.set_cursor(upright_key("band-1"), '{"v": 1, "upright": [0, 0, 0], "windows": 40}')
+    await outbox.db.run(cursors.put(upright_key("band-1"), '{"v": 1, "upright": [0, 0, 0], "windows": 40}'))
     responder = responder_for(alerts, outbox, clock, keep_upright=True)
 
     await stream(responder, clock, scenario("forward_fall", 50.0).samples, 50.0)

@@ -8,12 +8,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from daemon_outbox import DaemonOutbox
 
 from gateway.alerts.acks import ACK_MAX_BYTES, ReplyOutcome
 from gateway.alerts.model import Alert, AlertState, Message
 from gateway.respond.contacts import Contact, Roster
 from gateway.respond.service import AlertService
-from gateway.store.aio import AsyncOutbox
 from gateway.topics import ack_topic
 from gateway.vocabulary import AlertKind, Severity
 
@@ -34,9 +34,9 @@ class Sink:
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[tuple[AlertService, Sink, Alert, Alert]]:
-    box = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    box = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     sink = Sink()
-    service = AlertService(outbox=box, publisher=sink, tz=TZ, now=lambda: datetime.now(UTC), roster=ROSTER)
+    service = AlertService(outbox=box.intake, publisher=sink, tz=TZ, now=lambda: datetime.now(UTC), roster=ROSTER)
     mother = await service.raise_alert(kind=AlertKind.FALL, severity=Severity.EMERGENCY, resident_id="r-0001",
                                        message=Message("跌倒", "fall"), evidence={})
     father = await service.raise_alert(kind=AlertKind.HYPOGLYCAEMIA, severity=Severity.EMERGENCY,

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from daemon_outbox import DaemonOutbox
+
 from drivers.model import DeviceInfo, HubTime, Reading, SpO2, TimeSource
 from gateway.config import Thresholds
 from gateway.detect.silence import SilenceWatch
@@ -16,7 +18,7 @@ from gateway.hub import STREAM_COMMIT_S, Hub
 from gateway.respond.falls import FallResponder
 from gateway.respond.service import AlertService
 from gateway.status import DeviceStatusBoard
-from gateway.store.aio import AsyncOutbox
+from gateway.store import records
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
@@ -43,28 +45,29 @@ def summary(spo2: float, at: datetime) -> Reading:
                    measured_at=at, time_source=TimeSource.HUB, received=HubTime(at, 1.0, True), continuous=True)
 
 
-def build(outbox: AsyncOutbox, ticks: Ticks, published: Published) -> tuple[Hub, AlertService]:
+def build(outbox: DaemonOutbox, ticks: Ticks, published: Published) -> tuple[Hub, AlertService]:
     def now() -> datetime:
         return T0 + timedelta(seconds=ticks.now)
 
-    alerts = AlertService(outbox=outbox, publisher=published, tz=TZ, now=now, now_monotonic=ticks)
-    falls = FallResponder(alerts=alerts, outbox=outbox, tz=TZ, now_wall=now, now_monotonic=ticks)
-    hub = Hub(gateway_id="gw-test", outbox=outbox, alerts=alerts, publisher=published, board=DeviceStatusBoard(),
+    alerts = AlertService(outbox=outbox.intake, publisher=published, tz=TZ, now=now, now_monotonic=ticks)
+    falls = FallResponder(alerts=alerts, outbox=outbox.intake, store=outbox.db, tz=TZ, now_wall=now,
+                          now_monotonic=ticks)
+    hub = Hub(gateway_id="gw-test", outbox=outbox.intake, alerts=alerts, publisher=published, board=DeviceStatusBoard(),
               vitals=VitalsMonitor(lambda _rid: Thresholds()), silence=SilenceWatch([], started_at=ticks.now),
               tz=TZ, now=now, now_monotonic=ticks, max_reading_age_s=3600, falls=falls)
     return hub, alerts
 
 
-async def readings_stored(outbox: AsyncOutbox) -> int:
-    return (await outbox.stats()).pending
+async def readings_stored(outbox: DaemonOutbox) -> int:
+    return (await outbox.db.stats()).pending
 
 
 async def test_summaries_are_committed_together_once_a_minute_and_at_once_with_an_alert(tmp_path: Path) -> None:
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     ticks, published = Ticks(), Published()
     hub, alerts = build(outbox, ticks, published)
     try:
-        commits = outbox.commits
+        commits = outbox.intake.commits
         for n in range(5):  # 50 s of a quiet night, one summary every 10 s
             await hub.on_readings([summary(96, T0 + timedelta(seconds=10 * n))])
             ticks.now += 10
@@ -73,11 +76,11 @@ async def test_summaries_are_committed_together_once_a_minute_and_at_once_with_a
         ticks.now += STREAM_COMMIT_S
         await hub.flush_streams(due_only=True)
         assert await readings_stored(outbox) == 5
-        assert outbox.commits == commits + 1  # five summaries, one transaction
+        assert outbox.intake.commits == commits + 1  # five summaries, one transaction
 
         await hub.on_readings([summary(80, T0 + timedelta(minutes=5))])  # very low: an emergency
         assert [a.kind.value for a in alerts.active] == ["spo2_low"]
-        pending = (await outbox.pending_batch(max_records=100))
+        pending = (await outbox.db.run(records.pending_batch(max_records=100)))
         assert {p.type for p in pending} == {"spo2", "alert"}
         assert await readings_stored(outbox) == 7  # the alert and its evidence, committed at once
         assert alerts.active[0].related_record_ids[0] in {p.record_id for p in pending}
@@ -86,7 +89,7 @@ async def test_summaries_are_committed_together_once_a_minute_and_at_once_with_a
 
 
 async def test_a_stream_that_stops_is_committed_by_the_periodic_look(tmp_path: Path) -> None:
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     ticks, published = Ticks(), Published()
     hub, _alerts = build(outbox, ticks, published)
     try:

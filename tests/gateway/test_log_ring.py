@@ -17,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from daemon_outbox import DaemonOutbox
 from loopcheck import eventually, running
 from simulators import SystemClock, start_meter_fixture  # noqa: F401
 
@@ -29,7 +30,6 @@ from gateway.log_ring import LINE_MAX_CHARS, LogRing
 from gateway.log_scrub import scrub
 from gateway.logs import setup_logging
 from gateway.mqtt_policy import MAX_PACKET_BYTES
-from gateway.store import AsyncOutbox
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # The simulator's first results (mg/dL), as in tests/drivers/test_onetouch_session.py.
@@ -62,11 +62,11 @@ def health_values(lines: Sequence[str]) -> list[str]:
 async def test_a_meter_read_into_the_outbox_leaves_its_events_in_the_ring_and_none_of_its_values(
         installed: LogRing, start_meter, tmp_path: Path) -> None:
     meter = start_meter("--records", "8")
-    async with await AsyncOutbox.open(tmp_path / "outbox.sqlite") as outbox:
+    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
         stored: list[Reading] = []
 
         async def sink(readings: Sequence[Reading]) -> None:
-            await outbox.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
+            await outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
             stored.extend(readings)
 
         session = OneTouchSession(device_id="glucose-kitchen", resident_id="r-0001", port=str(meter.link),

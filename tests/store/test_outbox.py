@@ -24,18 +24,22 @@ from gateway.errors import OutboxCorruptError
 from gateway.store import (
     Accepted,
     BudgetState,
+    DatabaseFile,
     DeadLetter,
     MotionSnippet,
     NewRecord,
-    Outbox,
     PendingRecord,
     Priority,
     PruneReport,
     RecordIdFactory,
     RecordState,
     StorageFullError,
+    StorageLimits,
     StoreError,
     budget_state,
+    cursors,
+    records,
+    snippets,
     uuid7,
     uuid7_time,
 )
@@ -43,6 +47,7 @@ from gateway.store.schema import MIGRATIONS, Migration, migrate
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+WEEK_RETENTION = StorageLimits(delivered_retention_s=7 * 86400)
 
 
 class FakeClock:
@@ -75,8 +80,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[Outbox]:
-    with Outbox.open(tmp_path / "outbox.db", clock=clock) as box:
+def outbox(tmp_path: Path, clock: FakeClock) -> Iterator[DatabaseFile]:
+    with DatabaseFile.open(tmp_path / "outbox.db", clock=clock) as box:
         yield box
 
 
@@ -115,14 +120,14 @@ def test_uuid7_refuses_out_of_range_parts() -> None:
 # -- accepting -----------------------------------------------------------------
 
 
-def test_accept_gives_time_ordered_ids_and_queues_full_bodies(outbox: Outbox) -> None:
-    accepted = outbox.accept([bp(0), bp(1), bp(2)])
+def test_accept_gives_time_ordered_ids_and_queues_full_bodies(outbox: DatabaseFile) -> None:
+    accepted = outbox.run(records.accept([bp(0), bp(1), bp(2)]))
 
     assert [a.new for a in accepted] == [True, True, True]
     record_ids = ids(accepted)
     assert record_ids == sorted(record_ids)
     assert {uuid7_time(r) for r in record_ids} == {T0}
-    assert outbox.pending_batch() == [
+    assert outbox.run(records.pending_batch()) == [
         PendingRecord(
             rid, "blood_pressure", Priority.READING,
             f'{{"record_id":"{rid}","type":"blood_pressure","systolic":{120 + n},'
@@ -133,33 +138,34 @@ def test_accept_gives_time_ordered_ids_and_queues_full_bodies(outbox: Outbox) ->
     ]
 
 
-def test_records_taken_but_not_yet_marked_can_be_left_out(outbox: Outbox) -> None:
-    accepted = ids(outbox.accept([bp(n) for n in range(5)]))
-    first = outbox.pending_batch(max_records=2)
+def test_records_taken_but_not_yet_marked_can_be_left_out(outbox: DatabaseFile) -> None:
+    accepted = ids(outbox.run(records.accept([bp(n) for n in range(5)])))
+    first = outbox.run(records.pending_batch(max_records=2))
     assert [p.record_id for p in first] == accepted[:2]
     taken = [p.record_id for p in first]
-    rest = outbox.pending_batch(max_records=10, exclude=taken)
+    rest = outbox.run(records.pending_batch(max_records=10, exclude=taken))
     assert [p.record_id for p in rest] == accepted[2:]
     # A new alert still goes first, whatever is left out.
-    (alert,) = ids(outbox.accept([NewRecord("alert", Priority.ALERT, '{"a":1}', T0)]))
-    assert outbox.pending_batch(max_records=1, exclude=taken)[0].record_id == alert
+    (alert,) = ids(outbox.run(records.accept([NewRecord("alert", Priority.ALERT, '{"a":1}', T0)])))
+    assert outbox.run(records.pending_batch(max_records=1, exclude=taken))[0].record_id == alert
     # Nothing marked: without the exclusion, the same first ones again (after the alert).
-    assert [p.record_id for p in outbox.pending_batch(max_records=3)] == [alert, *accepted[:2]]
+    assert [p.record_id for p in outbox.run(records.pending_batch(max_records=3))] == [alert, *accepted[:2]]
 
 
-def test_empty_payload_object_gets_just_the_record_id(outbox: Outbox) -> None:
-    (accepted,) = outbox.accept([NewRecord("device_status", Priority.STATUS, "{ }", T0)])
-    assert outbox.pending_batch()[0].body_json == f'{{"record_id":"{accepted.record_id}"}}'
+def test_empty_payload_object_gets_just_the_record_id(outbox: DatabaseFile) -> None:
+    (accepted,) = outbox.run(records.accept([NewRecord("device_status", Priority.STATUS, "{ }", T0)]))
+    assert outbox.run(records.pending_batch())[0].body_json == f'{{"record_id":"{accepted.record_id}"}}'
 
 
-def test_accept_of_nothing_writes_nothing(outbox: Outbox) -> None:
-    assert outbox.accept([]) == []
+def test_accept_of_nothing_writes_nothing(outbox: DatabaseFile) -> None:
+    assert outbox.run(records.accept([])) == []
     assert outbox.stats().pending == 0
 
 
-def test_dedupe_key_returns_the_existing_id_and_inserts_nothing(outbox: Outbox) -> None:
-    (first,) = outbox.accept([bp(0, key="meter-7:seq-41")])
-    again = outbox.accept([bp(0, key="meter-7:seq-41"), bp(1, key="meter-7:seq-42"), bp(1, key="meter-7:seq-42")])
+def test_dedupe_key_returns_the_existing_id_and_inserts_nothing(outbox: DatabaseFile) -> None:
+    (first,) = outbox.run(records.accept([bp(0, key="meter-7:seq-41")]))
+    again = outbox.run(records.accept([bp(0, key="meter-7:seq-41"), bp(1, key="meter-7:seq-42"),
+                                       bp(1, key="meter-7:seq-42")]))
 
     assert again[0] == Accepted(first.record_id, new=False)
     assert again[1].new
@@ -178,10 +184,10 @@ def test_dedupe_key_returns_the_existing_id_and_inserts_nothing(outbox: Outbox) 
     ],
 )
 def test_bad_records_are_refused_whole_batch_naming_the_record(
-    outbox: Outbox, record: NewRecord, complaint: str
+    outbox: DatabaseFile, record: NewRecord, complaint: str
 ) -> None:
     with pytest.raises(ValueError, match=complaint) as caught:
-        outbox.accept([bp(0), record])
+        outbox.run(records.accept([bp(0), record]))
     assert "record 1" in str(caught.value)
     assert outbox.stats().pending == 0
 
@@ -189,79 +195,79 @@ def test_bad_records_are_refused_whole_batch_naming_the_record(
 # -- order and batches ---------------------------------------------------------
 
 
-def test_alerts_go_before_older_readings_then_oldest_first(outbox: Outbox) -> None:
-    old_reading, new_reading = outbox.accept([bp(1, at=T0 + DAY), bp(0, at=T0)])
-    status = outbox.accept([NewRecord("device_status", Priority.STATUS, "{}", T0 - DAY)])[0]
-    fall = outbox.accept([NewRecord("fall", Priority.EVENT, "{}", T0 + 2 * DAY)])[0]
-    newest_alert = outbox.accept([alert(0, at=T0 + 3 * DAY)])[0]
+def test_alerts_go_before_older_readings_then_oldest_first(outbox: DatabaseFile) -> None:
+    old_reading, new_reading = outbox.run(records.accept([bp(1, at=T0 + DAY), bp(0, at=T0)]))
+    status = outbox.run(records.accept([NewRecord("device_status", Priority.STATUS, "{}", T0 - DAY)]))[0]
+    fall = outbox.run(records.accept([NewRecord("fall", Priority.EVENT, "{}", T0 + 2 * DAY)]))[0]
+    newest_alert = outbox.run(records.accept([alert(0, at=T0 + 3 * DAY)]))[0]
 
-    order = [p.record_id for p in outbox.pending_batch()]
+    order = [p.record_id for p in outbox.run(records.pending_batch())]
 
     assert order == [
         newest_alert.record_id, fall.record_id, new_reading.record_id, old_reading.record_id, status.record_id
     ]
 
 
-def test_batches_stop_before_max_bytes_but_never_come_back_empty(outbox: Outbox) -> None:
-    outbox.accept([bp(n, pad=900) for n in range(5)])
-    body_bytes = len(outbox.pending_batch(max_records=1)[0].body_json.encode())
+def test_batches_stop_before_max_bytes_but_never_come_back_empty(outbox: DatabaseFile) -> None:
+    outbox.run(records.accept([bp(n, pad=900) for n in range(5)]))
+    body_bytes = len(outbox.run(records.pending_batch(max_records=1))[0].body_json.encode())
 
-    assert len(outbox.pending_batch(max_bytes=3 * body_bytes)) == 3
-    assert len(outbox.pending_batch(max_bytes=3 * body_bytes - 1)) == 2
-    assert len(outbox.pending_batch(max_bytes=10)) == 1
-    assert len(outbox.pending_batch(max_records=4)) == 4
+    assert len(outbox.run(records.pending_batch(max_bytes=3 * body_bytes))) == 3
+    assert len(outbox.run(records.pending_batch(max_bytes=3 * body_bytes - 1))) == 2
+    assert len(outbox.run(records.pending_batch(max_bytes=10))) == 1
+    assert len(outbox.run(records.pending_batch(max_records=4))) == 4
 
 
 # -- delivery, dead letters ----------------------------------------------------
 
 
-def test_delivered_records_leave_the_queue(outbox: Outbox, clock: FakeClock) -> None:
-    a, b = ids(outbox.accept([bp(0), bp(1)]))
+def test_delivered_records_leave_the_queue(outbox: DatabaseFile, clock: FakeClock) -> None:
+    a, b = ids(outbox.run(records.accept([bp(0), bp(1)])))
     clock.advance(timedelta(minutes=5))
-    outbox.mark_delivered([a, a, "01900000-0000-7000-8000-000000000000"])
+    outbox.run(records.mark_delivered([a, a, "01900000-0000-7000-8000-000000000000"]))
 
-    assert [p.record_id for p in outbox.pending_batch()] == [b]
-    assert outbox.record_state(a) is RecordState.DELIVERED
+    assert [p.record_id for p in outbox.run(records.pending_batch())] == [b]
+    assert outbox.run(records.state(a)) is RecordState.DELIVERED
     assert outbox.stats().delivered == 1
 
 
-def test_failed_attempts_are_counted(outbox: Outbox) -> None:
-    (a,) = ids(outbox.accept([bp(0)]))
-    outbox.note_attempt([a], "HTTP 503 from platform")
-    outbox.note_attempt([a], "timeout")
-    assert outbox.pending_batch()[0].attempts == 2
+def test_failed_attempts_are_counted(outbox: DatabaseFile) -> None:
+    (a,) = ids(outbox.run(records.accept([bp(0)])))
+    outbox.run(records.note_attempt([a], "HTTP 503 from platform"))
+    outbox.run(records.note_attempt([a], "timeout"))
+    assert outbox.run(records.pending_batch())[0].attempts == 2
 
 
-def test_dead_letters_stay_until_a_technician_requeues_them(outbox: Outbox, clock: FakeClock) -> None:
-    a, b, c = ids(outbox.accept([bp(0), bp(1), bp(2)]))
-    outbox.note_attempt([a], "HTTP 422")
+def test_dead_letters_stay_until_a_technician_requeues_them(outbox: DatabaseFile, clock: FakeClock) -> None:
+    a, b, c = ids(outbox.run(records.accept([bp(0), bp(1), bp(2)])))
+    outbox.run(records.note_attempt([a], "HTTP 422"))
     clock.advance(timedelta(seconds=1))
-    outbox.mark_dead(a, "platform 422: unknown resident")
+    outbox.run(records.mark_dead(a, "platform 422: unknown resident"))
     clock.advance(timedelta(seconds=1))
-    outbox.mark_dead(b, "platform 422: systolic out of range")
-    outbox.mark_dead(b, "marked twice")  # already dead: left as it is
+    outbox.run(records.mark_dead(b, "platform 422: systolic out of range"))
+    outbox.run(records.mark_dead(b, "marked twice"))  # already dead: left as it is
 
-    assert [p.record_id for p in outbox.pending_batch()] == [c]
-    assert outbox.dead_letters() == [
+    assert [p.record_id for p in outbox.run(records.pending_batch())] == [c]
+    assert outbox.run(records.dead_letters()) == [
         DeadLetter(a, "blood_pressure", "platform 422: unknown resident", T0 + timedelta(seconds=1)),
         DeadLetter(b, "blood_pressure", "platform 422: systolic out of range", T0 + timedelta(seconds=2)),
     ]
-    assert outbox.dead_letters(limit=1) == outbox.dead_letters()[:1]
+    assert outbox.run(records.dead_letters(limit=1)) == outbox.run(records.dead_letters())[:1]
     assert outbox.prune().delivered_removed == 0
 
-    assert outbox.requeue_dead([a]) == 1
-    assert [(p.record_id, p.attempts) for p in outbox.pending_batch()] == [(a, 0), (c, 0)]
-    assert outbox.requeue_dead() == 1
-    assert outbox.dead_letters() == []
+    assert outbox.run(records.requeue_dead([a])) == 1
+    assert [(p.record_id, p.attempts) for p in outbox.run(records.pending_batch())] == [(a, 0), (c, 0)]
+    assert outbox.run(records.requeue_dead()) == 1
+    assert outbox.run(records.dead_letters()) == []
     assert outbox.stats().pending == 3
 
 
-def test_stats_count_states_and_name_the_oldest_pending(outbox: Outbox) -> None:
+def test_stats_count_states_and_name_the_oldest_pending(outbox: DatabaseFile) -> None:
     assert outbox.stats().oldest_pending_at is None
-    a, _, c = ids(outbox.accept([bp(0, at=T0), bp(1, at=T0 + DAY), alert(0, at=T0 + 2 * DAY)]))
-    outbox.mark_delivered([a])
-    dead = outbox.accept([bp(3, at=T0 - DAY)])[0].record_id
-    outbox.mark_dead(dead, "rejected")
+    a, _, c = ids(outbox.run(records.accept([bp(0, at=T0), bp(1, at=T0 + DAY), alert(0, at=T0 + 2 * DAY)])))
+    outbox.run(records.mark_delivered([a]))
+    dead = outbox.run(records.accept([bp(3, at=T0 - DAY)]))[0].record_id
+    outbox.run(records.mark_dead(dead, "rejected"))
 
     stats = outbox.stats()
 
@@ -269,7 +275,7 @@ def test_stats_count_states_and_name_the_oldest_pending(outbox: Outbox) -> None:
     assert stats.oldest_pending_at == T0 + DAY
     assert stats.budget_state is BudgetState.OK
     assert 0 < stats.db_bytes < stats.budget_bytes
-    outbox.mark_delivered([c])
+    outbox.run(records.mark_delivered([c]))
     assert outbox.stats().pending_alerts == 0
 
 
@@ -278,63 +284,59 @@ def test_stats_count_states_and_name_the_oldest_pending(outbox: Outbox) -> None:
 
 def test_cursors_are_committed_and_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    with Outbox.open(path) as box:
-        assert box.get_cursor("glucose:AA:BB:racp") is None
-        box.set_cursor("glucose:AA:BB:racp", "41")
-        box.set_cursor("glucose:AA:BB:racp", "42")
-    with Outbox.open(path) as box:
-        assert box.get_cursor("glucose:AA:BB:racp") == "42"
+    with DatabaseFile.open(path) as box:
+        assert box.run(cursors.get("glucose:AA:BB:racp")) is None
+        box.run(cursors.put("glucose:AA:BB:racp", "41"))
+        box.run(cursors.put("glucose:AA:BB:racp", "42"))
+    with DatabaseFile.open(path) as box:
+        assert box.run(cursors.get("glucose:AA:BB:racp")) == "42"
 
 
-def test_motion_snippets_are_kept_for_their_alert(outbox: Outbox) -> None:
+def test_motion_snippets_are_kept_for_their_alert(outbox: DatabaseFile) -> None:
     samples = bytes(range(256)) * 3
-    outbox.add_motion_snippet(
-        alert_id="alert-1", device_id="imu-9", first_sample_at=T0, sample_rate_hz=50.0, samples=samples
-    )
-    assert outbox.motion_snippets("alert-1") == [MotionSnippet("alert-1", "imu-9", T0, 50.0, samples)]
-    assert outbox.motion_snippets("alert-2") == []
+    outbox.run(snippets.add(MotionSnippet("alert-1", "imu-9", T0, 50.0, samples)))
+    assert outbox.run(snippets.for_alert("alert-1")) == [MotionSnippet("alert-1", "imu-9", T0, 50.0, samples)]
+    assert outbox.run(snippets.for_alert("alert-2")) == []
     with pytest.raises(ValueError, match="sample_rate_hz"):
-        outbox.add_motion_snippet(
-            alert_id="a", device_id="d", first_sample_at=T0, sample_rate_hz=0.0, samples=samples
-        )
+        outbox.run(snippets.add(MotionSnippet("a", "d", T0, 0.0, samples)))
 
 
 # -- retention and budget --------------------------------------------------------
 
 
 def test_retention_prunes_old_delivered_rows_only(tmp_path: Path, clock: FakeClock) -> None:
-    with Outbox.open(tmp_path / "o.db", clock=clock, delivered_retention_s=7 * 86400) as box:
-        old, dead, pending = ids(box.accept([bp(0), bp(1), bp(2)]))
-        box.mark_delivered([old])
-        box.mark_dead(dead, "rejected")
+    with DatabaseFile.open(tmp_path / "o.db", clock=clock, limits=WEEK_RETENTION) as box:
+        old, dead, pending = ids(box.run(records.accept([bp(0), bp(1), bp(2)])))
+        box.run(records.mark_delivered([old]))
+        box.run(records.mark_dead(dead, "rejected"))
         clock.advance(6 * DAY)
-        recent = box.accept([bp(3)])[0].record_id
-        box.mark_delivered([recent])
+        recent = box.run(records.accept([bp(3)]))[0].record_id
+        box.run(records.mark_delivered([recent]))
         clock.advance(2 * DAY)
 
         report = box.prune()
 
         assert (report.delivered_removed, report.snippets_removed, report.budget_state) == (1, 0, BudgetState.OK)
-        assert box.record_state(old) is None
-        assert box.record_state(recent) is RecordState.DELIVERED
-        assert box.record_state(dead) is RecordState.DEAD
-        assert box.record_state(pending) is RecordState.PENDING
+        assert box.run(records.state(old)) is None
+        assert box.run(records.state(recent)) is RecordState.DELIVERED
+        assert box.run(records.state(dead)) is RecordState.DEAD
+        assert box.run(records.state(pending)) is RecordState.PENDING
 
 
 def test_a_pruned_readings_identity_is_remembered_so_a_redownload_is_not_new(tmp_path: Path,
                                                                             clock: FakeClock) -> None:
     # A OneTouch meter keeps 500 results and is downloaded whole each time: a month later the first
     # ones are long delivered and pruned, yet they come again and must not be uploaded twice.
-    with Outbox.open(tmp_path / "o.db", clock=clock, delivered_retention_s=7 * 86400) as box:
-        first = box.accept([bp(0, key="meter|0")])[0]
-        box.mark_delivered([first.record_id])
+    with DatabaseFile.open(tmp_path / "o.db", clock=clock, limits=WEEK_RETENTION) as box:
+        first = box.run(records.accept([bp(0, key="meter|0")]))[0]
+        box.run(records.mark_delivered([first.record_id]))
         clock.advance(8 * DAY)
         assert box.prune().delivered_removed == 1
-        assert box.record_state(first.record_id) is None
-        again = box.accept([bp(0, key="meter|0"), bp(1, key="meter|1")])
+        assert box.run(records.state(first.record_id)) is None
+        again = box.run(records.accept([bp(0, key="meter|0"), bp(1, key="meter|1")]))
         assert again[0] == Accepted(first.record_id, new=False)
         assert again[1].new
-        assert [p.record_id for p in box.pending_batch()] == [again[1].record_id]
+        assert [p.record_id for p in box.run(records.pending_batch())] == [again[1].record_id]
 
 
 @pytest.mark.parametrize(
@@ -356,20 +358,20 @@ def test_budget_state_table(db_bytes: int, prunable: bool, expected: BudgetState
 BUDGET = 400 * 1024
 
 
-def _fill_delivered_until(box: Outbox, state: BudgetState, start: int) -> int:
+def _fill_delivered_until(box: DatabaseFile, state: BudgetState, start: int) -> int:
     n = start
     for _ in range(2000):
         if box.stats().budget_state is state:
             return n
-        box.mark_delivered(ids(box.accept([bp(i, pad=1500) for i in range(n, n + 4)])))
+        box.run(records.mark_delivered(ids(box.run(records.accept([bp(i, pad=1500) for i in range(n, n + 4)])))))
         n += 4
     raise AssertionError(f"never reached {state}")
 
 
-def _accept_pending_until_refused(box: Outbox, pending: list[str]) -> StorageFullError:
+def _accept_pending_until_refused(box: DatabaseFile, pending: list[str]) -> StorageFullError:
     for i in range(2000):
         try:
-            pending += ids(box.accept([bp(20_000 + i, pad=1500)]))
+            pending += ids(box.run(records.accept([bp(20_000 + i, pad=1500)])))
         except StorageFullError as refusal:
             return refusal
     raise AssertionError("never refused")
@@ -378,13 +380,11 @@ def _accept_pending_until_refused(box: Outbox, pending: list[str]) -> StorageFul
 def test_budget_prunes_delivered_then_snippets_and_never_undelivered(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    with Outbox.open(tmp_path / "o.db", budget_bytes=BUDGET, warn_ratio=0.6, clock=clock) as box:
-        dead = box.accept([bp(-1)])[0].record_id
-        box.mark_dead(dead, "rejected")
-        box.add_motion_snippet(
-            alert_id="fall-1", device_id="imu-9", first_sample_at=T0, sample_rate_hz=50.0,
-            samples=b"\x01" * 20_000,
-        )
+    limits = StorageLimits(budget_bytes=BUDGET, warn_ratio=0.6)
+    with DatabaseFile.open(tmp_path / "o.db", limits=limits, clock=clock) as box:
+        dead = box.run(records.accept([bp(-1)]))[0].record_id
+        box.run(records.mark_dead(dead, "rejected"))
+        box.run(snippets.add(MotionSnippet("fall-1", "imu-9", T0, 50.0, b"\x01" * 20_000)))
         pending: list[str] = []
 
         n = _fill_delivered_until(box, BudgetState.WARNING, 0)
@@ -393,14 +393,14 @@ def test_budget_prunes_delivered_then_snippets_and_never_undelivered(
 
         # Delivered rows keep coming: at the budget the oldest delivered go, nothing else.
         for i in range(400):
-            pending += ids(box.accept([bp(10_000 + i, pad=200)]))
-            box.mark_delivered(ids(box.accept([bp(n + i, pad=1500)])))
+            pending += ids(box.run(records.accept([bp(10_000 + i, pad=200)])))
+            box.run(records.mark_delivered(ids(box.run(records.accept([bp(n + i, pad=1500)])))))
             if box.stats().delivered < n:
                 break
         else:
             raise AssertionError("the budget never pruned delivered rows")
         assert box.stats().db_bytes < BUDGET
-        assert box.motion_snippets("fall-1") != []
+        assert box.run(snippets.for_alert("fall-1")) != []
 
         # Only undelivered records arriving: delivered rows go, then snippets, then refusal.
         refusal = _accept_pending_until_refused(box, pending)
@@ -408,25 +408,26 @@ def test_budget_prunes_delivered_then_snippets_and_never_undelivered(
         stats = box.stats()
         assert (stats.delivered, stats.dead, stats.pending) == (0, 1, len(pending))
         assert stats.budget_state is BudgetState.FULL
-        assert box.motion_snippets("fall-1") == []
-        assert box.record_state(dead) is RecordState.DEAD
-        assert {p.record_id for p in box.pending_batch(max_records=10_000, max_bytes=10**9)} == set(pending)
+        assert box.run(snippets.for_alert("fall-1")) == []
+        assert box.run(records.state(dead)) is RecordState.DEAD
+        everything = records.pending_batch(max_records=10_000, max_bytes=10**9)
+        assert {p.record_id for p in box.run(everything)} == set(pending)
         assert box.prune() == PruneReport(0, 0, box.stats().db_bytes, BudgetState.FULL)
 
         # The hub comes back online: delivering frees room, and accepting works again.
-        box.mark_delivered(pending[: len(pending) // 2])
+        box.run(records.mark_delivered(pending[: len(pending) // 2]))
         assert box.prune().budget_state in {BudgetState.OK, BudgetState.WARNING}
-        assert box.accept([bp(99_999)])[0].new
+        assert box.run(records.accept([bp(99_999)]))[0].new
 
 
-def test_disk_full_is_storage_full_and_loses_nothing(outbox: Outbox) -> None:
-    kept = ids(outbox.accept([bp(0)]))
+def test_disk_full_is_storage_full_and_loses_nothing(outbox: DatabaseFile) -> None:
+    kept = ids(outbox.run(records.accept([bp(0)])))
     # SQLite's own page limit gives the same SQLITE_FULL a full disk does.
     conn = outbox._connection()
     conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
     with pytest.raises(StorageFullError, match="disk is full"):
-        outbox.accept([bp(n, pad=8000) for n in range(1, 10)])
-    assert [p.record_id for p in outbox.pending_batch()] == kept
+        outbox.run(records.accept([bp(n, pad=8000) for n in range(1, 10)]))
+    assert [p.record_id for p in outbox.run(records.pending_batch())] == kept
 
 
 # -- opening, migrations, corruption, durability ----------------------------------
@@ -434,10 +435,10 @@ def test_disk_full_is_storage_full_and_loses_nothing(outbox: Outbox) -> None:
 
 def test_reopen_applies_no_migration_twice_and_keeps_records(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "outbox.db"
-    with Outbox.open(path) as box:
-        kept = ids(box.accept([bp(0)]))
-    with Outbox.open(path) as box:
-        assert [p.record_id for p in box.pending_batch()] == kept
+    with DatabaseFile.open(path) as box:
+        kept = ids(box.run(records.accept([bp(0)])))
+    with DatabaseFile.open(path) as box:
+        assert [p.record_id for p in box.run(records.pending_batch())] == kept
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         assert migrate(conn) == []
@@ -464,41 +465,41 @@ def test_a_failing_migration_leaves_the_schema_untouched(tmp_path: Path) -> None
 
 def test_a_database_from_a_newer_gateway_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
-    Outbox.open(path).close()
+    DatabaseFile.open(path).close()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("INSERT INTO migrations VALUES (99, 'future', '2030-01-01')")
     conn.close()
     with pytest.raises(StoreError, match=r"schema version\(s\) \[99\].*newer gateway"):
-        Outbox.open(path)
+        DatabaseFile.open(path)
 
 
 def test_a_corrupt_file_is_refused_with_what_happens_next(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     path.write_bytes(b"this is not a database, it is an SD card gone bad " * 200)
     with pytest.raises(OutboxCorruptError) as caught:
-        Outbox.open(path)
+        DatabaseFile.open(path)
     message = str(caught.value)
     assert str(path) in message
     assert "moves such a file aside" in message
-    assert path.read_bytes().startswith(b"this is not a database")  # the plain Outbox never replaces it
+    assert path.read_bytes().startswith(b"this is not a database")  # the plain DatabaseFile never replaces it
 
 
 def test_a_damaged_page_gives_store_error_not_sqlite_error(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    with Outbox.open(path) as box:
-        box.accept([bp(n, pad=3000) for n in range(40)])
+    with DatabaseFile.open(path) as box:
+        box.run(records.accept([bp(n, pad=3000) for n in range(40)]))
     conn = sqlite3.connect(path)
     (root_page,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'records'").fetchone()
     conn.close()
     data = bytearray(path.read_bytes())
     data[4096 * (root_page - 1) : 4096 * root_page] = b"\xa5" * 4096  # the records table's root
     path.write_bytes(bytes(data))
-    with Outbox.open(path) as box, pytest.raises(OutboxCorruptError, match="moves such a file aside"):
-        box.pending_batch()
+    with DatabaseFile.open(path) as box, pytest.raises(OutboxCorruptError, match="moves such a file aside"):
+        box.run(records.pending_batch())
 
 
 def test_a_closed_outbox_says_so(tmp_path: Path) -> None:
-    box = Outbox.open(tmp_path / "o.db")
+    box = DatabaseFile.open(tmp_path / "o.db")
     box.close()
     box.close()
     with pytest.raises(StoreError, match="closed"):
@@ -509,14 +510,14 @@ _ACCEPT_FOREVER = """
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from gateway.store import NewRecord, Outbox, Priority
+from gateway.store import DatabaseFile, NewRecord, Priority, records
 
-box = Outbox.open(Path(sys.argv[1]))
+box = DatabaseFile.open(Path(sys.argv[1]))
 n = 0
 while True:
     batch = [NewRecord("spo2", Priority.READING, '{"spo2":97,"n":%d}' % (n + i), datetime.now(UTC),
                        "oximeter-3:%d" % (n + i)) for i in range(n % 3 + 1)]
-    for accepted in box.accept(batch):
+    for accepted in box.run(records.accept(batch)):
         sys.stdout.write(accepted.record_id + "\\n")
     sys.stdout.flush()
     n += len(batch)
@@ -541,9 +542,9 @@ def test_records_accepted_before_sigkill_are_all_there_after_reopen(tmp_path: Pa
     acknowledged += rest.split()
     assert child.returncode == -signal.SIGKILL
 
-    with Outbox.open(path) as box:
+    with DatabaseFile.open(path) as box:
         for record_id in acknowledged:
-            assert box.record_state(record_id) is RecordState.PENDING, record_id
+            assert box.run(records.state(record_id)) is RecordState.PENDING, record_id
         assert box.stats().pending >= len(acknowledged)
     conn = sqlite3.connect(path)
     try:
@@ -563,7 +564,7 @@ class OutboxLifecycle(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="outbox-sm-"))
         self.clock = FakeClock()
-        self.box = Outbox.open(self.dir / "o.db", clock=self.clock)
+        self.box = DatabaseFile.open(self.dir / "o.db", clock=self.clock)
         self.state: dict[str, RecordState] = {}
         self.order_key: dict[str, tuple[int, datetime, str]] = {}
         self.by_dedupe_key: dict[str, str] = {}
@@ -585,8 +586,8 @@ class OutboxLifecycle(RuleBasedStateMachine):
     def accept(self, offers: list[tuple[Priority, str | None]], age_s: int) -> None:
         self.clock.advance(timedelta(seconds=1))
         created = self.clock.now - timedelta(seconds=age_s)
-        records = [NewRecord("spo2", p, '{"spo2":97}', created, key) for p, key in offers]
-        for (priority, key), accepted in zip(offers, self.box.accept(records), strict=True):
+        offered = [NewRecord("spo2", p, '{"spo2":97}', created, key) for p, key in offers]
+        for (priority, key), accepted in zip(offers, self.box.run(records.accept(offered)), strict=True):
             if key is not None and key in self.by_dedupe_key:
                 assert accepted == Accepted(self.by_dedupe_key[key], new=False)
                 continue
@@ -600,11 +601,11 @@ class OutboxLifecycle(RuleBasedStateMachine):
     @precondition(lambda self: any(s is RecordState.PENDING for s in self.state.values()))
     @rule(data=st.data(), max_records=st.integers(1, 8))
     def deliver_part_of_a_batch(self, data: st.DataObject, max_records: int) -> None:
-        batch = [p.record_id for p in self.box.pending_batch(max_records=max_records)]
+        batch = [p.record_id for p in self.box.run(records.pending_batch(max_records=max_records))]
         assert batch == self._pending()[:max_records]
         delivered = data.draw(st.lists(st.sampled_from(batch), unique=True))
-        self.box.note_attempt(batch, "HTTP 503")
-        self.box.mark_delivered(delivered)
+        self.box.run(records.note_attempt(batch, "HTTP 503"))
+        self.box.run(records.mark_delivered(delivered))
         for record_id in delivered:
             self.state[record_id] = RecordState.DELIVERED
 
@@ -612,14 +613,14 @@ class OutboxLifecycle(RuleBasedStateMachine):
     @rule(data=st.data())
     def reject(self, data: st.DataObject) -> None:
         record_id = data.draw(st.sampled_from(sorted(self.state)))
-        self.box.mark_dead(record_id, "HTTP 422")
+        self.box.run(records.mark_dead(record_id, "HTTP 422"))
         if self.state[record_id] is RecordState.PENDING:
             self.state[record_id] = RecordState.DEAD
 
     @rule()
     def requeue_all(self) -> None:
         dead = [r for r, s in self.state.items() if s is RecordState.DEAD]
-        assert self.box.requeue_dead() == len(dead)
+        assert self.box.run(records.requeue_dead()) == len(dead)
         for record_id in dead:
             self.state[record_id] = RecordState.PENDING
 
@@ -639,9 +640,9 @@ class OutboxLifecycle(RuleBasedStateMachine):
         counted = [list(self.state.values()).count(s) for s in RecordState]
         assert [stats.pending, stats.delivered, stats.dead] == counted
         for record_id, state in self.state.items():
-            assert self.box.record_state(record_id) is state
+            assert self.box.run(records.state(record_id)) is state
         for record_id in self.pruned:
-            assert self.box.record_state(record_id) is None
+            assert self.box.run(records.state(record_id)) is None
 
 
 TestOutboxLifecycle = OutboxLifecycle.TestCase

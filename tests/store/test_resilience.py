@@ -17,9 +17,19 @@ import pytest
 from tmpfs import fill, remount, tmpfs
 
 from gateway.errors import DiskFullError, NotDurableError, OutboxCorruptError, OutboxUnavailableError
-from gateway.store import NewRecord, Outbox, Priority, RecordState
-from gateway.store import aio as aio_module
-from gateway.store.aio import AsyncOutbox
+from gateway.store import (
+    Database,
+    DatabaseFile,
+    Intake,
+    NewRecord,
+    Priority,
+    RecordState,
+    StorageLimits,
+    cursors,
+    records,
+    snippets,
+)
+from gateway.store import intake as intake_module
 from gateway.store.ids import derived_record_id
 from gateway.store.keeper import IDENTITY_CHECK_S, REOPEN_EVERY_S, OutboxKeeper, corrupt_files
 from gateway.store.reserve import RESERVE_FILE_NAME, DiskReserve
@@ -61,29 +71,29 @@ def test_derived_ids_are_stable_per_gateway_and_source_and_valid_uuids() -> None
 
 def test_a_fresh_outbox_gives_a_device_record_the_id_it_had_before(tmp_path: Path) -> None:
     record = reading(1, key="meter|k1")
-    with Outbox.open(tmp_path / "first.db") as first:
-        (before,) = first.accept([record])
-    with Outbox.open(tmp_path / "second.db") as second:
-        (after,) = second.accept([record])
-        (again,) = second.accept([record])
+    with DatabaseFile.open(tmp_path / "first.db") as first:
+        (before,) = first.run(records.accept([record]))
+    with DatabaseFile.open(tmp_path / "second.db") as second:
+        (after,) = second.run(records.accept([record]))
+        (again,) = second.run(records.accept([record]))
     assert before.record_id == after.record_id == record.record_id
     assert (before.new, after.new, again.new) == (True, True, False)
 
 
 def test_a_given_id_already_stored_is_not_stored_twice(tmp_path: Path) -> None:
     record = NewRecord("alert", Priority.ALERT, '{"a":1}', T0, record_id=str(uuid.uuid4()))
-    with Outbox.open(tmp_path / "o.db") as box:
-        assert box.accept([record])[0].new
-        assert not box.accept([record])[0].new
+    with DatabaseFile.open(tmp_path / "o.db") as box:
+        assert box.run(records.accept([record]))[0].new
+        assert not box.run(records.accept([record]))[0].new
         assert box.stats().pending == 1
 
 
 def test_alerts_are_accepted_past_the_storage_budget(tmp_path: Path) -> None:
-    with Outbox.open(tmp_path / "o.db", budget_bytes=64 * 1024) as box:
+    with DatabaseFile.open(tmp_path / "o.db", limits=StorageLimits(budget_bytes=64 * 1024)) as box:
         with pytest.raises(Exception, match="at its budget"):  # noqa: PT012 (fill until refused)
             for n in range(1000):
-                box.accept([reading(n, pad=2000)])
-        assert box.accept([alert(1)])[0].new
+                box.run(records.accept([reading(n, pad=2000)]))
+        assert box.run(records.accept([alert(1)]))[0].new
 
 
 # -- corrupt ------------------------------------------------------------------------------------------
@@ -92,8 +102,8 @@ def test_alerts_are_accepted_past_the_storage_budget(tmp_path: Path) -> None:
 def test_a_corrupt_file_at_start_is_moved_aside_and_a_fresh_outbox_opened(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite"
     path.write_bytes(b"an SD card gone bad " * 500)
-    keeper = OutboxKeeper(path, Outbox.open)
-    assert keeper.call(lambda box: box.accept([reading(1)]))[0].new
+    keeper = OutboxKeeper(path, DatabaseFile.open)
+    assert keeper.call(lambda box: box.run(records.accept([reading(1)])))[0].new
     (moved,) = corrupt_files(path)
     assert moved.read_bytes().startswith(b"an SD card gone bad")
     assert any("corrupt" in incident for incident in keeper.incidents)
@@ -102,9 +112,10 @@ def test_a_corrupt_file_at_start_is_moved_aside_and_a_fresh_outbox_opened(tmp_pa
 
 def test_corruption_found_while_running_salvages_the_pending_records(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite"
-    keeper = OutboxKeeper(path, Outbox.open)
-    stored = keeper.call(lambda box: box.accept([reading(n, key=f"meter|{n}", pad=500) for n in range(30)]))
-    keeper.call(lambda box: box.set_cursor("gls", "17"))
+    keeper = OutboxKeeper(path, DatabaseFile.open)
+    offered = [reading(n, key=f"meter|{n}", pad=500) for n in range(30)]
+    stored = keeper.call(lambda box: box.run(records.accept(offered)))
+    keeper.call(lambda box: box.run(cursors.put("gls", "17")))
     keeper.close()
     # Damage the motion_snippets table only: the records table still reads, the file is corrupt.
     conn = sqlite3.connect(path)
@@ -118,13 +129,13 @@ def test_corruption_found_while_running_salvages_the_pending_records(tmp_path: P
         data[page_size * (root - 1): page_size * root] = b"\xa5" * page_size
     path.write_bytes(bytes(data))
 
-    keeper = OutboxKeeper(path, Outbox.open)
+    keeper = OutboxKeeper(path, DatabaseFile.open)
     with pytest.raises(OutboxCorruptError):
-        keeper.call(lambda box: box.motion_snippets("any"))
+        keeper.call(lambda box: box.run(snippets.for_alert("any")))
     assert len(corrupt_files(path)) == 1
-    pending = keeper.call(lambda box: box.pending_batch(max_records=500))
+    pending = keeper.call(lambda box: box.run(records.pending_batch(max_records=500)))
     assert sorted(p.record_id for p in pending) == sorted(a.record_id for a in stored)
-    assert keeper.call(lambda box: box.get_cursor("gls")) is None  # a cursor is not trusted: read the meter again
+    assert keeper.call(lambda box: box.run(cursors.get("gls"))) is None  # a cursor is not trusted: read the meter again
     assert any("30 pending record(s)" in incident for incident in keeper.incidents)
     keeper.close()
 
@@ -135,21 +146,21 @@ def test_corruption_found_while_running_salvages_the_pending_records(tmp_path: P
 def test_an_outbox_deleted_while_running_comes_back_with_everything_it_held(tmp_path: Path) -> None:
     path = tmp_path / "data" / "outbox.sqlite"
     ticks = Ticks()
-    keeper = OutboxKeeper(path, Outbox.open, monotonic=ticks)
-    stored = keeper.call(lambda box: box.accept([reading(n, key=f"m|{n}") for n in range(5)]))
-    keeper.call(lambda box: box.mark_delivered([stored[0].record_id]))
+    keeper = OutboxKeeper(path, DatabaseFile.open, monotonic=ticks)
+    stored = keeper.call(lambda box: box.run(records.accept([reading(n, key=f"m|{n}") for n in range(5)])))
+    keeper.call(lambda box: box.run(records.mark_delivered([stored[0].record_id])))
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
 
     ticks.now += IDENTITY_CHECK_S
-    more = keeper.call(lambda box: box.accept([reading(99, key="m|99")]))
+    more = keeper.call(lambda box: box.run(records.accept([reading(99, key="m|99")])))
     assert path.exists()
-    assert keeper.call(lambda box: box.record_state(stored[0].record_id)) is RecordState.DELIVERED
-    pending = {p.record_id for p in keeper.call(lambda box: box.pending_batch())}
+    assert keeper.call(lambda box: box.run(records.state(stored[0].record_id))) is RecordState.DELIVERED
+    pending = {p.record_id for p in keeper.call(lambda box: box.run(records.pending_batch()))}
     assert pending == {a.record_id for a in stored[1:]} | {more[0].record_id}
     assert any("deleted" in incident for incident in keeper.incidents)
     keeper.close()
-    with Outbox.open(path) as reopened:  # and it is a proper file on disk, not only in the process
+    with DatabaseFile.open(path) as reopened:  # and it is a proper file on disk, not only in the process
         assert reopened.stats().pending == 5
 
 
@@ -157,8 +168,8 @@ def test_the_whole_data_directory_deleted_is_recreated(tmp_path: Path) -> None:
     data = tmp_path / "data"
     path = data / "outbox.sqlite"
     ticks = Ticks()
-    keeper = OutboxKeeper(path, Outbox.open, monotonic=ticks)
-    keeper.call(lambda box: box.accept([reading(1)]))
+    keeper = OutboxKeeper(path, DatabaseFile.open, monotonic=ticks)
+    keeper.call(lambda box: box.run(records.accept([reading(1)])))
     for child in data.iterdir():
         child.unlink()
     data.rmdir()
@@ -183,7 +194,8 @@ def test_a_read_only_data_directory_holds_records_and_writes_them_when_it_is_wri
         path = small_disk / "outbox.sqlite"
         remount(small_disk, read_only=True)
         ticks = Ticks()
-        box = await AsyncOutbox.start(path, monotonic=ticks)  # does not raise: the daemon must start anyway
+        db = await Database.start(path, monotonic=ticks)  # does not raise: the daemon must start anyway
+        box = Intake(db)
         try:
             assert not box.health.writable
             with pytest.raises(NotDurableError) as caught:
@@ -200,9 +212,10 @@ def test_a_read_only_data_directory_holds_records_and_writes_them_when_it_is_wri
             await box.maintain()
             assert box.health.writable
             assert box.health.held_records == 0
-            assert {await box.record_state(i) for i in ids} == {RecordState.PENDING}
+            assert {await db.run(records.state(i)) for i in ids} == {RecordState.PENDING}
         finally:
             await box.close()
+            await db.close()
 
     asyncio.run(scenario())
 
@@ -210,7 +223,8 @@ def test_a_read_only_data_directory_holds_records_and_writes_them_when_it_is_wri
 def test_a_full_disk_gives_up_its_reserve_for_alerts_and_holds_readings(small_disk: Path) -> None:
     async def scenario() -> None:
         path = small_disk / "outbox.sqlite"
-        box = await AsyncOutbox.open(path, reserve_bytes=256 * 1024)
+        db = await Database.open(path, reserve_bytes=256 * 1024)
+        box = Intake(db)
         try:
             assert (small_disk / RESERVE_FILE_NAME).stat().st_size == 256 * 1024
             filler = fill(small_disk)
@@ -229,19 +243,20 @@ def test_a_full_disk_gives_up_its_reserve_for_alerts_and_holds_readings(small_di
             assert box.health.held_records == 0
             assert box.health.writable
             assert not box.health.reserve_released
-            assert (await box.stats()).pending == 41
+            assert (await db.stats()).pending == 41
         finally:
             await box.close()
+            await db.close()
 
     asyncio.run(scenario())
 
 
 def test_a_disk_full_error_names_what_to_do(tmp_path: Path) -> None:
-    with Outbox.open(tmp_path / "o.db") as box:
+    with DatabaseFile.open(tmp_path / "o.db") as box:
         conn = box._connection()
         conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
         with pytest.raises(DiskFullError, match="free disk space"):
-            box.accept([reading(n, pad=8000) for n in range(10)])
+            box.run(records.accept([reading(n, pad=8000) for n in range(10)]))
 
 
 def test_the_reserve_is_taken_only_with_room_to_spare(tmp_path: Path) -> None:
@@ -260,12 +275,13 @@ def test_the_reserve_is_taken_only_with_room_to_spare(tmp_path: Path) -> None:
 
 def test_the_memory_bound_lets_go_of_what_devices_still_hold_and_never_of_alerts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aio_module, "MAX_HELD_RECORDS", 5)
+    monkeypatch.setattr(intake_module, "MAX_HELD_RECORDS", 5)
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
 
     async def scenario() -> None:
-        box = await AsyncOutbox.start(not_a_dir / "outbox.sqlite")
+        db = await Database.start(not_a_dir / "outbox.sqlite")
+        box = Intake(db)
         try:
             for batch in ([alert(0), alert(1)], [reading(2)], [reading(3, key="m|3"), reading(4, key="m|4")],
                           [reading(5)], [alert(6)], [alert(7)], [alert(8)]):
@@ -278,6 +294,7 @@ def test_the_memory_bound_lets_go_of_what_devices_still_hold_and_never_of_alerts
             assert health.held_records == 5
         finally:
             await box.close()
+            await db.close()
 
     asyncio.run(scenario())
 
@@ -286,7 +303,7 @@ def test_opening_an_unwritable_place_is_retried_not_fatal(tmp_path: Path) -> Non
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     ticks = Ticks()
-    keeper = OutboxKeeper(not_a_dir / "o.db", Outbox.open, monotonic=ticks)
+    keeper = OutboxKeeper(not_a_dir / "o.db", DatabaseFile.open, monotonic=ticks)
     with pytest.raises(OutboxUnavailableError, match="cannot create the outbox directory"):
         keeper.call(lambda box: box.stats())
     not_a_dir.unlink()

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from drivers.model import BloodPressure, DeviceInfo, Glucose, HubTime, Measurement, Reading, TimeSource
 from gateway.alerts.model import Alert, AlertState, Message
-from gateway.store import Outbox
+from gateway.store import DatabaseFile, records
 from gateway.store.api import NewRecord, Priority
 from gateway.vocabulary import AlertKind, Severity
 from gateway.wire import alert_record, compact, reading_record
@@ -73,10 +73,7 @@ def month_records(resident: str, end: datetime, days: int = 30, seed: int = 2026
 
 def write_month(outbox: Path, resident: str, end: datetime, days: int = 30) -> list[NewRecord]:
     """The month in the outbox at ``outbox`` (made if missing); the records written."""
-    records = month_records(resident, end, days)
-    box = Outbox.open(outbox)
-    try:
-        box.accept(records)
-    finally:
-        box.close()
-    return records
+    month = month_records(resident, end, days)
+    with DatabaseFile.open(outbox) as box:
+        box.run(records.accept(month))
+    return month

@@ -19,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gateway.store import AsyncOutbox, NewRecord, Priority, QueueStats
+from daemon_outbox import DaemonOutbox
+
+from gateway.store import NewRecord, Priority, QueueStats
 from gateway.uplink.service import Uplink
 
 GATEWAY_ID = "gw-0001"
@@ -57,12 +59,12 @@ async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -
 
 @dataclass
 class Hub:
-    outbox: AsyncOutbox
+    outbox: DaemonOutbox
     uplink: Uplink
     ids: list[str]
 
     async def stats(self) -> QueueStats:
-        return await self.outbox.stats()
+        return await self.outbox.db.stats()
 
     async def settled(self, delivered: int, dead: int = 0, timeout_s: float = 10.0) -> None:
         async def done() -> bool:
@@ -76,11 +78,11 @@ class Hub:
 async def hub(tmp_path: Path, url: str, records: list[NewRecord], *, secret: str = SECRET,
               clock_synced: bool = True, **settings: Any) -> AsyncIterator[Hub]:
     """An outbox holding ``records`` and an uplink draining it to ``url`` (fast backoff for tests)."""
-    outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-    accepted = await outbox.accept(records)
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
+    accepted = await outbox.intake.accept(records)
     options: dict[str, Any] = {"timeout_s": 2.0, "backoff_initial_s": 0.05, "backoff_cap_s": 0.2,
                                "idle_poll_s": 0.05, "rng": random.Random(1)} | settings
-    uplink = Uplink(gateway_id=GATEWAY_ID, base_url=url, secret=secret.encode(), outbox=outbox,
+    uplink = Uplink(gateway_id=GATEWAY_ID, base_url=url, secret=secret.encode(), outbox=outbox.db,
                     clock_synced=lambda: clock_synced, **options)
     task = asyncio.create_task(uplink.run())
     try:

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import devstack
+from daemon_outbox import DaemonOutbox
 from pi_clock import TRUE_BOOT, PiClock, reading
 from uplink_hub import GATEWAY_ID, SECRET, run, until
 
 from drivers.model import HubTime
 from gateway.clock import PLAUSIBLE_FROM
 from gateway.clock_watch import ClockWatch
-from gateway.store import AsyncOutbox
 from gateway.uplink import Uplink
 
 
@@ -38,13 +38,12 @@ def test_a_hub_booted_at_1970_uploads_nothing_dated_1970(platform_factory: Calla
     clock = pi.system_clock()
 
     async def scenario() -> None:
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-        outbox.held_before = PLAUSIBLE_FROM
-        watch = ClockWatch(clock, outbox, monotonic=lambda: pi.monotonic)
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
+        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
         await watch.start()
-        uplink = Uplink(gateway_id=GATEWAY_ID, base_url=platform.url, secret=SECRET.encode(), outbox=outbox,
+        uplink = Uplink(gateway_id=GATEWAY_ID, base_url=platform.url, secret=SECRET.encode(), outbox=outbox.db,
                         clock_synced=clock.synced, timeout_s=2.0, backoff_initial_s=0.05, backoff_cap_s=0.2,
-                        idle_poll_s=0.05, rng=random.Random(1))
+                        idle_poll_s=0.05, rng=random.Random(1), held_before=PLAUSIBLE_FROM)
         task = asyncio.create_task(uplink.run())
         try:
             stamped = []
@@ -52,19 +51,19 @@ def test_a_hub_booted_at_1970_uploads_nothing_dated_1970(platform_factory: Calla
                 pi.advance(120.0)
                 at = clock.now()
                 stamped.append(at)
-                await outbox.accept([reading(at, clock.stamp(at), n)])
+                await outbox.intake.accept([reading(at, clock.stamp(at), n)])
             # A record the meter stamped itself, received over a link that works: it goes up...
             meter = HubTime(wall=TRUE_BOOT - timedelta(hours=1), monotonic=pi.monotonic, synced=True)
-            await outbox.accept([reading(meter, None, 9, time_source="device")])
+            await outbox.intake.accept([reading(meter, None, 9, time_source="device")])
             uplink.wake()
 
             async def meter_delivered() -> bool:
-                return (await outbox.stats()).delivered == 1
+                return (await outbox.db.stats()).delivered == 1
 
             await until(meter_delivered, 10.0)
             # ...past the 1970 ones, which wait: none reached the platform.
             assert [b["values"] for b in platform_bodies(platform.db)] == [{"value": 37.4}]
-            assert (await outbox.stats()).pending == 4
+            assert (await outbox.db.stats()).pending == 4
 
             pi.advance(3.0)
             pi.ntp_arrives()
@@ -72,7 +71,7 @@ def test_a_hub_booted_at_1970_uploads_nothing_dated_1970(platform_factory: Calla
             uplink.wake()
 
             async def delivered() -> bool:
-                return (await outbox.stats()).delivered == 5
+                return (await outbox.db.stats()).delivered == 5
 
             await until(delivered, 10.0)
             bodies = [b for b in platform_bodies(platform.db) if b["values"] != {"value": 37.4}]

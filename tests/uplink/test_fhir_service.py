@@ -15,7 +15,7 @@ import devstack
 import pytest
 from uplink_hub import GATEWAY_ID, SECRET, Hub, admin, hub, run
 
-from gateway.store import NewRecord, Priority
+from gateway.store import NewRecord, Priority, records
 from gateway.uplink.fhir_client import FhirEncoder
 from gateway.uplink.http import post
 from gateway.uplink.signing import HmacSha256Signer
@@ -66,10 +66,10 @@ def observations_by_record(listing: dict[str, Any]) -> dict[str, dict[str, Any]]
 def test_every_record_becomes_one_observation_exactly_once(platform_factory: Callable[..., devstack.Platform],
                                                            tmp_path: Path) -> None:
     platform = platform_factory()
-    records = [blood_pressure(n) for n in range(5)] + [temperature(5), alert(6, "raised")]
+    offered = [blood_pressure(n) for n in range(5)] + [temperature(5), alert(6, "raised")]
 
     async def scenario() -> None:
-        async with fhir_hub(tmp_path, platform.url, records, batch_max_records=3) as h:
+        async with fhir_hub(tmp_path, platform.url, offered, batch_max_records=3) as h:
             await h.settled(delivered=7)
             listing = await fhir_resources(platform.url)
             by_record = observations_by_record(listing)
@@ -81,7 +81,7 @@ def test_every_record_becomes_one_observation_exactly_once(platform_factory: Cal
             [flag] = [r for r in listing["resources"] if r["resource_type"] == "Flag"]
             assert (flag["identifier"], flag["resource"]["status"]) == ("a-0001", "active")
             # The alert resolves later: the same Flag (a new version) says so.
-            await h.outbox.accept([alert(7, "resolved")])
+            await h.outbox.intake.accept([alert(7, "resolved")])
             h.uplink.wake()
             await h.settled(delivered=8)
             [flag] = [r for r in (await fhir_resources(platform.url))["resources"] if r["resource_type"] == "Flag"]
@@ -114,7 +114,7 @@ def test_an_entry_the_platform_refuses_dead_letters_that_record_only(
     async def scenario() -> None:
         async with fhir_hub(tmp_path, platform.url, [blood_pressure(0), temperature(1), blood_pressure(2)]) as h:
             await h.settled(delivered=2, dead=1)
-            [dead] = await h.outbox.dead_letters()
+            [dead] = await h.outbox.db.run(records.dead_letters())
             assert (dead.record_id, dead.type) == (h.ids[1], "body_temperature")
             assert dead.reason == "HTTP 422: Observation code 8310-5 is not accepted by this platform"
         assert sorted(observations_by_record(await fhir_resources(platform.url))) == sorted([h.ids[0], h.ids[2]])
@@ -125,12 +125,12 @@ def test_an_entry_the_platform_refuses_dead_letters_that_record_only(
 def test_an_atomic_server_refuses_the_transaction_and_the_split_finds_the_record(
         platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
     platform = platform_factory("--fhir-atomic", "--fhir-reject-code", "8310-5")
-    records = [blood_pressure(0), blood_pressure(1), temperature(2), blood_pressure(3)]
+    offered = [blood_pressure(0), blood_pressure(1), temperature(2), blood_pressure(3)]
 
     async def scenario() -> None:
-        async with fhir_hub(tmp_path, platform.url, records) as h:
+        async with fhir_hub(tmp_path, platform.url, offered) as h:
             await h.settled(delivered=3, dead=1)
-            [dead] = await h.outbox.dead_letters()
+            [dead] = await h.outbox.db.run(records.dead_letters())
             assert dead.record_id == h.ids[2]
             assert dead.reason == "HTTP 422: entry[0]: Observation code 8310-5 is not accepted by this platform"
 
@@ -145,7 +145,7 @@ def test_a_record_the_profile_cannot_map_is_dead_lettered_without_asking_the_pla
     async def scenario() -> None:
         async with fhir_hub(tmp_path, platform.url, [blood_pressure(0), control]) as h:
             await h.settled(delivered=1, dead=1)
-            [dead] = await h.outbox.dead_letters()
+            [dead] = await h.outbox.db.run(records.dead_letters())
             assert (dead.record_id, dead.reason) == (
                 h.ids[1], "FHIR profile: a control-solution test is not a measurement of the resident")
         assert sorted(observations_by_record(await fhir_resources(platform.url))) == [h.ids[0]]

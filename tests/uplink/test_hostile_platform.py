@@ -18,6 +18,7 @@ from uplink_hub import Hub, admin, blood_pressure, hub, run, until
 
 from gateway.cli import render_status
 from gateway.status_publisher import uplink_status
+from gateway.store import records
 from gateway.uplink.pacing import ERROR_BURST_REQUESTS, ERROR_REQUESTS_PER_MINUTE
 from gateway.uplink.splitting import split_budget
 
@@ -110,13 +111,13 @@ def test_clean_rounds_go_back_to_back(platform_factory: Callable[..., devstack.P
 def test_one_bad_record_among_500_is_dead_lettered_with_the_platforms_reason_and_499_delivered(
         platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
     platform = platform_factory()
-    records = [blood_pressure(n) for n in range(500)]
-    records[317] = blood_pressure(317, values="not an object")
+    offered = [blood_pressure(n) for n in range(500)]
+    offered[317] = blood_pressure(317, values="not an object")
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, records) as h:
+        async with hub(tmp_path, platform.url, offered) as h:
             await h.settled(delivered=499, dead=1)
-            [dead] = await h.outbox.dead_letters()
+            [dead] = await h.outbox.db.run(records.dead_letters())
             assert dead.record_id == h.ids[317]
             assert dead.reason == 'HTTP 400: {"error": "records[0].values must be a JSON dict"}'
             counts = await platform_counts(platform.url)
@@ -134,10 +135,10 @@ def test_413_above_a_size_settles_on_a_smaller_batch_and_loses_nothing(
         platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
     max_bytes = 20_000   # a proxy in front of the platform, far below the contract's 1 MiB
     platform = platform_factory("--faults", f"413:max_bytes={max_bytes}")
-    records = [blood_pressure(n) for n in range(200)]   # ~90 kB of records
+    offered = [blood_pressure(n) for n in range(200)]   # ~90 kB of records
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, records) as h:
+        async with hub(tmp_path, platform.url, offered) as h:
             await h.settled(delivered=200)
             status = h.uplink.status
             assert status.batch_max_records < 200
@@ -146,7 +147,7 @@ def test_413_above_a_size_settles_on_a_smaller_batch_and_loses_nothing(
             refused = (await platform_counts(platform.url))["upload_answers"]["413"]
             # What comes later goes through at the learned size: no more 413.
             more = [blood_pressure(n) for n in range(200, 400)]
-            await h.outbox.accept(more)
+            await h.outbox.intake.accept(more)
             h.uplink.wake()
             await h.settled(delivered=400)
             counts = await platform_counts(platform.url)
@@ -169,13 +170,13 @@ async def _failed_rounds(h: Hub, rounds: int) -> bool:
 def test_one_oversized_record_is_dead_lettered_as_too_large_and_the_batch_size_survives_it(
         platform_factory: Callable[..., devstack.Platform], tmp_path: Path) -> None:
     platform = platform_factory("--faults", "413:max_bytes=200000")
-    records = [blood_pressure(n) for n in range(100)]
-    records[70] = blood_pressure(70, device={"id": "ble:70", "model": "x" * 300_000, "transport": "ble"})
+    offered = [blood_pressure(n) for n in range(100)]
+    offered[70] = blood_pressure(70, device={"id": "ble:70", "model": "x" * 300_000, "transport": "ble"})
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, records) as h:
+        async with hub(tmp_path, platform.url, offered) as h:
             await h.settled(delivered=99, dead=1)
-            [dead] = await h.outbox.dead_letters()
+            [dead] = await h.outbox.db.run(records.dead_letters())
             assert dead.record_id == h.ids[70]
             assert dead.reason == ('too large for the platform: HTTP 413: '
                                    '{"error": "body over 200000 bytes after decompression"}')
@@ -191,12 +192,12 @@ def test_one_record_per_request_still_tells_a_bad_record_from_a_bad_platform(
     platform = platform_factory()
     # The bad record is first in line; alone in its request it is no evidence of anything, and it
     # must not hold up the records behind it for ever.
-    records = [blood_pressure(0, values=[1]), blood_pressure(1), blood_pressure(2)]
+    offered = [blood_pressure(0, values=[1]), blood_pressure(1), blood_pressure(2)]
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, records, batch_max_records=1) as h:
+        async with hub(tmp_path, platform.url, offered, batch_max_records=1) as h:
             await h.settled(delivered=2, dead=1)
-            [dead] = await h.outbox.dead_letters()
+            [dead] = await h.outbox.db.run(records.dead_letters())
             assert dead.record_id == h.ids[0]
             assert dead.reason == 'HTTP 400: {"error": "records[0].values must be a JSON dict"}'
         # Never more than one record a request, as configured.

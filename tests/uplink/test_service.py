@@ -15,11 +15,12 @@ from typing import Any
 
 import devstack
 import pytest
+from daemon_outbox import DaemonOutbox
 from uplink_hub import GATEWAY_ID, SECRET, T0, Hub, admin, blood_pressure, hub, run, until
 
 from gateway.config.schema import PlatformSettings, setting_of
 from gateway.errors import ConfigError
-from gateway.store import AsyncOutbox, NewRecord, Priority
+from gateway.store import NewRecord, Priority, records
 from gateway.uplink import Uplink
 from gateway.uplink.batch import build_body
 from gateway.uplink.http import post
@@ -48,7 +49,7 @@ def test_every_record_is_delivered_exactly_once(platform_factory: Callable[..., 
             assert h.uplink.status.consecutive_failures == 0
             assert h.uplink.status.last_success_at is not None
             # New records after a wake are sent without waiting for anything else.
-            await h.outbox.accept([blood_pressure(8)])
+            await h.outbox.intake.accept([blood_pressure(8)])
             h.uplink.wake()
             await h.settled(delivered=8)
 
@@ -62,10 +63,10 @@ def test_records_the_platform_already_has_count_as_delivered(
     platform = platform_factory()
 
     async def scenario() -> None:
-        outbox = await AsyncOutbox.open(tmp_path / "outbox.db")
-        await outbox.accept([blood_pressure(n) for n in range(3)])
+        outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
+        await outbox.intake.accept([blood_pressure(n) for n in range(3)])
         # An earlier try whose answer was lost: the platform has the records, the hub does not know.
-        batch = await outbox.pending_batch(max_records=10, max_bytes=100_000)
+        batch = await outbox.db.run(records.pending_batch(max_records=10, max_bytes=100_000))
         body = build_body([r.body_json for r in batch], "2026-11-22T10:15:00.120+08:00")
         path = f"/v1/gateways/{GATEWAY_ID}/records"
         headers = {"Content-Type": "application/json",
@@ -89,7 +90,7 @@ def test_rejected_records_go_to_the_dead_letters(platform_factory: Callable[...,
     async def scenario() -> None:
         async with hub(tmp_path, platform.url, [blood_pressure(0), spo2, blood_pressure(1)]) as h:
             await h.settled(delivered=2, dead=1)
-            [dead] = await h.outbox.dead_letters()
+            [dead] = await h.outbox.db.run(records.dead_letters())
             assert (dead.record_id, dead.type) == (h.ids[1], "spo2")
             assert dead.reason == "record type 'spo2' is not accepted by this platform"
 
@@ -183,13 +184,13 @@ async def _failed_at_least(h: Hub, failures: int) -> bool:
 def test_400_split_isolates_the_one_bad_record(platform_factory: Callable[..., devstack.Platform],
                                                tmp_path: Path) -> None:
     platform = platform_factory()
-    records = [blood_pressure(n) for n in range(6)]
-    records[4] = blood_pressure(4, values="not an object")
+    offered = [blood_pressure(n) for n in range(6)]
+    offered[4] = blood_pressure(4, values="not an object")
 
     async def scenario() -> None:
-        async with hub(tmp_path, platform.url, records) as h:
+        async with hub(tmp_path, platform.url, offered) as h:
             await h.settled(delivered=5, dead=1)
-            [dead] = await h.outbox.dead_letters()
+            [dead] = await h.outbox.db.run(records.dead_letters())
             assert dead.record_id == h.ids[4]
             assert dead.reason == 'HTTP 400: {"error": "records[0].values must be a JSON dict"}'
         assert sorted((await platform_records(platform.url))["record_ids"]) == sorted(h.ids[:4] + h.ids[5:])
@@ -207,7 +208,7 @@ def test_a_lone_400_record_is_not_dead_lettered_on_that_evidence_alone(
             assert (await h.stats()).dead == 0
             assert "refused every request of the batch" in (h.uplink.status.last_error or "")
             # Once it travels with good records, the split shows which one is bad.
-            await h.outbox.accept([blood_pressure(1)])
+            await h.outbox.intake.accept([blood_pressure(1)])
             await h.settled(delivered=1, dead=1)
 
     run(scenario())
@@ -337,7 +338,7 @@ def test_the_documented_largest_batch_fills_a_request_to_the_platforms_mib(
 
     async def scenario() -> None:
         async with hub(tmp_path, platform.url, [sized(n) for n in range(510)], batch_max_bytes=1_048_576) as h:
-            [first] = await h.outbox.pending_batch(max_records=1, max_bytes=1)
+            [first] = await h.outbox.db.run(records.pending_batch(max_records=1, max_bytes=1))
             assert len(first.body_json.encode()) == record_bytes
             await h.settled(delivered=510)
             assert h.uplink.status.consecutive_failures == 0
@@ -367,7 +368,7 @@ def test_delivered_marks_wait_for_mark_after_s_then_go_in_one_transaction(
             assert (stats.pending, stats.delivered) == (3, 0)
             # More records meanwhile: uploaded, left out of what is read again, marked with the first.
             clock[0] += 200.0
-            await h.outbox.accept([blood_pressure(3)])
+            await h.outbox.intake.accept([blood_pressure(3)])
             h.uplink.wake()
 
             async def four_at_platform() -> bool:
