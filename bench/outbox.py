@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 from drivers.model import DeviceInfo, Glucose, HubTime, MealContext, Reading, TimeSource
 from gateway.hub import reading_to_record
-from gateway.store import NewRecord, Outbox, Priority
+from gateway.store import DatabaseFile, NewRecord, Priority, StorageLimits, records
 from gateway.uplink.service import MARK_EVERY_RECORDS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -89,14 +89,14 @@ def _reading(n: int) -> NewRecord:
     )
 
 
-def _ingest_rate(db_path: Path, records: int, per_commit: int) -> float:
-    offers = [_reading(n) for n in range(records)]
-    with Outbox.open(db_path) as box:
+def _ingest_rate(db_path: Path, count: int, per_commit: int) -> float:
+    offers = [_reading(n) for n in range(count)]
+    with DatabaseFile.open(db_path) as box:
         started = time.perf_counter()
-        for start in range(0, records, per_commit):
-            box.accept(offers[start : start + per_commit])
+        for start in range(0, count, per_commit):
+            box.run(records.accept(offers[start : start + per_commit]))
         elapsed = time.perf_counter() - started
-    return records / elapsed
+    return count / elapsed
 
 
 def ingest(args: argparse.Namespace) -> int:
@@ -122,10 +122,10 @@ def _ingest_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the databases for inspection")
 
 
-def _fill(db: Path, records: int) -> None:
-    with Outbox.open(db, budget_bytes=4 * 2**30) as box:
-        for start in range(0, records, 1000):
-            box.accept([_bench_reading(n) for n in range(start, min(records, start + 1000))])
+def _fill(db: Path, count: int) -> None:
+    with DatabaseFile.open(db, limits=StorageLimits(budget_bytes=4 * 2**30)) as box:
+        for start in range(0, count, 1000):
+            box.run(records.accept([_bench_reading(n) for n in range(start, min(count, start + 1000))]))
 
 
 def _platform_count(db: Path) -> int:
@@ -205,20 +205,20 @@ def inproc(args: argparse.Namespace) -> int:
     try:
         db = run_dir / "outbox.sqlite"
         _fill(db, args.records)
-        with Outbox.open(db, budget_bytes=4 * 2**30) as box:
+        with DatabaseFile.open(db, limits=StorageLimits(budget_bytes=4 * 2**30)) as box:
             started = time.perf_counter()
             delivered, marks, commits = 0, [], 0
             # As the uplink does: batches of 500 (the platform's request limit), leaving out the ones
             # taken, marked delivered per MARK_EVERY_RECORDS in one transaction (one fsync).
             while True:
-                batch = box.pending_batch(max_records=500, max_bytes=1_000_000, exclude=marks)
+                batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000, exclude=marks))
                 if not batch or len(marks) >= MARK_EVERY_RECORDS:
                     if marks:
-                        box.mark_delivered(marks)
+                        box.run(records.mark_delivered(marks))
                         commits += 1
                     marks = []
                     if not batch:
-                        batch = box.pending_batch(max_records=500, max_bytes=1_000_000)
+                        batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000))
                         if not batch:
                             break
                 marks.extend(record.record_id for record in batch)
@@ -236,20 +236,22 @@ def inproc(args: argparse.Namespace) -> int:
 def group(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
 
-    from gateway.store.aio import AsyncOutbox  # noqa: PLC0415
+    from gateway.store import Database, Intake  # noqa: PLC0415
 
     run_dir = Path(tempfile.mkdtemp(prefix="outbox-group-", dir=_db_dir(args)))
 
     async def scenario() -> tuple[int, float]:
-        box = await AsyncOutbox.open(run_dir / "outbox.sqlite")
+        db = await Database.open(run_dir / "outbox.sqlite")
+        box = Intake(db)
         try:
-            before = _commits(box)
+            before = box.commits
             started = time.perf_counter()
             await asyncio.gather(*(box.accept([_reading(n)]) for n in range(args.devices)))
             elapsed = time.perf_counter() - started
-            return _commits(box) - before, elapsed
+            return box.commits - before, elapsed
         finally:
             await box.close()
+            await db.close()
 
     try:
         commits, elapsed = asyncio.run(scenario())
@@ -259,10 +261,6 @@ def group(args: argparse.Namespace) -> int:
         if not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
     return 0
-
-
-def _commits(box: object) -> int:
-    return int(getattr(box, "commits", -1))
 
 
 def _db_dir(args: argparse.Namespace) -> Path:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.store import AsyncOutbox, NewRecord, Priority
+from gateway.store import Database, NewRecord, Priority, StorageLimits, records
 from gateway.uplink import HttpResponse, Uplink, post
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -125,15 +125,15 @@ def platform_answers(url: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in counts["upload_answers"].items()}
 
 
-async def run_mode(mode: str, seconds: float, records: int, workdir: Path) -> Figures:
-    backlog = [reading(n) for n in range(records)]
+async def run_mode(mode: str, seconds: float, count: int, workdir: Path) -> Figures:
+    backlog = [reading(n) for n in range(count)]
     if mode == "one-bad-record":
         backlog[BAD_INDEX] = malformed(backlog[BAD_INDEX])
     with devstack.platform_server(workdir / "platform", GATEWAY_ID, secret=SECRET, extra_args=MODES[mode]) as platform:
-        outbox = await AsyncOutbox.open(workdir / "outbox.db", budget_bytes=4 * 2**30)
+        outbox = await Database.open(workdir / "outbox.db", limits=StorageLimits(budget_bytes=4 * 2**30))
         try:
-            for start in range(0, records, 1000):
-                await outbox.accept(backlog[start : start + 1000])
+            for start in range(0, count, 1000):
+                await outbox.run(records.accept(backlog[start : start + 1000]))
             transport = CountingTransport()
             uplink = Uplink(gateway_id=GATEWAY_ID, base_url=platform.url, secret=SECRET.encode(), outbox=outbox,
                             clock_synced=lambda: True, transport=transport)
