@@ -79,8 +79,7 @@ class Database:
     async def close(self) -> None:
         if self._closed:
             return
-        # Queued behind any work still running, so that work finishes first.
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._keeper.close)
+        await self._submit(self._keeper.close)  # queued behind any work still running, so that work finishes first
         self._closed = True
         self._executor.shutdown(wait=False)
 
@@ -106,11 +105,11 @@ class Database:
         return await self._on_thread(DatabaseFile.prune, writes=True)
 
     async def _on_thread(self, action: Callable[[DatabaseFile], T], *, writes: bool) -> T:
-        """The one way to the thread: ``action`` on a usable file, through the keeper."""
+        """``action`` on a usable file, through the keeper; a failed write is kept for the health."""
         if self._closed:
             raise StoreError(f"the outbox {self.path} is closed")
         try:
-            result = await asyncio.get_running_loop().run_in_executor(self._executor, self._keeper.call, action)
+            result = await self._submit(functools.partial(self._keeper.call, action))
         except StoreError as exc:
             if writes:
                 self._note_write_failure(exc)
@@ -119,6 +118,10 @@ class Database:
             self._write_error = None
             log.warning("outbox writable again path=%s", self.path)
         return result
+
+    async def _submit(self, call: Callable[[], T]) -> T:
+        """Every blocking call of the database goes to its one thread here (which serialises them)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def _note_write_failure(self, exc: StoreError) -> None:
         if self._write_error is None:
@@ -136,7 +139,7 @@ class Database:
             return tuple(p.name for p in corrupt_files(file.path))
 
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._keeper.maintain)
+            await self._submit(self._keeper.maintain)
             self._corrupt_files = await self._on_thread(care, writes=False)
         except StoreError as exc:
             self._note_write_failure(exc)
@@ -149,9 +152,8 @@ class Database:
         def apply(file: DatabaseFile) -> None:
             file.set_limits(limits)
 
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, functools.partial(self._keeper.reconfigure, _opener(limits, self._clock),
-                                              _reserve(self.path, reserve_bytes), apply))
+        await self._submit(functools.partial(self._keeper.reconfigure, _opener(limits, self._clock),
+                                             _reserve(self.path, reserve_bytes), apply))
 
     # -- what the technician is told -----------------------------------------------------------------
 
