@@ -19,6 +19,7 @@ from gateway.config import DeviceSettings, DriverName
 from gateway.driver_registry import ble_devices, serial_devices
 from gateway.homeassistant.discovery import readings_by_resident
 
+
 def device(driver: str, address: str = "C4:7C:8D:6A:11:02") -> DeviceSettings:
     """A valid entry for any row of the catalogue: adding a driver needs nothing here."""
     spec = spec_of(driver)

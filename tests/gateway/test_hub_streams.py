@@ -1,4 +1,4 @@
-"""Continuous-stream summaries: evaluated the moment they arrive, committed together once a minute,
+"""Continuous-stream summaries: evaluated the moment they arrive, committed together every STREAM_COMMIT_S,
 or at once when one of them raises an alert. A real outbox; the hub's monotonic clock is the test's."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def readings_stored(outbox: AsyncOutbox) -> int:
     return (await outbox.stats()).pending
 
 
-async def test_summaries_are_committed_together_once_a_minute_and_at_once_with_an_alert(tmp_path: Path) -> None:
+async def test_summaries_are_committed_together_every_stream_commit_s_and_at_once_with_an_alert(tmp_path: Path) -> None:
     outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
     ticks, published = Ticks(), Published()
     hub, alerts = build(outbox, ticks, published)
@@ -92,7 +92,7 @@ async def test_a_stream_that_stops_is_committed_by_the_periodic_look(tmp_path: P
     try:
         await hub.on_readings([summary(97, T0)])
         await hub.flush_streams(due_only=True)
-        assert await readings_stored(outbox) == 0  # not a minute yet
+        assert await readings_stored(outbox) == 0  # not STREAM_COMMIT_S yet
         ticks.now += STREAM_COMMIT_S
         await asyncio.wait_for(hub.flush_streams(due_only=True), 5)
         assert await readings_stored(outbox) == 1
