@@ -54,6 +54,13 @@ class Sinks:
     on_event: Callable[[DeviceEvent], Awaitable[None]]
 
 
+CursorGet = Callable[[str], Awaitable[str | None]]
+"""Reads one of the small named values a driver keeps at the hub (the outbox's cursors): a glucose
+meter's download cursor, an Omron cuff's key. None when it was never set."""
+CursorSet = Callable[[str, str], Awaitable[None]]
+"""Keeps one of those values; returns once it is durably written."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceTag:
     """Who a configured BLE device is on this hub."""
