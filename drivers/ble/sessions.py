@@ -29,6 +29,7 @@ from drivers.ble.uuids import (
     TEMPERATURE_MEASUREMENT,
     GattCharacteristic,
 )
+from drivers.ble.warn_once import WarnOnce
 from drivers.errors import CodecError, DeviceUnavailableError
 from drivers.model import (
     DeviceEvent,
@@ -107,12 +108,11 @@ class CodecComplaints:
 
     def __init__(self, device_id: str) -> None:
         self._device_id = device_id
-        self._seen: set[str] = set()
+        self._once = WarnOnce(log)
 
     def __call__(self, characteristic: str, exc: CodecError) -> None:
-        level = logging.DEBUG if characteristic in self._seen else logging.WARNING
-        self._seen.add(characteristic)
-        log.log(level, "undecodable value device=%s characteristic=%s reason=%s", self._device_id, characteristic, exc)
+        self._once(characteristic, "undecodable value device=%s characteristic=%s reason=%s", self._device_id,
+                   characteristic, exc)
 
 
 async def on_connected(link: GattLink, tag: DeviceTag, sinks: Sinks, home_tz: tzinfo) -> timedelta | None:
