@@ -76,13 +76,14 @@ class SpO2Stream:
         """Hand over the last, partial window (the device hung up or went quiet)."""
         summary = self._window.flush()
         if summary is not None:
-            await self._hand_over(summary)
+            await self._hand_over(summary, last=True)
         log.info("oximeter stream ended device=%s samples=%d readings=%d", self._tag.device_id, self.samples,
                  self.readings)
 
-    async def _hand_over(self, summary: SpO2Summary) -> None:
+    async def _hand_over(self, summary: SpO2Summary, *, last: bool = False) -> None:
         self.readings += 1
-        await self._sinks.on_readings([spo2_summary_reading(summary, self._tag.info, self._tag.resident_id)])
+        await self._sinks.on_readings([spo2_summary_reading(summary, self._tag.info, self._tag.resident_id,
+                                                            last=last)])
 
 
 def _complain_all(complain: CodecComplaints, characteristic: str, result: Reassembled) -> None:

@@ -245,7 +245,7 @@ class MeasurementSession:
                     self._complain(value.uuid, exc)
         finally:
             if window is not None and (summary := window.flush()) is not None:
-                readings.append(spo2_summary_reading(summary, self.tag.info, self.tag.resident_id))
+                readings.append(spo2_summary_reading(summary, self.tag.info, self.tag.resident_id, last=True))
             if readings:
                 await self._sinks.on_readings(readings)
                 log.info("readings received device=%s count=%d", self.tag.device_id, len(readings))

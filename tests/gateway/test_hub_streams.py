@@ -4,6 +4,7 @@ or at once when one of them raises an alert. A real outbox; the hub's monotonic 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -96,5 +97,21 @@ async def test_a_stream_that_stops_is_committed_by_the_periodic_look(tmp_path: P
         ticks.now += STREAM_COMMIT_S
         await asyncio.wait_for(hub.flush_streams(due_only=True), 5)
         assert await readings_stored(outbox) == 1
+    finally:
+        await outbox.close()
+
+
+async def test_the_last_summary_of_a_stream_commits_the_batch_at_once(tmp_path: Path) -> None:
+    outbox = await AsyncOutbox.open(tmp_path / "outbox.sqlite")
+    ticks, published = Ticks(), Published()
+    hub, _alerts = build(outbox, ticks, published)
+    try:
+        for n in range(3):
+            await hub.on_readings([summary(96, T0 + timedelta(seconds=10 * n))])
+            ticks.now += 10
+        assert await readings_stored(outbox) == 0
+        # The clip came off the finger and hung up: its last, partial window ends the stream.
+        await hub.on_readings([dataclasses.replace(summary(95, T0 + timedelta(seconds=30)), stream_end=True)])
+        assert await readings_stored(outbox) == 4
     finally:
         await outbox.close()
