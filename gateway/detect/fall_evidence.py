@@ -42,6 +42,9 @@ STANDARD_GRAVITY = 9.80665
 SINK_MIN_TURN = 0.03
 """Squared chord between the trunk's directions before and after (0.03: ~10 degrees) below which the
 baseline of ``sink_speed_mps`` moves with time rather than with the turn: there is hardly any turn to follow."""
+SINK_TURN_BEGUN = 0.1
+"""Share of the turn from the direction before to the direction after at which ``sink_speed_mps`` starts
+integrating: the transfer has begun."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +66,11 @@ class FallEvidence:
     sink_speed_mps: float
     """Largest downward speed of the waist from rest before the event to rest after it: |a| less its level at
     rest (3-2 s before the peak, moving to its level in the window after as the trunk turns), integrated
-    from 2 s before the peak to that window, the velocity left at its end removed as drift (the wearer is
-    still at both ends). The hips dropping from a seat to the floor, against a trunk turning about hips
-    that stay on the bed or a seat (SisFall, 10th-90th percentile: faints from a chair, F13, 0.7-1.8 m/s;
-    lying down, D12-D13, 0.1-0.4)."""
+    from where the trunk began to turn (no earlier than 2 s before the peak) to that window, the velocity
+    left at its end removed as drift (the wearer is still at both ends). The hips dropping from a seat to
+    the floor, against a trunk turning about hips that stay on the bed (SisFall at 50 Hz, 10th-90th
+    percentile of the low-energy candidates: faints from a chair, F13, 0.3-1.5 m/s; lying down quickly,
+    D13, 0-0.3). Reported; no model reads it (docs/falls.md)."""
     variability_g: float
     """Std of smoothed |a| in the second around the peak."""
     posture_change_deg: float
@@ -86,7 +90,8 @@ class FallEvidence:
     """How far past where it came to rest the trunk went: its furthest tilt in the turn window (the
     direction smoothed as for ``turn_rate_dps``) less ``tilt_after_deg``, 0 if never further. A body
     toppling under gravity is stopped by the floor and rebounds or settles back; a lie-down or a sit is
-    braked into its end posture."""
+    braked into its end posture (F13, 10th-90th percentile: 17-54 degrees; D13: 9-31). Reported; no
+    model reads it (docs/falls.md)."""
     upright_learnt: bool
     """Whether the tilts are from the wearer's upright (learnt from walking, or restored from before a
     restart) rather than from the trunk's direction before the event."""
@@ -330,6 +335,13 @@ class FallCandidates:
         else:
             directions = self._acc[moving] / np.maximum(np.linalg.norm(self._acc[moving], axis=1), 1e-12)[:, None]
             progress = np.clip((directions - start) @ turn / span, 0.0, 1.0)
+            # Until the trunk starts to turn the waist is where it was (seated, or walking up to the chair, whose
+            # steps would only add their own drift): the transfer is integrated from there.
+            began = int(np.argmax(progress >= SINK_TURN_BEGUN))
+            moving = slice(moving.start + began, moving.stop)
+            progress = progress[began:]
+            if progress.shape[0] < 2:
+                return 0.0
         speed = np.cumsum(mag[moving] - (level_before + (level_after - level_before) * progress))
         speed -= np.linspace(0.0, float(speed[-1]), speed.shape[0])
         return max(0.0, -float(speed.min())) * STANDARD_GRAVITY / self.sample_rate_hz
