@@ -61,6 +61,8 @@ async def test_a_pc60f_streams_spo2_pulse_and_perfusion_cut_anywhere_by_the_radi
         # The finger came out and the clip switched off: the session hands over its last window.
         await recorder.until(lambda: ble.status.connected == () and recorder.readings[-1:] != [])
     assert_live_stream(recorder.readings, "finger", SpO2(spo2=96, pulse=62, perfusion_index=8.0))
+    # Only the window handed over at the hang-up ends the stream (the hub commits the batch then).
+    assert [r.stream_end for r in recorder.readings] == [False] * (len(recorder.readings) - 1) + [True]
     assert [(e.kind, e.value) for e in recorder.events] == [(DeviceEventKind.BATTERY, 100)]
     assert (await recorder.outbox.stats()).pending == len(recorder.readings)
 
