@@ -58,9 +58,10 @@ L2_PENALTY = 1.0
 """Ridge on the standardised weights: with ~1000 positives it barely matters, it only keeps the
 Newton steps finite when the classes are almost separable."""
 WALKING_TRIAL = "D01"
-FEATURE_SCALES = {"peak_g": 1.0, "descent_g": 0.1, "descent_speed_mps": 1.0, "variability_g": 0.1,
+FEATURE_SCALES = {"peak_g": 1.0, "descent_g": 0.1, "descent_speed_mps": 1.0, "sink_speed_mps": 1.0,
+                  "variability_g": 0.1,
                   "posture_change_deg": 90.0, "tilt_before_deg": 90.0, "tilt_after_deg": 90.0, "tilt_gain_deg": 90.0,
-                  "stillness_g": 0.1, "turn_rate_dps": 360.0}
+                  "stillness_g": 0.1, "turn_rate_dps": 360.0, "overshoot_deg": 90.0}
 """The typical unit each feature is divided by before a model weighs it (as in the shipped models)."""
 
 

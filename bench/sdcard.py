@@ -13,7 +13,7 @@ every write by file, printed per phase):
 2. the day's spot measurements: two blood pressures and two glucose readings (each stored, alerted
    on if need be, uploaded, marked delivered);
 3. a night of SpO2: the oximeter streaming continuous readings, one summary kept per 10 s (committed
-   once a minute), uploaded, and written delivered every ``mark_delivered_after_s`` (300 s): the phase
+   every two minutes), uploaded, and written delivered every ``mark_delivered_after_s`` (300 s): the phase
    should last several of those (600 s by default).
 
 The daemon's log lines go to a pipe, as under systemd: they are the journal's writes, not the

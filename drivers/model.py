@@ -180,6 +180,9 @@ class Reading:
     continuous: bool = False
     """One summary of a continuous stream (an overnight oximeter): the gateway evaluates it at once
     but may commit such summaries in batches, since a stream is not in any device memory to lose."""
+    stream_end: bool = False
+    """The last summary of its stream (the device hung up or went quiet): the gateway commits the
+    stream's batch now rather than at its next turn."""
     source_key: str | None = None
     """The record's identity at the device (e.g. meter serial + meter time + value, or a BLE
     sequence number). The outbox accepts a (device, source_key) pair once, so re-downloads of

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 
 from drivers.ble.and_bp import AndCuffPreparation
-from drivers.ble.gls_session import CursorGet, CursorSet, GlucoseMeterSession
+from drivers.ble.gls_session import GlucoseMeterSession
 from drivers.ble.manager import BleManager
 from drivers.ble.motion_session import MICROBIT, THINGY52, MotionSession, Wearable
 from drivers.ble.omron_session import OmronCuffSession
@@ -27,6 +27,8 @@ from drivers.ble.sessions import (
     AdvertSession,
     BTHomeButtonSession,
     ConnectedSession,
+    CursorGet,
+    CursorSet,
     DeviceTag,
     MeasurementSession,
     Sinks,

@@ -87,8 +87,8 @@ PRUNE_EVERY_S = 3600.0
 SILENCE_CHECK_S = 60.0
 REPEAT_CHECK_S = 5.0
 STREAM_CHECK_S = 10.0
-"""How often a stream's gathered summaries are looked at: committed once a minute has gone by
-(gateway.hub.STREAM_COMMIT_S), even when the stream has stopped."""
+"""How often a stream's gathered summaries are looked at: committed once STREAM_COMMIT_S has gone by
+(gateway.hub), even when the stream has stopped."""
 STORAGE_CARE_S = 2.0
 """How often the outbox is looked after (reopened, checked for deletion, held records written):
 records held while the disk failed reach it within seconds of the disk coming back."""

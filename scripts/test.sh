@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
 .venv/bin/ruff check gateway drivers scripts bench tests
 .venv/bin/mypy
-exec .venv/bin/pytest "$@"
+# Three workers: the end-to-end tests mostly wait (BLE visits, a minute of SpO2), so they overlap well
+# even on two cores. Pass -n 0 to run one test at a time.
+exec .venv/bin/pytest -n 3 "$@"

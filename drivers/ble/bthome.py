@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bleak.backends.device import BLEDevice
 from bthome_ble import BTHomeBluetoothDeviceData, DeviceKey
 from bthome_ble.parser import BTHomeVersion, EncryptionScheme
-from habluetooth import BluetoothServiceInfoBleak
 
+from drivers.ble.ha_advert import service_data_info
 from drivers.ble.uuids import BTHOME_SERVICE_DATA
 from drivers.errors import CodecError
 from drivers.model import DeviceEvent, DeviceEventKind, HubTime
@@ -81,20 +80,7 @@ class BTHomeDecoder:
         """
         if not service_data:
             raise CodecError(f"BTHome {address}: empty service data")
-        info = BluetoothServiceInfoBleak(
-            name=address,
-            address=address,
-            rssi=0,
-            manufacturer_data={},
-            service_data={BTHOME_SERVICE_DATA: service_data},
-            service_uuids=[],
-            source="hub",
-            device=BLEDevice(address, None, None),
-            advertisement=None,
-            connectable=False,
-            time=advertised_at,
-            tx_power=None,
-        )
+        info = service_data_info(address, BTHOME_SERVICE_DATA, service_data, advertised_at)
         update = self._device.update(info)
         if self._device.bthome_version is not BTHomeVersion.V2:
             raise CodecError(

@@ -15,7 +15,7 @@ The records the gateway already holds come again and are dropped there (their so
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta, tzinfo
 
 from drivers.ble.gls import (
@@ -45,15 +45,12 @@ from drivers.ble.racp import (
     report_records_from,
     report_records_up_to,
 )
-from drivers.ble.sessions import CodecComplaints, DeviceTag, Sinks, on_connected
+from drivers.ble.sessions import CodecComplaints, CursorGet, CursorSet, DeviceTag, Sinks, on_connected
 from drivers.ble.uuids import GLUCOSE_MEASUREMENT, GLUCOSE_MEASUREMENT_CONTEXT, RECORD_ACCESS_CONTROL_POINT
 from drivers.errors import CodecError, DeviceTimeoutError
 from drivers.model import DeviceEvent, DeviceEventKind, HubTime, Reading, ReadingFlag
 
 log = logging.getLogger(__name__)
-
-CursorGet = Callable[[str], Awaitable[str | None]]
-CursorSet = Callable[[str, str], Awaitable[None]]
 
 # Meters that do not implement the ">=" filter answer one of these; then all records are asked
 # for and the ones at or below the cursor are dropped on the hub.

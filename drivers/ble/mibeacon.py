@@ -29,11 +29,10 @@ import logging
 import struct
 from dataclasses import dataclass
 
-from bleak.backends.device import BLEDevice
-from habluetooth import BluetoothServiceInfoBleak
 from sensor_state_data import DeviceKey
 from xiaomi_ble import EncryptionScheme, XiaomiBluetoothDeviceData
 
+from drivers.ble.ha_advert import service_data_info
 from drivers.ble.uuids import MIBEACON_SERVICE_DATA
 from drivers.errors import CodecError
 
@@ -157,7 +156,7 @@ class MiBeaconDecoder:
         # ones out again, so a battery-only frame would repeat the last temperature.
         parser = XiaomiBluetoothDeviceData(bindkey=self._bind_key)
         try:
-            update = parser.update(_service_info(address, service_data, advertised_at))
+            update = parser.update(service_data_info(address, MIBEACON_SERVICE_DATA, service_data, advertised_at))
         except (IndexError, ValueError, struct.error) as exc:  # the library checks most lengths, not all
             raise MiBeaconError(f"MiBeacon {address}: malformed frame ({exc})") from exc
         # Set by the library only for a product it knows.
@@ -182,23 +181,6 @@ class MiBeaconDecoder:
             battery_percent=_percent(battery.native_value) if battery else None,
             encrypted=header.encrypted,
         )
-
-
-def _service_info(address: str, service_data: bytes, advertised_at: float) -> BluetoothServiceInfoBleak:
-    return BluetoothServiceInfoBleak(
-        name=address,
-        address=address,
-        rssi=0,
-        manufacturer_data={},
-        service_data={MIBEACON_SERVICE_DATA: service_data},
-        service_uuids=[],
-        source="hub",
-        device=BLEDevice(address, None, None),
-        advertisement=None,
-        connectable=False,
-        time=advertised_at,
-        tx_power=None,
-    )
 
 
 def _number(value: object) -> float | None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import tzinfo
 
 from drivers.ble.link import GattLink, Notification
@@ -59,15 +59,13 @@ from drivers.ble.omron_records import (
     omron_reading,
 )
 from drivers.ble.policy import ConnectionStyle
-from drivers.ble.sessions import CodecComplaints, DeviceTag, MeasurementSession, Sinks
+from drivers.ble.sessions import CodecComplaints, CursorGet, CursorSet, DeviceTag, MeasurementSession, Sinks
 from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, GattCharacteristic, sig_uuid
+from drivers.ble.warn_once import WarnOnce
 from drivers.errors import CodecError, DeviceTimeoutError, DeviceUnavailableError
 from drivers.model import Reading, TimeSource
 
 log = logging.getLogger(__name__)
-
-CursorGet = Callable[[str], Awaitable[str | None]]
-CursorSet = Callable[[str, str], Awaitable[None]]
 
 MODEL_NUMBER = GattCharacteristic("Model Number String", sig_uuid(0x2A24), sig_uuid(0x180A))
 KEY_CURSOR_PREFIX = "omron-bp:"
@@ -119,13 +117,7 @@ class OmronCuffSession:
         self._answer_timeout_s = answer_timeout_s
         self._complain = CodecComplaints(tag.device_id)
         self._assembler = FrameAssembler()
-        self._told: set[str] = set()
-
-    def _once(self, what: str, message: str, *args: object) -> None:
-        """Log a fact about this device at warning the first time, at debug after."""
-        level = logging.DEBUG if what in self._told else logging.WARNING
-        self._told.add(what)
-        log.log(level, message, *args)
+        self._once = WarnOnce(log)
 
     async def run(self, link: GattLink) -> None:
         if not all(link.offers(c) for c in (*SEND, *RECEIVE, UNLOCK)):

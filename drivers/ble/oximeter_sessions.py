@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Mapping
 from datetime import tzinfo
 
 from drivers.ble import ichoice, o2ring, viatom
@@ -75,13 +76,14 @@ class SpO2Stream:
         """Hand over the last, partial window (the device hung up or went quiet)."""
         summary = self._window.flush()
         if summary is not None:
-            await self._hand_over(summary)
+            await self._hand_over(summary, last=True)
         log.info("oximeter stream ended device=%s samples=%d readings=%d", self._tag.device_id, self.samples,
                  self.readings)
 
-    async def _hand_over(self, summary: SpO2Summary) -> None:
+    async def _hand_over(self, summary: SpO2Summary, *, last: bool = False) -> None:
         self.readings += 1
-        await self._sinks.on_readings([spo2_summary_reading(summary, self._tag.info, self._tag.resident_id)])
+        await self._sinks.on_readings([spo2_summary_reading(summary, self._tag.info, self._tag.resident_id,
+                                                            last=last)])
 
 
 def _complain_all(complain: CodecComplaints, characteristic: str, result: Reassembled) -> None:
@@ -89,16 +91,24 @@ def _complain_all(complain: CodecComplaints, characteristic: str, result: Reasse
         complain(characteristic, exc)
 
 
-# --- Creative/Viatom PC-60F family -------------------------------------------------------------
+class _OximeterSession:
+    """What every vendor oximeter's session holds: its device and sinks, the SpO2 window length,
+    and the log's complaints and field notes about it."""
+
+    def __init__(self, tag: DeviceTag, sinks: Sinks, *, spo2_interval_s: float, use_start_notify: bool) -> None:
+        self.tag = tag
+        self.use_start_notify = use_start_notify
+        self._sinks = sinks
+        self._spo2_interval_s = spo2_interval_s
+        self._complain = CodecComplaints(tag.device_id)
+        self._notes = FieldNotes(tag.device_id)
+
+    def _stream(self) -> SpO2Stream:
+        return SpO2Stream(self.tag, self._sinks, self._spo2_interval_s)
 
 
-def viatom_battery_percent(level: int) -> int:
-    """The unit's 0-3 battery level as the per cent a battery event carries (3 = 100 %)."""
-    return round(level * 100 / viatom.BATTERY_LEVELS)
-
-
-class ViatomOximeterSession:
-    """A PC-60F/POD unit: subscribe to its UART (or FFB2), reassemble frames, stream its SpO2 frames."""
+class _ClipSession(_OximeterSession):
+    """A finger clip that streams frames once subscribed, until it hangs up or stays silent."""
 
     style = ConnectionStyle.ON_ADVERT
 
@@ -111,13 +121,34 @@ class ViatomOximeterSession:
         spo2_interval_s: float = SPO2_INTERVAL_S,
         use_start_notify: bool = True,
     ) -> None:
-        self.tag = tag
-        self.use_start_notify = use_start_notify
-        self._sinks = sinks
+        super().__init__(tag, sinks, spo2_interval_s=spo2_interval_s, use_start_notify=use_start_notify)
         self._idle_timeout_s = idle_timeout_s
-        self._spo2_interval_s = spo2_interval_s
-        self._complain = CodecComplaints(tag.device_id)
-        self._notes = FieldNotes(tag.device_id)
+
+    async def _frames(
+        self, link: GattLink, reassemblers: Mapping[str, FrameReassembler]
+    ) -> AsyncIterator[tuple[bytes, Notification]]:
+        """Each whole frame, with the notification that completed it, from the subscribed
+        characteristics that have a reassembler; undecodable bytes are complained about."""
+        while (value := await link.receive(self._idle_timeout_s)) is not None:
+            reassembler = reassemblers.get(value.uuid)
+            if reassembler is None:
+                continue
+            result = reassembler.feed(value.data)
+            _complain_all(self._complain, value.uuid, result)
+            for frame in result.frames:
+                yield frame, value
+
+
+# --- Creative/Viatom PC-60F family -------------------------------------------------------------
+
+
+def viatom_battery_percent(level: int) -> int:
+    """The unit's 0-3 battery level as the per cent a battery event carries (3 = 100 %)."""
+    return round(level * 100 / viatom.BATTERY_LEVELS)
+
+
+class ViatomOximeterSession(_ClipSession):
+    """A PC-60F/POD unit: subscribe to its UART (or FFB2), reassemble frames, stream its SpO2 frames."""
 
     async def run(self, link: GattLink) -> None:
         data = next((c for c in viatom.DATA_CHARACTERISTICS if link.offers(c)), None)
@@ -126,14 +157,10 @@ class ViatomOximeterSession:
                 f"{self.tag.device_id}: neither Nordic UART TX nor FFB2; is it a PC-60F-family oximeter?"
             )
         await link.subscribe(data)
-        stream = SpO2Stream(self.tag, self._sinks, self._spo2_interval_s)
-        reassembler = FrameReassembler(viatom.FRAME_FORMAT)
+        stream = self._stream()
         try:
-            while (value := await link.receive(self._idle_timeout_s)) is not None:
-                result = reassembler.feed(value.data)
-                _complain_all(self._complain, data.uuid, result)
-                for frame in result.frames:
-                    await self._frame(frame, value.received, stream, data.uuid)
+            async for frame, value in self._frames(link, {data.uuid: FrameReassembler(viatom.FRAME_FORMAT)}):
+                await self._frame(frame, value.received, stream, data.uuid)
         finally:
             await stream.close()
 
@@ -200,7 +227,7 @@ class _Ring:
         return None
 
 
-class O2RingSession:
+class O2RingSession(_OximeterSession):
     """An O2Ring worn overnight: set its clock, then poll its live values and stream them.
 
     Persistent: a ring on a sleeper's finger fades in and out of range, and each drop is
@@ -224,9 +251,7 @@ class O2RingSession:
         spo2_interval_s: float = SPO2_INTERVAL_S,
         use_start_notify: bool = True,
     ) -> None:
-        self.tag = tag
-        self.use_start_notify = use_start_notify
-        self._sinks = sinks
+        super().__init__(tag, sinks, spo2_interval_s=spo2_interval_s, use_start_notify=use_start_notify)
         self._home_tz = home_tz
         self._poll_interval_s = poll_interval_s
         # A ring lying on the night table stays connected: asked ten times less often, it spends its
@@ -235,15 +260,12 @@ class O2RingSession:
         self._unworn_after_s = unworn_after_s
         self._answer_timeout_s = answer_timeout_s
         self._stall_timeout_s = stall_timeout_s
-        self._spo2_interval_s = spo2_interval_s
-        self._complain = CodecComplaints(tag.device_id)
-        self._notes = FieldNotes(tag.device_id)
 
     async def run(self, link: GattLink) -> None:
         require(link, o2ring.O2RING_NOTIFY)
         require(link, o2ring.O2RING_WRITE)
         await self._sinks.on_event(self.tag.event(DeviceEventKind.CONNECTED, link.clock.now()))
-        stream = SpO2Stream(self.tag, self._sinks, self._spo2_interval_s)
+        stream = self._stream()
         try:
             await link.subscribe(o2ring.O2RING_NOTIFY)
             ring = _Ring(link, self._complain)
@@ -320,27 +342,8 @@ class O2RingSession:
 # --- ChoiceMMed iChoice -------------------------------------------------------------------------
 
 
-class IChoiceOximeterSession:
+class IChoiceOximeterSession(_ClipSession):
     """An iChoice unit: find its address-derived service, enable cd01-cd04, write the enable command."""
-
-    style = ConnectionStyle.ON_ADVERT
-
-    def __init__(
-        self,
-        tag: DeviceTag,
-        sinks: Sinks,
-        *,
-        idle_timeout_s: float = IDLE_TIMEOUT_S,
-        spo2_interval_s: float = SPO2_INTERVAL_S,
-        use_start_notify: bool = True,
-    ) -> None:
-        self.tag = tag
-        self.use_start_notify = use_start_notify
-        self._sinks = sinks
-        self._idle_timeout_s = idle_timeout_s
-        self._spo2_interval_s = spo2_interval_s
-        self._complain = CodecComplaints(tag.device_id)
-        self._notes = FieldNotes(tag.device_id)
 
     async def run(self, link: GattLink) -> None:
         self._check_service(link)
@@ -352,17 +355,11 @@ class IChoiceOximeterSession:
                 await link.subscribe(characteristic)
         await link.write(ichoice.COMMAND, ichoice.ENABLE, response=link.offers(ichoice.COMMAND, "write"))
         reassemblers = {c.uuid: FrameReassembler(ichoice.FRAME_FORMAT) for c in ichoice.NOTIFY_CHARACTERISTICS}
-        stream = SpO2Stream(self.tag, self._sinks, self._spo2_interval_s)
+        stream = self._stream()
         acknowledged = False
         try:
-            while (value := await link.receive(self._idle_timeout_s)) is not None:
-                reassembler = reassemblers.get(value.uuid)
-                if reassembler is None:
-                    continue
-                result = reassembler.feed(value.data)
-                _complain_all(self._complain, value.uuid, result)
-                for frame in result.frames:
-                    acknowledged |= await self._frame(frame, value, stream)
+            async for frame, value in self._frames(link, reassemblers):
+                acknowledged |= await self._frame(frame, value, stream)
         finally:
             if not acknowledged:
                 self._notes("ack", "iChoice never acknowledged the enable command")

@@ -29,6 +29,7 @@ from drivers.ble.uuids import (
     TEMPERATURE_MEASUREMENT,
     GattCharacteristic,
 )
+from drivers.ble.warn_once import WarnOnce
 from drivers.errors import CodecError, DeviceUnavailableError
 from drivers.model import (
     DeviceEvent,
@@ -52,6 +53,13 @@ class Sinks:
     on_readings: Callable[[Sequence[Reading]], Awaitable[None]]
     on_motion: Callable[[MotionBlock], Awaitable[None]]
     on_event: Callable[[DeviceEvent], Awaitable[None]]
+
+
+CursorGet = Callable[[str], Awaitable[str | None]]
+"""Reads one of the small named values a driver keeps at the hub (the outbox's cursors): a glucose
+meter's download cursor, an Omron cuff's key. None when it was never set."""
+CursorSet = Callable[[str, str], Awaitable[None]]
+"""Keeps one of those values; returns once it is durably written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +108,11 @@ class CodecComplaints:
 
     def __init__(self, device_id: str) -> None:
         self._device_id = device_id
-        self._seen: set[str] = set()
+        self._once = WarnOnce(log)
 
     def __call__(self, characteristic: str, exc: CodecError) -> None:
-        level = logging.DEBUG if characteristic in self._seen else logging.WARNING
-        self._seen.add(characteristic)
-        log.log(level, "undecodable value device=%s characteristic=%s reason=%s", self._device_id, characteristic, exc)
+        self._once(characteristic, "undecodable value device=%s characteristic=%s reason=%s", self._device_id,
+                   characteristic, exc)
 
 
 async def on_connected(link: GattLink, tag: DeviceTag, sinks: Sinks, home_tz: tzinfo) -> timedelta | None:
@@ -238,7 +245,7 @@ class MeasurementSession:
                     self._complain(value.uuid, exc)
         finally:
             if window is not None and (summary := window.flush()) is not None:
-                readings.append(spo2_summary_reading(summary, self.tag.info, self.tag.resident_id))
+                readings.append(spo2_summary_reading(summary, self.tag.info, self.tag.resident_id, last=True))
             if readings:
                 await self._sinks.on_readings(readings)
                 log.info("readings received device=%s count=%d", self.tag.device_id, len(readings))

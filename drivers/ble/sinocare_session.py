@@ -36,6 +36,7 @@ from drivers.ble.sinocare import (
 )
 from drivers.ble.stored_time import stored_record_time
 from drivers.ble.uuids import GattCharacteristic
+from drivers.ble.warn_once import WarnOnce
 from drivers.errors import CodecError, DeviceUnavailableError
 from drivers.model import Glucose, HubTime, Reading
 
@@ -63,12 +64,7 @@ class SinocareMeterSession:
         self._home_tz = home_tz
         self._idle_timeout_s = idle_timeout_s
         self._complain = CodecComplaints(tag.device_id)
-        self._told: set[str] = set()
-
-    def _once(self, what: str, message: str, *args: object) -> None:
-        level = logging.DEBUG if what in self._told else logging.WARNING
-        self._told.add(what)
-        log.log(level, message, *args)
+        self._once = WarnOnce(log)
 
     def _roles(self, link: GattLink) -> tuple[GattCharacteristic, GattCharacteristic]:
         """(notifying, written): the sources name FFB1 and FFB2 but not which does which."""

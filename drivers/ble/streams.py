@@ -104,8 +104,10 @@ class SpO2Window:
         return summary
 
 
-def spo2_summary_reading(summary: SpO2Summary, device: DeviceInfo, resident_id: str) -> Reading:
-    """A window's summary as the continuous reading the hub evaluates at once and commits by the minute.
+def spo2_summary_reading(summary: SpO2Summary, device: DeviceInfo, resident_id: str, *,
+                         last: bool = False) -> Reading:
+    """A window's summary as the continuous reading the hub evaluates at once and commits in batches
+    (``last``: the stream's final one, after which the batch is committed at once).
 
     Stamped with the hub's arrival time of the window's last sample: a live stream has no device time.
     """
@@ -120,6 +122,7 @@ def spo2_summary_reading(summary: SpO2Summary, device: DeviceInfo, resident_id: 
         time_source=TimeSource.HUB if received.synced else TimeSource.HUB_UNSYNCED,
         received=received,
         continuous=True,
+        stream_end=last,
     )
 
 

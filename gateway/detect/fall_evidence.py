@@ -39,6 +39,12 @@ from gateway.detect.posture import LearntUpright, UprightLearner
 MIN_RATE_HZ = 25.0
 MAX_RATE_HZ = 200.0
 STANDARD_GRAVITY = 9.80665
+SINK_MIN_TURN = 0.03
+"""Squared chord between the trunk's directions before and after (0.03: ~10 degrees) below which the
+baseline of ``sink_speed_mps`` moves with time rather than with the turn: there is hardly any turn to follow."""
+SINK_TURN_BEGUN = 0.1
+"""Share of the turn from the direction before to the direction after at which ``sink_speed_mps`` starts
+integrating: the transfer has begun."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,14 @@ class FallEvidence:
     """Std of |a| in the second before the peak: the fall itself."""
     descent_speed_mps: float
     """Largest downward speed in the second before the peak, integrated from |a| - (|a| at rest before)."""
+    sink_speed_mps: float
+    """Largest downward speed of the waist from rest before the event to rest after it: |a| less its level at
+    rest (3-2 s before the peak, moving to its level in the window after as the trunk turns), integrated
+    from where the trunk began to turn (no earlier than 2 s before the peak) to that window, the velocity
+    left at its end removed as drift (the wearer is still at both ends). The hips dropping from a seat to
+    the floor, against a trunk turning about hips that stay on the bed (SisFall at 50 Hz, 10th-90th
+    percentile of the low-energy candidates: faints from a chair, F13, 0.3-1.5 m/s; lying down quickly,
+    D13, 0-0.3). Reported; no model reads it (docs/falls.md)."""
     variability_g: float
     """Std of smoothed |a| in the second around the peak."""
     posture_change_deg: float
@@ -72,6 +86,12 @@ class FallEvidence:
     after it, in degrees per second: a body toppling under gravity and losing its support turns it
     fast (SisFall faints from a chair: 370-1060, 10th-90th percentile); lying down on purpose is
     braked (quickly: 210-460; slowly: 90-170). Reported; no model reads it (docs/falls.md)."""
+    overshoot_deg: float
+    """How far past where it came to rest the trunk went: its furthest tilt in the turn window (the
+    direction smoothed as for ``turn_rate_dps``) less ``tilt_after_deg``, 0 if never further. A body
+    toppling under gravity is stopped by the floor and rebounds or settles back; a lie-down or a sit is
+    braked into its end posture (F13, 10th-90th percentile: 17-54 degrees; D13: 9-31). Reported; no
+    model reads it (docs/falls.md)."""
     upright_learnt: bool
     """Whether the tilts are from the wearer's upright (learnt from walking, or restored from before a
     restart) rather than from the trunk's direction before the event."""
@@ -89,8 +109,10 @@ class FallEvidence:
         return tuple(float(getattr(self, name)) for name in names)
 
 
-FEATURE_NAMES = frozenset({"peak_g", "descent_g", "descent_speed_mps", "variability_g", "posture_change_deg",
-                           "tilt_before_deg", "tilt_after_deg", "tilt_gain_deg", "stillness_g", "turn_rate_dps"})
+FEATURE_NAMES = frozenset({"peak_g", "descent_g", "descent_speed_mps", "sink_speed_mps", "variability_g",
+                           "posture_change_deg",
+                           "tilt_before_deg", "tilt_after_deg", "tilt_gain_deg", "stillness_g", "turn_rate_dps",
+                           "overshoot_deg"})
 """Evidence a model may read."""
 
 
@@ -120,6 +142,7 @@ class FallCandidates:
         self._var_half = max(1, samples(params.variability_half_window_s))
         self._pre = (samples(params.pre_posture_s[0]), samples(params.pre_posture_s[1]))
         self._before = (samples(params.before_window_s[0]), samples(params.before_window_s[1]))
+        self._rest_before = (samples(params.rest_before_s[0]), samples(params.rest_before_s[1]))
         self._second = max(1, samples(1.0))
         self._after_s = {
             FallKind.IMPACT: (samples(params.post_window_s[0]), max(samples(params.post_window_s[1]), 1)),
@@ -128,7 +151,8 @@ class FallCandidates:
         self._turn = TurnRate(rate, params)
         self._need_after = {kind: max(window[1], self._peak_half, self._turn.after) for kind, window
                             in self._after_s.items()}
-        self._need_before = max(-self._pre[0], -self._before[0], self._free_fall_len, self._var_half,
+        self._need_before = max(-self._pre[0], -self._before[0], -self._rest_before[0], self._free_fall_len,
+                                self._var_half,
                                 self._turn.before) + self._peak_half
         self._max_gap_s = params.max_gap_s
         known = upright if upright is None or isinstance(upright, LearntUpright) else np.asarray(upright, np.float64)
@@ -289,6 +313,39 @@ class FallCandidates:
         cos = means @ upright / np.maximum(np.linalg.norm(means, axis=1), 1e-12)
         return float(np.degrees(np.arccos(np.clip(cos.max(), -1.0, 1.0))))
 
+    def _sink_speed(self, at: int, kind: FallKind, seg: int) -> float:
+        """See ``FallEvidence.sink_speed_mps``: |a| integrated from rest to rest, offsets and drift removed.
+
+        |a| at rest is not exactly 1 g and differs with the sensor's orientation (each axis has its own
+        offset): the baseline moves from the level before to the level after as the trunk turns from its
+        direction before to its direction after, not as time passes. Whatever velocity is left at the end
+        (gain errors, a bias the baseline missed) is drift, removed linearly: the wearer is still then."""
+        rest = slice(max(seg, at + self._rest_before[0]), max(seg, at + self._rest_before[1]))
+        after = self._after(at, kind)
+        moving = slice(rest.stop, after.start)
+        if rest.stop - rest.start < 1 or after.start - rest.stop < 2:
+            return 0.0
+        mag = self._mag
+        level_before, level_after = float(mag[rest].mean()), float(mag[after].mean())
+        start, end = _unit(self._acc[rest].mean(axis=0)), _unit(self._acc[after].mean(axis=0))
+        turn = end - start
+        span = float(turn @ turn)
+        if span < SINK_MIN_TURN:
+            progress = np.linspace(0.0, 1.0, after.start - rest.stop)
+        else:
+            directions = self._acc[moving] / np.maximum(np.linalg.norm(self._acc[moving], axis=1), 1e-12)[:, None]
+            progress = np.clip((directions - start) @ turn / span, 0.0, 1.0)
+            # Until the trunk starts to turn the waist is where it was (seated, or walking up to the chair, whose
+            # steps would only add their own drift): the transfer is integrated from there.
+            began = int(np.argmax(progress >= SINK_TURN_BEGUN))
+            moving = slice(moving.start + began, moving.stop)
+            progress = progress[began:]
+            if progress.shape[0] < 2:
+                return 0.0
+        speed = np.cumsum(mag[moving] - (level_before + (level_after - level_before) * progress))
+        speed -= np.linspace(0.0, float(speed[-1]), speed.shape[0])
+        return max(0.0, -float(speed.min())) * STANDARD_GRAVITY / self.sample_rate_hz
+
     def _evidence(self, at: int, kind: FallKind) -> FallEvidence:
         """Measure the evidence around the peak at buffer position ``at`` (all slices inside the segment)."""
         seg = max(0, self._seg_start - self._buf_start)
@@ -304,6 +361,8 @@ class FallCandidates:
         pre_mag = mag[max(seg, at + self._pre[0]) : max(seg, at + self._pre[1])]
         rest_g = float(np.median(pre_mag)) if pre_mag.size else 1.0
         drop = np.cumsum(mag[max(seg, at - self._free_fall_len) : at + 1] - rest_g)
+        tilt_after = angle_deg(reference, after) if reference is not None else 0.0
+        turn_rate, furthest = self._turn.measure(self._acc, at, seg, reference)
         return FallEvidence(
             kind=kind,
             impact_index=impact,
@@ -312,12 +371,14 @@ class FallCandidates:
             free_fall_min_g=free_fall_min,
             descent_g=float(before.std()) if before.size else 0.0,
             descent_speed_mps=max(0.0, -float(drop.min())) * STANDARD_GRAVITY / self.sample_rate_hz,
+            sink_speed_mps=self._sink_speed(at, kind, seg),
             variability_g=float(mag[max(seg, at - self._var_half) : at + self._var_half + 1].std()),
             posture_change_deg=angle_deg(pre, after) if pre is not None else 0.0,
             tilt_before_deg=self._tilt_before(at, upright) if upright is not None else 0.0,
-            tilt_after_deg=angle_deg(reference, after) if reference is not None else 0.0,
+            tilt_after_deg=tilt_after,
             stillness_g=float(mag[self._after(at, kind)].std()),
-            turn_rate_dps=self._turn.peak(self._acc, at, seg),
+            turn_rate_dps=turn_rate,
+            overshoot_deg=max(0.0, furthest - tilt_after) if reference is not None else 0.0,
             upright_learnt=upright is not None,
             upright_confirmed=upright is not None and confirmed,
         )
@@ -353,15 +414,29 @@ class TurnRate:
 
     def peak(self, acc: FloatArray, at: int, seg: int) -> float:
         """Largest turn rate in degrees per second around buffer position ``at`` (within the segment)."""
+        return self.measure(acc, at, seg, None)[0]
+
+    def measure(self, acc: FloatArray, at: int, seg: int, reference: FloatArray | None) -> tuple[float, float]:
+        """The largest turn rate around buffer position ``at`` (degrees per second) and the furthest the
+        smoothed direction got from ``reference`` (degrees; 0 without one) in the same window."""
         first = min(self._first, (at - seg) // self._step)
         grid = acc[at - first * self._step : at + self._last * self._step + 1 : self._step]
         if grid.shape[0] < len(self._taps) + 1:
-            return 0.0
+            return 0.0, 0.0
         smooth = frames(grid, len(self._taps)) @ self._taps
-        norm = np.linalg.norm(smooth, axis=1)
-        cos = np.einsum("ij,ij->i", smooth[1:], smooth[:-1]) / np.maximum(norm[1:] * norm[:-1], 1e-12)
+        norm = np.maximum(np.linalg.norm(smooth, axis=1), 1e-12)
+        cos = np.einsum("ij,ij->i", smooth[1:], smooth[:-1]) / (norm[1:] * norm[:-1])
         # The largest angle between consecutive grid points is the one with the smallest cosine.
-        return float(np.degrees(np.arccos(np.clip(cos.min(), -1.0, 1.0)))) / self._seconds_per_step
+        rate = float(np.degrees(np.arccos(np.clip(cos.min(), -1.0, 1.0)))) / self._seconds_per_step
+        if reference is None:
+            return rate, 0.0
+        from_reference = smooth @ reference / (norm * max(float(np.linalg.norm(reference)), 1e-12))
+        return rate, float(np.degrees(np.arccos(np.clip(from_reference.min(), -1.0, 1.0))))
+
+
+def _unit(v: FloatArray) -> FloatArray:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0.0 else v
 
 
 def as_block(samples: npt.ArrayLike) -> FloatArray:

@@ -127,6 +127,9 @@ class FallParams:
     before_window_s: tuple[float, float] = (-5.0, -1.0)
     """The trunk's posture before the event is its most upright second in this window: a slow slump
     from a chair starts well before its impact, and someone turning over in bed was lying throughout."""
+    rest_before_s: tuple[float, float] = (-3.0, -2.0)
+    """Window before the peak whose mean |a| is the level at rest before the event (``sink_speed_mps``
+    integrates from its end): before a faint's slow sag has begun."""
     turn_window_s: tuple[float, float] = (3.0, 1.0)
     """``turn_rate_dps`` is the fastest turn from this long before the peak to this long after it: the
     descent (a slow slump can start seconds before the topple) and the landing."""
@@ -155,7 +158,7 @@ class FallParams:
     low_energy: LogisticModel = field(default=LOW_ENERGY_MODEL)
 
     def __post_init__(self) -> None:
-        for name in ("pre_posture_s", "before_window_s"):
+        for name in ("pre_posture_s", "before_window_s", "rest_before_s"):
             window = getattr(self, name)
             if not window[0] < window[1] <= 0.0:
                 raise ValueError(f"FallParams.{name} must be an increasing window before 0: {window}")

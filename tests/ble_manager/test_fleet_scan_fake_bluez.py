@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fake_bluez import FakeBluez
 from fake_bluez.devices import BloodPressureCuff, BloodPressureRecord, GlucoseMeter, TemperatureRecord, Thermometer
+from loopcheck import running
 
 from drivers.model import BloodPressure, DeviceEvent, MotionBlock, Reading
 from gateway.ble_scan import HubScan
@@ -79,13 +80,8 @@ async def hub_ble(sink: Readings) -> AsyncIterator[BleDevices]:
     ble = BleDevices(cfg.devices, clock=SystemClock(ClockSyncMode.ASSUME_SYNCED), tz=SHANGHAI,
                      on_readings=sink.on_readings, on_motion=sink.on_motion, on_event=sink.on_event,
                      cursor_get=sink.cursor_get, cursor_set=sink.cursor_set, report_error=lambda *_: None)
-    task = asyncio.create_task(ble.run())
-    try:
+    async with running(ble):
         yield ble
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_a_scan_listens_through_the_running_manager_which_still_hears_its_devices_after(

@@ -7,18 +7,15 @@ with short windows so a test takes seconds, not minutes; the hub's timing is the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
+from ble_harness import SHANGHAI, Recorder, ble_manager, recording, tag
 from bleak import BleakClient, BleakScanner
-from daemon_outbox import DaemonOutbox
 from fake_bluez import FakeBluez
 from fake_bluez.vendor_oximeters import (
     ICHOICE_COMMAND,
@@ -28,77 +25,19 @@ from fake_bluez.vendor_oximeters import (
     O2Ring,
     ViatomPC60F,
 )
+from loopcheck import running
 
-from drivers.ble.manager import BleManager
 from drivers.ble.oximeter_sessions import IChoiceOximeterSession, O2RingSession, ViatomOximeterSession
-from drivers.ble.policy import BackoffPolicy
-from drivers.ble.sessions import DeviceTag, Sinks
-from drivers.model import DeviceEvent, DeviceEventKind, MotionBlock, Reading, SpO2, TimeSource
+from drivers.model import DeviceEventKind, Reading, SpO2, TimeSource
 from gateway.ble_cli import scan
-from gateway.clock import ClockSyncMode, SystemClock
-from gateway.hub import reading_to_record
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, after_lost_s=0.2)
 WINDOW_S = 0.5
-
-
-@dataclass
-class Recorder:
-    outbox: DaemonOutbox
-    readings: list[Reading] = field(default_factory=list)
-    events: list[DeviceEvent] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def on_readings(self, readings: Sequence[Reading]) -> None:
-        await self.outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
-        self.readings.extend(readings)
-        self.changed.set()
-
-    async def on_motion(self, block: MotionBlock) -> None:
-        raise AssertionError("an oximeter sends no motion")
-
-    async def on_event(self, event: DeviceEvent) -> None:
-        self.events.append(event)
-        self.changed.set()
-
-    @property
-    def sinks(self) -> Sinks:
-        return Sinks(self.on_readings, self.on_motion, self.on_event)
-
-    def kinds(self) -> list[DeviceEventKind]:
-        return [e.kind for e in self.events]
-
-    async def until(self, condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not condition():
-                self.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.1):
-                        await self.changed.wait()
 
 
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
-        yield Recorder(outbox)
-
-
-@contextlib.asynccontextmanager
-async def running(*sessions: object) -> AsyncIterator[BleManager]:
-    manager = BleManager(list(sessions), clock=SystemClock(ClockSyncMode.ASSUME_SYNCED),  # type: ignore[arg-type]
-                         backoff=FAST_BACKOFF, watch_interval_s=0.1)
-    task = asyncio.create_task(manager.run())
-    try:
-        yield manager
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def tag(device_id: str, address: str, driver: str) -> DeviceTag:
-    return DeviceTag(device_id=device_id, resident_id="r-0001", address=address, model=driver)
+    async with recording(tmp_path, no_motion="an oximeter sends no motion", wait_s=15.0) as recorder:
+        yield recorder
 
 
 def assert_live_stream(readings: list[Reading], device_id: str, measurement: SpO2) -> None:
@@ -117,11 +56,13 @@ async def test_a_pc60f_streams_spo2_pulse_and_perfusion_cut_anywhere_by_the_radi
     fake_bluez.add(clip)
     session = ViatomOximeterSession(tag("finger", clip.address, "viatom-oximeter"), recorder.sinks,
                                     spo2_interval_s=WINDOW_S, idle_timeout_s=2.0)
-    async with running(session) as ble:
+    async with running(ble_manager(session)) as ble:
         assert await clip.stream([(96, 62)] * 40, rate_hz=20.0) == 40
         # The finger came out and the clip switched off: the session hands over its last window.
         await recorder.until(lambda: ble.status.connected == () and recorder.readings[-1:] != [])
     assert_live_stream(recorder.readings, "finger", SpO2(spo2=96, pulse=62, perfusion_index=8.0))
+    # Only the window handed over at the hang-up ends the stream (the hub commits the batch then).
+    assert [r.stream_end for r in recorder.readings] == [False] * (len(recorder.readings) - 1) + [True]
     assert [(e.kind, e.value) for e in recorder.events] == [(DeviceEventKind.BATTERY, 100)]
     assert (await recorder.outbox.db.stats()).pending == len(recorder.readings)
 
@@ -133,7 +74,7 @@ async def test_an_o2ring_gets_its_clock_set_once_and_streams_the_finger(
     fake_bluez.add(ring)
     session = O2RingSession(tag("ring", ring.address, "o2ring"), recorder.sinks, SHANGHAI, poll_interval_s=0.05,
                             spo2_interval_s=WINDOW_S)
-    async with running(session):
+    async with running(ble_manager(session)):
         await recorder.until(lambda: bool(ring.set_times))
         streamed = asyncio.create_task(ring.stream([(91, 58)] * 40, rate_hz=20.0))
         await recorder.until(lambda: sum(r.measurement == SpO2(91, 58) for r in recorder.readings) >= 2)
@@ -157,7 +98,7 @@ async def test_a_ring_left_on_the_table_is_asked_less_often_until_a_finger_is_ba
     fake_bluez.add(ring)
     session = O2RingSession(tag("ring", ring.address, "o2ring"), recorder.sinks, SHANGHAI, poll_interval_s=0.05,
                             unworn_poll_interval_s=0.5, unworn_after_s=0.5, spo2_interval_s=WINDOW_S)
-    async with running(session):
+    async with running(ble_manager(session)):
         await recorder.until(lambda: ring.commands.count(0x17) > 0)
         await asyncio.sleep(1.0)  # unworn for a while: now asked every 0.5 s
         before = ring.commands.count(0x17)
@@ -176,7 +117,7 @@ async def test_an_o2ring_that_refuses_the_live_command_is_noted_once(
     fake_bluez.add(ring)
     session = O2RingSession(tag("ring", ring.address, "o2ring"), recorder.sinks, SHANGHAI, poll_interval_s=0.05)
     with caplog.at_level(logging.INFO, logger="drivers.ble.oximeter_sessions"):
-        async with running(session):
+        async with running(ble_manager(session)):
             await recorder.until(lambda: ring.commands.count(0x17) >= 10)
     notes = [r.getMessage() for r in caplog.records if "field note" in r.getMessage()]
     assert notes == ["field note device=ring O2Ring refused the live-values command 0x17 status=1 "
@@ -191,7 +132,7 @@ async def test_an_ichoice_clip_is_enabled_and_streams(fake_bluez: FakeBluez, rec
     session = IChoiceOximeterSession(tag("ichoice", clip.address, "ichoice-oximeter"), recorder.sinks,
                                      spo2_interval_s=WINDOW_S, idle_timeout_s=2.0)
     with caplog.at_level(logging.INFO, logger="drivers.ble.oximeter_sessions"):
-        async with running(session) as ble:
+        async with running(ble_manager(session)) as ble:
             assert await clip.stream([(97, 77)] * 30, rate_hz=20.0) == 30
             await recorder.until(lambda: ble.status.connected == () and recorder.readings[-1:] != [])
     assert_live_stream(recorder.readings, "ichoice", SpO2(97, 77))
@@ -208,7 +149,7 @@ async def test_an_ichoice_whose_service_does_not_follow_its_address_still_stream
     session = IChoiceOximeterSession(tag("ichoice", clip.address, "ichoice-oximeter"), recorder.sinks,
                                      spo2_interval_s=WINDOW_S, idle_timeout_s=2.0)
     with caplog.at_level(logging.WARNING, logger="drivers.ble.oximeter_sessions"):
-        async with running(session) as ble:
+        async with running(ble_manager(session)) as ble:
             await clip.stream([(95, 66)] * 20, rate_hz=20.0)
             await recorder.until(lambda: ble.status.connected == () and recorder.readings[-1:] != [])
     assert {r.measurement for r in recorder.readings} == {SpO2(95, 66)}

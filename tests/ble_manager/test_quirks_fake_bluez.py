@@ -5,90 +5,32 @@ measures nothing but NaN, and an encrypted MiBeacon advert."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
-from daemon_outbox import DaemonOutbox
+from ble_harness import SHANGHAI, Recorder, ble_manager, recording, tag
 from fake_bluez import FakeBluez
 from fake_bluez.devices import AND_COMMAND, AndCuff, BloodPressureCuff, BloodPressureRecord, XiaomiThermometer
+from loopcheck import running
 
 from drivers.ble.and_bp import AndCuffPreparation
 from drivers.ble.datetime_char import decode_date_time
 from drivers.ble.ieee11073 import SpecialValue, encode_sfloat_special
 from drivers.ble.link import GattLink
-from drivers.ble.manager import BleManager
 from drivers.ble.mibeacon_session import MiBeaconSession
-from drivers.ble.policy import BackoffPolicy
-from drivers.ble.sessions import MEASUREMENT_FAILED, DeviceTag, MeasurementSession, Sinks
+from drivers.ble.sessions import MEASUREMENT_FAILED, MeasurementSession
 from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, DATE_TIME
-from drivers.model import BloodPressure, BodyTemperature, DeviceEvent, DeviceEventKind, MotionBlock, Reading
-from gateway.clock import ClockSyncMode, SystemClock
-from gateway.hub import reading_to_record
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, after_lost_s=0.2)
-
-
-@dataclass
-class Recorder:
-    outbox: DaemonOutbox
-    readings: list[Reading] = field(default_factory=list)
-    events: list[DeviceEvent] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def on_readings(self, readings: Sequence[Reading]) -> None:
-        await self.outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
-        self.readings.extend(readings)
-        self.changed.set()
-
-    async def on_motion(self, block: MotionBlock) -> None:
-        raise AssertionError("no motion here")
-
-    async def on_event(self, event: DeviceEvent) -> None:
-        self.events.append(event)
-        self.changed.set()
-
-    @property
-    def sinks(self) -> Sinks:
-        return Sinks(self.on_readings, self.on_motion, self.on_event)
-
-    async def until(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not condition():
-                self.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.1):
-                        await self.changed.wait()
+from drivers.model import BloodPressure, BodyTemperature, DeviceEventKind
 
 
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
-        yield Recorder(outbox)
-
-
-@contextlib.asynccontextmanager
-async def running(connected: Sequence[object] = (), advertised: Sequence[object] = ()) -> AsyncIterator[BleManager]:
-    manager = BleManager(list(connected), list(advertised), clock=SystemClock(ClockSyncMode.ASSUME_SYNCED),  # type: ignore[arg-type]
-                         backoff=FAST_BACKOFF, watch_interval_s=0.1)
-    task = asyncio.create_task(manager.run())
-    try:
-        yield manager
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def tag(device_id: str, address: str, model: str) -> DeviceTag:
-    return DeviceTag(device_id=device_id, resident_id="r-0001", address=address, model=model)
+    async with recording(tmp_path, no_motion="no motion here") as recorder:
+        yield recorder
 
 
 class Timed:
@@ -120,7 +62,7 @@ async def test_an_a_and_d_cuff_is_sent_its_command_and_the_clock_before_it_indic
     cuff = fake_bluez.add(AndCuff())
     session = MeasurementSession(tag("bp-and", cuff.address, "and-bp"), recorder.sinks, SHANGHAI,
                                  [BLOOD_PRESSURE_MEASUREMENT], prepare=AndCuffPreparation("bp-and", SHANGHAI))
-    async with running([session]):
+    async with running(ble_manager(session)):
         cuff.measure(BloodPressureRecord(systolic=142, diastolic=91, mean_arterial=108, pulse_rate=77))
         await recorder.until(lambda: len(recorder.readings) == 1)
     assert recorder.readings[0].measurement == BloodPressure(systolic=142, diastolic=91, mean_arterial=108, pulse=77)
@@ -137,7 +79,7 @@ async def test_the_plain_profile_gets_nothing_from_an_a_and_d_cuff(fake_bluez: F
     cuff = fake_bluez.add(AndCuff())
     session = MeasurementSession(tag("bp-and", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI,
                                  [BLOOD_PRESSURE_MEASUREMENT], idle_timeout_s=0.5)
-    async with running([session]):
+    async with running(ble_manager(session)):
         cuff.measure(BloodPressureRecord(systolic=142, diastolic=91, mean_arterial=108))
         await recorder.until(lambda: cuff.connected, 5)
         await asyncio.sleep(1.0)
@@ -154,7 +96,7 @@ async def test_a_cuff_that_sends_one_reading_and_hangs_up_ends_the_visit_at_once
     session = Timed(MeasurementSession(tag("bp-x4", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI,
                                        [BLOOD_PRESSURE_MEASUREMENT], idle_timeout_s=10.0))
     with caplog.at_level(logging.INFO):
-        async with running([session]):
+        async with running(ble_manager(session)):
             cuff.measure(BloodPressureRecord(systolic=133, diastolic=85, mean_arterial=101, pulse_rate=64))
             await recorder.until(lambda: len(recorder.readings) == 1)
             await recorder.until(lambda: bool(session.visits), 5)
@@ -175,7 +117,7 @@ async def test_a_cuff_that_measured_nothing_is_a_device_error_event_and_no_readi
     nan = encode_sfloat_special(SpecialValue.NAN)
     session = MeasurementSession(tag("bp-nan", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI,
                                  [BLOOD_PRESSURE_MEASUREMENT])
-    async with running([session]):
+    async with running(ble_manager(session)):
         cuff.store(b"\x04" + nan * 4)  # NaN pressures and pulse, no status field
         await recorder.until(lambda: any(e.kind is DeviceEventKind.DEVICE_ERROR for e in recorder.events))
         await recorder.until(lambda: not cuff.connected, 5)
@@ -194,7 +136,7 @@ async def test_an_encrypted_mibeacon_thermometer_gives_one_reading_per_measureme
     thermometer = fake_bluez.add(XiaomiThermometer())
     session = MiBeaconSession(tag("thermo-mi", thermometer.address, "xiaomi-mibeacon"), recorder.sinks,
                               thermometer.bind_key, reading_every_s=0.0)
-    async with running(advertised=[session]):
+    async with running(ble_manager(advertised=[session])):
         thermometer.measure(38.6)  # a one-second burst of the same frame
         await recorder.until(lambda: len(recorder.readings) == 1)
         await asyncio.sleep(1.2)
@@ -210,7 +152,7 @@ async def test_a_bpx1_is_heard_said_once_to_be_undecodable_and_gives_nothing(
     cuff = fake_bluez.add(XiaomiThermometer(address="C8:5C:CC:9B:00:01", name="BPX1", product="BPX1"))
     session = MiBeaconSession(tag("bp-mi", cuff.address, "xiaomi-mibeacon"), recorder.sinks, cuff.bind_key)
     with caplog.at_level(logging.DEBUG, logger="drivers.ble.sessions"):
-        async with running(advertised=[session]):
+        async with running(ble_manager(advertised=[session])):
             cuff.measure(37.0)
             await recorder.until(lambda: sum("0xbeef" in r.getMessage() for r in caplog.records) >= 2, 5)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "0xbeef" in r.getMessage()]

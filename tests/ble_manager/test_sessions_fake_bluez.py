@@ -6,15 +6,13 @@ Records go into a real outbox (SQLite in tmp_path), and the glucose cursor lives
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from ble_harness import SHANGHAI, Recorder, ble_manager, recording, tag
 from daemon_outbox import DaemonOutbox
 from fake_bluez import ConnectFault, FakeBluez
 from fake_bluez.devices import (
@@ -28,111 +26,38 @@ from fake_bluez.devices import (
     TemperatureRecord,
     Thermometer,
 )
+from loopcheck import running
 
 from drivers.ble.adapter import power_cycle_adapter
 from drivers.ble.gls_session import MEMORY_RESET, GlucoseMeterSession
 from drivers.ble.gls_transfer import cursor_name, parse_cursor
-from drivers.ble.manager import BleManager
 from drivers.ble.motion_session import MICROBIT, MotionSession
 from drivers.ble.policy import BackoffPolicy, WedgePolicy
-from drivers.ble.sessions import BTHomeButtonSession, DeviceTag, MeasurementSession, Sinks
+from drivers.ble.sessions import BTHomeButtonSession, MeasurementSession, Sinks
 from drivers.ble.uuids import BLOOD_PRESSURE_MEASUREMENT, PLX_SPOT_CHECK_MEASUREMENT, TEMPERATURE_MEASUREMENT
 from drivers.errors import NotAcceptedError
 from drivers.model import (
     BloodPressure,
     BodyTemperature,
-    DeviceEvent,
     DeviceEventKind,
     Glucose,
     MealContext,
-    MotionBlock,
     Reading,
     SpO2,
     TimeSource,
 )
-from gateway.clock import ClockSyncMode, SystemClock
-from gateway.hub import reading_to_record
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=30.0, after_lost_s=0.2)
-
-
-@dataclass
-class Recorder:
-    """The sinks: readings are committed to the real outbox before the sink returns."""
-
-    outbox: DaemonOutbox
-    readings: list[Reading] = field(default_factory=list)
-    motion: list[MotionBlock] = field(default_factory=list)
-    events: list[DeviceEvent] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def on_readings(self, readings: Sequence[Reading]) -> None:
-        await self.outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
-        self.readings.extend(readings)
-        self.changed.set()
-
-    async def on_motion(self, block: MotionBlock) -> None:
-        self.motion.append(block)
-        self.changed.set()
-
-    async def on_event(self, event: DeviceEvent) -> None:
-        self.events.append(event)
-        self.changed.set()
-
-    @property
-    def sinks(self) -> Sinks:
-        return Sinks(self.on_readings, self.on_motion, self.on_event)
-
-    async def until(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not condition():
-                self.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.1):
-                        await self.changed.wait()
 
 
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
-        yield Recorder(outbox)
-
-
-@contextlib.asynccontextmanager
-async def running(manager: BleManager) -> AsyncIterator[BleManager]:
-    task = asyncio.create_task(manager.run())
-    try:
-        yield manager
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with recording(tmp_path) as recorder:
+        yield recorder
 
 
 async def newest_sequence(outbox: DaemonOutbox, device_id: str) -> int | None:
     """The sequence number of the newest record the meter's cursor says was committed."""
     cursor = parse_cursor(await outbox.get_cursor(cursor_name(device_id)))
     return None if cursor is None else cursor.newest.sequence
-
-
-def clock() -> SystemClock:
-    return SystemClock(ClockSyncMode.ASSUME_SYNCED)
-
-
-def tag(device_id: str, address: str, model: str) -> DeviceTag:
-    return DeviceTag(device_id=device_id, resident_id="r-0001", address=address, model=model)
-
-
-def manager(*sessions: object, advertised: Sequence[BTHomeButtonSession] = (), **options: object) -> BleManager:
-    return BleManager(
-        list(sessions),  # type: ignore[arg-type]
-        advertised,
-        clock=clock(),
-        backoff=options.pop("backoff", FAST_BACKOFF),  # type: ignore[arg-type]
-        watch_interval_s=0.1,
-        **options,  # type: ignore[arg-type]
-    )
 
 
 async def test_a_cuff_advertising_after_a_measurement_gives_one_reading(
@@ -143,7 +68,7 @@ async def test_a_cuff_advertising_after_a_measurement_gives_one_reading(
     session = MeasurementSession(
         tag("bp-bedroom", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI, [BLOOD_PRESSURE_MEASUREMENT]
     )
-    async with running(manager(session)) as ble:
+    async with running(ble_manager(session)) as ble:
         cuff.measure(BloodPressureRecord(systolic=128, diastolic=82, mean_arterial=97, pulse_rate=71))
         await recorder.until(lambda: len(recorder.readings) == 1)
         await asyncio.sleep(0.5)  # the cuff keeps advertising ~20 s: no second session, no second reading
@@ -161,7 +86,7 @@ async def test_a_thermometer_reading_arrives_with_its_site(fake_bluez: FakeBluez
     session = MeasurementSession(
         tag("thermo", thermometer.address, "ble-hts"), recorder.sinks, SHANGHAI, [TEMPERATURE_MEASUREMENT]
     )
-    async with running(manager(session)):
+    async with running(ble_manager(session)):
         thermometer.measure(TemperatureRecord(celsius=38.62, site=1))
         await recorder.until(lambda: len(recorder.readings) == 1)
     assert recorder.readings[0].measurement == BodyTemperature(celsius=38.62, site="armpit")
@@ -181,7 +106,7 @@ async def test_an_oximeter_gives_its_spot_check_and_a_median_of_its_stream(
         spo2_interval_s=30.0,
         idle_timeout_s=1.0,
     )
-    async with running(manager(session)):
+    async with running(ble_manager(session)):
         oximeter.measure(SpotCheckRecord(spo2=97, pulse_rate=68))
         await recorder.until(lambda: oximeter.connected and oximeter.is_subscribed(oximeter.measurement_uuid))
         await recorder.until(lambda: not oximeter.stored)
@@ -202,7 +127,7 @@ async def test_a_glucose_meter_uploads_50_records_and_the_next_visit_only_new_on
     session = GlucoseMeterSession(
         tag("glucose-kitchen", meter.address, "ble-gls"), recorder.sinks, SHANGHAI, outbox.get_cursor, outbox.set_cursor
     )
-    ble = manager(session, backoff=BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=0.5))
+    ble = ble_manager(session, backoff=BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=0.5))
     async with running(ble):
         await recorder.until(lambda: len(recorder.readings) == 50)
         assert await newest_sequence(outbox, "glucose-kitchen") == 50
@@ -233,7 +158,7 @@ async def test_a_meter_that_drops_mid_transfer_keeps_what_was_committed_and_send
         outbox.set_cursor,
         commit_every=10,
     )
-    ble = manager(session, backoff=BackoffPolicy(initial_s=0.3, max_s=1.0, after_completed_s=0.3))
+    ble = ble_manager(session, backoff=BackoffPolicy(initial_s=0.3, max_s=1.0, after_completed_s=0.3))
     async with running(ble):
         # Committed in chunks of 10, and the complete records received before the drop at the end.
         await recorder.until(lambda: len(recorder.readings) == 25 and not meter.connected)
@@ -266,7 +191,7 @@ async def test_a_resync_has_the_meter_send_every_record_again_and_the_outbox_kee
     fake_bluez.add(meter)
     session = glucose_session(meter, recorder)
     outbox = recorder.outbox
-    async with running(manager(session, backoff=REVISITS)):
+    async with running(ble_manager(session, backoff=REVISITS)):
         await recorder.until(lambda: len(recorder.readings) == 50)
         await recorder.until(lambda: len(meter.racp_requests) >= 3)  # a visit asking only for new records
         assert bytes(meter.racp_requests[2].encode()) == b"\x01\x03\x01\x33\x00"
@@ -286,7 +211,7 @@ async def test_a_meter_whose_numbering_started_again_is_told_and_read_from_the_s
     meter = GlucoseMeter(record_count=50)
     fake_bluez.add(meter)
     session = glucose_session(meter, recorder)
-    async with running(manager(session, backoff=REVISITS)):
+    async with running(ble_manager(session, backoff=REVISITS)):
         await recorder.until(lambda: len(recorder.readings) == 50)
         # Batteries out: the meter's memory is gone and its sequence numbers start at 1 again. Asking
         # for ">= 51" alone, the hub would never see these two; the oldest record gives the reset away.
@@ -311,7 +236,7 @@ async def test_a_meter_counting_backwards_gets_its_new_records_asked_for_below_t
     meter = GlucoseMeter(record_count=5, count_down_from=1000)  # TaiDoc: 1000, 999, ... 996
     fake_bluez.add(meter)
     session = glucose_session(meter, recorder)
-    async with running(manager(session, backoff=REVISITS)):
+    async with running(ble_manager(session, backoff=REVISITS)):
         await recorder.until(lambda: len(recorder.readings) == 5)
         assert await newest_sequence(recorder.outbox, "glucose-kitchen") == 996
         meter.add_record(6.2, datetime(2024, 6, 1, 7, 0), meal=3)  # number 995
@@ -331,7 +256,7 @@ async def test_a_meter_that_resends_its_whole_history_adds_nothing_twice(
     meter = GlucoseMeter(record_count=20, ignores_filters=True)  # Contour Next One: everything, every time
     fake_bluez.add(meter)
     session = glucose_session(meter, recorder)
-    async with running(manager(session, backoff=REVISITS)):
+    async with running(ble_manager(session, backoff=REVISITS)):
         await recorder.until(lambda: len(recorder.readings) == 20)
         meter.add_record(4.4, datetime(2024, 6, 1, 7, 0), meal=3)
         await recorder.until(lambda: len(recorder.readings) == 21)
@@ -346,7 +271,7 @@ async def test_a_bthome_button_press_becomes_one_event(fake_bluez: FakeBluez, re
     button = BTHomeButton(battery_percent=87)
     fake_bluez.add(button)
     session = BTHomeButtonSession(tag("sos-bed", button.address, "bthome-button"), recorder.sinks)
-    async with running(manager(advertised=[session])):
+    async with running(ble_manager(advertised=[session])):
         await asyncio.sleep(0.3)
         button.press("double_press")
         await recorder.until(lambda: any(e.kind is DeviceEventKind.BUTTON_PRESS for e in recorder.events))
@@ -362,7 +287,7 @@ async def test_a_microbit_at_50_hz_streams_motion_blocks_at_that_rate(
     microbit = MicroBit(rate_hz=50.0)
     fake_bluez.add(microbit)
     session = MotionSession(tag("wrist", microbit.address, "microbit-accel"), recorder.sinks, MICROBIT, block_size=10)
-    async with running(manager(session)) as ble:
+    async with running(ble_manager(session)) as ble:
         await recorder.until(lambda: len(recorder.motion) >= 5)
         assert ble.status.connected == ("wrist",)
     blocks = recorder.motion[:5]
@@ -381,7 +306,7 @@ async def test_connect_answered_in_progress_is_retried(fake_bluez: FakeBluez, re
     session = MeasurementSession(
         tag("bp-bedroom", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI, [BLOOD_PRESSURE_MEASUREMENT]
     )
-    async with running(manager(session)):
+    async with running(ble_manager(session)):
         cuff.measure(BloodPressureRecord(systolic=141, diastolic=91, mean_arterial=108))
         await recorder.until(lambda: len(recorder.readings) == 1)
     assert cuff.connect_attempts == 3
@@ -397,7 +322,7 @@ async def test_an_adapter_that_stops_reporting_adverts_is_power_cycled(
     session = MeasurementSession(
         tag("bp-bedroom", cuff.address, "ble-bps"), recorder.sinks, SHANGHAI, [BLOOD_PRESSURE_MEASUREMENT]
     )
-    ble = manager(
+    ble = ble_manager(
         session,
         wedge=WedgePolicy(silence_s=1.0, min_cycle_interval_s=0.5),
         on_adapter_trouble=troubles.append,
@@ -435,7 +360,7 @@ async def test_a_meter_whose_records_the_gateway_cannot_store_keeps_its_cursor_a
     sinks = Sinks(disk_full_at_first, recorder.on_motion, recorder.on_event)
     session = GlucoseMeterSession(tag("glucose-kitchen", meter.address, "ble-gls"), sinks, SHANGHAI,
                                   outbox.get_cursor, outbox.set_cursor)
-    ble = manager(session, backoff=BackoffPolicy(initial_s=0.2, max_s=0.5, after_completed_s=0.5, after_lost_s=0.2))
+    ble = ble_manager(session, backoff=BackoffPolicy(initial_s=0.2, max_s=0.5, after_completed_s=0.5, after_lost_s=0.2))
     async with running(ble):
         await recorder.until(lambda: refusals == 1)
         assert await outbox.get_cursor(cursor_name("glucose-kitchen")) is None  # nothing acknowledged

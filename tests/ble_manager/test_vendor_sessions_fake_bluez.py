@@ -5,97 +5,40 @@ Readings go into a real outbox (SQLite in tmp_path), whose cursor table also kee
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
-from daemon_outbox import DaemonOutbox
+from ble_harness import SHANGHAI, Recorder, ble_manager, recording, tag
 from fake_bluez import FakeBluez
 from fake_bluez.devices import BloodPressureCuff, BloodPressureRecord
 from fake_bluez.omron import OmronCuff
 from fake_bluez.sinocare import SinocareMeter, SinocareResultRecord
+from loopcheck import running
 
 from drivers.ble.manager import BleManager
 from drivers.ble.omron_records import OmronRecord
 from drivers.ble.omron_session import OmronCuffSession, key_cursor
 from drivers.ble.policy import BackoffPolicy
-from drivers.ble.sessions import DeviceTag, Sinks
+from drivers.ble.sessions import ConnectedSession
 from drivers.ble.sinocare import SinocareCommand
 from drivers.ble.sinocare_session import SinocareMeterSession
-from drivers.model import BloodPressure, DeviceEvent, Glucose, MotionBlock, Reading, ReadingFlag, TimeSource
-from gateway.clock import ClockSyncMode, SystemClock
-from gateway.hub import reading_to_record
+from drivers.model import BloodPressure, Glucose, ReadingFlag, TimeSource
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Revisits come quickly here: each visit reads the whole memory again, and nothing may be uploaded twice.
 QUICK_REVISIT = BackoffPolicy(initial_s=0.2, max_s=1.0, after_completed_s=0.3, after_lost_s=0.2)
 
 
-@dataclass
-class Recorder:
-    outbox: DaemonOutbox
-    readings: list[Reading] = field(default_factory=list)
-    new: int = 0
-    """Readings the outbox did not have yet."""
-    events: list[DeviceEvent] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def on_readings(self, readings: Sequence[Reading]) -> None:
-        accepted = await self.outbox.intake.accept([reading_to_record(r, SHANGHAI, "gw-test") for r in readings])
-        self.readings.extend(readings)
-        self.new += sum(a.new for a in accepted)
-        self.changed.set()
-
-    async def on_motion(self, block: MotionBlock) -> None:
-        raise AssertionError("no motion from a cuff or a meter")
-
-    async def on_event(self, event: DeviceEvent) -> None:
-        self.events.append(event)
-        self.changed.set()
-
-    @property
-    def sinks(self) -> Sinks:
-        return Sinks(self.on_readings, self.on_motion, self.on_event)
-
-    async def until(self, condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not condition():
-                self.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.1):
-                        await self.changed.wait()
-
-
 @pytest.fixture
 async def recorder(tmp_path: Path) -> AsyncIterator[Recorder]:
-    async with await DaemonOutbox.open(tmp_path / "outbox.sqlite") as outbox:
-        yield Recorder(outbox)
+    async with recording(tmp_path, no_motion="no motion from a cuff or a meter", wait_s=15.0) as recorder:
+        yield recorder
 
 
-@contextlib.asynccontextmanager
-async def running(manager: BleManager) -> AsyncIterator[BleManager]:
-    task = asyncio.create_task(manager.run())
-    try:
-        yield manager
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def manager(session: object) -> BleManager:
-    return BleManager([session], clock=SystemClock(ClockSyncMode.ASSUME_SYNCED),  # type: ignore[list-item]
-                      backoff=QUICK_REVISIT, watch_interval_s=0.1)
-
-
-def tag(device_id: str, address: str, model: str) -> DeviceTag:
-    return DeviceTag(device_id=device_id, resident_id="r-0001", address=address, model=model)
+def manager(session: ConnectedSession) -> BleManager:
+    return ble_manager(session, backoff=QUICK_REVISIT)
 
 
 def omron_session(cuff: OmronCuff, recorder: Recorder, **options: object) -> OmronCuffSession:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from drivers.catalogue import CATALOGUE
 from gateway.config import (
     BleNotify,
     ClockSync,
@@ -266,9 +267,7 @@ ONE_PROBLEM = [
     pytest.param(
         {"l19": 'driver = "onetouch"'},
         "cfg.toml:19: devices[0].driver: a string ('onetouch') is not allowed; did you mean 'onetouch-ultra2'? "
-        "use one of: onetouch-ultra2, mr60fda1, suntech-nibp, gsm-modem, ble-bps, ble-gls, ble-plx, ble-hts, "
-        "bthome-button, microbit-accel, thingy-motion, omron-bp, sinocare-glucose, xiaomi-mibeacon, and-bp, "
-        "viatom-oximeter, o2ring, ichoice-oximeter",
+        f"use one of: {', '.join(CATALOGUE)}",
         id="unknown-driver",
     ),
     pytest.param(

@@ -46,11 +46,8 @@ def test_every_row_is_whole(spec: DriverSpec) -> None:
         assert spec.silent_after_min is not None
 
 
-def test_the_rows_come_in_the_order_the_configuration_lists_them() -> None:
-    assert list(CATALOGUE) == ["onetouch-ultra2", "mr60fda1", "suntech-nibp", "gsm-modem", "ble-bps", "ble-gls",
-                               "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion",
-                               "omron-bp", "sinocare-glucose", "xiaomi-mibeacon", "and-bp", "viatom-oximeter", "o2ring",
-                               "ichoice-oximeter"]
+def test_the_drivers_whose_silence_means_danger_are_the_fall_watchers() -> None:
+    # Adding a driver touches its own row only: no list of every driver is pinned here.
     assert names(lambda spec: spec.fall_protection) == ["mr60fda1", "microbit-accel", "thingy-motion"]
 
 

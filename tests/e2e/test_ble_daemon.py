@@ -5,14 +5,13 @@ platform and the family's MQTT topics."""
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 import devstack
 import numpy as np
 import pytest
-from bluez_process import fake_bluez_process
-from gatewayproc import GATEWAY_ID, GatewayProcess, platform_records, wait_until, write_config
+from ble_daemon import ble_daemon, types_at
+from gatewayproc import GATEWAY_ID, wait_until
 from mqtt_probe import Probe
 from synthetic import scenario
 
@@ -20,25 +19,10 @@ DRIVERS = {"cuff": "ble-bps", "meter": "ble-gls", "oximeter": "ble-plx", "thermo
            "button": "bthome-button", "microbit": "microbit-accel"}
 
 
-def types_at(platform: devstack.Platform) -> Counter[str]:
-    return Counter(str(r["type"]) for r in platform_records(platform.db))
-
-
 @pytest.mark.timeout(180)
 def test_ble_devices_reach_the_platform_and_the_family(tmp_path: Path, broker: devstack.Broker) -> None:
-    with devstack.platform_server(tmp_path / "platform", GATEWAY_ID) as platform, \
-            fake_bluez_process(tmp_path / "bluez", "home") as bluez:
-        devices = "".join(f"""
-[[devices]]
-id = "{name}"
-driver = "{DRIVERS[name]}"
-address = "{address}"
-resident = "r-0001"
-""" for name, address in bluez.devices.items())
-        config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
-                              secret_file=platform.secret_file, broker_port=broker.port, meter_link=None,
-                              extra=devices)
-        gateway = GatewayProcess(config, tmp_path / "daemon.log", env=bluez.env)
+    settings = {name: {"driver": driver} for name, driver in DRIVERS.items()}
+    with ble_daemon(tmp_path, broker, "home", settings) as (platform, bluez, gateway):
         probe = Probe(broker.host, broker.port, f"yiyang/v1/{GATEWAY_ID}/#")
         gateway.start()
         try:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import devstack
 import pytest
-from bluez_process import fake_bluez_process
-from gatewayproc import GATEWAY_ID, GatewayProcess, platform_records, wait_until, write_config
+from ble_daemon import ble_daemon
+from gatewayproc import GATEWAY_ID, platform_records, wait_until
 from mqtt_probe import Probe
 
 DRIVERS = {"pc60f": "viatom-oximeter", "pod": "viatom-oximeter", "o2ring": "o2ring", "ichoice": "ichoice-oximeter"}
@@ -26,19 +26,8 @@ def spo2_at_platform(platform: devstack.Platform) -> list[dict[str, object]]:
 
 @pytest.mark.timeout(360)
 def test_vendor_oximeters_stream_to_the_rule_and_the_platform(tmp_path: Path, broker: devstack.Broker) -> None:
-    with devstack.platform_server(tmp_path / "platform", GATEWAY_ID) as platform, \
-            fake_bluez_process(tmp_path / "bluez", "oximeters") as bluez:
-        devices = "".join(f"""
-[[devices]]
-id = "{name}"
-driver = "{DRIVERS[name]}"
-address = "{address}"
-resident = "r-0001"
-""" for name, address in bluez.devices.items())
-        config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
-                              secret_file=platform.secret_file, broker_port=broker.port, meter_link=None,
-                              extra=devices)
-        gateway = GatewayProcess(config, tmp_path / "daemon.log", env=bluez.env)
+    settings = {name: {"driver": driver} for name, driver in DRIVERS.items()}
+    with ble_daemon(tmp_path, broker, "oximeters", settings) as (platform, bluez, gateway):
         probe = Probe(broker.host, broker.port, f"yiyang/v1/{GATEWAY_ID}/#")
         gateway.start()
         try:

@@ -11,17 +11,13 @@ from pathlib import Path
 
 import devstack
 import pytest
-from bluez_process import fake_bluez_process
-from gatewayproc import GATEWAY_ID, GatewayProcess, platform_records, wait_until, write_config
+from ble_daemon import ble_daemon, types_at
+from gatewayproc import platform_records, wait_until
 
 MI_KEY = "b65f0e3b2cd35e8a4a3f6e9c5d7e1a20"  # the fake XiaomiThermometer's default bind key
-DEVICES = {"mi-thermo": f'driver = "xiaomi-mibeacon"\nbind_key = "{MI_KEY}"', "and-cuff": 'driver = "and-bp"',
-           "cuff": 'driver = "ble-bps"', "meter": 'driver = "ble-gls"'}
+DEVICES = {"mi-thermo": {"driver": "xiaomi-mibeacon", "bind_key": MI_KEY}, "and-cuff": {"driver": "and-bp"},
+           "cuff": {"driver": "ble-bps"}, "meter": {"driver": "ble-gls"}}
 NAN_ONLY = "04" + "ff07" * 4  # 0x2A35 with pulse: NaN pressures, NaN pulse, no status field
-
-
-def types_at(platform: devstack.Platform) -> Counter[str]:
-    return Counter(str(r["type"]) for r in platform_records(platform.db))
 
 
 def statuses_saying(platform: devstack.Platform, word: str) -> list[dict[str, object]]:
@@ -30,19 +26,7 @@ def statuses_saying(platform: devstack.Platform, word: str) -> list[dict[str, ob
 
 @pytest.mark.timeout(180)
 def test_quirky_devices_reach_the_platform_once_each(tmp_path: Path, broker: devstack.Broker) -> None:
-    with devstack.platform_server(tmp_path / "platform", GATEWAY_ID) as platform, \
-            fake_bluez_process(tmp_path / "bluez", "quirks") as bluez:
-        devices = "".join(f"""
-[[devices]]
-id = "{name}"
-{DEVICES[name]}
-address = "{address}"
-resident = "r-0001"
-""" for name, address in bluez.devices.items())
-        config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
-                              secret_file=platform.secret_file, broker_port=broker.port, meter_link=None,
-                              extra=devices)
-        gateway = GatewayProcess(config, tmp_path / "daemon.log", env=bluez.env)
+    with ble_daemon(tmp_path, broker, "quirks", DEVICES) as (platform, bluez, gateway):
         gateway.start()
         try:
             # The meter sends all 10 records on every visit; the platform has each once.

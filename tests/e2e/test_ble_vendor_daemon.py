@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections import Counter
 from pathlib import Path
 
 import devstack
 import pytest
-from bluez_process import fake_bluez_process
-from gatewayproc import GATEWAY_ID, GatewayProcess, platform_records, wait_until, write_config
+from ble_daemon import ble_daemon, types_at
+from gatewayproc import platform_records, wait_until
 
-
-def types_at(platform: devstack.Platform) -> Counter[str]:
-    return Counter(str(r["type"]) for r in platform_records(platform.db))
+SETTINGS = {"omron": {"driver": "omron-bp"}, "sinocare": {"driver": "sinocare-glucose"}}
+IDS = {"omron": "bp-omron", "sinocare": "glucose-sinocare"}
 
 
 def values_at(platform: devstack.Platform, kind: str) -> list[dict[str, object]]:
@@ -24,25 +22,7 @@ def values_at(platform: devstack.Platform, kind: str) -> list[dict[str, object]]
 
 @pytest.mark.timeout(240)
 def test_omron_and_sinocare_readings_reach_the_platform_once_each(tmp_path: Path, broker: devstack.Broker) -> None:
-    with devstack.platform_server(tmp_path / "platform", GATEWAY_ID) as platform, \
-            fake_bluez_process(tmp_path / "bluez", "vendors") as bluez:
-        devices = f"""
-[[devices]]
-id = "bp-omron"
-driver = "omron-bp"
-address = "{bluez.devices['omron']}"
-resident = "r-0001"
-
-[[devices]]
-id = "glucose-sinocare"
-driver = "sinocare-glucose"
-address = "{bluez.devices['sinocare']}"
-resident = "r-0001"
-"""
-        config = write_config(tmp_path / "gw.toml", data_dir=tmp_path / "data", platform_url=platform.url,
-                              secret_file=platform.secret_file, broker_port=broker.port, meter_link=None,
-                              extra=devices)
-        gateway = GatewayProcess(config, tmp_path / "daemon.log", env=bluez.env)
+    with ble_daemon(tmp_path, broker, "vendors", SETTINGS, IDS) as (platform, bluez, gateway):
         # Two users' readings in the cuff's memory, and the cuff showing -P- for the hub's key.
         bluez.command(cmd="omron_measure", device="omron", user=1, systolic=143, diastolic=91, pulse_rate=77)
         bluez.command(cmd="omron_measure", device="omron", user=2, systolic=121, diastolic=79, pulse_rate=66)

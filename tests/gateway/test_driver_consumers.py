@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from drivers.catalogue import DeviceOption, Role, Transport, names, spec_of
 from drivers.model import ReadingType
 from gateway.ble_scan import drivers_for
 from gateway.ble_wiring import BleDevices
@@ -18,14 +19,14 @@ from gateway.config import DeviceSettings, DriverName
 from gateway.driver_registry import ble_devices, serial_devices
 from gateway.homeassistant.discovery import readings_by_resident
 
-SERIAL = ("onetouch-ultra2", "mr60fda1", "suntech-nibp", "gsm-modem")
-
 
 def device(driver: str, address: str = "C4:7C:8D:6A:11:02") -> DeviceSettings:
-    where: dict[str, str] = {"port": "/dev/ttyUSB0"} if driver in SERIAL else {"address": address}
-    if driver == "xiaomi-mibeacon":
+    """A valid entry for any row of the catalogue: adding a driver needs nothing here."""
+    spec = spec_of(driver)
+    where: dict[str, str] = {"port": "/dev/ttyUSB0"} if spec.transport is Transport.SERIAL else {"address": address}
+    if DeviceOption.BIND_KEY in spec.options and spec.binding.key:
         where["bind_key"] = "b65f0e3b2cd35e8a4a3f6e9c5d7e1a20"
-    resident = "" if driver == "gsm-modem" else "r-1"
+    resident = "" if spec.role is Role.NOTIFIES else "r-1"
     return DeviceSettings(id=driver, driver=DriverName(driver), resident=resident, **where)
 
 
@@ -68,9 +69,7 @@ def test_home_assistant_shows_the_readings_a_driver_takes(driver: str, kinds: se
 def test_serial_devices_get_sessions_of_their_own_the_modem_and_ble_devices_do_not() -> None:
     devices = tuple(device(name) for name in DriverName)
     assert [d.driver for d in serial_devices(devices)] == ["onetouch-ultra2", "mr60fda1", "suntech-nibp"]
-    assert [d.driver for d in ble_devices(devices)] == [
-        "ble-bps", "ble-gls", "ble-plx", "ble-hts", "bthome-button", "microbit-accel", "thingy-motion",
-        "omron-bp", "sinocare-glucose", "xiaomi-mibeacon", "and-bp", "viatom-oximeter", "o2ring", "ichoice-oximeter"]
+    assert [d.driver for d in ble_devices(devices)] == names(lambda spec: spec.transport is Transport.BLE)
 
 
 async def _nothing(*_args: object) -> None:
@@ -83,10 +82,8 @@ def test_the_ble_manager_serves_every_ble_driver_with_its_session() -> None:
                      on_readings=_nothing, on_motion=_nothing, on_event=_nothing,
                      cursor_get=_nothing, cursor_set=_nothing,  # type: ignore[arg-type]
                      report_error=lambda _component, _message: None)
-    assert {device_id: type(session).__name__ for device_id, session in ble.sessions.items()} == {
-        "ble-bps": "MeasurementSession", "ble-gls": "GlucoseMeterSession", "ble-plx": "MeasurementSession",
-        "ble-hts": "MeasurementSession", "bthome-button": "BTHomeButtonSession", "microbit-accel": "MotionSession",
-        "thingy-motion": "MotionSession", "omron-bp": "OmronCuffSession", "sinocare-glucose": "SinocareMeterSession",
-        "xiaomi-mibeacon": "MiBeaconSession", "and-bp": "MeasurementSession",
-        "viatom-oximeter": "ViatomOximeterSession", "o2ring": "O2RingSession",
-        "ichoice-oximeter": "IChoiceOximeterSession"}
+    sessions = {device_id: type(session).__name__ for device_id, session in ble.sessions.items()}
+    assert set(sessions) == set(names(lambda spec: spec.transport is Transport.BLE))  # every row has its session
+    assert {name: sessions[name] for name in ("ble-bps", "ble-gls", "bthome-button", "microbit-accel")} == {
+        "ble-bps": "MeasurementSession", "ble-gls": "GlucoseMeterSession", "bthome-button": "BTHomeButtonSession",
+        "microbit-accel": "MotionSession"}

@@ -1,9 +1,10 @@
-"""Continuous-stream summaries: evaluated the moment they arrive, committed together once a minute,
+"""Continuous-stream summaries: evaluated the moment they arrive, committed together every STREAM_COMMIT_S,
 or at once when one of them raises an alert. A real outbox; the hub's monotonic clock is the test's."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -62,7 +63,7 @@ async def readings_stored(outbox: DaemonOutbox) -> int:
     return (await outbox.db.stats()).pending
 
 
-async def test_summaries_are_committed_together_once_a_minute_and_at_once_with_an_alert(tmp_path: Path) -> None:
+async def test_summaries_are_committed_together_every_stream_commit_s_and_at_once_with_an_alert(tmp_path: Path) -> None:
     outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
     ticks, published = Ticks(), Published()
     hub, alerts = build(outbox, ticks, published)
@@ -95,9 +96,25 @@ async def test_a_stream_that_stops_is_committed_by_the_periodic_look(tmp_path: P
     try:
         await hub.on_readings([summary(97, T0)])
         await hub.flush_streams(due_only=True)
-        assert await readings_stored(outbox) == 0  # not a minute yet
+        assert await readings_stored(outbox) == 0  # not STREAM_COMMIT_S yet
         ticks.now += STREAM_COMMIT_S
         await asyncio.wait_for(hub.flush_streams(due_only=True), 5)
         assert await readings_stored(outbox) == 1
+    finally:
+        await outbox.close()
+
+
+async def test_the_last_summary_of_a_stream_commits_the_batch_at_once(tmp_path: Path) -> None:
+    outbox = await DaemonOutbox.open(tmp_path / "outbox.sqlite")
+    ticks, published = Ticks(), Published()
+    hub, _alerts = build(outbox, ticks, published)
+    try:
+        for n in range(3):
+            await hub.on_readings([summary(96, T0 + timedelta(seconds=10 * n))])
+            ticks.now += 10
+        assert await readings_stored(outbox) == 0
+        # The clip came off the finger and hung up: its last, partial window ends the stream.
+        await hub.on_readings([dataclasses.replace(summary(95, T0 + timedelta(seconds=30)), stream_end=True)])
+        assert await readings_stored(outbox) == 4
     finally:
         await outbox.close()

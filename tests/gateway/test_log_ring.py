@@ -175,6 +175,6 @@ async def test_a_thread_logging_while_the_ring_is_read_is_safe(installed: LogRin
     worker = asyncio.create_task(asyncio.to_thread(chatter))
     while not worker.done():
         assert len(installed.tail(1000, max_json_bytes=10**6).lines) <= 1000
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)  # the reader must not starve the writer of the GIL
     await worker
     assert installed.tail(1, max_json_bytes=10**6).lines[0].endswith("mqtt event=1999")
