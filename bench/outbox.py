@@ -13,8 +13,9 @@ own storage (SD card, eMMC, USB SSD): the figure is dominated by fsync latency,
 so a laptop's NVMe says little about a Pi. Each mode gets a fresh database in
 DIR, removed afterwards unless ``--keep``.
 
-``inproc`` drains a backlog in process, with no HTTP: batches of 500 taken and marked delivered, each
-mark a transaction with its fsync, as the uplink does; the figure is the outbox's own ceiling.
+``inproc`` drains a backlog in process, with no HTTP: batches of 500, each taken after the last place
+taken, marked delivered by place every 2,000, each mark a transaction with its fsync, as the uplink
+does; the figure is the outbox's own ceiling.
 ``group`` has ``--devices`` callers accept one record each at the same moment, through the async
 outbox the daemon uses, and prints how many commits (fsyncs) that took: group commit puts them in one.
 
@@ -208,20 +209,23 @@ def inproc(args: argparse.Namespace) -> int:
         with DatabaseFile.open(db, limits=StorageLimits(budget_bytes=4 * 2**30)) as box:
             started = time.perf_counter()
             delivered, marks, commits = 0, [], 0
-            # As the uplink does: batches of 500 (the platform's request limit), leaving out the ones
-            # taken, marked delivered per MARK_EVERY_RECORDS in one transaction (one fsync).
+            reach = None
+            # As the uplink does: batches of 500 (the platform's request limit) starting after the last
+            # place taken, marked delivered per MARK_EVERY_RECORDS in one transaction (one fsync).
             while True:
-                batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000, exclude=marks))
+                batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000,
+                                                      exclude=[p.record_id for p in marks], after=reach))
                 if not batch or len(marks) >= MARK_EVERY_RECORDS:
                     if marks:
-                        box.run(records.mark_delivered(marks))
+                        box.run(records.mark_places_delivered(marks))
                         commits += 1
-                    marks = []
+                    marks, reach = [], None
                     if not batch:
                         batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000))
                         if not batch:
                             break
-                marks.extend(record.record_id for record in batch)
+                marks.extend(record.place for record in batch if record.place is not None)
+                reach = batch[-1].place
                 delivered += len(batch)
             elapsed = time.perf_counter() - started
             assert box.stats().pending == 0

@@ -16,6 +16,7 @@ from gateway.store.api import (
     PendingRecord,
     Priority,
     PruneReport,
+    QueuePlace,
     QueueStats,
     RecordState,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "PendingRecord",
     "Priority",
     "PruneReport",
+    "QueuePlace",
     "QueueStats",
     "RecordIdFactory",
     "RecordState",

@@ -95,6 +95,20 @@ class Accepted:
     new: bool
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class QueuePlace:
+    """Where a pending record stands in the upload order (priority, then creation), and its row.
+
+    What the uplink hands back: the next batch starts after the last place taken instead of
+    walking past every record taken since the last mark, and marks find their rows directly.
+    """
+
+    priority: int
+    created_us: int
+    record_id: str
+    row: int
+
+
 @dataclass(frozen=True, slots=True)
 class PendingRecord:
     record_id: str
@@ -103,6 +117,8 @@ class PendingRecord:
     body_json: str
     """The full platform record as compact JSON, ``record_id`` included."""
     attempts: int
+    place: QueuePlace | None = None
+    """Its place in the upload order, as :func:`gateway.store.records.pending_batch` read it."""
 
 
 @dataclass(frozen=True, slots=True)

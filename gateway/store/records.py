@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from gateway.store import stamps
 from gateway.store.api import (
@@ -27,6 +28,7 @@ from gateway.store.api import (
     NewRecord,
     PendingRecord,
     Priority,
+    QueuePlace,
     RecordState,
 )
 from gateway.store.sqlite import from_us, to_us
@@ -188,7 +190,7 @@ def _existing_id(conn: sqlite3.Connection, record: NewRecord) -> str | None:
 
 
 def pending_batch(*, max_records: int = 500, max_bytes: int = 1_000_000, exclude: Collection[str] = (),
-                  held_before: datetime | None = None) -> Work[list[PendingRecord]]:
+                  after: QueuePlace | None = None, held_before: datetime | None = None) -> Work[list[PendingRecord]]:
     """The next records to upload: alerts first, then oldest first, leaving out ``exclude``.
 
     ``held_before``: records stamped by an unsynchronised clock and dated before it (a clock that was
@@ -197,36 +199,57 @@ def pending_batch(*, max_records: int = 500, max_bytes: int = 1_000_000, exclude
     Stops before the bodies would exceed ``max_bytes`` (UTF-8), but always
     returns at least one record if any is pending, so one oversized record
     cannot block the queue. ``exclude``: records the platform already has that are not
-    yet marked delivered (the uplink marks many at once, in one transaction).
+    yet marked delivered (the uplink marks many at once, in one transaction). ``after``: the last
+    place taken, at or after every excluded record's: when exactly the excluded records are pending
+    up to it (nothing new arrived behind it, nothing failed there), the batch starts after it instead
+    of walking past them; otherwise (an alert that came in meanwhile, a record to retry) the batch
+    is read from the front, leaving them out.
     """
     if max_records < 1 or max_bytes < 1:
         raise ValueError(f"max_records and max_bytes must be >= 1, got {max_records}, {max_bytes}")
-    # INDEXED BY: without ANALYZE statistics the planner prefers the
-    # (state, created_at) index and sorts every pending row per batch.
-    query = ("SELECT record_id, type, priority, payload_json, attempts FROM records"
-             " INDEXED BY records_pending_order WHERE state = 'pending'")
-    params: tuple[object, ...] = ()
-    if exclude:
-        query += " AND record_id NOT IN (SELECT value FROM json_each(?))"
-        params += (json.dumps(list(exclude)),)
-    if held_before is not None:
-        query += " AND " + stamps.HELD_CONDITION
-        params += (to_us(held_before, "held_before"),)
-    query += " ORDER BY priority, created_at, record_id LIMIT ?"
-    params += (max_records,)
 
     def run(tx: Tx) -> list[PendingRecord]:
+        query, params = _PENDING, cast(tuple[object, ...], ())
+        if exclude and after is not None and held_before is None and _behind(tx.conn, after) == len(exclude):
+            query, params = _PENDING_AFTER, (after.priority, after.created_us, after.record_id)
+        else:
+            if exclude:
+                query += " AND record_id NOT IN (SELECT value FROM json_each(?))"
+                params += (json.dumps(list(exclude)),)
+            if held_before is not None:
+                query += " AND " + stamps.HELD_CONDITION
+                params += (to_us(held_before, "held_before"),)
         batch: list[PendingRecord] = []
         total = 0
-        for record_id, record_type, priority, payload, attempts in tx.conn.execute(query, params):
+        rows = tx.conn.execute(query + _PENDING_ORDER, (*params, max_records))
+        for row, record_id, record_type, priority, created_us, payload, attempts in rows:
             body = _body_json(record_id, payload)
             total += len(body.encode())
             if batch and total > max_bytes:
                 break
-            batch.append(PendingRecord(record_id, record_type, Priority(priority), body, attempts))
+            batch.append(PendingRecord(record_id, record_type, _PRIORITIES[priority], body, attempts,
+                                       QueuePlace(priority, created_us, record_id, row)))
         return batch
 
     return read("reading pending records", run)
+
+
+# INDEXED BY: without ANALYZE statistics the planner prefers another index and sorts every pending
+# row per batch.
+_PENDING = ("SELECT rowid, record_id, type, priority, created_at, payload_json, attempts FROM records"
+            " INDEXED BY records_pending_order WHERE state = 'pending'")
+_PENDING_AFTER = _PENDING + " AND (priority, created_at, record_id) > (?, ?, ?)"
+_PENDING_ORDER = " ORDER BY priority, created_at, record_id LIMIT ?"
+_PRIORITIES = {int(p): p for p in Priority}
+
+
+def _behind(conn: sqlite3.Connection, place: QueuePlace) -> int:
+    """How many records are pending at or before ``place`` in the upload order (the index alone)."""
+    return int(conn.execute(
+        "SELECT COUNT(*) FROM records INDEXED BY records_pending_order"
+        " WHERE state = 'pending' AND (priority, created_at, record_id) <= (?, ?, ?)",
+        (place.priority, place.created_us, place.record_id),
+    ).fetchone()[0])
 
 
 def _body_json(record_id: str, payload_json: str) -> str:
@@ -243,18 +266,44 @@ def mark_delivered(record_ids: Sequence[str]) -> Work[None]:
     ids_json = json.dumps(unique)
 
     def run(tx: Tx) -> None:
-        # One statement for the whole set (the ids as one JSON array): an UPDATE per record made
-        # delivery, not the platform, the drain's bottleneck. INDEXED BY: the planner would
-        # otherwise walk every pending row (the state index) and test each against the set.
+        # One statement for the whole set (the ids as one JSON array). INDEXED BY: the planner would
+        # otherwise walk every pending row and test each against the set.
         changed = tx.conn.execute(
             "UPDATE records INDEXED BY sqlite_autoindex_records_1 SET state = 'delivered', delivered_at = ?"
             " WHERE state = 'pending' AND record_id IN (SELECT value FROM json_each(?))",
             (to_us(tx.now, "clock()"), ids_json),
         ).rowcount
-        if changed != len(unique):
-            log.info("mark_delivered: %d of %d record ids were not pending", len(unique) - changed, len(unique))
+        _note_unmarked(changed, len(unique))
 
     return write("marking records delivered", run)
+
+
+def mark_places_delivered(places: Collection[QueuePlace]) -> Work[None]:
+    """The platform has the records at these places (as :func:`pending_batch` gave them): the uplink's way.
+
+    The rows are visited in table order, which is the order they were written in: several times
+    faster than finding each by its id. A row whose id is not the one taken (a database rebuilt by
+    hand in between, which renumbers rows) is left alone and stays pending: sent again, never lost.
+    """
+    ordered = sorted(set(places), key=lambda p: p.row)
+    rows_json = json.dumps([p.row for p in ordered])
+    ids_json = json.dumps([p.record_id for p in ordered])
+
+    def run(tx: Tx) -> None:
+        changed = tx.conn.execute(
+            "UPDATE records SET state = 'delivered', delivered_at = ?"
+            " WHERE rowid IN (SELECT value FROM json_each(?)) AND state = 'pending'"
+            " AND record_id IN (SELECT value FROM json_each(?))",
+            (to_us(tx.now, "clock()"), rows_json, ids_json),
+        ).rowcount
+        _note_unmarked(changed, len(ordered))
+
+    return write("marking records delivered", run)
+
+
+def _note_unmarked(changed: int, asked: int) -> None:
+    if changed != asked:
+        log.info("mark_delivered: %d of %d records were not pending", asked - changed, asked)
 
 
 def note_attempt(record_ids: Sequence[str], error: str) -> Work[None]:
@@ -337,31 +386,47 @@ def state(record_id: str) -> Work[RecordState | None]:
 
 
 def counts(conn: sqlite3.Connection) -> RecordCounts:
-    by_state = dict(conn.execute("SELECT state, COUNT(*) FROM records GROUP BY state").fetchall())
-    oldest = conn.execute("SELECT MIN(created_at) FROM records WHERE state = 'pending'").fetchone()[0]
+    # Each state counted on its own partial index (there is no index over every state).
+    def count(state: RecordState) -> int:
+        return int(conn.execute(_COUNT_BY_STATE[state]).fetchone()[0])
+
+    # The oldest pending record is the oldest of each priority's first in the upload order.
+    firsts = [conn.execute("SELECT created_at FROM records INDEXED BY records_pending_order"
+                           " WHERE state = 'pending' AND priority = ? ORDER BY created_at LIMIT 1",
+                           (int(priority),)).fetchone() for priority in Priority]
+    oldest = min((row[0] for row in firsts if row is not None), default=None)
     alerts = conn.execute(
         "SELECT COUNT(*) FROM records INDEXED BY records_pending_order"
         " WHERE state = 'pending' AND priority = ?", (int(Priority.ALERT),)
     ).fetchone()[0]
     return RecordCounts(
-        pending=by_state.get(RecordState.PENDING.value, 0),
-        delivered=by_state.get(RecordState.DELIVERED.value, 0),
-        dead=by_state.get(RecordState.DEAD.value, 0),
+        pending=count(RecordState.PENDING),
+        delivered=count(RecordState.DELIVERED),
+        dead=count(RecordState.DEAD),
         oldest_pending_at=None if oldest is None else from_us(oldest),
         pending_alerts=alerts,
     )
 
 
+_COUNT_BY_STATE = {
+    RecordState.PENDING: "SELECT COUNT(*) FROM records INDEXED BY records_pending_order WHERE state = 'pending'",
+    RecordState.DELIVERED: "SELECT COUNT(*) FROM records INDEXED BY records_delivered WHERE state = 'delivered'",
+    RecordState.DEAD: "SELECT COUNT(*) FROM records INDEXED BY records_dead WHERE state = 'dead'",
+}
+
+
 def any_delivered(conn: sqlite3.Connection) -> bool:
-    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM records WHERE state = 'delivered')").fetchone()[0])
+    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM records INDEXED BY records_delivered"
+                             " WHERE state = 'delivered')").fetchone()[0])
 
 
 def delete_delivered_before(conn: sqlite3.Connection, cutoff_us: int) -> int:
-    return conn.execute("DELETE FROM records WHERE state = 'delivered' AND delivered_at < ?", (cutoff_us,)).rowcount
+    return conn.execute("DELETE FROM records WHERE rowid IN (SELECT rowid FROM records INDEXED BY records_delivered"
+                        " WHERE state = 'delivered' AND delivered_at < ?)", (cutoff_us,)).rowcount
 
 
 def delete_oldest_delivered(conn: sqlite3.Connection, count: int) -> int:
     return conn.execute(
-        "DELETE FROM records WHERE record_id IN (SELECT record_id FROM records"
+        "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records INDEXED BY records_delivered"
         " WHERE state = 'delivered' ORDER BY created_at LIMIT ?)", (count,)
     ).rowcount

@@ -129,11 +129,20 @@ _V4_HUB_STAMPS = _sql(
     "CREATE INDEX hub_stamps_boot ON hub_stamps (boot_id, monotonic)",
 )
 
+# Delivery rewrote two index entries per record in (state, created_at), the larger part of marking
+# a batch delivered: partial indexes on the rarer states take their place (the pending one exists).
+_V5_STATE_INDEXES = _sql(
+    "DROP INDEX records_state_created",
+    "CREATE INDEX records_delivered ON records (created_at, delivered_at) WHERE state = 'delivered'",
+    "CREATE INDEX records_dead ON records (dead_at) WHERE state = 'dead'",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "outbox: records, cursors, motion_snippets", _V1_OUTBOX),
     Migration(2, "active_alerts", _V2_ACTIVE_ALERTS),
     Migration(3, "source_keys outlive pruned records", _V3_SOURCE_KEYS),
     Migration(4, "hub_stamps: records a clock step corrects", _V4_HUB_STAMPS),
+    Migration(5, "partial indexes per record state", _V5_STATE_INDEXES),
 )
 
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from gateway.errors import ConfigError
 from gateway.platform_limits import BATCH_MAX_BYTES_RANGE, BATCH_MAX_RECORDS_RANGE, MAX_BODY_BYTES, MAX_RECORDS
 from gateway.store import records
-from gateway.store.api import PendingRecord
+from gateway.store.api import PendingRecord, QueuePlace
 from gateway.store.work import Runner
 from gateway.uplink.backoff import backoff_delay, parse_retry_after
 from gateway.uplink.batch import (
@@ -188,6 +188,10 @@ class Uplink:
         self._wake = asyncio.Event()
         self._marks: list[str] = []
         """Records the platform has, not yet marked delivered in the outbox."""
+        self._taken: dict[str, QueuePlace] = {}
+        """Where each record taken since the last mark stands: the marks find their rows by it."""
+        self._reach: QueuePlace | None = None
+        """The furthest place taken since the last mark: the next batch starts after it when it can."""
         self._marks_since: float | None = None
         self._mark_after_s = mark_after_s
         self._status = UplinkStatus()
@@ -241,8 +245,14 @@ class Uplink:
     async def _commit_marks(self) -> None:
         """Mark delivered what the platform accepted since the last mark (one transaction)."""
         marks, self._marks, self._marks_since = self._marks, [], None
-        if marks:
-            await self._outbox.run(records.mark_delivered(marks))
+        taken, self._taken, self._reach = self._taken, {}, None
+        if not marks:
+            return
+        places = [taken[record_id] for record_id in marks if record_id in taken]
+        if places:
+            await self._outbox.run(records.mark_places_delivered(places))
+        if len(places) < len(marks):
+            await self._outbox.run(records.mark_delivered([r for r in marks if r not in taken]))
 
     async def _next_batch(self) -> list[list[PendingRecord]]:
         """The next batch from the outbox, as the parts its first requests carry (one, usually)."""
@@ -258,8 +268,15 @@ class Uplink:
 
     async def _pending(self, max_records: int, max_bytes: int) -> list[PendingRecord]:
         """Pending records, leaving out those the platform has (marks to come) and those held for a clock step."""
-        return await self._outbox.run(records.pending_batch(max_records=max_records, max_bytes=max_bytes,
-                                                            exclude=self._marks, held_before=self._held_before))
+        batch = await self._outbox.run(records.pending_batch(max_records=max_records, max_bytes=max_bytes,
+                                                             exclude=self._marks, after=self._reach,
+                                                             held_before=self._held_before))
+        for record in batch:
+            if record.place is not None:
+                self._taken[record.record_id] = record.place
+                if self._reach is None or record.place > self._reach:
+                    self._reach = record.place
+        return batch
 
     def _learn_batch_size(self, round_: _Round) -> None:
         before = self._limit.current

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from gateway.store import (
     PendingRecord,
     Priority,
     PruneReport,
+    QueuePlace,
     RecordIdFactory,
     RecordState,
     StorageFullError,
@@ -127,7 +129,8 @@ def test_accept_gives_time_ordered_ids_and_queues_full_bodies(outbox: DatabaseFi
     record_ids = ids(accepted)
     assert record_ids == sorted(record_ids)
     assert {uuid7_time(r) for r in record_ids} == {T0}
-    assert outbox.run(records.pending_batch()) == [
+    batch = outbox.run(records.pending_batch())
+    assert [replace(p, place=None) for p in batch] == [
         PendingRecord(
             rid, "blood_pressure", Priority.READING,
             f'{{"record_id":"{rid}","type":"blood_pressure","systolic":{120 + n},'
@@ -136,6 +139,8 @@ def test_accept_gives_time_ordered_ids_and_queues_full_bodies(outbox: DatabaseFi
         )
         for n, rid in enumerate(record_ids)
     ]
+    places = [p.place for p in batch]
+    assert all(p is not None for p in places) and places == sorted(places)  # type: ignore[type-var]
 
 
 def test_records_taken_but_not_yet_marked_can_be_left_out(outbox: DatabaseFile) -> None:
@@ -150,6 +155,69 @@ def test_records_taken_but_not_yet_marked_can_be_left_out(outbox: DatabaseFile) 
     assert outbox.run(records.pending_batch(max_records=1, exclude=taken))[0].record_id == alert
     # Nothing marked: without the exclusion, the same first ones again (after the alert).
     assert [p.record_id for p in outbox.run(records.pending_batch(max_records=3))] == [alert, *accepted[:2]]
+
+
+def place(record: PendingRecord) -> QueuePlace:
+    assert record.place is not None
+    return record.place
+
+
+def test_a_batch_after_the_last_place_taken_is_the_batch_leaving_out_what_was_taken(outbox: DatabaseFile) -> None:
+    accepted = ids(outbox.run(records.accept([bp(n, at=T0 + timedelta(seconds=n)) for n in range(8)])))
+    first = outbox.run(records.pending_batch(max_records=3))
+    taken, reach = [p.record_id for p in first], place(first[-1])
+    after = outbox.run(records.pending_batch(max_records=3, exclude=taken, after=reach))
+    assert after == outbox.run(records.pending_batch(max_records=3, exclude=taken))
+    assert [p.record_id for p in after] == accepted[3:6]
+    # An alert that arrives behind the place goes first all the same.
+    (new_alert,) = ids(outbox.run(records.accept([alert(1)])))
+    assert [p.record_id for p in outbox.run(records.pending_batch(max_records=2, exclude=taken, after=reach))] == [
+        new_alert, accepted[3]]
+    outbox.run(records.mark_delivered([new_alert]))
+    # A record taken and not delivered (its upload failed) is not left out: it comes back first.
+    failed = taken.pop(1)
+    again = outbox.run(records.pending_batch(max_records=2, exclude=taken, after=reach))
+    assert [p.record_id for p in again] == [failed, accepted[3]]
+
+
+def test_marks_by_place_mark_those_records_and_never_another_row(outbox: DatabaseFile) -> None:
+    accepted = ids(outbox.run(records.accept([bp(n, at=T0 + timedelta(seconds=n)) for n in range(4)])))
+    batch = outbox.run(records.pending_batch(max_records=3))
+    # The third place names a row that now holds another record (a database rebuilt by hand renumbers rows).
+    wrong = replace(place(batch[2]), row=place(batch[2]).row + 1)
+    outbox.run(records.mark_places_delivered([place(batch[0]), place(batch[1]), wrong]))
+    assert [outbox.run(records.state(r)) for r in accepted] == [
+        RecordState.DELIVERED, RecordState.DELIVERED, RecordState.PENDING, RecordState.PENDING]
+    assert outbox.stats().delivered == 2 and outbox.stats().pending == 2
+
+
+def test_the_state_indexes_migration_keeps_every_count(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrate(conn, MIGRATIONS[:4])
+        # A hub's outbox before the fifth migration: one record in each state.
+        for n, state in enumerate(("pending", "delivered", "dead")):
+            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
+                         " delivered_at, dead_at, size_bytes) VALUES (?, 'x', 2, ?, ?, '{}', ?, ?, 2)",
+                         (f"r{n}", state, 1_000_000 * (n + 1), 5 if state == "delivered" else None,
+                          5 if state == "dead" else None))
+    finally:
+        conn.close()
+    with DatabaseFile.open(path) as box:  # opening applies the fifth
+        stats = box.stats()
+        assert (stats.pending, stats.delivered, stats.dead) == (1, 1, 1)
+        assert stats.oldest_pending_at == datetime.fromtimestamp(1, UTC)
+        (added,) = ids(box.run(records.accept([bp(0)])))
+        box.run(records.mark_delivered([added]))
+        assert box.stats().delivered == 2
+    conn = sqlite3.connect(path)
+    try:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        conn.close()
+    assert {"records_delivered", "records_dead", "records_pending_order"} <= indexes
+    assert "records_state_created" not in indexes
 
 
 def test_empty_payload_object_gets_just_the_record_id(outbox: DatabaseFile) -> None:
@@ -442,7 +510,8 @@ def test_reopen_applies_no_migration_twice_and_keeps_records(tmp_path: Path) -> 
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         assert migrate(conn) == []
-        assert conn.execute("SELECT version FROM migrations ORDER BY version").fetchall() == [(1,), (2,), (3,), (4,)]
+        applied = conn.execute("SELECT version FROM migrations ORDER BY version").fetchall()
+        assert applied == [(v,) for v in range(1, 6)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         conn.close()
