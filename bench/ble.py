@@ -49,23 +49,9 @@ OXIMETERS = {"pc60f": "PC-60F, SpO2 + 25 pleth frames/s", "o2ring": "O2Ring, pol
 
 
 def write_config(workdir: Path, platform: devstack.Platform, broker: devstack.Broker, bluez: BluezProcess) -> Path:
-    devices = "".join(f'\n[[devices]]\nid = "{name}"\ndriver = "{DRIVERS[name]}"\naddress = "{address}"\n'
-                      f'resident = "r-0001"\n' for name, address in bluez.devices.items())
-    config = workdir / "gw.toml"
-    config.write_text(f"""
-[gateway]
-id = "{GATEWAY_ID}"
-data_dir = "{workdir / 'data'}"
-clock_sync = "assume_synced"
-[platform]
-url = "{platform.url}"
-secret_file = "{platform.secret_file}"
-[mqtt]
-port = {broker.port}
-[[residents]]
-id = "r-0001"
-{devices}""", encoding="utf-8")
-    return config
+    return devstack.hub_config(workdir, GATEWAY_ID, platform, broker.port,
+                               {name: {"driver": DRIVERS[name], "address": address}
+                                for name, address in bluez.devices.items()})
 
 
 def rows(workdir: Path, record_type: str) -> list[int]:

@@ -147,24 +147,10 @@ def _bytes_by_file(trace: str) -> dict[str, int]:
 
 def write_config(workdir: Path, platform: devstack.Platform, broker: devstack.Broker, bluez: BluezProcess,
                  radar: Path) -> Path:
-    devices = "".join(f'\n[[devices]]\nid = "{name}"\ndriver = "{BLE_DRIVERS[name]}"\naddress = "{address}"\n'
-                      f'resident = "r-0001"\n' for name, address in bluez.devices.items() if name in BLE_DRIVERS)
-    devices += f'\n[[devices]]\nid = "radar"\ndriver = "mr60fda1"\nport = "{radar}"\nresident = "r-0001"\n'
-    config = workdir / "gw.toml"
-    config.write_text(f"""
-[gateway]
-id = "{GATEWAY_ID}"
-data_dir = "{workdir / 'data'}"
-clock_sync = "assume_synced"
-[platform]
-url = "{platform.url}"
-secret_file = "{platform.secret_file}"
-[mqtt]
-port = {broker.port}
-[[residents]]
-id = "r-0001"
-{devices}""", encoding="utf-8")
-    return config
+    devices = {name: {"driver": BLE_DRIVERS[name], "address": address}
+               for name, address in bluez.devices.items() if name in BLE_DRIVERS}
+    devices["radar"] = {"driver": "mr60fda1", "port": str(radar)}
+    return devstack.hub_config(workdir, GATEWAY_ID, platform, broker.port, devices)
 
 
 def wait(predicate: Callable[[], bool], timeout_s: float) -> bool:

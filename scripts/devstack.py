@@ -169,6 +169,30 @@ def platform_server(workdir: Path, gateway_id: str, secret: str = "demo-secret-0
         stop_process(proc)
 
 
+def hub_config(workdir: Path, gateway_id: str, platform: Platform, broker_port: int,
+               devices: Mapping[str, Mapping[str, str]]) -> Path:
+    """``workdir/gw.toml``: a hub of one resident (r-0001) with these devices (id: driver, address or port)
+    reporting to ``platform`` through the broker on loopback; its data directory in ``workdir``."""
+    blocks = "".join("\n[[devices]]\n" + f'id = "{device_id}"\n'
+                     + "".join(f'{key} = "{value}"\n' for key, value in fields.items()) + 'resident = "r-0001"\n'
+                     for device_id, fields in devices.items())
+    config = workdir / "gw.toml"
+    config.write_text(f"""
+[gateway]
+id = "{gateway_id}"
+data_dir = "{workdir / 'data'}"
+clock_sync = "assume_synced"
+[platform]
+url = "{platform.url}"
+secret_file = "{platform.secret_file}"
+[mqtt]
+port = {broker_port}
+[[residents]]
+id = "r-0001"
+{blocks}""", encoding="utf-8")
+    return config
+
+
 @dataclass(frozen=True)
 class PtySimulator:
     """A running pty simulator (meter, radar, NIBP module): its link and its stdin."""
