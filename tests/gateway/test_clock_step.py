@@ -18,7 +18,7 @@ from pi_clock import EPOCH, STEP, TRUE_BOOT, PiClock, reading
 
 from drivers.model import TimeSource
 from gateway.clock import PLAUSIBLE_FROM, StepDetector
-from gateway.clock_watch import ClockWatch, correction_for
+from gateway.clock_watch import correction_for
 from gateway.errors import StoreError
 from gateway.store import records
 from gateway.store.retime import estimated, shifted
@@ -87,8 +87,7 @@ def test_records_stamped_at_1970_wait_and_reach_the_uplink_corrected_after_ntp(t
 
     async def scenario() -> None:
         outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
-        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
-        await watch.start()
+        watch = await pi.watch(clock, outbox)
         before = []
         for n in range(3):
             pi.advance(60.0)
@@ -131,8 +130,7 @@ def test_a_record_stamped_before_the_step_but_stored_after_it_is_corrected_on_th
 
     async def scenario() -> None:
         outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
-        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
-        await watch.start()
+        watch = await pi.watch(clock, outbox)
         pi.advance(30.0)
         received = clock.now()   # a meter's record, received now, stored after a long download
         pi.advance(2.0)
@@ -153,8 +151,7 @@ def test_fake_hwclock_then_ntp_two_steps_each_applied_once(tmp_path: Path) -> No
 
     async def scenario() -> None:
         outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
-        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
-        await watch.start()
+        watch = await pi.watch(clock, outbox)
         pi.advance(20.0)
         at = clock.now()
         await outbox.intake.accept([reading(at, clock.stamp(at))])
@@ -183,8 +180,7 @@ def test_a_step_while_the_gateway_was_stopped_is_seen_at_the_next_start(tmp_path
     async def scenario() -> None:
         outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
         first = pi.system_clock()
-        watch = ClockWatch(first, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
-        await watch.start()
+        watch = await pi.watch(first, outbox)
         await watch.check_once()
         pi.advance(40.0)
         at = first.now()
@@ -197,8 +193,7 @@ def test_a_step_while_the_gateway_was_stopped_is_seen_at_the_next_start(tmp_path
 
         outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
         second = pi.system_clock()   # same boot: the monotonic clock went on
-        watch = ClockWatch(second, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
-        await watch.start()
+        watch = await pi.watch(second, outbox)
         await watch.check_once()
         (record,) = await uploadable(outbox)
         assert record["time_source"] == "hub_corrected"
@@ -222,8 +217,7 @@ def test_an_earlier_boots_1970_record_is_estimated_and_a_plausible_one_left_alon
         # A power cut; the next boot gets network time.
         pi = PiClock(monotonic=5.0)
         clock = pi.system_clock("boot-1")
-        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
-        await watch.start()
+        watch = await pi.watch(clock, outbox)
         pi.advance(30.0)
         pi.ntp_arrives()
         await watch.check_once()

@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from daemon_outbox import DaemonOutbox
+
 from drivers.model import HubTime
 from gateway.clock import ClockSyncMode, SystemClock
+from gateway.clock_watch import ClockWatch
 from gateway.store import NewRecord, Priority
 from gateway.store.api import HubStamp
 from gateway.wire import compact
@@ -46,6 +49,12 @@ class PiClock:
     def system_clock(self, boot_id: str = "boot-1") -> SystemClock:
         return SystemClock(ClockSyncMode.AUTO, recheck_s=0.0, wall=self.wall, monotonic=lambda: self.monotonic,
                            kernel_synced=lambda: self.synced, boot_id=boot_id)
+
+    async def watch(self, clock: SystemClock, outbox: DaemonOutbox) -> ClockWatch:
+        """The hub's clock watch over ``clock`` (one of this Pi's) and ``outbox``, started."""
+        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: self.monotonic)
+        await watch.start()
+        return watch
 
 
 def reading(at: HubTime, stamp: HubStamp | None, n: int = 0, *, time_source: str = "hub_unsynced",

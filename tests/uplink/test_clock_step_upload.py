@@ -19,7 +19,6 @@ from uplink_hub import GATEWAY_ID, SECRET, run, until
 
 from drivers.model import HubTime
 from gateway.clock import PLAUSIBLE_FROM
-from gateway.clock_watch import ClockWatch
 from gateway.uplink import Uplink
 
 
@@ -39,8 +38,7 @@ def test_a_hub_booted_at_1970_uploads_nothing_dated_1970(platform_factory: Calla
 
     async def scenario() -> None:
         outbox = await DaemonOutbox.open(tmp_path / "outbox.db")
-        watch = ClockWatch(clock, outbox.intake, outbox.db, monotonic=lambda: pi.monotonic)
-        await watch.start()
+        watch = await pi.watch(clock, outbox)
         uplink = Uplink(gateway_id=GATEWAY_ID, base_url=platform.url, secret=SECRET.encode(), outbox=outbox.db,
                         clock_synced=clock.synced, timeout_s=2.0, backoff_initial_s=0.05, backoff_cap_s=0.2,
                         idle_poll_s=0.05, rng=random.Random(1), held_before=PLAUSIBLE_FROM)
