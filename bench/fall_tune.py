@@ -2,7 +2,7 @@
 
     python bench/fall_tune.py --data /path/to/sisfall_dev_acc.npz [--rates 50 200]
 
-Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 5 + 2
+Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 6 + 2
 numbers. The windows and gates in ``gateway.detect.fall_model.FallParams`` are physically motivated
 and fixed. Candidates from every rate in ``--rates`` are pooled so one model serves all wearables.
 
