@@ -2,7 +2,7 @@
 
     python bench/fall_tune.py --data /path/to/sisfall_dev_acc.npz [--rates 50 200]
 
-Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 5 + 2
+Only the logistic models (weights, bias) and their two decision thresholds are fitted: 4 + 6 + 2
 numbers. The windows and gates in ``gateway.detect.fall_model.FallParams`` are physically motivated
 and fixed. Candidates from every rate in ``--rates`` are pooled so one model serves all wearables.
 
@@ -77,6 +77,12 @@ def with_low_energy_features(base: FallParams, features: Sequence[str] | None) -
     zeros = tuple(0.0 for _ in features)
     return replace(base, low_energy=LogisticModel(tuple(features), tuple(FEATURE_SCALES[f] for f in features), zeros,
                                                   0.0, 0.5))
+
+
+def with_lying_deg(base: FallParams, lying_deg: float | None) -> FallParams:
+    """``base`` with the low-energy path's posture gate at ``lying_deg`` (the fourth round's ablation:
+    ``--lying-deg 50`` is the gate before it)."""
+    return base if lying_deg is None else replace(base, lying_deg=lying_deg)
 
 
 @dataclass(frozen=True)
@@ -386,8 +392,10 @@ def main() -> None:
     parser.add_argument("--fa-budget", type=float, default=FALSE_ALARM_BUDGET_PER_H,
                         help="false alarms per ADL hour the threshold rule may spend in its inner cross-validation")
     parser.add_argument("--low-energy-features", nargs="+", help="fit a low-energy model reading these instead")
+    parser.add_argument("--lying-deg", type=float,
+                        help="the low-energy path's posture gate instead of the shipped one (an ablation)")
     args = parser.parse_args()
-    base = with_low_energy_features(DEFAULT_PARAMS, args.low_energy_features)
+    base = with_lying_deg(with_low_energy_features(DEFAULT_PARAMS, args.low_energy_features), args.lying_deg)
     trials, tables, _ = load(args.data, args.rates, base)
     final = fit_all(trials, tables, base, budget_per_h=args.fa_budget)
     print(f"fitted on all subjects at {args.rates} Hz, paste into gateway/detect/fall_model.py:")

@@ -53,6 +53,7 @@ from fall_tune import (
     trial_evidence,
     upright_of,
     with_low_energy_features,
+    with_lying_deg,
 )
 
 from gateway.detect.fall_model import DEFAULT_PARAMS, FallKind, FallParams
@@ -253,8 +254,10 @@ def main() -> None:
                         help="false alarms per ADL hour the threshold rule may spend in its inner cross-validation")
     parser.add_argument("--low-energy-features", nargs="+",
                         help="score a low-energy model reading these instead of the shipped one's (an ablation)")
+    parser.add_argument("--lying-deg", type=float,
+                        help="the low-energy path's posture gate instead of the shipped one (an ablation)")
     args = parser.parse_args()
-    base = with_low_energy_features(DEFAULT_PARAMS, args.low_energy_features)
+    base = with_lying_deg(with_low_energy_features(DEFAULT_PARAMS, args.low_energy_features), args.lying_deg)
     trials, tables, uprights = load(args.data, args.rates, base)
     learnt = sum(u is not None for u in (uprights or {}).values())
     print(f"uprights learnt from {learnt} of {len(uprights or {})} walking trials")

@@ -70,7 +70,7 @@ class FallEvidence:
     left at its end removed as drift (the wearer is still at both ends). The hips dropping from a seat to
     the floor, against a trunk turning about hips that stay on the bed (SisFall at 50 Hz, 10th-90th
     percentile of the low-energy candidates: faints from a chair, F13, 0.3-1.5 m/s; lying down quickly,
-    D13, 0-0.3). Reported; no model reads it (docs/falls.md)."""
+    D13, 0-0.3). The low-energy model reads it (fourth round, docs/falls.md)."""
     variability_g: float
     """Std of smoothed |a| in the second around the peak."""
     posture_change_deg: float
@@ -90,8 +90,8 @@ class FallEvidence:
     """How far past where it came to rest the trunk went: its furthest tilt in the turn window (the
     direction smoothed as for ``turn_rate_dps``) less ``tilt_after_deg``, 0 if never further. A body
     toppling under gravity is stopped by the floor and rebounds or settles back; a lie-down or a sit is
-    braked into its end posture (F13, 10th-90th percentile: 17-54 degrees; D13: 9-31). Reported; no
-    model reads it (docs/falls.md)."""
+    braked into its end posture (F13, 10th-90th percentile: 17-54 degrees; D13: 9-31). The low-energy
+    model reads it (fourth round, docs/falls.md)."""
     upright_learnt: bool
     """Whether the tilts are from the wearer's upright (learnt from walking, or restored from before a
     restart) rather than from the trunk's direction before the event."""

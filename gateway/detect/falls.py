@@ -5,8 +5,9 @@ module judges it. Two kinds of fall are judged, each by its own gates and small 
 (fall_model.py):
 
 - ``IMPACT``, 1.5 s after the impact: a peak >= 1.8 g after which the trunk turned >= 45 degrees;
-- ``LOW_ENERGY``, 3.5 s after the peak: the trunk came to rest >= 50 degrees from the wearer's
-  upright and >= 30 degrees further from it than it started, after the support gave way. Only once
+- ``LOW_ENERGY``, 3.5 s after the peak: the trunk came to rest lying, >= 60 degrees from the wearer's
+  upright, and >= 30 degrees further from it than it started, after the hips went down and the trunk
+  turned unbraked (a seat, even a deep armchair, stops short of lying). Only once
   that upright is known (learnt from walking, or restored from before a restart): before, lying down
   from upright cannot be told from turning over in bed.
 
