@@ -14,8 +14,8 @@ so a laptop's NVMe says little about a Pi. Each mode gets a fresh database in
 DIR, removed afterwards unless ``--keep``.
 
 ``inproc`` drains a backlog in process, with no HTTP: batches of 500, each taken after the last place
-taken, marked delivered by place every 2,000, each mark a transaction with its fsync, as the uplink
-does; the figure is the outbox's own ceiling.
+taken and holding what an unset clock dated, marked delivered by place every 2,000, each mark a
+transaction with its fsync, as the uplink does; the figure is the outbox's own ceiling.
 ``group`` has ``--devices`` callers accept one record each at the same moment, through the async
 outbox the daemon uses, and prints how many commits (fsyncs) that took: group commit puts them in one.
 
@@ -42,6 +42,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from drivers.model import DeviceInfo, Glucose, HubTime, MealContext, Reading, TimeSource
+from gateway.clock import PLAUSIBLE_FROM
 from gateway.hub import reading_to_record
 from gateway.store import DatabaseFile, NewRecord, Priority, StorageLimits, records
 from gateway.uplink.service import MARK_EVERY_RECORDS
@@ -214,14 +215,16 @@ def inproc(args: argparse.Namespace) -> int:
             # place taken, marked delivered per MARK_EVERY_RECORDS in one transaction (one fsync).
             while True:
                 batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000,
-                                                      exclude=[p.record_id for p in marks], after=reach))
+                                                      exclude=[p.record_id for p in marks], after=reach,
+                                                      held_before=PLAUSIBLE_FROM))
                 if not batch or len(marks) >= MARK_EVERY_RECORDS:
                     if marks:
                         box.run(records.mark_places_delivered(marks))
                         commits += 1
                     marks, reach = [], None
                     if not batch:
-                        batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000))
+                        batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000,
+                                                              held_before=PLAUSIBLE_FROM))
                         if not batch:
                             break
                 marks.extend(record.place for record in batch if record.place is not None)

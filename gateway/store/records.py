@@ -208,17 +208,19 @@ def pending_batch(*, max_records: int = 500, max_bytes: int = 1_000_000, exclude
     if max_records < 1 or max_bytes < 1:
         raise ValueError(f"max_records and max_bytes must be >= 1, got {max_records}, {max_bytes}")
 
+    held_us = None if held_before is None else to_us(held_before, "held_before")
+
     def run(tx: Tx) -> list[PendingRecord]:
+        held = held_us if held_us is not None and _any_dated_before(tx.conn, held_us) else None
         query, params = _PENDING, cast(tuple[object, ...], ())
-        if exclude and after is not None and held_before is None and _behind(tx.conn, after) == len(exclude):
+        if exclude and after is not None and _behind(tx.conn, after, held) == len(exclude):
             query, params = _PENDING_AFTER, (after.priority, after.created_us, after.record_id)
-        else:
-            if exclude:
-                query += " AND record_id NOT IN (SELECT value FROM json_each(?))"
-                params += (json.dumps(list(exclude)),)
-            if held_before is not None:
-                query += " AND " + stamps.HELD_CONDITION
-                params += (to_us(held_before, "held_before"),)
+        elif exclude:
+            query += " AND record_id NOT IN (SELECT value FROM json_each(?))"
+            params += (json.dumps(list(exclude)),)
+        if held is not None:
+            query += _NOT_HELD
+            params += (held,)
         batch: list[PendingRecord] = []
         total = 0
         rows = tx.conn.execute(query + _PENDING_ORDER, (*params, max_records))
@@ -240,16 +242,39 @@ _PENDING = ("SELECT rowid, record_id, type, priority, created_at, payload_json, 
             " INDEXED BY records_pending_order WHERE state = 'pending'")
 _PENDING_AFTER = _PENDING + " AND (priority, created_at, record_id) > (?, ?, ?)"
 _PENDING_ORDER = " ORDER BY priority, created_at, record_id LIMIT ?"
+_BEHIND = ("SELECT COUNT(*) FROM records INDEXED BY records_pending_order"
+           " WHERE state = 'pending' AND (priority, created_at, record_id) <= (?, ?, ?)")
+_NOT_HELD = " AND " + stamps.HELD_CONDITION
+_DATED_BEFORE = ("SELECT EXISTS (SELECT 1 FROM records INDEXED BY records_pending_order"
+                 " WHERE state = 'pending' AND priority = ? AND created_at < ?)")
 _PRIORITIES = {int(p): p for p in Priority}
 
 
-def _behind(conn: sqlite3.Connection, place: QueuePlace) -> int:
-    """How many records are pending at or before ``place`` in the upload order (the index alone)."""
-    return int(conn.execute(
-        "SELECT COUNT(*) FROM records INDEXED BY records_pending_order"
-        " WHERE state = 'pending' AND (priority, created_at, record_id) <= (?, ?, ?)",
-        (place.priority, place.created_us, place.record_id),
-    ).fetchone()[0])
+def _any_dated_before(conn: sqlite3.Connection, at_us: int) -> bool:
+    """Whether any pending record is dated before ``at_us`` (one index seek per priority): when none
+    is, no record can be held for the clock and the batch need not ask each row."""
+    return any(conn.execute(_DATED_BEFORE, (int(priority), at_us)).fetchone()[0] for priority in Priority)
+
+
+def records_behind(place: QueuePlace, *, held_before: datetime | None = None) -> Work[int]:
+    """How many records :func:`pending_batch` would find at or before ``place``: what it compares with
+    the records left out to know whether it may start after ``place``."""
+    held_us = None if held_before is None else to_us(held_before, "held_before")
+
+    def run(tx: Tx) -> int:
+        return _behind(tx.conn, place, held_us)
+
+    return read("counting pending records", run)
+
+
+def _behind(conn: sqlite3.Connection, place: QueuePlace, held_us: int | None) -> int:
+    """How many records are pending, and not held, at or before ``place`` in the upload order (the index
+    alone, unless a record there is dated before ``held_us``)."""
+    query, params = _BEHIND, cast(tuple[object, ...], (place.priority, place.created_us, place.record_id))
+    if held_us is not None:
+        query += _NOT_HELD
+        params += (held_us,)
+    return int(conn.execute(query, params).fetchone()[0])
 
 
 def _body_json(record_id: str, payload_json: str) -> str:

@@ -45,6 +45,7 @@ from gateway.store import (
     uuid7,
     uuid7_time,
 )
+from gateway.store.api import HubStamp
 from gateway.store.schema import MIGRATIONS, Migration, migrate
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -178,6 +179,24 @@ def test_a_batch_after_the_last_place_taken_is_the_batch_leaving_out_what_was_ta
     failed = taken.pop(1)
     again = outbox.run(records.pending_batch(max_records=2, exclude=taken, after=reach))
     assert [p.record_id for p in again] == [failed, accepted[3]]
+
+
+def test_a_record_held_for_the_clock_does_not_send_the_batch_back_to_the_front(outbox: DatabaseFile) -> None:
+    # As the daemon asks: records dated before the release and stamped by an unset clock are held.
+    stamped_at_1970 = NewRecord("blood_pressure", Priority.READING, '{"n":0}', datetime(1970, 1, 1, 0, 5, tzinfo=UTC),
+                                stamp=HubStamp("boot-1", 300.0))
+    (held,) = ids(outbox.run(records.accept([stamped_at_1970])))
+    accepted = ids(outbox.run(records.accept([bp(n, at=T0 + timedelta(seconds=n)) for n in range(6)])))
+    release = datetime(2026, 1, 1, tzinfo=UTC)
+    first = outbox.run(records.pending_batch(max_records=2, held_before=release))
+    assert [p.record_id for p in first] == accepted[:2]
+    taken = [p.record_id for p in first]
+    # The held record sits before the place taken and is not counted there: the batch starts after it.
+    assert outbox.run(records.records_behind(place(first[-1]), held_before=release)) == len(taken)
+    after = outbox.run(records.pending_batch(max_records=3, exclude=taken, after=place(first[-1]),
+                                             held_before=release))
+    assert [p.record_id for p in after] == accepted[2:5]
+    assert held not in [p.record_id for p in outbox.run(records.pending_batch(max_records=10, held_before=release))]
 
 
 def test_marks_by_place_mark_those_records_and_never_another_row(outbox: DatabaseFile) -> None:
