@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,12 @@ def status_of(data_dir: Path) -> dict[str, Any]:
     from gateway.status import read_status, runtime_status_path  # noqa: PLC0415 (the gateway under test)
 
     return read_status([data_dir / "status.json", runtime_status_path(GATEWAY_ID, data_dir)]) or {}
+
+
+def started_since(data_dir: Path, since: datetime) -> bool:
+    """Whether the status on disk is that of a daemon started at or after ``since`` (not a killed one's)."""
+    started_at = status_of(data_dir).get("started_at")
+    return started_at is not None and datetime.fromisoformat(started_at) >= since
 
 
 def meter_connected(data_dir: Path, device_id: str = "glucose-kitchen") -> bool | None:
