@@ -8,7 +8,7 @@ import logging
 import time
 from pathlib import Path
 
-from loopcheck import eventually, run_without_blocking_the_loop, running
+from loopcheck import eventually, run_checked, running
 from simulators import SystemClock, start_radar_fixture  # noqa: F401
 
 from drivers.model import DeviceEvent, DeviceEventKind
@@ -64,7 +64,7 @@ EVENTS_FOR_CHANGES = [
 ]
 
 
-def test_states_arrive_once_per_change_and_identity_is_read(start_radar, caplog):
+def test_states_arrive_once_per_change_and_identity_is_read(start_radar):
     radar = start_radar()
     events = Events()
     session = make_session(radar.link, events)
@@ -76,7 +76,7 @@ def test_states_arrive_once_per_change_and_identity_is_read(start_radar, caplog)
             await eventually(lambda: events.count(K.RESIDENCY) == 1)
             await asyncio.sleep(1.2)  # body movement keeps coming; nothing else may
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert events.states() == [(K.CONNECTED, None, None), *EVENTS_FOR_CHANGES]
     fall = next(e for e in events.received if e.kind is K.FALL)
     assert fall == DeviceEvent(
@@ -96,7 +96,7 @@ def test_states_arrive_once_per_change_and_identity_is_read(start_radar, caplog)
     assert all(isinstance(e.value, int) and 0 <= e.value <= 100 for e in events.received if e.kind is K.BODY_MOVEMENT)
 
 
-def test_a_fall_is_handed_over_before_the_next_frame_is_read(start_radar, caplog):
+def test_a_fall_is_handed_over_before_the_next_frame_is_read(start_radar):
     radar = start_radar()
     events = Events(commit_s={K.FALL: 0.4})  # the hub committing the fall to the outbox
     session = make_session(radar.link, events)
@@ -107,7 +107,7 @@ def test_a_fall_is_handed_over_before_the_next_frame_is_read(start_radar, caplog
             await radar.command("fall 1", "presence 0", "fall 0")
             await eventually(lambda: events.count(K.FALL) == 2)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert [s for s in events.states() if s[0] is not K.CONNECTED] == [
         (K.FALL, 1, "fall"),
         (K.PRESENCE, 0, "nobody"),
@@ -126,7 +126,7 @@ def test_a_fall_is_handed_over_before_the_next_frame_is_read(start_radar, caplog
     assert presence.received.monotonic >= fall_committed
 
 
-def test_silence_means_lost_and_frames_mean_connected_again(start_radar, caplog):
+def test_silence_means_lost_and_frames_mean_connected_again(start_radar):
     radar = start_radar()
     events = Events()
     session = make_session(radar.link, events)
@@ -144,7 +144,7 @@ def test_silence_means_lost_and_frames_mean_connected_again(start_radar, caplog)
             await radar.command("resume", "presence 1")
             await eventually(lambda: events.count(K.PRESENCE) == 2)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert events.states() == [
         (K.CONNECTED, None, None),
         (K.PRESENCE, 1, "somebody"),
@@ -158,7 +158,7 @@ def test_silence_means_lost_and_frames_mean_connected_again(start_radar, caplog)
     assert lost.received.monotonic - connected.received.monotonic >= LOST_AFTER_S
 
 
-def test_unplug_and_replug_needs_no_restart(start_radar, caplog):
+def test_unplug_and_replug_needs_no_restart(start_radar):
     radar = start_radar()
     events = Events()
     session = make_session(radar.link, events)
@@ -177,7 +177,7 @@ def test_unplug_and_replug_needs_no_restart(start_radar, caplog):
             assert session.status.port_open
             assert session.status.last_error is None
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert events.states() == [
         (K.CONNECTED, None, None),
         (K.LOST, None, "serial port lost"),
@@ -186,7 +186,7 @@ def test_unplug_and_replug_needs_no_restart(start_radar, caplog):
     ]
 
 
-def test_an_adapter_missing_at_start_is_waited_for(tmp_path, start_radar, caplog):
+def test_an_adapter_missing_at_start_is_waited_for(tmp_path, start_radar):
     events = Events()
     session = make_session(tmp_path / "radar", events)
 
@@ -198,7 +198,7 @@ def test_an_adapter_missing_at_start_is_waited_for(tmp_path, start_radar, caplog
             await asyncio.to_thread(start_radar)
             await eventually(lambda: session.status.radar_connected)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert events.states() == [(K.LOST, None, "no frame for 1 s"), (K.CONNECTED, None, None)]
 
 
@@ -215,7 +215,7 @@ def test_line_noise_is_survived_logged_once_per_kind_and_never_an_event(start_ra
             await asyncio.sleep(0.5)
 
     with caplog.at_level(logging.WARNING, logger="drivers.serial.mr60fda1"):
-        run_without_blocking_the_loop(scenario, caplog)
+        run_checked(scenario())
     assert events.states() == [(K.CONNECTED, None, None), *EVENTS_FOR_CHANGES]
     assert session.status.malformed > 0
     warned = [r.getMessage() for r in caplog.records if "radar frame malformed" in r.getMessage()]

@@ -9,7 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from daemon_outbox import DaemonOutbox
-from loopcheck import eventually, run_without_blocking_the_loop, running
+from loopcheck import eventually, run_checked, running
 from simulators import SystemClock, start_meter_fixture  # noqa: F401
 
 from drivers.errors import NotAcceptedError
@@ -69,7 +69,7 @@ def local_to_utc(meter_time: datetime, offset_s: float) -> datetime:
     return (meter_time + timedelta(seconds=offset_s)).replace(tzinfo=SHANGHAI).astimezone(UTC)
 
 
-def test_readings_arrive_with_the_meter_clock_corrected(start_meter, caplog):
+def test_readings_arrive_with_the_meter_clock_corrected(start_meter):
     meter = start_meter("--records", "3", "--clock-offset", "-120")
     sink = Sink()
     session = make_session(meter.link, sink)
@@ -78,7 +78,7 @@ def test_readings_arrive_with_the_meter_clock_corrected(start_meter, caplog):
         async with running(session):
             await eventually(lambda: len(sink.readings) == 3)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     status = session.status
     assert status.meter_serial == SERIAL
     assert status.port_open
@@ -104,7 +104,7 @@ def test_readings_arrive_with_the_meter_clock_corrected(start_meter, caplog):
     assert readings[-1].measured_at < readings[-1].received.wall
 
 
-def test_results_added_while_connected_arrive_once(start_meter, caplog):
+def test_results_added_while_connected_arrive_once(start_meter):
     meter = start_meter("--records", "2")
     sink = Sink()
     session = make_session(meter.link, sink, redownload_interval_s=0.3)
@@ -130,12 +130,12 @@ def test_results_added_while_connected_arrive_once(start_meter, caplog):
                 source_key=f"{SERIAL}|{meter_time:%Y-%m-%dT%H:%M:%S}|63",
             )
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert [len(batch) for batch in sink.batches] == [2, 1]
     sink.assert_no_duplicates()
 
 
-def test_unplug_and_replug_needs_no_restart(start_meter, caplog):
+def test_unplug_and_replug_needs_no_restart(start_meter):
     meter = start_meter("--records", "2")
     sink = Sink()
     session = make_session(meter.link, sink)
@@ -151,12 +151,12 @@ def test_unplug_and_replug_needs_no_restart(start_meter, caplog):
             await eventually(lambda: len(sink.readings) == 3)
             assert session.status.port_open
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert [r.measurement for r in sink.batches[-1]] == [Glucose(mmol_l=mg_dl_to_mmol_l(70))]
     sink.assert_no_duplicates()
 
 
-def test_meter_silent_mid_dump_delivers_what_it_sent_and_the_rest_later(start_meter, caplog):
+def test_meter_silent_mid_dump_delivers_what_it_sent_and_the_rest_later(start_meter):
     meter = start_meter("--records", "5")
     # Reply lines before silence: DM@, DMF, the dump header and the two newest results.
     meter.command_blocking("mute 5")
@@ -171,14 +171,14 @@ def test_meter_silent_mid_dump_delivers_what_it_sent_and_the_rest_later(start_me
             await meter.command("unmute")
             await eventually(lambda: len(sink.readings) == 5)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     mg_dl = [[round(r.measurement.mmol_l * 18.016) for r in batch] for batch in sink.batches]
     assert mg_dl == [[63, 142], [81, 105, 176]]
     sink.assert_no_duplicates()
     assert session.status.last_error is None
 
 
-def test_line_noise_never_yields_a_wrong_value(start_meter, caplog):
+def test_line_noise_never_yields_a_wrong_value(start_meter):
     meter = start_meter("--records", "8", "--bitflip-rate", "0.15", "--garbage-rate", "0.1", "--seed", "3")
     sink = Sink()
     session = make_session(meter.link, sink, poll_interval_s=0.05, reply_timeout_s=0.3, redownload_interval_s=0.2)
@@ -187,13 +187,13 @@ def test_line_noise_never_yields_a_wrong_value(start_meter, caplog):
         async with running(session):
             await eventually(lambda: len(sink.readings) == 8, timeout=30.0)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert len(sink.batches) > 1  # the seeded noise did spoil the first download
     assert sorted(r.measurement.mmol_l for r in sink.readings) == sorted(mg_dl_to_mmol_l(v) for v in FIRST_VALUES)
     sink.assert_no_duplicates()
 
 
-def test_a_cable_missing_at_start_is_waited_for(tmp_path, start_meter, caplog):
+def test_a_cable_missing_at_start_is_waited_for(tmp_path, start_meter):
     sink = Sink()
     session = make_session(tmp_path / "meter", sink)
 
@@ -205,7 +205,7 @@ def test_a_cable_missing_at_start_is_waited_for(tmp_path, start_meter, caplog):
             await asyncio.to_thread(start_meter, "--records", "1")
             await eventually(lambda: len(sink.readings) == 1)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
 
 
 class FailingSink(Sink):
@@ -223,7 +223,7 @@ class FailingSink(Sink):
         await super().__call__(readings)
 
 
-def test_readings_the_gateway_could_not_store_are_offered_again_not_forgotten(start_meter, caplog):
+def test_readings_the_gateway_could_not_store_are_offered_again_not_forgotten(start_meter):
     meter = start_meter("--records", "3")
     sink = FailingSink(failures=2)
     session = make_session(meter.link, sink, redownload_interval_s=60.0)
@@ -233,7 +233,7 @@ def test_readings_the_gateway_could_not_store_are_offered_again_not_forgotten(st
             # Two refusals, each counted as an incomplete download and retried at the next poll.
             await eventually(lambda: len(sink.readings) == 3)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert sink.refused == 2
     assert len(sink.batches) == 1
     sink.assert_no_duplicates()
@@ -241,7 +241,7 @@ def test_readings_the_gateway_could_not_store_are_offered_again_not_forgotten(st
 
 
 def test_a_resync_downloads_the_meter_again_at_the_next_poll_and_the_outbox_keeps_each_reading_once(
-        start_meter, caplog, tmp_path):
+        start_meter, tmp_path):
     meter = start_meter("--records", "3")
     batches: list[list[str]] = []
 
@@ -262,7 +262,7 @@ def test_a_resync_downloads_the_meter_again_at_the_next_poll_and_the_outbox_keep
                 await eventually(lambda: session.status.last_download != first)
             assert (await outbox.db.stats()).pending == 3
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert len(batches) == 2
     assert batches[1] == batches[0]  # the whole memory offered again, and stored once (pending above)
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from loopcheck import eventually, run_without_blocking_the_loop, running
+from loopcheck import eventually, run_checked, running
 from simulators import SimulatedNibp, SystemClock, start_nibp_fixture  # noqa: F401
 
 from drivers.errors import DeviceUnavailableError
@@ -23,7 +23,7 @@ POLL_INTERVAL_S = 0.3
 
 @contextlib.contextmanager
 def recorded_logs(name: str) -> Iterator[list[logging.LogRecord]]:
-    """Every INFO-and-above record of one logger (caplog's handler level is changed by the loop check)."""
+    """Every INFO-and-above record of one logger."""
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.INFO)
     handler.emit = records.append  # type: ignore[method-assign]
@@ -80,7 +80,7 @@ def make_session(link: Path, hub: Hub, **options: float) -> SuntechNibpSession:
     )
 
 
-def test_measure_now_hands_over_the_sheet_result_as_one_reading(start_nibp, caplog):
+def test_measure_now_hands_over_the_sheet_result_as_one_reading(start_nibp):
     nibp = start_nibp()
     hub = Hub()
     session = make_session(nibp.link, hub)
@@ -93,7 +93,7 @@ def test_measure_now_hands_over_the_sheet_result_as_one_reading(start_nibp, capl
             await asyncio.sleep(3 * POLL_INTERVAL_S)  # later polls see the same result: nothing new
 
     with recorded_logs("drivers.serial.suntech") as records:
-        run_without_blocking_the_loop(scenario, caplog)
+        run_checked(scenario())
     [reading] = hub.readings
     assert reading == Reading(
         device=DEVICE,
@@ -116,7 +116,7 @@ def test_measure_now_hands_over_the_sheet_result_as_one_reading(start_nibp, capl
     assert "74" not in logged
 
 
-def test_a_result_with_an_error_code_is_a_device_error_not_a_reading(start_nibp, caplog):
+def test_a_result_with_an_error_code_is_a_device_error_not_a_reading(start_nibp):
     nibp = start_nibp()
     hub = Hub()
     session = make_session(nibp.link, hub)
@@ -128,7 +128,7 @@ def test_a_result_with_an_error_code_is_a_device_error_not_a_reading(start_nibp,
             await session.measure_now()
             await asyncio.sleep(3 * POLL_INTERVAL_S)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert hub.readings == []
     [error] = hub.errors()
     assert error == DeviceEvent(
@@ -143,7 +143,7 @@ def test_a_result_with_an_error_code_is_a_device_error_not_a_reading(start_nibp,
     assert session.status.device_errors == 1
 
 
-def test_a_measurement_started_at_the_device_is_collected_once(start_nibp, caplog):
+def test_a_measurement_started_at_the_device_is_collected_once(start_nibp):
     nibp = start_nibp()
     hub = Hub()
     session = make_session(nibp.link, hub)
@@ -158,12 +158,12 @@ def test_a_measurement_started_at_the_device_is_collected_once(start_nibp, caplo
             await eventually(lambda: len(hub.readings) == 2)
             await asyncio.sleep(4 * POLL_INTERVAL_S)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert hub.pressures() == [(132.0, 84.0, 66.0), (115.0, 74.0, 85.0)]
     assert hub.errors() == []
 
 
-def test_a_busy_module_is_asked_again(start_nibp, caplog):
+def test_a_busy_module_is_asked_again(start_nibp):
     nibp = start_nibp()
     hub = Hub()
     session = make_session(nibp.link, hub)
@@ -174,12 +174,12 @@ def test_a_busy_module_is_asked_again(start_nibp, caplog):
             await nibp.command("busy")
             await session.measure_now()
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert hub.pressures() == [(115.0, 74.0, 85.0)]
     assert session.status.busy_retries == 1
 
 
-def test_measure_now_during_a_measurement_at_the_device_keeps_both_results(start_nibp, caplog):
+def test_measure_now_during_a_measurement_at_the_device_keeps_both_results(start_nibp):
     nibp = start_nibp()
     hub = Hub()
     session = make_session(nibp.link, hub, poll_interval_s=30.0)  # only measure_now looks at the module
@@ -190,13 +190,13 @@ def test_measure_now_during_a_measurement_at_the_device_keeps_both_results(start
             await nibp.command("result 141 90 72", "press-button")
             await session.measure_now()
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     # The device's result is read before the hub's own measurement overwrites it.
     assert hub.pressures() == [(141.0, 90.0, 72.0), (115.0, 74.0, 85.0)]
     assert session.status.busy_retries >= 1
 
 
-def test_a_stuck_measurement_is_aborted_and_reported(start_nibp, caplog):
+def test_a_stuck_measurement_is_aborted_and_reported(start_nibp):
     nibp = start_nibp()
     hub = Hub()
     session = make_session(nibp.link, hub, measurement_timeout_s=1.0)
@@ -208,14 +208,14 @@ def test_a_stuck_measurement_is_aborted_and_reported(start_nibp, caplog):
             await session.measure_now()
             await asyncio.sleep(3 * POLL_INTERVAL_S)  # the aborted result is not reported a second time
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert hub.readings == []
     assert [(e.value, e.detail) for e in hub.errors()] == [
         ("measurement_timeout", "measurement did not finish within 1 s; the cuff was told to deflate")
     ]
 
 
-def test_unplug_and_replug_needs_no_restart(start_nibp, caplog):
+def test_unplug_and_replug_needs_no_restart(start_nibp):
     nibp = start_nibp()
     hub = Hub()
     session = make_session(nibp.link, hub)
@@ -233,13 +233,13 @@ def test_unplug_and_replug_needs_no_restart(start_nibp, caplog):
             await eventually(lambda: hub.kinds().count(K.CONNECTED) == 2)
             await session.measure_now()
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert hub.kinds() == [K.CONNECTED, K.LOST, K.CONNECTED]
     assert hub.pressures() == [(115.0, 74.0, 85.0)] * 2
     assert session.status.port_open
 
 
-def test_scheduled_measurements_and_line_noise(start_nibp, caplog):
+def test_scheduled_measurements_and_line_noise(start_nibp):
     nibp = start_nibp()
     hub = Hub()
     session = make_session(nibp.link, hub, schedule_s=1.0)
@@ -250,7 +250,7 @@ def test_scheduled_measurements_and_line_noise(start_nibp, caplog):
             await nibp.command("garbage 40")
             await eventually(lambda: len(hub.readings) == 1)
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
     assert hub.pressures() == [(115.0, 74.0, 85.0)]
     assert session.status.malformed > 0
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fleetdocs import Fleet, key_text, local_config
-from loopcheck import eventually, run_without_blocking_the_loop
+from loopcheck import eventually, run_checked
 from tmpfs import remount, tmpfs
 
 from gateway.config import GatewayConfig
@@ -331,7 +331,7 @@ async def test_handle_before_resume_is_a_programming_error(hub: Hub) -> None:
         await hub.service().handle(hub.fleet.payload(1, THRESHOLDS))
 
 
-def test_state_writes_do_not_block_the_event_loop(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+def test_state_writes_do_not_block_the_event_loop(hub: Hub) -> None:
     class SlowDisk(FleetStateFile):
         def save(self, state: FleetState) -> None:
             time.sleep(0.3)  # an SD card at the end of its life: fsync takes this long
@@ -343,7 +343,7 @@ def test_state_writes_do_not_block_the_event_loop(hub: Hub, caplog: pytest.LogCa
         service = await hub.started()
         assert await service.handle(hub.fleet.payload(1, THRESHOLDS)) is not None
 
-    run_without_blocking_the_loop(scenario, caplog)
+    run_checked(scenario())
 
 
 @pytest.fixture

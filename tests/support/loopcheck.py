@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
-
-import pytest
 
 
 class Runs(Protocol):
@@ -40,16 +39,27 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         await asyncio.sleep(0.02)
 
 
-def run_without_blocking_the_loop(scenario: Callable[[], Awaitable[None]], caplog: pytest.LogCaptureFixture) -> None:
-    """Run in asyncio debug mode, which logs every callback that held the loop too long."""
+def run_checked(scenario: Awaitable[None], *, slow_s: float = 0.25) -> None:
+    """Run ``scenario`` in asyncio debug mode and fail if a callback held the loop longer than ``slow_s``.
+
+    0.25 s is above scheduling hiccups on a busy 2-core box (100 ms seen on a loaded CI run) and below
+    any blocking pyserial read (the session tests' port timeouts are 0.3 s and longer). What the test
+    process allocated before (the worker's earlier tests) is frozen out of the garbage collector for the
+    run: a full collection of it would otherwise be charged to whichever callback it interrupted."""
 
     async def main() -> None:
-        # Above scheduling hiccups on a busy 2-core box, below any blocking pyserial read (the session
-        # tests' port timeouts are 0.3 s and longer).
-        asyncio.get_running_loop().slow_callback_duration = 0.25
-        await scenario()
+        asyncio.get_running_loop().slow_callback_duration = slow_s
+        await scenario
 
-    with caplog.at_level(logging.WARNING, logger="asyncio"):
+    slow: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: slow.append(record.getMessage())  # type: ignore[method-assign]
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addHandler(handler)
+    gc.freeze()
+    try:
         asyncio.run(main(), debug=True)
-    slow = [record.getMessage() for record in caplog.records if record.name == "asyncio"]
+    finally:
+        gc.unfreeze()
+        asyncio_log.removeHandler(handler)
     assert not slow, slow

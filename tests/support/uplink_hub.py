@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import random
 import time
 import urllib.request
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon_outbox import DaemonOutbox
+from loopcheck import run_checked
 
 from gateway.store import NewRecord, Priority, QueueStats
 from gateway.uplink.service import Uplink
@@ -95,21 +95,5 @@ async def hub(tmp_path: Path, url: str, records: list[NewRecord], *, secret: str
 
 
 def run(scenario: Awaitable[None]) -> None:
-    """Run with asyncio's debug checks: a callback that blocks the loop for 100 ms fails the test.
-
-    100 ms is asyncio's own default; 50 ms failed now and then on a loaded 2-core machine where the
-    process was simply descheduled (55-80 ms seen), which says nothing about the code."""
-
-    async def checked() -> None:
-        asyncio.get_running_loop().slow_callback_duration = 0.1
-        await scenario
-
-    slow: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: slow.append(record) if "Executing" in record.getMessage() else None  # type: ignore[method-assign]
-    logging.getLogger("asyncio").addHandler(handler)
-    try:
-        asyncio.run(checked(), debug=True)
-    finally:
-        logging.getLogger("asyncio").removeHandler(handler)
-    assert not slow, [r.getMessage() for r in slow]
+    """Run with asyncio's debug checks: a callback that blocks the loop fails the test (loopcheck)."""
+    run_checked(scenario)
