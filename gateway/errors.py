@@ -88,3 +88,15 @@ class BrokerAccountError(GatewayError):
 class ReportError(GatewayError):
     """The doctor's report cannot be made: no outbox, an unknown resident, a file name without .png, .svg
     or .pdf, no Chinese font installed. The message says what to do."""
+
+
+class RecordFormatError(GatewayError):
+    """A stored platform record's text is not a record of the contract (docs/platform-api.md).
+
+    ``field`` names the field at fault (``values.systolic``, ``device.id``; ``record`` for the text as a
+    whole). Permanent for that text: the uplink dead-letters it with this message.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

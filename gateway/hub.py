@@ -25,6 +25,7 @@ from drivers.model import DeviceEvent, DeviceEventKind, HubTime, MotionBlock, Re
 from gateway.detect.silence import SilenceWatch
 from gateway.detect.vital_state import VitalsMonitor
 from gateway.errors import NotDurableError, StoreError
+from gateway.record import EvidenceValue, RecordType
 from gateway.respond.falls import FallResponder
 from gateway.respond.service import AlertService, Publisher
 from gateway.respond.silence import SilenceAlerts
@@ -33,7 +34,7 @@ from gateway.status import DeviceStatusBoard
 from gateway.store.api import Accepted, HubStamp, NewRecord, Priority
 from gateway.store.ids import RecordIdFactory, derived_record_id
 from gateway.topics import reading_topic
-from gateway.wire import compact, hub_record, local_reading_payload, reading_record
+from gateway.wire import local_reading_payload, platform_event, platform_reading
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def reading_to_record(reading: Reading, tz: tzinfo, gateway_id: str, stamp: HubS
     (:meth:`gateway.clock.SystemClock.stamp`), so a later clock step corrects its times."""
     dedupe = f"{reading.device.id}|{reading.source_key}" if reading.source_key else None
     return NewRecord(type=reading.type.value, priority=Priority.READING,
-                     payload_json=compact(reading_record(reading, tz)),
+                     payload_json=platform_reading(reading, tz).to_json(),
                      created_at=reading.received.wall, dedupe_key=dedupe,
                      record_id=derived_record_id(gateway_id, dedupe) if dedupe else None, stamp=stamp)
 
@@ -210,13 +211,13 @@ class Hub:
         await self._falls.on_event(event)
 
     async def _store_status(self, event: DeviceEvent) -> None:
-        values: dict[str, object] = {"event": event.kind.value}
+        values: dict[str, EvidenceValue] = {"event": event.kind.value}
         if event.value is not None:
             values["value"] = event.value
-        record = hub_record("device_status", resident_id=event.resident_id, device_id=event.device_id,
+        record = platform_event(RecordType.DEVICE_STATUS, resident_id=event.resident_id, device_id=event.device_id,
                             at=event.received.wall, synced=event.received.synced, values=values, tz=self._tz)
         try:
-            await self._outbox.accept([NewRecord("device_status", Priority.STATUS, compact(record),
+            await self._outbox.accept([NewRecord("device_status", Priority.STATUS, record.to_json(),
                                                  event.received.wall, stamp=self._stamp(event.received))])
         except StoreError:
             return  # held in memory by the outbox and written when its disk takes it; nothing to acknowledge

@@ -1,14 +1,16 @@
 """Records as the provincial platform receives them (Platform Upload API v1), pure.
 
-The outbox stores each record in this form at acceptance (minus ``record_id``,
-which the outbox adds), so what is uploaded is exactly what was accepted, and
-a later change of code cannot change a record waiting in the queue.
+Each record is built here as one :class:`gateway.record.PlatformRecord`; the outbox
+stores its ``to_json()`` text at acceptance (minus ``record_id``, which the outbox
+adds), so what is uploaded is exactly what was accepted, and a later change of code
+cannot change a record waiting in the queue. The ``*_record`` functions give the
+same record as its JSON object (the home broker's payloads are made from it).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -22,6 +24,19 @@ from drivers.model import (
     TimeSource,
 )
 from gateway.alerts.model import Alert, AlertChange, AlertState
+from gateway.record import (
+    AlertValues,
+    BloodPressureValues,
+    EventValues,
+    EvidenceValue,
+    GlucoseValues,
+    PlatformRecord,
+    RecordDevice,
+    RecordType,
+    RecordValues,
+    SpO2Values,
+    TemperatureValues,
+)
 
 
 def iso(ts: datetime, tz: tzinfo) -> str:
@@ -29,46 +44,51 @@ def iso(ts: datetime, tz: tzinfo) -> str:
     return ts.astimezone(tz).isoformat(timespec="milliseconds")
 
 
-def _round(value: float | None, digits: int) -> float | int | None:
-    if value is None:
-        return None
+def _round(value: float, digits: int) -> float:
     rounded = round(value, digits)
     return int(rounded) if digits == 0 else rounded
 
 
-def measurement_values(m: Measurement) -> dict[str, Any]:
-    values: dict[str, Any]
+def _round_opt(value: float | None, digits: int) -> float | None:
+    return None if value is None else _round(value, digits)
+
+
+def reading_values(m: Measurement) -> RecordValues:
+    """The typed ``values`` of a reading, rounded as the contract gives them."""
     match m:
         case BloodPressure():
-            values = {"systolic": _round(m.systolic, 0), "diastolic": _round(m.diastolic, 0),
-                      "mean_arterial": _round(m.mean_arterial, 0), "pulse": _round(m.pulse, 0)}
+            return BloodPressureValues(_round(m.systolic, 0), _round(m.diastolic, 0),
+                                       _round_opt(m.mean_arterial, 0), _round_opt(m.pulse, 0))
         case Glucose():
-            values = {"value": _round(m.mmol_l, 2), "meal": m.meal.value, "sample": m.sample.value}
+            return GlucoseValues(_round(m.mmol_l, 2), m.meal.value, m.sample.value)
         case SpO2():
-            values = {"spo2": _round(m.spo2, 1), "pulse": _round(m.pulse, 0),
-                      "perfusion_index": _round(m.perfusion_index, 1)}
+            return SpO2Values(_round(m.spo2, 1), _round_opt(m.pulse, 0), _round_opt(m.perfusion_index, 1))
         case BodyTemperature():
-            values = {"value": _round(m.celsius, 2), "site": m.site}
-    return {k: v for k, v in values.items() if v is not None}
+            return TemperatureValues(_round(m.celsius, 2), m.site)
+
+
+def measurement_values(m: Measurement) -> dict[str, Any]:
+    return reading_values(m).as_json()
+
+
+def platform_reading(reading: Reading, tz: tzinfo) -> PlatformRecord:
+    """The platform record of one reading."""
+    device = reading.device
+    return PlatformRecord(
+        type=RecordType(reading.type.value),
+        resident_id=reading.resident_id,
+        device=RecordDevice(device.id, device.transport, device.model or None, device.serial_number or None),
+        measured_at=iso(reading.measured_at, tz),
+        received_at=iso(reading.received.wall, tz),
+        time_source=reading.time_source,
+        values=reading_values(reading.measurement),
+        unit=reading.measurement.unit,
+        flags=tuple(sorted(f.value for f in reading.flags)),
+    )
 
 
 def reading_record(reading: Reading, tz: tzinfo) -> dict[str, Any]:
-    device: dict[str, Any] = {"id": reading.device.id, "transport": reading.device.transport}
-    if reading.device.model:
-        device["model"] = reading.device.model
-    if reading.device.serial_number:
-        device["serial"] = reading.device.serial_number
-    return {
-        "type": reading.type.value,
-        "resident_id": reading.resident_id,
-        "device": device,
-        "measured_at": iso(reading.measured_at, tz),
-        "received_at": iso(reading.received.wall, tz),
-        "time_source": reading.time_source.value,
-        "values": measurement_values(reading.measurement),
-        "unit": reading.measurement.unit,
-        "flags": sorted(f.value for f in reading.flags),
-    }
+    return platform_reading(reading, tz).as_json()
 
 
 def local_reading_payload(reading: Reading, tz: tzinfo) -> dict[str, Any]:
@@ -82,24 +102,27 @@ def hub_time_source(synced: bool) -> TimeSource:
     return TimeSource.HUB if synced else TimeSource.HUB_UNSYNCED
 
 
-def alert_record(alert: Alert, tz: tzinfo, *, synced: bool) -> dict[str, Any]:
+def platform_alert(alert: Alert, tz: tzinfo, *, synced: bool) -> PlatformRecord:
     """The platform's ``alert`` record for one lifecycle state of an alert."""
-    return {
-        "type": "alert",
-        "resident_id": alert.resident_id,
-        "measured_at": iso(alert.raised_at, tz),
-        "received_at": iso(alert.raised_at, tz),
-        "time_source": hub_time_source(synced).value,
-        "values": {
-            "alert_id": alert.alert_id,
-            "kind": alert.kind.value,
-            "severity": alert.severity.value,
-            "state": alert.state.value,
-            "evidence": alert.evidence,
-            "related_record_ids": list(alert.related_record_ids),
-        },
-        "flags": [],
-    }
+    return PlatformRecord(
+        type=RecordType.ALERT,
+        resident_id=alert.resident_id,
+        measured_at=iso(alert.raised_at, tz),
+        received_at=iso(alert.raised_at, tz),
+        time_source=hub_time_source(synced),
+        values=AlertValues(
+            alert_id=alert.alert_id,
+            kind=alert.kind.value,
+            severity=alert.severity.value,
+            state=alert.state.value,
+            evidence=dict(alert.evidence),
+            related_record_ids=tuple(alert.related_record_ids),
+        ),
+    )
+
+
+def alert_record(alert: Alert, tz: tzinfo, *, synced: bool) -> dict[str, Any]:
+    return platform_alert(alert, tz, synced=synced).as_json()
 
 
 def alert_message(alert: Alert, tz: tzinfo) -> dict[str, Any]:
@@ -139,19 +162,24 @@ def alert_summary(resident_id: str, open_alerts: Sequence[Alert]) -> dict[str, A
     }
 
 
-def hub_record(record_type: str, *, resident_id: str, device_id: str, at: datetime, synced: bool,
-               values: dict[str, Any], tz: tzinfo) -> dict[str, Any]:
+def platform_event(record_type: RecordType, *, resident_id: str, device_id: str, at: datetime, synced: bool,
+                   values: Mapping[str, EvidenceValue], tz: tzinfo) -> PlatformRecord:
     """``help_request``, ``fall`` and ``device_status`` records: stamped by the hub's clock."""
-    return {
-        "type": record_type,
-        "resident_id": resident_id,
-        "device": {"id": device_id},
-        "measured_at": iso(at, tz),
-        "received_at": iso(at, tz),
-        "time_source": hub_time_source(synced).value,
-        "values": values,
-        "flags": [],
-    }
+    return PlatformRecord(
+        type=record_type,
+        resident_id=resident_id,
+        device=RecordDevice(device_id),
+        measured_at=iso(at, tz),
+        received_at=iso(at, tz),
+        time_source=hub_time_source(synced),
+        values=EventValues(dict(values)),
+    )
+
+
+def hub_record(record_type: str, *, resident_id: str, device_id: str, at: datetime, synced: bool,
+               values: Mapping[str, EvidenceValue], tz: tzinfo) -> dict[str, Any]:
+    return platform_event(RecordType(record_type), resident_id=resident_id, device_id=device_id, at=at,
+                          synced=synced, values=values, tz=tz).as_json()
 
 
 def compact(obj: Any) -> str:

@@ -31,13 +31,14 @@ from gateway.detect.falls import FallDetection
 from gateway.detect.motion import ACTIVITY_WINDOW_S, MotionTracker
 from gateway.detect.posture import LearntUpright
 from gateway.errors import StoreError
+from gateway.record import RecordType
 from gateway.respond import messages
 from gateway.respond.service import AlertService
 from gateway.store import snippets
 from gateway.store.api import Accepted, NewRecord, Priority
 from gateway.store.work import Runner
 from gateway.vocabulary import AlertKind, Severity
-from gateway.wire import compact, hub_record, iso
+from gateway.wire import iso, platform_event
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +213,10 @@ class FallResponder:
 
     async def _store_event(self, record_type: str, resident_id: str, device_id: str, values: Evidence) -> None:
         now = self._now_wall()
-        record = hub_record(record_type, resident_id=resident_id, device_id=device_id, at=now,
-                            synced=self._clock_synced(), values=dict(values), tz=self._tz)
+        record = platform_event(RecordType(record_type), resident_id=resident_id, device_id=device_id, at=now,
+                                synced=self._clock_synced(), values=values, tz=self._tz)
         try:
-            await self._outbox.accept([NewRecord(record_type, Priority.EVENT, compact(record), now)])
+            await self._outbox.accept([NewRecord(record_type, Priority.EVENT, record.to_json(), now)])
         except StoreError:
             return  # held in memory by the outbox; the alert itself has gone out already
         self._on_stored()

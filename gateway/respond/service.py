@@ -37,7 +37,7 @@ from gateway.topics import (
     parse_snooze_topic,
 )
 from gateway.vocabulary import AlertKind, Severity
-from gateway.wire import alert_event, alert_message, alert_record, alert_summary, compact
+from gateway.wire import alert_event, alert_message, alert_summary, platform_alert
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +338,8 @@ class AlertService:
         # Stored first: the platform copy is the one that cannot be lost if the hub dies now.
         try:
             await self._outbox.accept([NewRecord(type="alert", priority=Priority.ALERT,
-                                                 payload_json=compact(alert_record(alert, self._tz,
-                                                                                     synced=self._clock_synced())),
+                                                 payload_json=platform_alert(alert, self._tz,
+                                                                              synced=self._clock_synced()).to_json(),
                                                  created_at=self._now())])
         except StoreError:
             log.error("alert not on disk yet alert_id=%s state=%s: published and sent all the same; the outbox "

@@ -1,8 +1,10 @@
 """The FHIR R4 uplink profile: stored v1 records as FHIR resources, pure.
 
-One v1 record (the outbox's JSON, ``record_id`` included) becomes one
-``Observation``; a transaction ``Bundle`` carries one entry per record, created
-with ``ifNoneExist`` on the record id so a retry can never make a duplicate
+One v1 record (a :class:`gateway.record.PlatformRecord`, read from the outbox's
+JSON with ``record_id`` included; its shape is the record's to check, what the
+profile needs beyond it is checked here) becomes one ``Observation``; a
+transaction ``Bundle`` carries one entry per record, created with ``ifNoneExist``
+on the record id so a retry can never make a duplicate
 (reference/platform-api.md, "FHIR R4 profile").
 
 Choices the contract leaves open, and why:
@@ -28,14 +30,25 @@ Choices the contract leaves open, and why:
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway.errors import UplinkError
+from gateway.errors import RecordFormatError, UplinkError
+from gateway.record import (
+    AlertValues,
+    BloodPressureValues,
+    EventValues,
+    EvidenceValue,
+    GlucoseValues,
+    PlatformRecord,
+    RecordType,
+    RecordValues,
+    SpO2Values,
+    TemperatureValues,
+)
 
 RECORD_SYSTEM = "urn:yiyang:record"
 RESIDENT_SYSTEM = "urn:yiyang:resident"
@@ -185,213 +198,205 @@ def _concept(codes: Sequence[Coding], text: str | None = None) -> dict[str, Any]
     return concept
 
 
-def _text(record: Mapping[str, Any], key: str, where: str = "record") -> str:
-    value = record.get(key)
-    if not isinstance(value, str) or not value:
-        raise FhirMappingError(f"{where} has no {key!r} text; the FHIR profile needs it")
+def _text(value: str | None, name: str, where: str = "record") -> str:
+    if not value:
+        raise FhirMappingError(f"{where} has no {name!r} text; the FHIR profile needs it")
     return value
 
 
-def _timestamp(record: Mapping[str, Any], key: str) -> str:
+def _timestamp(text: str, key: str) -> str:
     """The record's ISO 8601 text unchanged, once checked to carry a UTC offset as FHIR requires."""
-    text = _text(record, key)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise FhirMappingError(f"record {key} {text!r} is not an ISO 8601 time") from exc
-    if parsed.tzinfo is None:
+    if datetime.fromisoformat(text).tzinfo is None:  # the record checked that it parses
         raise FhirMappingError(f"record {key} {text!r} has no UTC offset; FHIR dateTime needs one")
     return text
 
 
-def _values(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    values = record.get("values")
-    if not isinstance(values, dict):
-        raise FhirMappingError("record has no 'values' object")
-    return values
-
-
-def _number(values: Mapping[str, Any], key: str) -> float | int | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise FhirMappingError(f"values.{key} is {value!r}, not a finite number")
-    return value
-
-
-def _quantity(value: float | int, unit: Unit) -> dict[str, Any]:
+def _quantity(value: float, unit: Unit) -> dict[str, Any]:
     return {"value": value, "unit": unit.display, "system": UCUM, "code": unit.ucum}
 
 
-def _check_unit(record: Mapping[str, Any], expected: str) -> None:
-    unit = record.get("unit")
-    if unit != expected:
-        raise FhirMappingError(f"record unit is {unit!r}; the FHIR profile maps this type only in {expected}")
+def _check_unit(record: PlatformRecord, expected: str) -> None:
+    if record.unit != expected:
+        raise FhirMappingError(f"record unit is {record.unit!r}; the FHIR profile maps this type only in {expected}")
 
 
-def _components(values: Mapping[str, Any], specs: Sequence[QuantitySpec]) -> list[dict[str, Any]]:
+def _components(values: RecordValues, specs: Sequence[QuantitySpec]) -> list[dict[str, Any]]:
     components = []
     for spec in specs:
-        value = _number(values, spec.key)
+        value: float | None = getattr(values, spec.key)
         if value is None:
-            if spec.required:
-                raise FhirMappingError(f"values.{spec.key} is missing")
-            continue
+            continue  # the record's type has every required value
         components.append({"code": _concept(spec.codes), "valueQuantity": _quantity(value, spec.unit)})
     return components
 
 
-def _value_quantity(values: Mapping[str, Any], spec: QuantitySpec) -> dict[str, Any]:
-    value = _number(values, spec.key)
-    if value is None:
-        raise FhirMappingError(f"values.{spec.key} is missing")
-    return {"valueQuantity": _quantity(value, spec.unit)}
+def _value_quantity(value: float, unit: Unit) -> dict[str, Any]:
+    return {"valueQuantity": _quantity(value, unit)}
 
 
-def _evidence_component(key: str, value: object) -> dict[str, Any]:
+def _evidence_component(key: str, value: EvidenceValue) -> dict[str, Any]:
     """One evidence item of an event or alert, coded by its own name in the local system."""
     component: dict[str, Any] = {"code": {"coding": [{"system": LOCAL_CODE_SYSTEM, "code": key}]}}
     if isinstance(value, bool):
         component["valueBoolean"] = value
-    elif isinstance(value, int | float) and math.isfinite(value):
+    elif isinstance(value, int | float):
         unit = UNIT_BY_EVIDENCE.get(key)
         component["valueQuantity"] = {"value": value} if unit is None else _quantity(value, unit)
     elif isinstance(value, str) and key.endswith("_at"):
         component["valueDateTime"] = value
     elif isinstance(value, str):
         component["valueString"] = value
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        component["valueString"] = ",".join(value)
-    else:
-        raise FhirMappingError(f"values.{key} is {type(value).__name__}; the FHIR profile maps text and numbers")
+    else:  # a list of names (None and "" are left out by the caller)
+        component["valueString"] = ",".join(value or ())
     return component
 
 
-def _evidence_components(values: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    return [_evidence_component(key, values[key]) for key in sorted(values)
-            if key not in skip and values[key] is not None and values[key] != ""]
+def _evidence_components(items: Mapping[str, EvidenceValue]) -> list[dict[str, Any]]:
+    return [_evidence_component(key, items[key]) for key in sorted(items)
+            if items[key] is not None and items[key] != ""]
 
 
-def _interpretation(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    flags = record.get("flags", [])
-    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
-        raise FhirMappingError("record flags are not a list of names")
+def _interpretation(record: PlatformRecord) -> list[dict[str, Any]]:
     return [{"coding": [FLAG_BY_NAME.get(f, Coding(DEVICE_FLAG_SYSTEM, f, f.replace("_", " "))).as_json()]}
-            for f in flags]
+            for f in record.flags]
+
+
+_V = TypeVar("_V", BloodPressureValues, GlucoseValues, SpO2Values, TemperatureValues, AlertValues, EventValues)
+
+
+def _values(record: PlatformRecord, kind: type[_V]) -> _V:
+    values = record.values
+    if not isinstance(values, kind):  # a PlatformRecord pairs each type with its values when it is made
+        raise FhirMappingError(f"a {record.type} record's values are not {kind.__name__}")
+    return values
 
 
 # --- one function per record type: the parts that differ -------------------------------------------------
 
 
-def _blood_pressure(record: Mapping[str, Any]) -> dict[str, Any]:
+def _blood_pressure(record: PlatformRecord) -> dict[str, Any]:
     _check_unit(record, "mmHg")
     return {"category": [VITAL_SIGNS], "code": _concept(BP_PANEL),
-            "component": _components(_values(record), BP_COMPONENTS)}
+            "component": _components(_values(record, BloodPressureValues), BP_COMPONENTS)}
 
 
-def _glucose(record: Mapping[str, Any]) -> dict[str, Any]:
+def _glucose(record: PlatformRecord) -> dict[str, Any]:
     _check_unit(record, "mmol/L")
-    values = _values(record)
-    sample = values.get("sample", "unknown")
-    refused = REFUSED_SAMPLES.get(sample) if isinstance(sample, str) else None
-    flags = record.get("flags")
-    if refused is None and isinstance(flags, list) and "control_solution" in flags:
+    values = _values(record, GlucoseValues)
+    sample = "unknown" if values.sample is None else values.sample
+    refused = REFUSED_SAMPLES.get(sample)
+    if refused is None and "control_solution" in record.flags:
         refused = REFUSED_SAMPLES["control_solution"]
     if refused is not None:
         raise FhirMappingError(refused)
-    codes = GLUCOSE_CODE_BY_SAMPLE.get(sample) if isinstance(sample, str) else None
+    codes = GLUCOSE_CODE_BY_SAMPLE.get(sample)
     if codes is None:
         raise FhirMappingError(f"values.sample {sample!r} is not a glucose sample the FHIR profile knows")
     parts: dict[str, Any] = {"category": [LABORATORY], "code": _concept(codes),
-                             **_value_quantity(values, QuantitySpec("value", codes, MMOL_L))}
-    meal = values.get("meal", "unknown")
+                             **_value_quantity(values.value, MMOL_L)}
+    meal = "unknown" if values.meal is None else values.meal
     if meal != "unknown":
-        if not isinstance(meal, str) or meal not in MEAL_BY_NAME:
+        if meal not in MEAL_BY_NAME:
             raise FhirMappingError(f"values.meal {meal!r} is not a meal context the FHIR profile knows")
         parts["component"] = [{"code": _concept([MEAL_CONTEXT]),
                                "valueCodeableConcept": _concept([MEAL_BY_NAME[meal]])}]
     return parts
 
 
-def _spo2(record: Mapping[str, Any]) -> dict[str, Any]:
+def _spo2(record: PlatformRecord) -> dict[str, Any]:
     _check_unit(record, "%")
-    values = _values(record)
+    values = _values(record, SpO2Values)
     parts: dict[str, Any] = {"category": [VITAL_SIGNS], "code": _concept(SPO2_CODE),
-                             **_value_quantity(values, SPO2_VALUE)}
+                             **_value_quantity(values.spo2, SPO2_VALUE.unit)}
     components = _components(values, SPO2_COMPONENTS)
     if components:
         parts["component"] = components
     return parts
 
 
-def _body_temperature(record: Mapping[str, Any]) -> dict[str, Any]:
+def _body_temperature(record: PlatformRecord) -> dict[str, Any]:
     _check_unit(record, "Cel")
-    values = _values(record)
+    values = _values(record, TemperatureValues)
     parts: dict[str, Any] = {"category": [VITAL_SIGNS], "code": _concept(TEMPERATURE_CODE),
-                             **_value_quantity(values, TEMPERATURE_VALUE)}
-    site = values.get("site")
-    if isinstance(site, str) and site:
+                             **_value_quantity(values.value, TEMPERATURE_VALUE.unit)}
+    if values.site:
         # The thermometer's own words (HTS Temperature Type); no SNOMED body-site mapping is promised.
-        parts["bodySite"] = {"text": site}
+        parts["bodySite"] = {"text": values.site}
     return parts
 
 
-def _fall(record: Mapping[str, Any]) -> dict[str, Any]:
-    values = _values(record)
+def _fall(record: PlatformRecord) -> dict[str, Any]:
     return {"category": [ACTIVITY], "code": _concept(FALL_CODE), "valueBoolean": True,
-            "component": _evidence_components(values)}
+            "component": _evidence_components(_values(record, EventValues).items)}
 
 
-def _help_request(record: Mapping[str, Any]) -> dict[str, Any]:
+def _help_request(record: PlatformRecord) -> dict[str, Any]:
     return {"category": [ACTIVITY], "code": _concept(HELP_REQUEST_CODE), "valueBoolean": True,
-            "component": _evidence_components(_values(record))}
+            "component": _evidence_components(_values(record, EventValues).items)}
 
 
-def _alert(record: Mapping[str, Any]) -> dict[str, Any]:
-    values = _values(record)
-    kind = _text(values, "kind", "values")
-    state = _text(values, "state", "values")
-    _text(values, "alert_id", "values")
-    if state not in ACTIVE_ALERT_STATES | CLOSED_ALERT_STATES:
-        raise FhirMappingError(f"values.state {state!r} is not an alert state the FHIR profile knows")
-    evidence = values.get("evidence") or {}
-    if not isinstance(evidence, dict):
-        raise FhirMappingError("values.evidence is not an object")
-    related = values.get("related_record_ids") or []
-    if not isinstance(related, list) or not all(isinstance(r, str) for r in related):
-        raise FhirMappingError("values.related_record_ids is not a list of record ids")
-    components = _evidence_components(values, skip=frozenset({"evidence", "related_record_ids"}))
-    components += [_evidence_component(f"evidence.{key}", evidence[key]) for key in sorted(evidence)]
-    parts: dict[str, Any] = {"category": [ALERT_CATEGORY], "code": _concept(ALERT_CODE, text=kind),
+def _alert(record: PlatformRecord) -> dict[str, Any]:
+    values = _values(record, AlertValues)
+    if values.state not in ACTIVE_ALERT_STATES | CLOSED_ALERT_STATES:
+        raise FhirMappingError(f"values.state {values.state!r} is not an alert state the FHIR profile knows")
+    components = _evidence_components({"alert_id": values.alert_id, "kind": values.kind,
+                                       "severity": values.severity, "state": values.state})
+    components += [_evidence_component(f"evidence.{key}", values.evidence[key]) for key in sorted(values.evidence)]
+    parts: dict[str, Any] = {"category": [ALERT_CATEGORY], "code": _concept(ALERT_CODE, text=values.kind),
                              "component": components}
-    if related:
-        parts["derivedFrom"] = [{"identifier": {"system": RECORD_SYSTEM, "value": r}} for r in related]
+    if values.related_record_ids:
+        parts["derivedFrom"] = [{"identifier": {"system": RECORD_SYSTEM, "value": r}}
+                                for r in values.related_record_ids]
     return parts
 
 
-def _device_status(record: Mapping[str, Any]) -> dict[str, Any]:
+def _device_status(record: PlatformRecord) -> dict[str, Any]:
     return {"category": [DEVICE_CATEGORY], "code": _concept(DEVICE_STATUS_CODE),
-            "component": _evidence_components(_values(record))}
+            "component": _evidence_components(_values(record, EventValues).items)}
 
 
-MAPPERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
-    "blood_pressure": _blood_pressure,
-    "blood_glucose": _glucose,
-    "spo2": _spo2,
-    "body_temperature": _body_temperature,
-    "fall": _fall,
-    "help_request": _help_request,
-    "alert": _alert,
-    "device_status": _device_status,
+MAPPERS: dict[RecordType, Callable[[PlatformRecord], dict[str, Any]]] = {
+    RecordType.BLOOD_PRESSURE: _blood_pressure,
+    RecordType.BLOOD_GLUCOSE: _glucose,
+    RecordType.SPO2: _spo2,
+    RecordType.BODY_TEMPERATURE: _body_temperature,
+    RecordType.FALL: _fall,
+    RecordType.HELP_REQUEST: _help_request,
+    RecordType.ALERT: _alert,
+    RecordType.DEVICE_STATUS: _device_status,
 }
-RESIDENT_OPTIONAL = frozenset({"device_status"})
+RESIDENT_OPTIONAL = frozenset({RecordType.DEVICE_STATUS})
 """A hub's device may not (yet) be assigned to a resident; every other record is about one."""
 
+StoredRecord = PlatformRecord | Mapping[str, Any]
+"""What the mapping takes: the typed record, or a stored record's parsed JSON object (read as one first)."""
 
-def record_uuid(record: Mapping[str, Any]) -> str:
+
+def typed_record(record: StoredRecord) -> PlatformRecord:
+    """The typed record; a JSON object is read by :meth:`PlatformRecord.from_dict`, its faults as
+    :class:`FhirMappingError` (a type the contract does not know has no mapping in the profile either)."""
+    if isinstance(record, PlatformRecord):
+        return record
+    try:
+        return PlatformRecord.from_dict(record)
+    except RecordFormatError as exc:
+        if exc.field == "type":
+            raise FhirMappingError(f"record type {record.get('type')!r} has no mapping in the FHIR profile "
+                                   f"(known: {', '.join(sorted(MAPPERS))})") from exc
+        raise FhirMappingError(str(exc)) from exc
+
+
+def record_from_text(text: str) -> PlatformRecord:
+    """The typed record a stored text holds, its faults as :class:`FhirMappingError`."""
+    try:
+        return PlatformRecord.from_json(text)
+    except RecordFormatError as exc:
+        raise FhirMappingError(str(exc)) from exc
+
+
+def record_uuid(record: StoredRecord) -> str:
     """The record id, checked to be a UUID (it becomes the entry's ``urn:uuid:`` fullUrl)."""
-    record_id = _text(record, "record_id")
+    record_id = _text(typed_record(record).record_id, "record_id")
     try:
         return str(uuid.UUID(record_id))
     except ValueError as exc:
@@ -403,38 +408,34 @@ def _with_categories(parts: dict[str, Any]) -> dict[str, Any]:
     return parts
 
 
-def observation(record: Mapping[str, Any]) -> dict[str, Any]:
+def observation(stored: StoredRecord) -> dict[str, Any]:
     """The FHIR ``Observation`` for one stored v1 record.
 
     Raises :class:`FhirMappingError` naming what is missing or not mappable.
     """
-    record_type = record.get("type")
-    mapper = MAPPERS.get(record_type) if isinstance(record_type, str) else None
-    if mapper is None:
-        raise FhirMappingError(f"record type {record_type!r} has no mapping in the FHIR profile "
-                               f"(known: {', '.join(sorted(MAPPERS))})")
+    record = typed_record(stored)
+    mapper = MAPPERS[record.type]
     record_id = record_uuid(record)
     resource: dict[str, Any] = {
         "resourceType": "Observation",
-        "meta": {"tag": [{"system": TIME_SOURCE_SYSTEM, "code": _text(record, "time_source")}]},
+        "meta": {"tag": [{"system": TIME_SOURCE_SYSTEM, "code": record.time_source.value}]},
         "identifier": [{"system": RECORD_SYSTEM, "value": record_id}],
         "status": "final",
     }
     parts = _with_categories(mapper(record))
     resource["category"] = parts.pop("category")
     resource["code"] = parts.pop("code")
-    resident = record.get("resident_id")
-    if resident or record_type not in RESIDENT_OPTIONAL:
-        resource["subject"] = {"identifier": {"system": RESIDENT_SYSTEM, "value": _text(record, "resident_id")}}
-    resource["effectiveDateTime"] = _timestamp(record, "measured_at")
-    resource["issued"] = _timestamp(record, "received_at")
+    if record.resident_id or record.type not in RESIDENT_OPTIONAL:
+        resource["subject"] = {"identifier": {"system": RESIDENT_SYSTEM,
+                                              "value": _text(record.resident_id, "resident_id")}}
+    resource["effectiveDateTime"] = _timestamp(record.measured_at, "measured_at")
+    resource["issued"] = _timestamp(record.received_at, "received_at")
     resource.update({k: v for k, v in parts.items() if k not in {"component", "derivedFrom"}})
     interpretation = _interpretation(record)
     if interpretation:
         resource["interpretation"] = interpretation
-    device = record.get("device")
-    if isinstance(device, dict) and device.get("id"):
-        resource["device"] = {"identifier": {"system": DEVICE_SYSTEM, "value": _text(device, "id", "device")}}
+    if record.device is not None and record.device.id:
+        resource["device"] = {"identifier": {"system": DEVICE_SYSTEM, "value": record.device.id}}
     if "derivedFrom" in parts:
         resource["derivedFrom"] = parts["derivedFrom"]
     if parts.get("component"):
@@ -442,21 +443,20 @@ def observation(record: Mapping[str, Any]) -> dict[str, Any]:
     return resource
 
 
-def alert_flag(record: Mapping[str, Any]) -> dict[str, Any]:
+def alert_flag(stored: StoredRecord) -> dict[str, Any]:
     """The ``Flag`` that tells the platform an alert needs (or no longer needs) someone to act."""
-    values = _values(record)
-    alert_id = _text(values, "alert_id", "values")
-    state = _text(values, "state", "values")
+    record = typed_record(stored)
+    values = _values(record, AlertValues)
     return {
         "resourceType": "Flag",
         "extension": [{"url": FLAG_DETAIL, "valueReference": {"reference": f"urn:uuid:{record_uuid(record)}"}}],
-        "identifier": [{"system": ALERT_SYSTEM, "value": alert_id}],
-        "status": "active" if state in ACTIVE_ALERT_STATES else "inactive",
+        "identifier": [{"system": ALERT_SYSTEM, "value": values.alert_id}],
+        "status": "active" if values.state in ACTIVE_ALERT_STATES else "inactive",
         "category": [{"coding": [{"system": FLAG_CATEGORY, "code": "clinical", "display": "Clinical"}]}],
-        "code": {"coding": [{"system": LOCAL_CODE_SYSTEM, "code": _text(values, "kind", "values")}],
-                 "text": f"{values.get('severity', 'alert')}: {values['kind']}"},
-        "subject": {"identifier": {"system": RESIDENT_SYSTEM, "value": _text(record, "resident_id")}},
-        "period": {"start": _timestamp(record, "measured_at")},
+        "code": {"coding": [{"system": LOCAL_CODE_SYSTEM, "code": values.kind}],
+                 "text": f"{values.severity}: {values.kind}"},
+        "subject": {"identifier": {"system": RESIDENT_SYSTEM, "value": _text(record.resident_id, "resident_id")}},
+        "period": {"start": _timestamp(record.measured_at, "measured_at")},
     }
 
 
@@ -494,7 +494,7 @@ def _flag_entry(record_id: str, flag: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_bundle(records: Sequence[Mapping[str, Any]]) -> TransactionBundle:
+def build_bundle(stored: Sequence[StoredRecord]) -> TransactionBundle:
     """A transaction ``Bundle``: an Observation per record, and a Flag per alert of the batch.
 
     Two entries of one transaction may not touch the same resource, so of several
@@ -502,18 +502,19 @@ def build_bundle(records: Sequence[Mapping[str, Any]]) -> TransactionBundle:
     the Flag. Raises :class:`FhirMappingError` for the first record that cannot be
     mapped; check records one by one with :func:`observation` to sort them out first.
     """
+    records = [typed_record(record) for record in stored]
     entries: list[dict[str, Any]] = []
     owners: list[BundleEntryOwner] = []
     last_state_of_alert: dict[str, int] = {}
     for index, record in enumerate(records):
-        if record.get("type") == "alert":
-            last_state_of_alert[_text(_values(record), "alert_id", "values")] = index
+        if isinstance(record.values, AlertValues):
+            last_state_of_alert[record.values.alert_id] = index
     for index, record in enumerate(records):
         resource = observation(record)
         record_id = resource["identifier"][0]["value"]
         entries.append(_observation_entry(record_id, resource))
         owners.append(BundleEntryOwner(record_id, "Observation"))
-        if record.get("type") == "alert" and last_state_of_alert[_values(record)["alert_id"]] == index:
+        if isinstance(record.values, AlertValues) and last_state_of_alert[record.values.alert_id] == index:
             entries.append(_flag_entry(record_id, alert_flag(record)))
             owners.append(BundleEntryOwner(record_id, "Flag"))
     return TransactionBundle({"resourceType": "Bundle", "type": "transaction", "entry": entries}, tuple(owners))

@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from gateway.platform_limits import MAX_RECORDS
+from gateway.record import AlertValues
 from gateway.store.api import PendingRecord
 from gateway.uplink.batch import (
     MAX_REASON_CHARS,
@@ -32,7 +32,7 @@ from gateway.uplink.batch import (
     is_json_content_type,
     reason_from,
 )
-from gateway.uplink.fhir import FhirMappingError, alert_flag, build_bundle, observation
+from gateway.uplink.fhir import FhirMappingError, alert_flag, build_bundle, observation, record_from_text
 from gateway.uplink.http import HttpResponse
 
 FHIR_JSON = "application/fhir+json"
@@ -66,9 +66,9 @@ class FhirEncoder:
 
     def unsendable_reason(self, record: PendingRecord) -> str | None:
         try:
-            stored = _stored_record(record)
+            stored = record_from_text(record.body_json)
             observation(stored)
-            if stored.get("type") == "alert":
+            if isinstance(stored.values, AlertValues):
                 alert_flag(stored)
         except FhirMappingError as exc:
             return f"FHIR profile: {exc}"[:MAX_REASON_CHARS]
@@ -77,7 +77,7 @@ class FhirEncoder:
     def encode(self, records: Sequence[PendingRecord], sent_at: str) -> PreparedRequest:
         if len(records) > MAX_RECORDS:
             raise BatchTooLargeError(f"{len(records)} records in one Bundle; at most {MAX_RECORDS} per request")
-        bundle = build_bundle([_stored_record(record) for record in records])
+        bundle = build_bundle([record_from_text(record.body_json) for record in records])
         body = json.dumps(bundle.document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         if len(body) > self._max_body_bytes:
             raise BatchTooLargeError(f"Bundle is {len(body)} bytes; at most {self._max_body_bytes} per request")
@@ -93,16 +93,6 @@ class FhirEncoder:
             return reason_from(answer)
         diagnostics = outcome_text(document)
         return f"HTTP {answer.status}: {diagnostics}"[:MAX_REASON_CHARS] if diagnostics else reason_from(answer)
-
-
-def _stored_record(record: PendingRecord) -> dict[str, Any]:
-    try:
-        stored = json.loads(record.body_json)
-    except ValueError as exc:
-        raise FhirMappingError(f"stored record text is not JSON: {exc}") from exc
-    if not isinstance(stored, dict):
-        raise FhirMappingError("stored record text is not a JSON object")
-    return stored
 
 
 def outcome_text(outcome: object) -> str | None:
