@@ -28,6 +28,7 @@ every record, the rate, and the daemon's peak RSS (VmHWM from /proc).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -102,18 +103,12 @@ def _ingest_rate(db_path: Path, count: int, per_commit: int) -> float:
 
 
 def ingest(args: argparse.Namespace) -> int:
-    db_dir: Path = args.db_dir
-    db_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="outbox-bench-", dir=db_dir))
-    try:
+    with _scratch(args, "outbox-bench-") as run_dir:
         modes = [("one commit per record", 1), (f"{args.batch} records per commit", args.batch)]
         print(f"outbox ingest: {args.records} records, db in {run_dir}")
         for n, (label, per_commit) in enumerate(modes):
             rate = _ingest_rate(run_dir / f"ingest-{n}.db", args.records, per_commit)
             print(f"  {label:>28}: {rate:10.0f} records/s")
-    finally:
-        if not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
@@ -148,8 +143,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def drain(args: argparse.Namespace) -> int:
-    run_dir = Path(tempfile.mkdtemp(prefix="drain-bench-", dir=_db_dir(args)))
-    try:
+    with _scratch(args, "drain-bench-") as run_dir:
         data_dir = run_dir / "data"
         data_dir.mkdir()
         started = time.perf_counter()
@@ -196,15 +190,11 @@ id = "r-0001"
         print(f"  {'drain time':>28}: {elapsed:10.1f} s")
         print(f"  {'drain rate':>28}: {args.records / elapsed:10.0f} records/s (target >= 5000)")
         print(f"  {'daemon peak RSS (VmHWM)':>28}: {peak:10.1f} MB (target <= 80)")
-    finally:
-        if not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
 def inproc(args: argparse.Namespace) -> int:
-    run_dir = Path(tempfile.mkdtemp(prefix="outbox-inproc-", dir=_db_dir(args)))
-    try:
+    with _scratch(args, "outbox-inproc-") as run_dir:
         db = run_dir / "outbox.sqlite"
         _fill(db, args.records)
         with DatabaseFile.open(db, limits=StorageLimits(budget_bytes=4 * 2**30)) as box:
@@ -217,26 +207,20 @@ def inproc(args: argparse.Namespace) -> int:
                 batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000,
                                                       exclude=[p.record_id for p in marks], after=reach,
                                                       held_before=PLAUSIBLE_FROM))
-                if not batch or len(marks) >= MARK_EVERY_RECORDS:
-                    if marks:
-                        box.run(records.mark_places_delivered(marks))
-                        commits += 1
-                    marks, reach = [], None
-                    if not batch:
-                        batch = box.run(records.pending_batch(max_records=500, max_bytes=1_000_000,
-                                                              held_before=PLAUSIBLE_FROM))
-                        if not batch:
-                            break
                 marks.extend(record.place for record in batch if record.place is not None)
-                reach = batch[-1].place
                 delivered += len(batch)
+                if batch:
+                    reach = batch[-1].place
+                if marks and (not batch or len(marks) >= MARK_EVERY_RECORDS):
+                    box.run(records.mark_places_delivered(marks))
+                    commits += 1
+                    marks, reach = [], None
+                elif not batch:
+                    break
             elapsed = time.perf_counter() - started
             assert box.stats().pending == 0
         print(f"outbox in-process drain: {delivered} records in {elapsed:.2f} s = {delivered / elapsed:,.0f} records/s "
               f"(batches of 500, {commits} commits with fsync)")
-    finally:
-        if not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
@@ -245,9 +229,7 @@ def group(args: argparse.Namespace) -> int:
 
     from gateway.store import Database, Intake  # noqa: PLC0415
 
-    run_dir = Path(tempfile.mkdtemp(prefix="outbox-group-", dir=_db_dir(args)))
-
-    async def scenario() -> tuple[int, float]:
+    async def scenario(run_dir: Path) -> tuple[int, float]:
         db = await Database.open(run_dir / "outbox.sqlite")
         box = Intake(db)
         try:
@@ -260,20 +242,24 @@ def group(args: argparse.Namespace) -> int:
             await box.close()
             await db.close()
 
-    try:
-        commits, elapsed = asyncio.run(scenario())
+    with _scratch(args, "outbox-group-") as run_dir:
+        commits, elapsed = asyncio.run(scenario(run_dir))
         print(f"outbox group commit: {args.devices} callers accepting one record each at once: {commits} commit(s), "
               f"{elapsed * 1000:.1f} ms")
-    finally:
-        if not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
     return 0
 
 
-def _db_dir(args: argparse.Namespace) -> Path:
+@contextlib.contextmanager
+def _scratch(args: argparse.Namespace, prefix: str) -> Iterator[Path]:
+    """A fresh directory under ``--db-dir`` (the disk measured) for one mode, removed after unless ``--keep``."""
     db_dir: Path = args.db_dir
     db_dir.mkdir(parents=True, exist_ok=True)
-    return db_dir
+    run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=db_dir))
+    try:
+        yield run_dir
+    finally:
+        if not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _drain_args(parser: argparse.ArgumentParser) -> None:
