@@ -198,6 +198,10 @@ async def test_a_resync_has_the_meter_send_every_record_again_and_the_outbox_kee
         await session.resync()
         assert await outbox.get_cursor(cursor_name("glucose-kitchen")) == ""  # kept across a restart too
         await recorder.until(lambda: len(recorder.readings) == 100, timeout_s=20.0)
+        # The visit after the full read asks only for records after 50 again: the cursor was committed
+        # (after the readings; leaving the block earlier could cancel its write).
+        await recorder.until(lambda: [bytes(r.encode()) for r in meter.racp_requests[3:]].count(
+            b"\x01\x03\x01\x33\x00") >= 1)
     assert [bytes(r.encode()) for r in meter.racp_requests].count(ALL_RECORDS) == 2
     assert [r.source_key for r in recorder.readings[50:]] == [r.source_key for r in recorder.readings[:50]]
     stats = await outbox.db.stats()
