@@ -33,6 +33,7 @@ from gateway.store import intake as intake_module
 from gateway.store.ids import derived_record_id
 from gateway.store.keeper import IDENTITY_CHECK_S, REOPEN_EVERY_S, OutboxKeeper, corrupt_files
 from gateway.store.reserve import RESERVE_FILE_NAME, DiskReserve
+from gateway.store.schema import MIGRATIONS, migrate
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -138,6 +139,36 @@ def test_corruption_found_while_running_salvages_the_pending_records(tmp_path: P
     assert keeper.call(lambda box: box.run(cursors.get("gls"))) is None  # a cursor is not trusted: read the meter again
     assert any("30 pending record(s)" in incident for incident in keeper.incidents)
     keeper.close()
+
+
+def test_salvage_copies_only_the_pending_records_of_either_layout(tmp_path: Path) -> None:
+    # A file of this version (states in their own tables), and one a gateway before schema 6 wrote and
+    # no newer one opened (states in the records table): each with a record pending, delivered and dead.
+    current = tmp_path / "current.sqlite"
+    with DatabaseFile.open(current) as box:
+        pending, delivered, dead = (a.record_id for a in box.run(records.accept(
+            [reading(n, key=f"m|{n}") for n in range(3)])))
+        box.run(records.mark_delivered([delivered]))
+        box.run(records.mark_dead(dead, "refused"))
+    legacy = tmp_path / "legacy.sqlite"
+    conn = sqlite3.connect(legacy, isolation_level=None)
+    try:
+        migrate(conn, MIGRATIONS[:5])
+        for n, state in enumerate(("pending", "delivered", "dead")):
+            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
+                         " dedupe_key, size_bytes) VALUES (?, 'blood_glucose', 2, ?, ?, '{}', ?, 2)",
+                         (f"old-{state}", state, 1_000_000 * (n + 1), f"old|{n}"))
+    finally:
+        conn.close()
+
+    with DatabaseFile.open(tmp_path / "fresh.sqlite") as fresh:
+        assert fresh.salvage_from(current).records == 1
+        assert fresh.salvage_from(legacy).records == 1
+        assert sorted(p.record_id for p in fresh.run(records.pending_batch())) == sorted([pending, "old-pending"])
+        stats = fresh.stats()
+        assert (stats.pending, stats.delivered, stats.dead) == (2, 0, 0)
+        # Salvaging again (the same file found twice) copies nothing twice.
+        assert fresh.salvage_from(current).records == 0
 
 
 # -- deleted or replaced while running ----------------------------------------------------------------
