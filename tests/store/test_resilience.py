@@ -7,6 +7,7 @@ later, a corrupt file is moved aside, a deleted one is noticed and brought back 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -275,6 +276,52 @@ def test_a_full_disk_gives_up_its_reserve_for_alerts_and_holds_readings(small_di
             assert box.health.writable
             assert not box.health.reserve_released
             assert (await db.stats()).pending == 41
+        finally:
+            await box.close()
+            await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_upgrade_on_a_disk_too_full_to_migrate_keeps_the_old_file_and_holds_readings(small_disk: Path) -> None:
+    # Schema 6 copies the records once: a hub whose disk cannot take the copy must keep its file as it
+    # was, start anyway, hold what comes in, and migrate when there is room.
+    path = small_disk / "outbox.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        migrate(conn, MIGRATIONS[:5])
+        conn.execute("BEGIN")
+        for n in range(400):
+            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
+                         " dedupe_key, size_bytes) VALUES (?, 'blood_glucose', 2, 'pending', ?, ?, ?, 1000)",
+                         (f"old-{n}", n, json.dumps({"pad": "x" * 1000}), f"old|{n}"))
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    filler = fill(small_disk, leave_bytes=128 * 1024)
+
+    async def scenario() -> None:
+        ticks = Ticks()
+        db = await Database.start(path, monotonic=ticks)
+        box = Intake(db)
+        try:
+            assert not box.health.writable
+            with pytest.raises(NotDurableError):
+                await box.accept([alert(1)])
+            assert box.health.held_records == 1
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as old:
+                assert old.execute("SELECT max(version) FROM migrations").fetchone() == (5,)
+                assert old.execute("SELECT count(*) FROM records WHERE state = 'pending'").fetchone() == (400,)
+
+            filler.unlink()
+            ticks.now += REOPEN_EVERY_S
+            await box.maintain()
+            assert box.health.writable and box.health.held_records == 0
+            assert (await db.stats()).pending == 401
+            batch = await db.run(records.pending_batch(max_records=1000, max_bytes=10**7))
+            assert batch[0].type == "alert" and {r.record_id for r in batch[1:]} == {f"old-{n}" for n in range(400)}
         finally:
             await box.close()
             await db.close()
