@@ -340,7 +340,7 @@ def _deliver(tx: Tx, taken_json: str) -> int:
 
 _TAKEN = (" FROM json_each(?) AS j JOIN upload_queue AS q ON q.row = CAST(j.key AS INTEGER)"
           " WHERE q.record_id = j.value")
-_DELIVER_TAKEN = "INSERT INTO deliveries (row, created_at, delivered_at) SELECT q.row, q.created_at, ?" + _TAKEN
+_DELIVER_TAKEN = "INSERT INTO deliveries (delivered_at, row) SELECT ?, q.row" + _TAKEN
 _UNQUEUE_TAKEN = "DELETE FROM upload_queue WHERE row IN (SELECT q.row" + _TAKEN + ")"  # noqa: S608 (constant parts)
 
 
@@ -468,17 +468,19 @@ def any_delivered(conn: sqlite3.Connection) -> bool:
 
 
 def delete_delivered_before(conn: sqlite3.Connection, cutoff_us: int) -> int:
-    return _delete_delivered(conn, "SELECT row FROM deliveries INDEXED BY deliveries_at WHERE delivered_at < ?",
-                             (cutoff_us,))
+    conn.execute("DELETE FROM record_rows WHERE row IN (SELECT row FROM deliveries WHERE delivered_at < ?)",
+                 (cutoff_us,))
+    return int(conn.execute("DELETE FROM deliveries WHERE delivered_at < ?", (cutoff_us,)).rowcount)
 
 
 def delete_oldest_delivered(conn: sqlite3.Connection, count: int) -> int:
-    return _delete_delivered(conn, "SELECT row FROM deliveries INDEXED BY deliveries_created"
-                             " ORDER BY created_at LIMIT ?", (count,))
-
-
-def _delete_delivered(conn: sqlite3.Connection, chosen: str, params: tuple[object, ...]) -> int:
-    """Delete delivered records, data and state: the rows ``chosen`` selects from ``deliveries``."""
-    rows = json.dumps([row for (row,) in conn.execute(chosen, params)])
-    conn.execute("DELETE FROM record_rows WHERE row IN (SELECT value FROM json_each(?))", (rows,))
-    return int(conn.execute("DELETE FROM deliveries WHERE row IN (SELECT value FROM json_each(?))", (rows,)).rowcount)
+    """The ``count`` records delivered longest ago (the budget's step, at most a few thousand)."""
+    oldest = conn.execute("SELECT delivered_at, row FROM deliveries ORDER BY delivered_at, row LIMIT ?",
+                          (count,)).fetchall()
+    if not oldest:
+        return 0
+    last_at, last_row = oldest[-1]
+    conn.execute("DELETE FROM record_rows WHERE row IN (SELECT value FROM json_each(?))",
+                 (json.dumps([row for _, row in oldest]),))
+    return int(conn.execute("DELETE FROM deliveries WHERE delivered_at < ? OR (delivered_at = ? AND row <= ?)",
+                            (last_at, last_at, last_row)).rowcount)

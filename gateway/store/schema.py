@@ -142,7 +142,9 @@ _V5_STATE_INDEXES = _sql(
 # is now written once, in ``record_rows``; its state is which narrow table holds its row: the upload
 # queue (pending), ``deliveries`` or ``dead_letters``. Delivery moves a row of a few dozen bytes.
 # ``row`` is an INTEGER PRIMARY KEY, so a VACUUM or a dump keeps the numbers the state tables use.
-# ``records`` stays, as a view with the old columns, for whoever reads the file with sqlite3.
+# ``records`` stays, as a view with the old columns but the delivery time, for whoever reads the file
+# with sqlite3: a record in neither the queue nor the dead letters is delivered (every change of
+# state inserts the row in its new table and deletes it from the old in one transaction).
 # hub_stamps references the records it stamps: it is set aside while they move (with foreign keys on,
 # dropping the old table would delete its rows) and made again, referencing ``record_rows``.
 _V6_UPLOAD_QUEUE = _sql(
@@ -172,16 +174,15 @@ _V6_UPLOAD_QUEUE = _sql(
     """,
     # The uplink's order, read from the index alone until a batch's rows are fetched.
     "CREATE INDEX upload_order ON upload_queue (priority, created_at, record_id)",
+    # In the order pruning takes them (past the retention, then to the budget: delivered longest ago
+    # first), with no index: a mark adds to one b-tree, a page or two per commit on the SD card.
     """
     CREATE TABLE deliveries (
-        row          INTEGER PRIMARY KEY,
-        created_at   INTEGER NOT NULL,
-        delivered_at INTEGER NOT NULL
-    )
+        delivered_at INTEGER NOT NULL,
+        row          INTEGER NOT NULL,
+        PRIMARY KEY (delivered_at, row)
+    ) WITHOUT ROWID
     """,
-    # Pruning: past the retention (delivery time), and to the budget (oldest record first).
-    "CREATE INDEX deliveries_at ON deliveries (delivered_at)",
-    "CREATE INDEX deliveries_created ON deliveries (created_at)",
     """
     CREATE TABLE dead_letters (
         row     INTEGER PRIMARY KEY,
@@ -193,8 +194,8 @@ _V6_UPLOAD_QUEUE = _sql(
     " SELECT rowid, record_id, type, priority, created_at, payload_json, dedupe_key, size_bytes FROM records",
     "INSERT INTO upload_queue (row, priority, created_at, record_id, attempts, last_error)"
     " SELECT rowid, priority, created_at, record_id, attempts, last_error FROM records WHERE state = 'pending'",
-    "INSERT INTO deliveries (row, created_at, delivered_at)"
-    " SELECT rowid, created_at, coalesce(delivered_at, created_at) FROM records WHERE state = 'delivered'",
+    "INSERT INTO deliveries (delivered_at, row)"
+    " SELECT coalesce(delivered_at, created_at), rowid FROM records WHERE state = 'delivered'",
     "INSERT INTO dead_letters (row, reason, dead_at)"
     " SELECT rowid, coalesce(dead_reason, ''), coalesce(dead_at, created_at) FROM records WHERE state = 'dead'",
     "DROP TRIGGER records_keep_source_key",
@@ -221,14 +222,12 @@ _V6_UPLOAD_QUEUE = _sql(
     """
     CREATE VIEW records AS
     SELECT r.record_id, r.type, r.priority,
-           CASE WHEN q.row IS NOT NULL THEN 'pending'
-                WHEN d.row IS NOT NULL THEN 'delivered'
-                WHEN x.row IS NOT NULL THEN 'dead' END AS state,
+           CASE WHEN q.row IS NOT NULL THEN 'pending' WHEN x.row IS NOT NULL THEN 'dead' ELSE 'delivered' END
+               AS state,
            r.created_at, r.payload_json, r.dedupe_key, coalesce(q.attempts, 0) AS attempts, q.last_error,
-           d.delivered_at, x.reason AS dead_reason, x.dead_at, r.size_bytes
+           x.reason AS dead_reason, x.dead_at, r.size_bytes
     FROM record_rows AS r
     LEFT JOIN upload_queue AS q ON q.row = r.row
-    LEFT JOIN deliveries AS d ON d.row = r.row
     LEFT JOIN dead_letters AS x ON x.row = r.row
     """,
 )
