@@ -158,10 +158,12 @@ _V6_UPLOAD_QUEUE = _sql(
         priority     INTEGER NOT NULL,
         created_at   INTEGER NOT NULL,
         payload_json TEXT NOT NULL,
-        dedupe_key   TEXT UNIQUE,
+        dedupe_key   TEXT,
         size_bytes   INTEGER NOT NULL
     )
     """,
+    # Unique where there is a key: a live reading has none and costs no entry (a page per commit).
+    "CREATE UNIQUE INDEX record_rows_source_key ON record_rows (dedupe_key) WHERE dedupe_key IS NOT NULL",
     """
     CREATE TABLE upload_queue (
         row        INTEGER PRIMARY KEY,
