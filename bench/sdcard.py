@@ -172,6 +172,8 @@ def readings(workdir: Path, runtime: Path, device_id: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dir is not None:
+        args.dir.mkdir(parents=True, exist_ok=True)  # the disk to measure: a directory made for the run is fine
     workdir = Path(tempfile.mkdtemp(prefix="sdcard-bench-", dir=args.dir))
     costs: list[Cost] = []
     try:

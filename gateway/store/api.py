@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
+from typing import NamedTuple
 
 
 class Priority(IntEnum):
@@ -95,12 +96,13 @@ class Accepted:
     new: bool
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class QueuePlace:
+class QueuePlace(NamedTuple):
     """Where a pending record stands in the upload order (priority, then creation), and its row.
 
     What the uplink hands back: the next batch starts after the last place taken instead of
     walking past every record taken since the last mark, and marks find their rows directly.
+    A named tuple, not a dataclass: it is a sort key (places compare as the tuples they are), and
+    one is made per record read, at a fifth of a frozen dataclass's cost.
     """
 
     priority: int
@@ -109,8 +111,10 @@ class QueuePlace:
     row: int
 
 
-@dataclass(frozen=True, slots=True)
-class PendingRecord:
+class PendingRecord(NamedTuple):
+    """A record as the uplink reads it from the queue. A named tuple for the same reason as
+    :class:`QueuePlace`: the uplink reads hundreds of thousands of them from a backlog."""
+
     record_id: str
     type: str
     priority: Priority

@@ -1,7 +1,7 @@
 """The outbox's size against its budget: measuring, the budget state, and what pruning removes.
 
 Storage is bounded by ``budget_bytes``: past ``warn_ratio`` of it the state is WARNING (logged,
-reported in the statistics); at the budget delivered rows are pruned oldest first, then raw motion
+reported in the statistics); at the budget the rows delivered longest ago are pruned first, then raw motion
 snippets. Pending and dead rows are never pruned: when only they are left, new records are refused
 with :class:`gateway.errors.StorageFullError` rather than losing any. Delivered rows older than the
 retention go at every prune.
@@ -123,7 +123,7 @@ class Budget:
         return records.delete_delivered_before(tx.conn, cutoff_us)
 
     def prune_to_budget(self, tx: Tx) -> Pruned:
-        """Delivered rows oldest first, then motion snippets, until the outbox is under the warning level.
+        """Delivered rows, longest delivered first, then motion snippets, until the outbox is under the warning level.
 
         Down to just under the warning level, not just under the budget, so that not every
         following record has to prune again.

@@ -132,7 +132,7 @@ class DatabaseFile:
         return self.run(read("reading queue statistics", self._budget.stats))
 
     def prune(self) -> PruneReport:
-        """Retention, then the budget: delivered rows oldest first, then motion snippets.
+        """Retention, then the budget: the rows delivered longest ago first, then motion snippets.
 
         Pending and dead rows are never removed here.
         """

@@ -1,10 +1,12 @@
-"""The ``records`` table: the queue of everything the hub uploads, and its dead letters.
+"""The records the hub uploads: their data (``record_rows``) and their state, in narrow tables.
 
 A record is *accepted* when the transaction of :func:`accept` commits; only then may a driver
 acknowledge the device (advance an RACP sequence number, consume a radar frame). It is then pending
-until the platform has it (:func:`mark_delivered`) or refuses it for good (:func:`mark_dead`).
+(its row is in ``upload_queue``) until the platform has it (:func:`mark_delivered`: the row moves to
+``deliveries``) or refuses it for good (:func:`mark_dead`: to ``dead_letters``). The record's own row,
+payload and all, is written once: a change of state moves a few dozen bytes, not the record.
 Delivered rows stay for the retention and are pruned by the budget (:mod:`gateway.store.budget`);
-pending and dead rows are never pruned.
+pending and dead rows are never pruned. The ``records`` view shows each record with its state.
 
 A repository: each function builds the :class:`~gateway.store.work.Work` a database runs.
 """
@@ -17,7 +19,6 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
 from gateway.store import stamps
 from gateway.store.api import (
@@ -156,12 +157,14 @@ def _insert(tx: Tx, row: _Row, accepted_ms: int, corrections: Sequence[ClockCorr
             # Corrected for the steps it missed, still on an unsynchronised clock: a later step must
             # find it (it is before that one), the one it missed must not shift it a second time.
             stamp = HubStamp(stamp.boot_id, max(c.before_monotonic for c in missed))
-    tx.conn.execute(
-        "INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
-        " dedupe_key, size_bytes) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+    number = tx.conn.execute(
+        "INSERT INTO record_rows (record_id, type, priority, created_at, payload_json, dedupe_key, size_bytes)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (record_id, record.type, int(record.priority), created_us, payload,
          record.dedupe_key, len(payload.encode())),
-    )
+    ).lastrowid
+    tx.conn.execute("INSERT INTO upload_queue (row, priority, created_at, record_id) VALUES (?, ?, ?, ?)",
+                    (number, int(record.priority), created_us, record_id))
     if stamp is not None:
         stamps.add(tx.conn, record_id, stamp)
     return Accepted(record_id, new=True)
@@ -171,7 +174,7 @@ def _existing_id(conn: sqlite3.Connection, record: NewRecord) -> str | None:
     """The id under which the outbox already has this record (by source key or given id), if any."""
     if record.dedupe_key is not None:
         row = conn.execute(
-            "SELECT record_id FROM records WHERE dedupe_key = ?"
+            "SELECT record_id FROM record_rows WHERE dedupe_key = ?"
             " UNION ALL SELECT record_id FROM source_keys WHERE dedupe_key = ? LIMIT 1",
             (record.dedupe_key, record.dedupe_key),
         ).fetchone()
@@ -179,8 +182,8 @@ def _existing_id(conn: sqlite3.Connection, record: NewRecord) -> str | None:
             return str(row[0])
     if record.record_id is not None:
         # A given id without a source key is one the hub chose while the disk was failing
-        # (gateway.store.intake holds such records): it is in ``records`` if its commit happened.
-        row = conn.execute("SELECT record_id FROM records WHERE record_id = ?", (record.record_id,)).fetchone()
+        # (gateway.store.intake holds such records): it is in ``record_rows`` if its commit happened.
+        row = conn.execute("SELECT record_id FROM record_rows WHERE record_id = ?", (record.record_id,)).fetchone()
         if row is not None:
             return str(row[0])
     return None
@@ -212,18 +215,16 @@ def pending_batch(*, max_records: int = 500, max_bytes: int = 1_000_000, exclude
 
     def run(tx: Tx) -> list[PendingRecord]:
         held = held_us if held_us is not None and _any_dated_before(tx.conn, held_us) else None
-        query, params = _PENDING, cast(tuple[object, ...], ())
+        params: dict[str, object] = {"limit": max_records, "held_before": held}
         if exclude and after is not None and _behind(tx.conn, after, held) == len(exclude):
-            query, params = _PENDING_AFTER, (after.priority, after.created_us, after.record_id)
-        elif exclude:
-            query += " AND record_id NOT IN (SELECT value FROM json_each(?))"
-            params += (json.dumps(list(exclude)),)
-        if held is not None:
-            query += _NOT_HELD
-            params += (held,)
+            params.update(priority=after.priority, created=after.created_us, record_id=after.record_id)
+            query = _pending_after(held=held is not None)
+        else:
+            params["exclude"] = json.dumps(list(exclude)) if exclude else None
+            query = _pending(exclude=bool(exclude), held=held is not None)
         batch: list[PendingRecord] = []
         total = 0
-        rows = tx.conn.execute(query + _PENDING_ORDER, (*params, max_records))
+        rows = tx.conn.execute(query, params)
         for row, record_id, record_type, priority, created_us, payload, attempts in rows:
             body = _body_json(record_id, payload)
             total += len(body.encode())
@@ -236,17 +237,31 @@ def pending_batch(*, max_records: int = 500, max_bytes: int = 1_000_000, exclude
     return read("reading pending records", run)
 
 
-# INDEXED BY: without ANALYZE statistics the planner prefers another index and sorts every pending
-# row per batch.
-_PENDING = ("SELECT rowid, record_id, type, priority, created_at, payload_json, attempts FROM records"
-            " INDEXED BY records_pending_order WHERE state = 'pending'")
-_PENDING_AFTER = _PENDING + " AND (priority, created_at, record_id) > (?, ?, ?)"
-_PENDING_ORDER = " ORDER BY priority, created_at, record_id LIMIT ?"
-_BEHIND = ("SELECT COUNT(*) FROM records INDEXED BY records_pending_order"
-           " WHERE state = 'pending' AND (priority, created_at, record_id) <= (?, ?, ?)")
+def _pending(*, exclude: bool, held: bool) -> str:
+    """The query of the next batch from the front of the queue (named parameters)."""
+    return (_PENDING + "1" + (_NOT_EXCLUDED if exclude else "") + (_NOT_HELD if held else "")
+            + " ORDER BY q.priority, q.created_at, q.record_id LIMIT :limit")
+
+
+def _pending_after(*, held: bool) -> str:
+    """The query of the next batch after a place: the rest of its priority, sought on (priority,
+    created_at), then the priorities after it. SQLite seeks a comparison of row values on the index's
+    first column only: ``(priority, created_at, record_id) > place`` walked every entry before the place."""
+    not_held = _NOT_HELD if held else ""
+    return (_PENDING + "q.priority = :priority AND q.created_at >= :created"
+            " AND (q.created_at, q.record_id) > (:created, :record_id)" + not_held
+            + " UNION ALL " + _PENDING + "q.priority > :priority" + not_held + " ORDER BY 4, 5, 2 LIMIT :limit")
+
+
+# INDEXED BY: the queue is walked in upload order, each record's row fetched by its number.
+_PENDING = ("SELECT q.row, q.record_id, r.type, q.priority, q.created_at, r.payload_json, q.attempts"
+            " FROM upload_queue AS q INDEXED BY upload_order JOIN record_rows AS r ON r.row = q.row WHERE ")
+_NOT_EXCLUDED = " AND q.record_id NOT IN (SELECT value FROM json_each(:exclude))"
 _NOT_HELD = " AND " + stamps.HELD_CONDITION
-_DATED_BEFORE = ("SELECT EXISTS (SELECT 1 FROM records INDEXED BY records_pending_order"
-                 " WHERE state = 'pending' AND priority = ? AND created_at < ?)")
+_BEHIND = ("SELECT COUNT(*) FROM upload_queue AS q INDEXED BY upload_order"
+           " WHERE (q.priority, q.created_at, q.record_id) <= (:priority, :created, :record_id)")
+_DATED_BEFORE = ("SELECT EXISTS (SELECT 1 FROM upload_queue INDEXED BY upload_order"
+                 " WHERE priority = ? AND created_at < ?)")
 _PRIORITIES = {int(p): p for p in Priority}
 
 
@@ -270,10 +285,9 @@ def records_behind(place: QueuePlace, *, held_before: datetime | None = None) ->
 def _behind(conn: sqlite3.Connection, place: QueuePlace, held_us: int | None) -> int:
     """How many records are pending, and not held, at or before ``place`` in the upload order (the index
     alone, unless a record there is dated before ``held_us``)."""
-    query, params = _BEHIND, cast(tuple[object, ...], (place.priority, place.created_us, place.record_id))
-    if held_us is not None:
-        query += _NOT_HELD
-        params += (held_us,)
+    params = {"priority": place.priority, "created": place.created_us, "record_id": place.record_id,
+              "held_before": held_us}
+    query = _BEHIND if held_us is None else _BEHIND + _NOT_HELD
     return int(conn.execute(query, params).fetchone()[0])
 
 
@@ -291,14 +305,11 @@ def mark_delivered(record_ids: Sequence[str]) -> Work[None]:
     ids_json = json.dumps(unique)
 
     def run(tx: Tx) -> None:
-        # One statement for the whole set (the ids as one JSON array). INDEXED BY: the planner would
-        # otherwise walk every pending row and test each against the set.
-        changed = tx.conn.execute(
-            "UPDATE records INDEXED BY sqlite_autoindex_records_1 SET state = 'delivered', delivered_at = ?"
-            " WHERE state = 'pending' AND record_id IN (SELECT value FROM json_each(?))",
-            (to_us(tx.now, "clock()"), ids_json),
-        ).rowcount
-        _note_unmarked(changed, len(unique))
+        # The set as one JSON array, each id found by the unique index of record_rows.
+        taken = dict(tx.conn.execute(
+            "SELECT r.row, r.record_id FROM record_rows AS r JOIN upload_queue AS q ON q.row = r.row"
+            " WHERE r.record_id IN (SELECT value FROM json_each(?))", (ids_json,)))
+        _note_unmarked(_deliver(tx, json.dumps(taken)), len(unique))
 
     return write("marking records delivered", run)
 
@@ -306,24 +317,31 @@ def mark_delivered(record_ids: Sequence[str]) -> Work[None]:
 def mark_places_delivered(places: Collection[QueuePlace]) -> Work[None]:
     """The platform has the records at these places (as :func:`pending_batch` gave them): the uplink's way.
 
-    The rows are visited in table order, which is the order they were written in: several times
-    faster than finding each by its id. A row whose id is not the one taken (a database rebuilt by
-    hand in between, which renumbers rows) is left alone and stays pending: sent again, never lost.
+    Each row is found by its number, several times faster than by its id. A row that does not hold
+    the id taken (a database replaced in between, whose numbers are another file's) is left alone
+    and stays pending: sent again, never lost.
     """
-    ordered = sorted(set(places), key=lambda p: p.row)
-    rows_json = json.dumps([p.row for p in ordered])
-    ids_json = json.dumps([p.record_id for p in ordered])
+    taken = {place.row: place.record_id for place in places}
+    taken_json = json.dumps(taken)
 
     def run(tx: Tx) -> None:
-        changed = tx.conn.execute(
-            "UPDATE records SET state = 'delivered', delivered_at = ?"
-            " WHERE rowid IN (SELECT value FROM json_each(?)) AND state = 'pending'"
-            " AND record_id IN (SELECT value FROM json_each(?))",
-            (to_us(tx.now, "clock()"), rows_json, ids_json),
-        ).rowcount
-        _note_unmarked(changed, len(ordered))
+        _note_unmarked(_deliver(tx, taken_json), len(taken))
 
     return write("marking records delivered", run)
+
+
+def _deliver(tx: Tx, taken_json: str) -> int:
+    """Move queue rows to ``deliveries``; ``taken_json``: a JSON object of row number to the record id
+    the row must hold (an object, so each row is checked against its own id: a list of ids would
+    cost a temporary index per statement). How many moved."""
+    tx.conn.execute(_DELIVER_TAKEN, (to_us(tx.now, "clock()"), taken_json))
+    return int(tx.conn.execute(_UNQUEUE_TAKEN, (taken_json,)).rowcount)
+
+
+_TAKEN = (" FROM json_each(?) AS j JOIN upload_queue AS q ON q.row = CAST(j.key AS INTEGER)"
+          " WHERE q.record_id = j.value")
+_DELIVER_TAKEN = "INSERT INTO deliveries (delivered_at, row) SELECT ?, q.row" + _TAKEN
+_UNQUEUE_TAKEN = "DELETE FROM upload_queue WHERE row IN (SELECT q.row" + _TAKEN + ")"  # noqa: S608 (constant parts)
 
 
 def _note_unmarked(changed: int, asked: int) -> None:
@@ -337,8 +355,8 @@ def note_attempt(record_ids: Sequence[str], error: str) -> Work[None]:
 
     def run(tx: Tx) -> None:
         tx.conn.execute(
-            "UPDATE records INDEXED BY sqlite_autoindex_records_1 SET attempts = attempts + 1, last_error = ?"
-            " WHERE state = 'pending' AND record_id IN (SELECT value FROM json_each(?))",
+            "UPDATE upload_queue SET attempts = attempts + 1, last_error = ?"
+            " WHERE row IN (SELECT row FROM record_rows WHERE record_id IN (SELECT value FROM json_each(?)))",
             params,
         )
 
@@ -349,12 +367,12 @@ def mark_dead(record_id: str, reason: str) -> Work[None]:
     """The platform rejected this record for good: keep it for the technician, never retry it."""
 
     def run(tx: Tx) -> None:
-        changed = tx.conn.execute(
-            "UPDATE records SET state = 'dead', dead_reason = ?, dead_at = ?"
-            " WHERE record_id = ? AND state = 'pending'",
-            (reason, to_us(tx.now, "clock()"), record_id),
-        ).rowcount
-        if changed:
+        found = tx.conn.execute("SELECT q.row FROM record_rows AS r JOIN upload_queue AS q ON q.row = r.row"
+                                " WHERE r.record_id = ?", (record_id,)).fetchone()
+        if found is not None:
+            tx.conn.execute("INSERT INTO dead_letters (row, reason, dead_at) VALUES (?, ?, ?)",
+                            (found[0], reason, to_us(tx.now, "clock()")))
+            tx.conn.execute("DELETE FROM upload_queue WHERE row = ?", found)
             # The reason stays in the database: a platform's message may quote health values.
             log.warning("record dead-lettered record_id=%s", record_id)
         else:
@@ -365,22 +383,28 @@ def mark_dead(record_id: str, reason: str) -> Work[None]:
 
 def requeue_dead(record_ids: Sequence[str] | None = None) -> Work[int]:
     """Technician action: send dead letters again (all of them if ``record_ids`` is None)."""
-    requeue = (
-        "UPDATE records SET state = 'pending', attempts = 0, dead_reason = NULL, dead_at = NULL"
-        " WHERE state = 'dead'"
-    )
-    chosen = None if record_ids is None else set(record_ids)
+    chosen = None if record_ids is None else json.dumps(sorted(set(record_ids)))
 
     def run(tx: Tx) -> int:
         if chosen is None:
-            count = tx.conn.execute(requeue).rowcount
+            tx.conn.execute(_REQUEUE + _ALL_DEAD)
+            count = tx.conn.execute("DELETE FROM dead_letters").rowcount
         else:
-            count = sum(tx.conn.execute(requeue + " AND record_id = ?", (record_id,)).rowcount
-                        for record_id in chosen)
+            tx.conn.execute(_REQUEUE + _DEAD_OF_IDS, (chosen,))
+            count = tx.conn.execute(_UNDEAD_OF_IDS, (chosen,)).rowcount
         log.info("dead letters requeued count=%d", count)
-        return count
+        return int(count)
 
     return write("requeueing dead letters", run)
+
+
+_REQUEUE = ("INSERT INTO upload_queue (row, priority, created_at, record_id)"
+            " SELECT row, priority, created_at, record_id FROM record_rows WHERE row IN")
+_ALL_DEAD = " (SELECT row FROM dead_letters)"
+_DEAD_OF_IDS = (" (SELECT x.row FROM dead_letters AS x JOIN record_rows AS r ON r.row = x.row"
+                " WHERE r.record_id IN (SELECT value FROM json_each(?)))")
+_UNDEAD_OF_IDS = ("DELETE FROM dead_letters WHERE row IN (SELECT x.row FROM dead_letters AS x"
+                  " JOIN record_rows AS r ON r.row = x.row WHERE r.record_id IN (SELECT value FROM json_each(?)))")
 
 
 def dead_letters(limit: int = 100) -> Work[list[DeadLetter]]:
@@ -388,8 +412,8 @@ def dead_letters(limit: int = 100) -> Work[list[DeadLetter]]:
 
     def run(tx: Tx) -> list[DeadLetter]:
         rows = tx.conn.execute(
-            "SELECT record_id, type, dead_reason, dead_at FROM records WHERE state = 'dead'"
-            " ORDER BY dead_at, record_id LIMIT ?",
+            "SELECT r.record_id, r.type, x.reason, x.dead_at FROM dead_letters AS x"
+            " JOIN record_rows AS r ON r.row = x.row ORDER BY x.dead_at, r.record_id LIMIT ?",
             (limit,),
         ).fetchall()
         return [DeadLetter(rid, rtype, reason, from_us(dead_at)) for rid, rtype, reason, dead_at in rows]
@@ -411,18 +435,17 @@ def state(record_id: str) -> Work[RecordState | None]:
 
 
 def counts(conn: sqlite3.Connection) -> RecordCounts:
-    # Each state counted on its own partial index (there is no index over every state).
+    # Each state counted on its own table.
     def count(state: RecordState) -> int:
         return int(conn.execute(_COUNT_BY_STATE[state]).fetchone()[0])
 
     # The oldest pending record is the oldest of each priority's first in the upload order.
-    firsts = [conn.execute("SELECT created_at FROM records INDEXED BY records_pending_order"
-                           " WHERE state = 'pending' AND priority = ? ORDER BY created_at LIMIT 1",
+    firsts = [conn.execute("SELECT created_at FROM upload_queue INDEXED BY upload_order"
+                           " WHERE priority = ? ORDER BY created_at LIMIT 1",
                            (int(priority),)).fetchone() for priority in Priority]
     oldest = min((row[0] for row in firsts if row is not None), default=None)
     alerts = conn.execute(
-        "SELECT COUNT(*) FROM records INDEXED BY records_pending_order"
-        " WHERE state = 'pending' AND priority = ?", (int(Priority.ALERT),)
+        "SELECT COUNT(*) FROM upload_queue INDEXED BY upload_order WHERE priority = ?", (int(Priority.ALERT),)
     ).fetchone()[0]
     return RecordCounts(
         pending=count(RecordState.PENDING),
@@ -434,24 +457,30 @@ def counts(conn: sqlite3.Connection) -> RecordCounts:
 
 
 _COUNT_BY_STATE = {
-    RecordState.PENDING: "SELECT COUNT(*) FROM records INDEXED BY records_pending_order WHERE state = 'pending'",
-    RecordState.DELIVERED: "SELECT COUNT(*) FROM records INDEXED BY records_delivered WHERE state = 'delivered'",
-    RecordState.DEAD: "SELECT COUNT(*) FROM records INDEXED BY records_dead WHERE state = 'dead'",
+    RecordState.PENDING: "SELECT COUNT(*) FROM upload_queue",
+    RecordState.DELIVERED: "SELECT COUNT(*) FROM deliveries",
+    RecordState.DEAD: "SELECT COUNT(*) FROM dead_letters",
 }
 
 
 def any_delivered(conn: sqlite3.Connection) -> bool:
-    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM records INDEXED BY records_delivered"
-                             " WHERE state = 'delivered')").fetchone()[0])
+    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM deliveries)").fetchone()[0])
 
 
 def delete_delivered_before(conn: sqlite3.Connection, cutoff_us: int) -> int:
-    return conn.execute("DELETE FROM records WHERE rowid IN (SELECT rowid FROM records INDEXED BY records_delivered"
-                        " WHERE state = 'delivered' AND delivered_at < ?)", (cutoff_us,)).rowcount
+    conn.execute("DELETE FROM record_rows WHERE row IN (SELECT row FROM deliveries WHERE delivered_at < ?)",
+                 (cutoff_us,))
+    return int(conn.execute("DELETE FROM deliveries WHERE delivered_at < ?", (cutoff_us,)).rowcount)
 
 
 def delete_oldest_delivered(conn: sqlite3.Connection, count: int) -> int:
-    return conn.execute(
-        "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records INDEXED BY records_delivered"
-        " WHERE state = 'delivered' ORDER BY created_at LIMIT ?)", (count,)
-    ).rowcount
+    """The ``count`` records delivered longest ago (the budget's step, at most a few thousand)."""
+    oldest = conn.execute("SELECT delivered_at, row FROM deliveries ORDER BY delivered_at, row LIMIT ?",
+                          (count,)).fetchall()
+    if not oldest:
+        return 0
+    last_at, last_row = oldest[-1]
+    conn.execute("DELETE FROM record_rows WHERE row IN (SELECT value FROM json_each(?))",
+                 (json.dumps([row for _, row in oldest]),))
+    return int(conn.execute("DELETE FROM deliveries WHERE delivered_at < ? OR (delivered_at = ? AND row <= ?)",
+                            (last_at, last_at, last_row)).rowcount)

@@ -1,7 +1,7 @@
 """Best-effort rescue of undelivered records from an outbox that was moved aside as corrupt.
 
-A damaged page usually spoils part of a table, not all of it. Rows are read one at a time in
-rowid order, a range that fails is skipped, and whatever reads cleanly is copied into the fresh
+A damaged page usually spoils part of a table, not all of it. Rows are read a range at a time in
+row order, a range that fails is skipped, and whatever reads cleanly is copied into the fresh
 outbox with its original record id: the platform deduplicates on that id, so a record that is
 copied *and* read again from its device is still counted once. Blocking: call from the outbox's thread.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,21 @@ class SalvageReport:
     unreadable_ranges: int
 
 
-_RECORD_COLUMNS = "record_id, type, priority, state, created_at, payload_json, dedupe_key, size_bytes"
+# Pending records, as (record_id, type, priority, created_at, payload_json, dedupe_key, size_bytes):
+# the outbox's own layout (schema 6), or the one table of earlier versions (a file that broke before
+# the gateway that migrates it ever opened it).
+_PENDING_NOW = (
+    "SELECT MAX(row) FROM record_rows",
+    "SELECT r.record_id, r.type, r.priority, r.created_at, r.payload_json, r.dedupe_key, r.size_bytes"
+    " FROM record_rows AS r JOIN upload_queue AS q ON q.row = r.row WHERE r.row >= ? AND r.row < ?",
+)
+_PENDING_BEFORE_6 = (
+    "SELECT MAX(rowid) FROM records",
+    "SELECT record_id, type, priority, created_at, payload_json, dedupe_key, size_bytes"
+    " FROM records WHERE rowid >= ? AND rowid < ? AND state = 'pending'",
+)
+_ALERTS = ("SELECT MAX(rowid) FROM active_alerts",
+           "SELECT alert_id, alert_json, updated_at FROM active_alerts WHERE rowid >= ? AND rowid < ?")
 
 
 def salvage(damaged: Path, target: sqlite3.Connection) -> SalvageReport:
@@ -37,8 +52,9 @@ def salvage(damaged: Path, target: sqlite3.Connection) -> SalvageReport:
     except sqlite3.Error:
         return SalvageReport(0, 0, 1)
     try:
-        records, failed = _copy(source, target, "records", _RECORD_COLUMNS, "state = 'pending'")
-        alerts, failed_alerts = _copy(source, target, "active_alerts", "alert_id, alert_json, updated_at", "1")
+        pending = _PENDING_NOW if _has_table(source, "record_rows") else _PENDING_BEFORE_6
+        records, failed = _copy(source, target, pending, _insert_record)
+        alerts, failed_alerts = _copy(source, target, _ALERTS, _insert_alert)
     finally:
         source.close()
     report = SalvageReport(records, alerts, failed + failed_alerts)
@@ -47,33 +63,52 @@ def salvage(damaged: Path, target: sqlite3.Connection) -> SalvageReport:
     return report
 
 
-def _copy(source: sqlite3.Connection, target: sqlite3.Connection, table: str, columns: str,
-          where: str) -> tuple[int, int]:
+def _has_table(source: sqlite3.Connection, name: str) -> bool:
     try:
-        (last,) = source.execute(f"SELECT MAX(rowid) FROM {table}").fetchone()  # noqa: S608 (fixed names)
+        found = source.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return found is not None
+    except sqlite3.Error:
+        return True  # an unreadable schema: try the current layout, its ranges fail and are counted
+
+
+def _insert_record(target: sqlite3.Connection, row: tuple[object, ...]) -> int:
+    """A pending record into the fresh outbox, pending there too; 0 if it already has it."""
+    cursor = target.execute(
+        "INSERT OR IGNORE INTO record_rows (record_id, type, priority, created_at, payload_json, dedupe_key,"
+        " size_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+    if cursor.rowcount == 0:
+        return 0
+    record_id, _, priority, created_at = row[:4]
+    target.execute("INSERT INTO upload_queue (row, priority, created_at, record_id) VALUES (?, ?, ?, ?)",
+                   (cursor.lastrowid, priority, created_at, record_id))
+    return 1
+
+
+def _insert_alert(target: sqlite3.Connection, row: tuple[object, ...]) -> int:
+    return target.execute("INSERT OR IGNORE INTO active_alerts (alert_id, alert_json, updated_at) VALUES (?, ?, ?)",
+                          row).rowcount
+
+
+def _copy(source: sqlite3.Connection, target: sqlite3.Connection, queries: tuple[str, str],
+          insert: Callable[[sqlite3.Connection, tuple[object, ...]], int]) -> tuple[int, int]:
+    last_query, range_query = queries
+    try:
+        (last,) = source.execute(last_query).fetchone()
     except sqlite3.Error:
         return 0, 1
     copied = failed = 0
-    placeholders = ", ".join("?" for _ in columns.split(","))
     start = 0
     while last is not None and start <= last and failed < _MAX_FAILED_STEPS:
         end = start + _ROWS_PER_STEP
         try:
-            rows = source.execute(
-                f"SELECT {columns} FROM {table} WHERE rowid >= ? AND rowid < ? AND {where}",  # noqa: S608
-                (start, end),
-            ).fetchall()
+            rows = source.execute(range_query, (start, end)).fetchall()
         except sqlite3.Error:
             failed += 1
             rows = []
         if rows:
             target.execute("BEGIN IMMEDIATE")
             try:
-                copied += sum(
-                    target.execute(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({placeholders})",  # noqa: S608
-                                   row).rowcount
-                    for row in rows
-                )
+                copied += sum(insert(target, row) for row in rows)
                 target.execute("COMMIT")
             except BaseException:
                 target.execute("ROLLBACK")

@@ -50,8 +50,8 @@ def correct(correction: ClockCorrection) -> Work[Retimed]:
 
 def _correct(conn: sqlite3.Connection, correction: ClockCorrection) -> Retimed:
     rows = conn.execute(
-        "SELECT r.record_id, r.payload_json, r.created_at FROM hub_stamps AS s JOIN records AS r USING (record_id)"
-        " WHERE s.boot_id = ? AND s.monotonic < ? AND r.state = 'pending'",
+        "SELECT r.record_id, r.payload_json, r.created_at FROM hub_stamps AS s JOIN record_rows AS r USING (record_id)"
+        " JOIN upload_queue AS q ON q.row = r.row WHERE s.boot_id = ? AND s.monotonic < ?",
         (correction.boot_id, correction.before_monotonic)).fetchall()
     for record_id, payload, created_us in rows:
         new_payload, new_created = retimed_payload(payload, created_us, [correction])
@@ -71,8 +71,8 @@ def _estimate_earlier_boots(conn: sqlite3.Connection, correction: ClockCorrectio
     floor_us = to_us(correction.plausible_from, "plausible_from")
     ceiling_us = to_us(correction.now, "now") + round(FUTURE_TOLERANCE_S * 1_000_000)
     rows = conn.execute(
-        "SELECT r.record_id, r.payload_json FROM hub_stamps AS s JOIN records AS r USING (record_id)"
-        " WHERE s.boot_id != ? AND r.state = 'pending' AND (r.created_at < ? OR r.created_at > ?)",
+        "SELECT r.record_id, r.payload_json FROM hub_stamps AS s JOIN record_rows AS r USING (record_id)"
+        " JOIN upload_queue AS q ON q.row = r.row WHERE s.boot_id != ? AND (r.created_at < ? OR r.created_at > ?)",
         (correction.boot_id, floor_us, ceiling_us)).fetchall()
     started_us = to_us(correction.boot_started_at, "boot_started_at")
     for record_id, payload in rows:
@@ -82,11 +82,14 @@ def _estimate_earlier_boots(conn: sqlite3.Connection, correction: ClockCorrectio
 
 
 def _rewrite(conn: sqlite3.Connection, record_id: str, payload: str, created_us: int) -> None:
-    conn.execute("UPDATE records SET payload_json = ?, created_at = ?, size_bytes = ? WHERE record_id = ?",
+    # The queue orders by the same date: both change together.
+    conn.execute("UPDATE record_rows SET payload_json = ?, created_at = ?, size_bytes = ? WHERE record_id = ?",
                  (payload, created_us, len(payload.encode()), record_id))
+    conn.execute("UPDATE upload_queue SET created_at = ? WHERE row = (SELECT row FROM record_rows WHERE record_id = ?)",
+                 (created_us, record_id))
 
 
-HELD_CONDITION = ("NOT (created_at < ? AND EXISTS (SELECT 1 FROM hub_stamps AS s"
-                  " WHERE s.record_id = records.record_id))")
-"""For the uplink's query: a record stamped by a clock that was not set (dated before the release)
-waits for the step that corrects it instead of reaching the platform in the wrong year."""
+HELD_CONDITION = ("NOT (q.created_at < :held_before AND EXISTS (SELECT 1 FROM hub_stamps AS s"
+                  " WHERE s.record_id = q.record_id))")
+"""For the uplink's query over ``upload_queue AS q``: a record stamped by a clock that was not set
+(dated before the release) waits for the step that corrects it instead of reaching the platform in the wrong year."""

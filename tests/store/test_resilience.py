@@ -7,6 +7,7 @@ later, a corrupt file is moved aside, a deleted one is noticed and brought back 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from gateway.store import intake as intake_module
 from gateway.store.ids import derived_record_id
 from gateway.store.keeper import IDENTITY_CHECK_S, REOPEN_EVERY_S, OutboxKeeper, corrupt_files
 from gateway.store.reserve import RESERVE_FILE_NAME, DiskReserve
+from gateway.store.schema import MIGRATIONS, migrate
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -140,6 +142,36 @@ def test_corruption_found_while_running_salvages_the_pending_records(tmp_path: P
     keeper.close()
 
 
+def test_salvage_copies_only_the_pending_records_of_either_layout(tmp_path: Path) -> None:
+    # A file of this version (states in their own tables), and one a gateway before schema 6 wrote and
+    # no newer one opened (states in the records table): each with a record pending, delivered and dead.
+    current = tmp_path / "current.sqlite"
+    with DatabaseFile.open(current) as box:
+        pending, delivered, dead = (a.record_id for a in box.run(records.accept(
+            [reading(n, key=f"m|{n}") for n in range(3)])))
+        box.run(records.mark_delivered([delivered]))
+        box.run(records.mark_dead(dead, "refused"))
+    legacy = tmp_path / "legacy.sqlite"
+    conn = sqlite3.connect(legacy, isolation_level=None)
+    try:
+        migrate(conn, MIGRATIONS[:5])
+        for n, state in enumerate(("pending", "delivered", "dead")):
+            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
+                         " dedupe_key, size_bytes) VALUES (?, 'blood_glucose', 2, ?, ?, '{}', ?, 2)",
+                         (f"old-{state}", state, 1_000_000 * (n + 1), f"old|{n}"))
+    finally:
+        conn.close()
+
+    with DatabaseFile.open(tmp_path / "fresh.sqlite") as fresh:
+        assert fresh.salvage_from(current).records == 1
+        assert fresh.salvage_from(legacy).records == 1
+        assert sorted(p.record_id for p in fresh.run(records.pending_batch())) == sorted([pending, "old-pending"])
+        stats = fresh.stats()
+        assert (stats.pending, stats.delivered, stats.dead) == (2, 0, 0)
+        # Salvaging again (the same file found twice) copies nothing twice.
+        assert fresh.salvage_from(current).records == 0
+
+
 # -- deleted or replaced while running ----------------------------------------------------------------
 
 
@@ -244,6 +276,52 @@ def test_a_full_disk_gives_up_its_reserve_for_alerts_and_holds_readings(small_di
             assert box.health.writable
             assert not box.health.reserve_released
             assert (await db.stats()).pending == 41
+        finally:
+            await box.close()
+            await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_upgrade_on_a_disk_too_full_to_migrate_keeps_the_old_file_and_holds_readings(small_disk: Path) -> None:
+    # Schema 6 copies the records once: a hub whose disk cannot take the copy must keep its file as it
+    # was, start anyway, hold what comes in, and migrate when there is room.
+    path = small_disk / "outbox.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        migrate(conn, MIGRATIONS[:5])
+        conn.execute("BEGIN")
+        for n in range(400):
+            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
+                         " dedupe_key, size_bytes) VALUES (?, 'blood_glucose', 2, 'pending', ?, ?, ?, 1000)",
+                         (f"old-{n}", n, json.dumps({"pad": "x" * 1000}), f"old|{n}"))
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    filler = fill(small_disk, leave_bytes=128 * 1024)
+
+    async def scenario() -> None:
+        ticks = Ticks()
+        db = await Database.start(path, monotonic=ticks)
+        box = Intake(db)
+        try:
+            assert not box.health.writable
+            with pytest.raises(NotDurableError):
+                await box.accept([alert(1)])
+            assert box.health.held_records == 1
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as old:
+                assert old.execute("SELECT max(version) FROM migrations").fetchone() == (5,)
+                assert old.execute("SELECT count(*) FROM records WHERE state = 'pending'").fetchone() == (400,)
+
+            filler.unlink()
+            ticks.now += REOPEN_EVERY_S
+            await box.maintain()
+            assert box.health.writable and box.health.held_records == 0
+            assert (await db.stats()).pending == 401
+            batch = await db.run(records.pending_batch(max_records=1000, max_bytes=10**7))
+            assert batch[0].type == "alert" and {r.record_id for r in batch[1:]} == {f"old-{n}" for n in range(400)}
         finally:
             await box.close()
             await db.close()
