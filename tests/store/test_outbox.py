@@ -19,6 +19,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from old_outbox import OldRecord, OldStamp, write_old_outbox
 
 from gateway.errors import OutboxCorruptError
 from gateway.store import (
@@ -211,17 +212,10 @@ def test_marks_by_place_mark_those_records_and_never_another_row(outbox: Databas
 
 def test_the_state_indexes_migration_keeps_every_count(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        migrate(conn, MIGRATIONS[:4])
-        # A hub's outbox before the fifth migration: one record in each state.
-        for n, state in enumerate(("pending", "delivered", "dead")):
-            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
-                         " delivered_at, dead_at, size_bytes) VALUES (?, 'x', 2, ?, ?, '{}', ?, ?, 2)",
-                         (f"r{n}", state, 1_000_000 * (n + 1), 5 if state == "delivered" else None,
-                          5 if state == "dead" else None))
-    finally:
-        conn.close()
+    # A hub's outbox before the fifth migration: one record in each state.
+    write_old_outbox(path, 4, [OldRecord("r0", "pending", 1_000_000),
+                               OldRecord("r1", "delivered", 2_000_000, delivered_at=5),
+                               OldRecord("r2", "dead", 3_000_000, dead_at=5)])
     with DatabaseFile.open(path) as box:  # opening applies the fifth
         stats = box.stats()
         assert (stats.pending, stats.delivered, stats.dead) == (1, 1, 1)
@@ -239,22 +233,15 @@ def test_the_state_indexes_migration_keeps_every_count(tmp_path: Path) -> None:
 
 def test_the_upload_queue_migration_keeps_every_record_in_its_state(tmp_path: Path) -> None:
     path = tmp_path / "v5.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA foreign_keys = ON")  # as the gateway opens it: the move must not cascade
-        migrate(conn, MIGRATIONS[:5])
-        # A hub's outbox before the sixth migration: a record in each state, one pending after two
-        # failed attempts, one stamped by an unset clock, and a source key.
-        for n, state in enumerate(("pending", "delivered", "dead", "pending")):
-            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
-                         " dedupe_key, attempts, last_error, delivered_at, dead_reason, dead_at, size_bytes)"
-                         " VALUES (?, 'blood_pressure', 2, ?, ?, '{\"n\":1}', ?, ?, ?, ?, ?, ?, 7)",
-                         (f"r{n}", state, 1_000_000 * (n + 1), f"key-{n}", 2 if n == 0 else 0,
-                          "HTTP 503" if n == 0 else None, 5 if state == "delivered" else None,
-                          "schema" if state == "dead" else None, 6 if state == "dead" else None))
-        conn.execute("INSERT INTO hub_stamps (record_id, boot_id, monotonic) VALUES ('r3', 'boot-a', 12.5)")
-    finally:
-        conn.close()
+    # A hub's outbox before the sixth migration (opened with foreign keys on, so the move must not
+    # cascade): a record in each state, one pending after two failed attempts, one stamped by an
+    # unset clock, each with a source key.
+    write_old_outbox(path, 5, [
+        OldRecord("r0", "pending", 1_000_000, '{"n":1}', "key-0", attempts=2, last_error="HTTP 503"),
+        OldRecord("r1", "delivered", 2_000_000, '{"n":1}', "key-1", delivered_at=5),
+        OldRecord("r2", "dead", 3_000_000, '{"n":1}', "key-2", dead_reason="schema", dead_at=6),
+        OldRecord("r3", "pending", 4_000_000, '{"n":1}', "key-3"),
+    ], [OldStamp("r3", "boot-a", 12.5)])
     with DatabaseFile.open(path) as box:  # opening applies the sixth
         stats = box.stats()
         assert (stats.pending, stats.delivered, stats.dead) == (2, 1, 1)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from old_outbox import OldRecord, write_old_outbox
 from tmpfs import fill, remount, tmpfs
 
 from gateway.errors import DiskFullError, NotDurableError, OutboxCorruptError, OutboxUnavailableError
@@ -34,7 +35,6 @@ from gateway.store import intake as intake_module
 from gateway.store.ids import derived_record_id
 from gateway.store.keeper import IDENTITY_CHECK_S, REOPEN_EVERY_S, OutboxKeeper, corrupt_files
 from gateway.store.reserve import RESERVE_FILE_NAME, DiskReserve
-from gateway.store.schema import MIGRATIONS, migrate
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -152,15 +152,8 @@ def test_salvage_copies_only_the_pending_records_of_either_layout(tmp_path: Path
         box.run(records.mark_delivered([delivered]))
         box.run(records.mark_dead(dead, "refused"))
     legacy = tmp_path / "legacy.sqlite"
-    conn = sqlite3.connect(legacy, isolation_level=None)
-    try:
-        migrate(conn, MIGRATIONS[:5])
-        for n, state in enumerate(("pending", "delivered", "dead")):
-            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
-                         " dedupe_key, size_bytes) VALUES (?, 'blood_glucose', 2, ?, ?, '{}', ?, 2)",
-                         (f"old-{state}", state, 1_000_000 * (n + 1), f"old|{n}"))
-    finally:
-        conn.close()
+    write_old_outbox(legacy, 5, [OldRecord(f"old-{state}", state, 1_000_000 * (n + 1), dedupe_key=f"old|{n}")
+                                 for n, state in enumerate(("pending", "delivered", "dead"))])
 
     with DatabaseFile.open(tmp_path / "fresh.sqlite") as fresh:
         assert fresh.salvage_from(current).records == 1
@@ -287,19 +280,8 @@ def test_an_upgrade_on_a_disk_too_full_to_migrate_keeps_the_old_file_and_holds_r
     # Schema 6 copies the records once: a hub whose disk cannot take the copy must keep its file as it
     # was, start anyway, hold what comes in, and migrate when there is room.
     path = small_disk / "outbox.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        migrate(conn, MIGRATIONS[:5])
-        conn.execute("BEGIN")
-        for n in range(400):
-            conn.execute("INSERT INTO records (record_id, type, priority, state, created_at, payload_json,"
-                         " dedupe_key, size_bytes) VALUES (?, 'blood_glucose', 2, 'pending', ?, ?, ?, 1000)",
-                         (f"old-{n}", n, json.dumps({"pad": "x" * 1000}), f"old|{n}"))
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
+    write_old_outbox(path, 5, [OldRecord(f"old-{n}", created_at=n, payload_json=json.dumps({"pad": "x" * 1000}),
+                                         dedupe_key=f"old|{n}") for n in range(400)])
     filler = fill(small_disk, leave_bytes=128 * 1024)
 
     async def scenario() -> None:
