@@ -26,10 +26,11 @@ from datetime import datetime, tzinfo
 
 from gateway.errors import NotDurableError, StoreError
 from gateway.fleet.service import HealthResult
+from gateway.record import EventValues, PlatformRecord, RecordDevice, RecordType
 from gateway.reload import ReloadPlan
 from gateway.store.api import NewRecord, Priority, RecordState
 from gateway.store.ids import RecordIdFactory
-from gateway.wire import compact, hub_time_source, iso
+from gateway.wire import hub_time_source, iso
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,13 @@ def probe_record(*, gateway_id: str, version: int, at: datetime, synced: bool, t
 
     It concerns the hub, not a resident, so it names none. Its id is made on the hub like any other.
     """
-    record = {
-        "type": "device_status",
-        "device": {"id": gateway_id, "model": "yiyang-gateway", "transport": "hub"},
-        "measured_at": iso(at, tz), "received_at": iso(at, tz), "time_source": hub_time_source(synced).value,
-        "values": {"event": "configuration_applied", "version": version}, "flags": [],
-    }
-    return NewRecord("device_status", Priority.STATUS, compact(record), at, record_id=RecordIdFactory().new_id())
+    record = PlatformRecord(
+        type=RecordType.DEVICE_STATUS,
+        resident_id=None,
+        device=RecordDevice(gateway_id, transport="hub", model="yiyang-gateway"),
+        measured_at=iso(at, tz),
+        received_at=iso(at, tz),
+        time_source=hub_time_source(synced),
+        values=EventValues({"event": "configuration_applied", "version": version}),
+    )
+    return NewRecord("device_status", Priority.STATUS, record.to_json(), at, record_id=RecordIdFactory().new_id())

@@ -24,6 +24,7 @@ from drivers.model import (
 )
 from gateway.alerts.model import Alert, AlertState, Message
 from gateway.errors import GatewayError, RecordFormatError
+from gateway.fleet.health import probe_record
 from gateway.record import MAX_RECORD_CHARS, EventValues, PlatformRecord, RecordType, SpO2Values
 from gateway.store.api import PendingRecord, Priority
 from gateway.uplink.fhir_client import FhirEncoder
@@ -157,3 +158,15 @@ def test_the_fhir_profile_dead_letters_a_malformed_stored_record_naming_its_fiel
     good_one = PendingRecord(RECORD_ID, "blood_pressure", Priority.READING,
                              f'{{"record_id":"{RECORD_ID}",{every_kind()[0].to_json()[1:]}', 0)
     assert FhirEncoder().unsendable_reason(good_one) is None
+
+
+def test_the_fleet_probe_is_a_record_of_the_hub_that_names_no_resident() -> None:
+    at = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    probe = probe_record(gateway_id="gw-0042", version=7, at=at, synced=False, tz=ZoneInfo("Asia/Shanghai"))
+    record = PlatformRecord.from_json(probe.payload_json)
+    assert record.to_json() == probe.payload_json
+    assert (record.type, record.resident_id) == (RecordType.DEVICE_STATUS, None)
+    assert record.time_source is TimeSource.HUB_UNSYNCED
+    assert record.device is not None and (record.device.id, record.device.transport) == ("gw-0042", "hub")
+    assert record.values.as_json() == {"event": "configuration_applied", "version": 7}
+    assert record.measured_at == "2026-11-30T16:00:00.000+08:00"
