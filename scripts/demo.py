@@ -89,7 +89,11 @@ def watch_mqtt(host: str, port: int, seen: dict[str, int], stop: threading.Event
             values = ", ".join(f"{k}={v}" for k, v in body["values"].items())
             say("family", f"reading {body['type']}: {values} {body.get('unit', '')} at {body['measured_at']}")
         elif topic == "status":
-            say("family", f"hub status: {body.get('state')}, queue pending {body.get('queue', {}).get('pending')}")
+            # Delivered records are marked in the outbox every few minutes: until then they count as pending.
+            unmarked = (body.get("uplink") or {}).get("delivered_unmarked") or 0
+            at_platform = f" ({unmarked} of them already at the platform)" if unmarked else ""
+            say("family", f"hub status: {body.get('state')}, queue pending {body.get('queue', {}).get('pending')}"
+                          f"{at_platform}")
 
     client.on_connect = on_connect
     client.on_message = on_message
