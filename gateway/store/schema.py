@@ -138,7 +138,7 @@ _V5_STATE_INDEXES = _sql(
 )
 
 # Delivery rewrote each record's whole row (a few hundred bytes of payload) to change its state: on
-# a backlog, half of what the hub wrote to its SD card and most of an upload's time. A record's data
+# a backlog, as many bytes again as the records themselves and most of an upload's time. A record's data
 # is now written once, in ``record_rows``; its state is which narrow table holds its row: the upload
 # queue (pending), ``deliveries`` or ``dead_letters``. Delivery moves a row of a few dozen bytes.
 # ``row`` is an INTEGER PRIMARY KEY, so a VACUUM or a dump keeps the numbers the state tables use.
