@@ -28,21 +28,34 @@ class SalvageReport:
     unreadable_ranges: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """What to copy from a damaged file: its last row, and queries for the rows of a range [?, ?), tried
+    in order until one reads."""
+
+    last: str
+    ranges: tuple[str, ...]
+
+
 # Pending records, as (record_id, type, priority, created_at, payload_json, dedupe_key, size_bytes):
 # the outbox's own layout (schema 6), or the one table of earlier versions (a file that broke before
-# the gateway that migrates it ever opened it).
-_PENDING_NOW = (
+# the gateway that migrates it ever opened it). In the layout of now a record's state is in another
+# table than its data: where the queue does not read, every record of the range is copied, since
+# sending one the platform has is harmless (it counts a record id once) and losing one is not.
+_PENDING_NOW = _Source(
     "SELECT MAX(row) FROM record_rows",
-    "SELECT r.record_id, r.type, r.priority, r.created_at, r.payload_json, r.dedupe_key, r.size_bytes"
-    " FROM record_rows AS r JOIN upload_queue AS q ON q.row = r.row WHERE r.row >= ? AND r.row < ?",
+    ("SELECT r.record_id, r.type, r.priority, r.created_at, r.payload_json, r.dedupe_key, r.size_bytes"
+     " FROM record_rows AS r JOIN upload_queue AS q ON q.row = r.row WHERE r.row >= ? AND r.row < ?",
+     "SELECT record_id, type, priority, created_at, payload_json, dedupe_key, size_bytes"
+     " FROM record_rows WHERE row >= ? AND row < ?"),
 )
-_PENDING_BEFORE_6 = (
+_PENDING_BEFORE_6 = _Source(
     "SELECT MAX(rowid) FROM records",
-    "SELECT record_id, type, priority, created_at, payload_json, dedupe_key, size_bytes"
-    " FROM records WHERE rowid >= ? AND rowid < ? AND state = 'pending'",
+    ("SELECT record_id, type, priority, created_at, payload_json, dedupe_key, size_bytes"
+     " FROM records WHERE rowid >= ? AND rowid < ? AND state = 'pending'",),
 )
-_ALERTS = ("SELECT MAX(rowid) FROM active_alerts",
-           "SELECT alert_id, alert_json, updated_at FROM active_alerts WHERE rowid >= ? AND rowid < ?")
+_ALERTS = _Source("SELECT MAX(rowid) FROM active_alerts",
+                  ("SELECT alert_id, alert_json, updated_at FROM active_alerts WHERE rowid >= ? AND rowid < ?",))
 
 
 def salvage(damaged: Path, target: sqlite3.Connection) -> SalvageReport:
@@ -89,23 +102,20 @@ def _insert_alert(target: sqlite3.Connection, row: tuple[object, ...]) -> int:
                           row).rowcount
 
 
-def _copy(source: sqlite3.Connection, target: sqlite3.Connection, queries: tuple[str, str],
+def _copy(source: sqlite3.Connection, target: sqlite3.Connection, queries: _Source,
           insert: Callable[[sqlite3.Connection, tuple[object, ...]], int]) -> tuple[int, int]:
-    last_query, range_query = queries
     try:
-        (last,) = source.execute(last_query).fetchone()
+        (last,) = source.execute(queries.last).fetchone()
     except sqlite3.Error:
         return 0, 1
     copied = failed = 0
     start = 0
     while last is not None and start <= last and failed < _MAX_FAILED_STEPS:
         end = start + _ROWS_PER_STEP
-        try:
-            rows = source.execute(range_query, (start, end)).fetchall()
-        except sqlite3.Error:
+        rows = _read_range(source, queries.ranges, start, end)
+        if rows is None:
             failed += 1
-            rows = []
-        if rows:
+        elif rows:
             target.execute("BEGIN IMMEDIATE")
             try:
                 copied += sum(insert(target, row) for row in rows)
@@ -115,3 +125,14 @@ def _copy(source: sqlite3.Connection, target: sqlite3.Connection, queries: tuple
                 raise
         start = end
     return copied, failed
+
+
+def _read_range(source: sqlite3.Connection, queries: tuple[str, ...], start: int,
+                end: int) -> list[tuple[object, ...]] | None:
+    """The rows of [start, end) by the first query that reads them; None if none does."""
+    for query in queries:
+        try:
+            return source.execute(query, (start, end)).fetchall()
+        except sqlite3.Error:
+            continue
+    return None

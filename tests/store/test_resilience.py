@@ -276,6 +276,35 @@ def test_a_full_disk_gives_up_its_reserve_for_alerts_and_holds_readings(small_di
     asyncio.run(scenario())
 
 
+def test_a_damaged_upload_queue_loses_no_pending_record_it_sends_some_again(tmp_path: Path) -> None:
+    # A record's data and its state are in two tables now: a file whose queue no longer reads must not
+    # lose the pending records, even at the price of sending delivered ones again (the platform counts
+    # a record id once).
+    damaged = tmp_path / "damaged.sqlite"
+    with DatabaseFile.open(damaged) as box:
+        accepted = [a.record_id for a in box.run(records.accept([reading(n, key=f"m|{n}", pad=300)
+                                                                  for n in range(40)]))]
+        box.run(records.mark_delivered(accepted[:10]))
+        box.run(records.mark_dead(accepted[10], "refused"))
+    conn = sqlite3.connect(damaged)
+    roots = [root for (root,) in conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'upload_queue' AND rootpage > 0")]
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(damaged.read_bytes())
+    for root in roots:  # the queue and its index: 29 rows, one page each
+        data[page_size * (root - 1): page_size * root] = b"\xa5" * page_size
+    damaged.write_bytes(bytes(data))
+
+    with DatabaseFile.open(tmp_path / "fresh.sqlite") as fresh:
+        report = fresh.salvage_from(damaged)
+        sent = {p.record_id for p in fresh.run(records.pending_batch(max_records=500, max_bytes=10**7))}
+    assert set(accepted[11:]) <= sent  # every pending record
+    assert sent == set(accepted)       # and, the queue unreadable, the others too: sent again, counted once
+    assert report.unreadable_ranges == 0
+
+
 def test_an_upgrade_on_a_disk_too_full_to_migrate_keeps_the_old_file_and_holds_readings(small_disk: Path) -> None:
     # Schema 6 copies the records once: a hub whose disk cannot take the copy must keep its file as it
     # was, start anyway, hold what comes in, and migrate when there is room.
