@@ -275,8 +275,10 @@ def _drain_args(parser: argparse.ArgumentParser) -> None:
 
 def run_all(args: argparse.Namespace) -> int:
     ingest_args = argparse.Namespace(db_dir=args.db_dir, records=2000, batch=100, keep=False)
+    inproc_args = argparse.Namespace(db_dir=args.db_dir, records=100_000, keep=False)
+    group_args = argparse.Namespace(db_dir=args.db_dir, devices=20, keep=False)
     drain_args = argparse.Namespace(db_dir=args.db_dir, records=args.records, timeout=args.timeout, keep=False)
-    return ingest(ingest_args) or drain(drain_args)
+    return ingest(ingest_args) or inproc(inproc_args) or group(group_args) or drain(drain_args)
 
 
 def _group_args(parser: argparse.ArgumentParser) -> None:
@@ -291,7 +293,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "ingest": ("durable acceptance rate, per-record and batched commits", _ingest_args, ingest),
     "drain": ("time for the daemon to drain a backlog to the reference platform; daemon peak RSS",
               _drain_args, drain),
-    "all": ("ingest, then drain", _drain_args, run_all),
+    "all": ("ingest, in-process drain, group commit, then the daemon's drain", _drain_args, run_all),
 }
 
 
