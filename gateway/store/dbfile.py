@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from gateway.errors import OutboxUnavailableError, StorageFullError, StoreError
+from gateway.store import records
 from gateway.store.api import BudgetState, PruneReport, QueueStats
 from gateway.store.budget import Budget, Pruned, StorageLimits, checkpoint
 from gateway.store.ids import RecordIdFactory
@@ -81,7 +82,17 @@ class DatabaseFile:
             conn.close()
             raise
         log.info("outbox opened path=%s migrations_applied=%s", path, applied or "none")
+        database.requeue_stateless()
         return database
+
+    def requeue_stateless(self) -> None:
+        """Records a damaged or hand-edited file left in no state table go back to the queue. Not fatal:
+        an outbox that cannot do it now (a full disk) still opens, and the next open tries again."""
+        try:
+            if self.run(records.stateless_count()):
+                self.run(records.requeue_stateless())
+        except StoreError as exc:
+            log.warning("outbox could not queue records without a state path=%s error=%s", self.path, exc)
 
     def close(self) -> None:
         if self._conn is not None:

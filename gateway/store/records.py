@@ -431,6 +431,36 @@ def state(record_id: str) -> Work[RecordState | None]:
     return read("reading a record's state", run)
 
 
+def stateless_count() -> Work[int]:
+    """How many records are in no state table (neither queued, delivered nor dead): none, unless the file
+    was damaged or edited by hand. Counts only (a few milliseconds), so it can run at every open."""
+
+    def run(tx: Tx) -> int:
+        (rows,) = tx.conn.execute("SELECT COUNT(*) FROM record_rows").fetchone()
+        states = sum(int(tx.conn.execute(query).fetchone()[0]) for query in _COUNT_BY_STATE.values())
+        return max(0, int(rows) - states)
+
+    return read("counting records without a state", run)
+
+
+def requeue_stateless() -> Work[int]:
+    """Queue again the records that are in no state table: sent again (the platform counts a record id
+    once) rather than taken for delivered by the ``records`` view and never sent."""
+
+    def run(tx: Tx) -> int:
+        queued = tx.conn.execute(
+            "INSERT INTO upload_queue (row, priority, created_at, record_id)"
+            " SELECT r.row, r.priority, r.created_at, r.record_id FROM record_rows AS r"
+            " WHERE NOT EXISTS (SELECT 1 FROM upload_queue AS q WHERE q.row = r.row)"
+            " AND NOT EXISTS (SELECT 1 FROM dead_letters AS x WHERE x.row = r.row)"
+            " AND r.row NOT IN (SELECT row FROM deliveries)").rowcount
+        if queued:
+            log.warning("outbox records without a state queued again count=%d", queued)
+        return int(queued)
+
+    return write("queueing records without a state", run)
+
+
 # -- for the budget and the statistics (inside their transactions) ---------------------------------
 
 

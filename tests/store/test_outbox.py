@@ -766,3 +766,25 @@ class OutboxLifecycle(RuleBasedStateMachine):
 
 TestOutboxLifecycle = OutboxLifecycle.TestCase
 TestOutboxLifecycle.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+
+
+def test_a_record_left_in_no_state_is_queued_again_when_the_outbox_opens(tmp_path: Path) -> None:
+    # A record's state is a row in another table than the record: a file damaged or edited by hand
+    # could lose that row, and the records view would then take the record for delivered.
+    path = tmp_path / "outbox.db"
+    with DatabaseFile.open(path) as box:
+        first, second, third = ids(box.run(records.accept([bp(0), bp(1), bp(2)])))
+        box.run(records.mark_delivered([first]))
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute("DELETE FROM upload_queue WHERE record_id = ?", (second,))
+        assert conn.execute("SELECT state FROM records WHERE record_id = ?", (second,)).fetchone() == ("delivered",)
+    finally:
+        conn.close()
+    with DatabaseFile.open(path) as box:
+        assert box.run(records.state(second)) is RecordState.PENDING
+        assert [p.record_id for p in box.run(records.pending_batch())] == [second, third]
+        stats = box.stats()
+        assert (stats.pending, stats.delivered, stats.dead) == (2, 1, 0)
+        assert box.run(records.stateless_count()) == 0
