@@ -50,12 +50,12 @@ def correct(correction: ClockCorrection) -> Work[Retimed]:
 
 def _correct(conn: sqlite3.Connection, correction: ClockCorrection) -> Retimed:
     rows = conn.execute(
-        "SELECT r.record_id, r.payload_json, r.created_at FROM hub_stamps AS s JOIN record_rows AS r USING (record_id)"
+        "SELECT r.row, r.payload_json, r.created_at FROM hub_stamps AS s JOIN record_rows AS r USING (record_id)"
         " JOIN upload_queue AS q ON q.row = r.row WHERE s.boot_id = ? AND s.monotonic < ?",
         (correction.boot_id, correction.before_monotonic)).fetchall()
-    for record_id, payload, created_us in rows:
+    for row, payload, created_us in rows:
         new_payload, new_created = retimed_payload(payload, created_us, [correction])
-        _rewrite(conn, record_id, new_payload, new_created)
+        _rewrite(conn, row, new_payload, new_created)
     estimated_count = 0
     if correction.synced:
         # Corrected for good; what was already uploaded keeps hub_unsynced (the platform has it).
@@ -71,22 +71,21 @@ def _estimate_earlier_boots(conn: sqlite3.Connection, correction: ClockCorrectio
     floor_us = to_us(correction.plausible_from, "plausible_from")
     ceiling_us = to_us(correction.now, "now") + round(FUTURE_TOLERANCE_S * 1_000_000)
     rows = conn.execute(
-        "SELECT r.record_id, r.payload_json FROM hub_stamps AS s JOIN record_rows AS r USING (record_id)"
+        "SELECT r.row, r.record_id, r.payload_json FROM hub_stamps AS s JOIN record_rows AS r USING (record_id)"
         " JOIN upload_queue AS q ON q.row = r.row WHERE s.boot_id != ? AND (r.created_at < ? OR r.created_at > ?)",
         (correction.boot_id, floor_us, ceiling_us)).fetchall()
     started_us = to_us(correction.boot_started_at, "boot_started_at")
-    for record_id, payload in rows:
-        _rewrite(conn, record_id, estimated(payload, correction.boot_started_at), started_us)
+    for row, record_id, payload in rows:
+        _rewrite(conn, row, estimated(payload, correction.boot_started_at), started_us)
         conn.execute("DELETE FROM hub_stamps WHERE record_id = ?", (record_id,))
     return len(rows)
 
 
-def _rewrite(conn: sqlite3.Connection, record_id: str, payload: str, created_us: int) -> None:
+def _rewrite(conn: sqlite3.Connection, row: int, payload: str, created_us: int) -> None:
     # The queue orders by the same date: both change together.
-    conn.execute("UPDATE record_rows SET payload_json = ?, created_at = ?, size_bytes = ? WHERE record_id = ?",
-                 (payload, created_us, len(payload.encode()), record_id))
-    conn.execute("UPDATE upload_queue SET created_at = ? WHERE row = (SELECT row FROM record_rows WHERE record_id = ?)",
-                 (created_us, record_id))
+    conn.execute("UPDATE record_rows SET payload_json = ?, created_at = ?, size_bytes = ? WHERE row = ?",
+                 (payload, created_us, len(payload.encode()), row))
+    conn.execute("UPDATE upload_queue SET created_at = ? WHERE row = ?", (created_us, row))
 
 
 HELD_CONDITION = ("NOT (q.created_at < :held_before AND EXISTS (SELECT 1 FROM hub_stamps AS s"
