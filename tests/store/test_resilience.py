@@ -48,6 +48,23 @@ def alert(n: int) -> NewRecord:
     return NewRecord("alert", Priority.ALERT, f'{{"alert":{n}}}', T0)
 
 
+def damage_root_pages(path: Path, table: str) -> None:
+    """Overwrite the root page of ``table`` and of each of its indexes with garbage (a small table is its
+    root page), after writing the WAL back into the file."""
+    conn = sqlite3.connect(path)
+    try:
+        roots = [root for (root,) in conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE tbl_name = ? AND rootpage > 0", (table,))]
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    data = bytearray(path.read_bytes())
+    for root in roots:
+        data[page_size * (root - 1): page_size * root] = b"\xa5" * page_size
+    path.write_bytes(bytes(data))
+
+
 class Ticks:
     """The keeper's monotonic clock, moved by the test."""
 
@@ -120,16 +137,7 @@ def test_corruption_found_while_running_salvages_the_pending_records(tmp_path: P
     keeper.call(lambda box: box.run(cursors.put("gls", "17")))
     keeper.close()
     # Damage the motion_snippets table only: the records table still reads, the file is corrupt.
-    conn = sqlite3.connect(path)
-    roots = [root for (root,) in conn.execute(
-        "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'motion_snippets' AND rootpage > 0")]
-    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    data = bytearray(path.read_bytes())
-    for root in roots:  # the table and its index
-        data[page_size * (root - 1): page_size * root] = b"\xa5" * page_size
-    path.write_bytes(bytes(data))
+    damage_root_pages(path, "motion_snippets")
 
     keeper = OutboxKeeper(path, DatabaseFile.open)
     with pytest.raises(OutboxCorruptError):
@@ -286,16 +294,7 @@ def test_a_damaged_upload_queue_loses_no_pending_record_it_sends_some_again(tmp_
                                                                   for n in range(40)]))]
         box.run(records.mark_delivered(accepted[:10]))
         box.run(records.mark_dead(accepted[10], "refused"))
-    conn = sqlite3.connect(damaged)
-    roots = [root for (root,) in conn.execute(
-        "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'upload_queue' AND rootpage > 0")]
-    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    data = bytearray(damaged.read_bytes())
-    for root in roots:  # the queue and its index: 29 rows, one page each
-        data[page_size * (root - 1): page_size * root] = b"\xa5" * page_size
-    damaged.write_bytes(bytes(data))
+    damage_root_pages(damaged, "upload_queue")  # the queue and its index: 29 rows, one page each
 
     with DatabaseFile.open(tmp_path / "fresh.sqlite") as fresh:
         report = fresh.salvage_from(damaged)
